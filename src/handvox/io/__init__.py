@@ -1,0 +1,1 @@
+"""Reading and writing data as the public datasets distribute it."""

@@ -1,0 +1,151 @@
+"""The community's text format for hand joints: one frame a line, J x (u v d) numbers.
+
+Variants read here:
+- plain: ``u1 v1 d1 ... uJ vJ dJ`` (the published methods' files, NYU/ICVL test labels);
+- named: a first token that is not a number, e.g. ICVL's ``test_seq_1/image_0000.png u1 v1 d1 ...``;
+- lines ending in ``\\r\\r\\n``, trailing spaces, blank lines (skipped);
+- handvox's own files, which start with a ``# handvox labels kind=xyz ...`` header so that xyz
+  predictions (mm, OpenCV frame) are not mistaken for uvd. Other ``#`` lines are comments.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from handvox.errors import DataError
+
+HEADER_PREFIX = "# handvox labels"
+
+
+@dataclass
+class LabelFile:
+    """Joints read from a label file.
+
+    Attributes:
+        joints: ``(N, J, 3)`` float64, uvd or xyz as ``kind`` says.
+        kind: ``"uvd"``, ``"xyz"``, or ``None`` when the file does not say (community files: uvd).
+        names: the per-line frame names where the file has them, else None.
+        path: where it was read from.
+    """
+
+    joints: np.ndarray
+    kind: str | None
+    names: list[str] | None
+    path: Path
+
+
+def _parse_header(line: str) -> dict[str, str]:
+    fields = line[len(HEADER_PREFIX) :].split()
+    return dict(f.split("=", 1) for f in fields if "=" in f)
+
+
+def read_labels(path: str | Path, num_joints: int | None = None) -> LabelFile:
+    """Read a label file in any of the variants above.
+
+    Args:
+        path: the file.
+        num_joints: expected joints per line; checked when given.
+    Raises:
+        DataError: missing/unreadable file, no frames, non-numeric values, NaN/inf, a line whose
+            count is not 3 x J, or lines with different joint counts. The message names the file
+            and the line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(path, f"unreadable as a text label file ({e})") from None
+
+    kind = None
+    rows: list[list[float]] = []
+    names: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            if line.startswith(HEADER_PREFIX):
+                kind = _parse_header(line).get("kind")
+            continue
+        tokens = line.split()
+        name = None
+        try:
+            float(tokens[0])
+        except ValueError:
+            name, tokens = tokens[0], tokens[1:]
+        try:
+            values = [float(t) for t in tokens]
+        except ValueError as e:
+            raise DataError(path, f"line {lineno}: not a number ({e})") from None
+        if not values or len(values) % 3:
+            raise DataError(
+                path, f"line {lineno}: {len(values)} numbers, not a multiple of 3 (u v d per joint)"
+            )
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(path, f"line {lineno}: NaN or infinite value")
+        if rows and len(values) != len(rows[0]):
+            raise DataError(
+                path,
+                f"line {lineno}: {len(values) // 3} joints, but earlier lines have "
+                f"{len(rows[0]) // 3}",
+            )
+        rows.append(values)
+        if name is not None:
+            names.append(name)
+    if not rows:
+        raise DataError(path, "no frames in label file (empty or only comments)")
+    if names and len(names) != len(rows):
+        raise DataError(path, "some lines have a frame name and others do not")
+    joints = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1, 3)
+    if num_joints is not None and joints.shape[1] != num_joints:
+        raise DataError(path, f"{joints.shape[1]} joints per line, expected {num_joints}")
+    if kind not in (None, "uvd", "xyz"):
+        raise DataError(path, f"unknown label kind {kind!r} in header")
+    return LabelFile(joints, kind, names or None, path)
+
+
+def write_labels(
+    path: str | Path,
+    joints: np.ndarray,
+    kind: str = "uvd",
+    names: list[str] | None = None,
+    joint_set: str | None = None,
+    header: bool | None = None,
+) -> None:
+    """Write ``(N, J, 3)`` joints one frame a line, atomically (temp file, then rename).
+
+    Args:
+        kind: ``"uvd"`` (community) or ``"xyz"`` (mm, OpenCV frame).
+        names: optional frame name written as each line's first token.
+        header: write the ``# handvox labels`` header line. Defaults to True for xyz (which must
+            be told apart from uvd) and False for uvd (so community tools read the file).
+    """
+    path = Path(path)
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[2] != 3:
+        raise ValueError(f"joints must be (N, J, 3), got {joints.shape}")
+    if kind not in ("uvd", "xyz"):
+        raise ValueError(f"kind must be 'uvd' or 'xyz', got {kind!r}")
+    if names is not None and len(names) != len(joints):
+        raise ValueError(f"{len(names)} names for {len(joints)} frames")
+    if header is None:
+        header = kind == "xyz"
+    lines = []
+    if header:
+        extra = f" joint_set={joint_set}" if joint_set else ""
+        units = "mm" if kind == "xyz" else "px,px,mm"
+        lines.append(f"{HEADER_PREFIX} kind={kind}{extra} units={units}")
+    for i, frame in enumerate(joints):
+        nums = " ".join(f"{v:.3f}" for v in frame.reshape(-1))
+        lines.append(f"{names[i]} {nums}" if names is not None else nums)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,21 @@
+"""Shared fixtures. Tests that need ../shared skip where it is absent (an outside user), except
+under CI (HANDVOX_REQUIRE_SHARED=1), where its absence is a failure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The reference-data folder ``../shared`` beside the checkout."""
+    if not (SHARED / "data").is_dir():
+        if os.environ.get("HANDVOX_REQUIRE_SHARED") == "1":
+            pytest.fail(f"{SHARED} is absent but HANDVOX_REQUIRE_SHARED=1")
+        pytest.skip(f"{SHARED} is absent: reference-data tests skipped")
+    return SHARED
