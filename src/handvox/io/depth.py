@@ -1,0 +1,213 @@
+"""Depth images as the public datasets store them, decoded to float32 millimetres.
+
+Encodings:
+- ``nyu``: 8-bit RGB PNG, depth = (G << 8) | B, R = 0 (NYU hand pose dataset).
+- ``png16``: 16-bit grayscale PNG in mm, 0 = invalid (ICVL, most sensor dumps).
+- ``msra``: MSRA 2015 ``.bin``: six uint32 ``img_width img_height left top right bottom``, then
+  ``(right - left) * (bottom - top)`` float32 depths of the box ``[left, right) x [top, bottom)`` in
+  row order; pixels outside the box are 0.
+- ``npy``: a NumPy ``(H, W)`` array of depths in mm.
+
+An image with no valid pixel is returned as is: whether it holds a hand is for segmentation to say.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from handvox.errors import DataError
+
+ENCODINGS = ("auto", "nyu", "png16", "msra", "npy")
+_MSRA_HEADER = np.dtype("<u4")
+_MSRA_VALUES = np.dtype("<f4")
+
+
+def check_depth(depth: np.ndarray, path: str | Path | None = None) -> np.ndarray:
+    """Check that ``depth`` is a ``(H, W)`` float32 array of finite, non-negative mm.
+
+    Returns ``depth`` unchanged. Raises DataError naming ``path``. An all-zero image passes.
+    """
+    if not isinstance(depth, np.ndarray) or depth.ndim != 2:
+        raise DataError(path, f"depth must be a 2-D (H, W) array, got {np.shape(depth)}")
+    if depth.dtype != np.float32:
+        raise DataError(path, f"depth must be float32, got {depth.dtype}")
+    if not np.isfinite(depth).all():
+        raise DataError(path, "depth holds NaN or infinite values")
+    if (depth < 0).any():
+        raise DataError(path, "depth holds negative values")
+    return depth
+
+
+_PNG16_MODES = ("I;16", "I;16B", "I;16L", "I")  # Pillow's modes for 16-bit grayscale PNGs
+
+
+def _load_image(path: Path) -> tuple[str, np.ndarray]:
+    """The image's Pillow mode and its pixels (decoded now, so corrupt data fails here)."""
+    try:
+        with Image.open(path) as image:
+            return image.mode, np.asarray(image)
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DataError(path, f"unreadable or corrupt image ({e})") from None
+
+
+def _decode_nyu(mode: str, rgb: np.ndarray, path: Path) -> np.ndarray:
+    if mode != "RGB":
+        raise DataError(path, f"NYU depth must be an 8-bit RGB PNG, got mode {mode}")
+    # A non-zero red channel means a colour image (e.g. NYU's rgb_*.png), not encoded depth.
+    if rgb[..., 0].any():
+        raise DataError(path, "red channel is not zero: not an NYU-encoded depth image")
+    depth = (rgb[..., 1].astype(np.uint16) << 8) | rgb[..., 2]
+    return depth.astype(np.float32)
+
+
+def _decode_png16(mode: str, pixels: np.ndarray, path: Path) -> np.ndarray:
+    if mode not in _PNG16_MODES:
+        raise DataError(path, f"expected a 16-bit grayscale PNG, got mode {mode}")
+    if pixels.dtype.kind == "i" and (pixels.min() < 0 or pixels.max() > 65535):
+        raise DataError(path, "pixel values outside the 16-bit range")
+    return pixels.astype(np.float32)
+
+
+def read_msra_bin(path: str | Path, width: int = 320, height: int = 240) -> np.ndarray:
+    """Read an MSRA 2015 ``.bin`` depth file into a full image.
+
+    Args:
+        width, height: the image size the header must state.
+    Returns:
+        ``(height, width)`` float32 mm, 0 outside the stored bounding box.
+    Raises:
+        DataError: missing file, bad header, wrong byte length, non-finite values.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except OSError as e:
+        raise DataError(path, f"unreadable ({e})") from None
+    if len(data) < 24:
+        raise DataError(path, f"truncated: {len(data)} bytes, shorter than the 24-byte header")
+    img_w, img_h, left, top, right, bottom = (int(v) for v in np.frombuffer(data, _MSRA_HEADER, 6))
+    if (img_w, img_h) != (width, height):
+        raise DataError(path, f"header says {img_w}x{img_h} image, expected {width}x{height}")
+    if not (0 <= left < right <= img_w and 0 <= top < bottom <= img_h):
+        raise DataError(
+            path, f"bad bounding box left={left} top={top} right={right} bottom={bottom}"
+        )
+    box_h, box_w = bottom - top, right - left
+    expected = 24 + 4 * box_w * box_h
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "trailing bytes"
+        raise DataError(path, f"{what}: {len(data)} bytes, the header implies {expected}")
+    box = np.frombuffer(data, _MSRA_VALUES, box_w * box_h, offset=24).reshape(box_h, box_w)
+    depth = np.zeros((img_h, img_w), np.float32)
+    depth[top:bottom, left:right] = box
+    return check_depth(depth, path)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(path, f"unreadable or corrupt .npy file ({e})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise DataError(path, f"expected a numeric array, got {getattr(array, 'dtype', array)}")
+    if array.ndim != 2:
+        raise DataError(path, f"expected a 2-D (H, W) depth array, got shape {array.shape}")
+    return check_depth(array.astype(np.float32), path)
+
+
+def read_depth(path: str | Path, encoding: str = "auto") -> np.ndarray:
+    """Read a depth image as ``(H, W)`` float32 mm.
+
+    Args:
+        encoding: one of :data:`ENCODINGS`. ``auto`` picks by extension (``.bin`` msra, ``.npy``
+            npy) and otherwise by image mode (RGB: nyu, 16-bit grayscale: png16).
+    Raises:
+        DataError: missing, unreadable or corrupt file, wrong mode or shape, NaN.
+    """
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown depth encoding {encoding!r}; choose one of {ENCODINGS}")
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if encoding == "msra" or (encoding == "auto" and suffix == ".bin"):
+        return read_msra_bin(path)
+    if encoding == "npy" or (encoding == "auto" and suffix == ".npy"):
+        return _read_npy(path)
+    mode, pixels = _load_image(path)
+    if encoding == "auto":
+        if mode not in ("RGB", *_PNG16_MODES):
+            raise DataError(
+                path, f"image mode {mode} is no depth encoding (RGB: NYU, 16-bit grayscale: png16)"
+            )
+        encoding = "nyu" if mode == "RGB" else "png16"
+    if encoding == "nyu":
+        return _decode_nyu(mode, pixels, path)
+    return _decode_png16(mode, pixels, path)
+
+
+# --- writers -----------------------------------------------------------------------------------
+def _to_uint16(depth: np.ndarray) -> np.ndarray:
+    """Round mm to whole millimetres (what the 16-bit formats hold)."""
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+    if not np.isfinite(depth).all() or depth.min(initial=0) < 0 or depth.max(initial=0) > 65535:
+        raise ValueError("depth must be finite and within 0..65535 mm for a 16-bit format")
+    return np.rint(depth).astype(np.uint16)
+
+
+def _atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)``, then rename over ``path`` so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_nyu_depth(path: str | Path, depth: np.ndarray) -> None:
+    """Write ``(H, W)`` mm as an NYU RGB PNG (rounded to whole mm)."""
+    d = _to_uint16(depth)
+    rgb = np.zeros((*d.shape, 3), np.uint8)
+    rgb[..., 1] = d >> 8
+    rgb[..., 2] = d & 0xFF
+    _atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
+
+
+def write_png16(path: str | Path, depth: np.ndarray) -> None:
+    """Write ``(H, W)`` mm as a 16-bit grayscale PNG (rounded to whole mm)."""
+    d = _to_uint16(depth)
+    _atomic_write(path, lambda tmp: Image.fromarray(d).save(tmp, format="PNG"))
+
+
+def write_msra_bin(path: str | Path, depth: np.ndarray) -> None:
+    """Write ``(H, W)`` mm as an MSRA ``.bin`` holding the bounding box of non-zero pixels.
+
+    An all-zero image is stored as a 1x1 box of 0 at the origin (the format has no empty box).
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+    if not np.isfinite(depth).all():
+        raise ValueError("depth must be finite")
+    rows, cols = np.nonzero(depth)
+    if rows.size:
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    else:
+        top, bottom, left, right = 0, 1, 0, 1
+    h, w = depth.shape
+    header = np.array([w, h, left, top, right, bottom], _MSRA_HEADER)
+    box = np.ascontiguousarray(depth[top:bottom, left:right], _MSRA_VALUES)
+    _atomic_write(path, lambda tmp: tmp.write_bytes(header.tobytes() + box.tobytes()))
