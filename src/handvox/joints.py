@@ -130,9 +130,7 @@ for _i in range(5):
     _msra_bones += [(0, _base), (_base, _base + 1), (_base + 1, _base + 2), (_base + 2, _base + 3)]
 MSRA21 = _make("msra21", _msra_names, _msra_bones)
 
-JOINT_SETS: dict[str, JointSet] = {
-    s.name: s for s in (CANONICAL21, NYU36, NYU14, ICVL16, MSRA21)
-}
+JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (CANONICAL21, NYU36, NYU14, ICVL16, MSRA21)}
 # The joint set each dataset is scored on.
 DATASET_JOINT_SETS = {"nyu": NYU14, "icvl": ICVL16, "msra": MSRA21}
 
