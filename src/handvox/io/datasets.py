@@ -56,13 +56,19 @@ def collate_records(records: list[HandRecord]) -> list[HandRecord]:
 
 
 def open_dataset(name: str, root: str | Path, **kwargs) -> FrameDataset:
-    """Open a dataset by name: ``nyu``, ``icvl`` or ``msra``; ``kwargs`` go to its class."""
+    """Open a dataset by name: nyu, icvl, msra or synthetic; kwargs go to its class."""
     # Imported here: the readers import this module for FrameDataset.
     from handvox.io.icvl import ICVLDataset
     from handvox.io.msra import MSRADataset
     from handvox.io.nyu import NYUDataset
+    from handvox.io.synthetic import SyntheticDataset
 
-    classes = {"nyu": NYUDataset, "icvl": ICVLDataset, "msra": MSRADataset}
+    classes = {
+        "nyu": NYUDataset,
+        "icvl": ICVLDataset,
+        "msra": MSRADataset,
+        "synthetic": SyntheticDataset,
+    }
     try:
         cls = classes[name.lower()]
     except KeyError:

@@ -1,0 +1,753 @@
+"""Synthetic training data: a job runner that calls a per-frame generator and writes a dataset.
+
+A generator is any callable ``make_frame(index, rng) -> SynthFrame`` (:data:`FrameGenerator`).
+Frame ``i`` is always made with ``rng = np.random.default_rng([seed, i])``, so its content
+depends on ``(seed, i)`` alone: not on sharding, worker count, or how often the job was resumed.
+:func:`synthesize` runs the job; :class:`handvox.io.synthetic.SyntheticDataset` reads the result.
+
+Layout of a dataset folder::
+
+    meta.json                     camera, seed, frame count, chunk size, generator, encodings
+    chunks/chunk_000000/          frames 0 .. K-1 (K = chunk_size; the last chunk may be shorter)
+        labels.npz                frame_index (K,), box (K, 4), offsets_<image> (K+1,),
+                                  joints_<set> (K, J, 3), pose (K, P), shape (K, B),
+                                  shape_id (K,), extra_<name> (K, ...)
+        raw.npy, clean.npy        (N,) uint8: the frames' encoded crops, back to back
+        extra_<name>.npy          the same for each (H, W) image in ``SynthFrame.extra``
+
+Storage decision, by measurement (``benchmarks/synth_write_speed.py --frames 256``: toy hands at
+640x480 with :mod:`handvox.noise` Kinect noise; CPU ms a frame on a shared, loaded 2-core
+machine, so an idle core does better):
+
+* Depth is stored as uint16: ``raw`` in 1 mm units (what a real sensor's file holds: NYU and ICVL
+  store integer mm, and the Kinect's own disparity steps are 1-2 mm at hand range) and ``clean``
+  in 0.25 mm units (error <= 0.125 mm, range up to 16383.75 mm), both rounded to nearest.
+  Values must be finite and in range; 0 marks invalid (raw) or background (clean).
+* Each frame keeps only the box holding every non-zero pixel of all its images (one box per
+  frame, ``(u0, v0, u1, v1)`` half-open), compressed with zlib level 1 (``compression="zlib"``).
+  Hand only: 0.76 ms and 22 kB a frame (raw, clean and an 8-bit part image) where whole frames
+  cost 2.4 ms and 1.2 MB as uint16 ``.npy``, 4.7 ms (21 kB) with ``np.savez_compressed`` and
+  4.5 ms (25 kB) as 16-bit PNG (Pillow, level 1); the crop uncompressed: 0.36 ms, 120 kB.
+* A scene with a full-frame background (a wall) leaves nothing to crop: zlib then costs about
+  4 ms and 88 kB a frame, ``compression="none"`` 3 ms and 1.5 MB (no format tried was under 1 ms
+  there; a faster codec such as zstd could be added as another ``compression`` value).
+* Frames are compressed one by one and stored back to back with an offset table, so the reader
+  decodes one frame from a memory map of one ``.npy`` (about 1.5 ms a frame, raw and clean, in
+  random order) instead of inflating a whole chunk per item.
+
+Sharding: shard ``i/N`` (1-based) writes the chunks ``c`` with ``c % N == i - 1``; shards never
+touch each other's files, so N machines may share one folder. Every shard writes the same
+``meta.json`` (derived from the arguments and frame 0, never from time or host).
+
+Resumption: a chunk is built in ``chunks/.chunk_XXXXXX.<tag>.partial/`` and renamed to its final
+name when complete, so a killed job leaves only complete chunks and partial folders. A restart
+deletes its shard's partial folders, skips chunks that exist (checked: labels readable, frame
+count and blob sizes as expected) and writes the rest. The rename protects against the process
+being killed, not against power loss (nothing is fsynced).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from handvox.camera import Camera
+from handvox.errors import DataError, HandvoxError
+from handvox.joints import CANONICAL21, convert_joints
+
+FORMAT = "handvox-synth"
+FORMAT_VERSION = 1
+CHUNK_DIR = "chunks"
+META_NAME = "meta.json"
+INVALID_DEPTH = 0
+# name -> (stored dtype, mm per stored unit); see the module docstring.
+DEPTH_ENCODING = {"raw": ("uint16", 1.0), "clean": ("uint16", 0.25)}
+COMPRESSIONS = ("zlib", "none")
+_ZLIB_LEVEL = 1
+
+
+@dataclass
+class SynthFrame:
+    """One generated frame.
+
+    Attributes:
+        raw: ``(H, W)`` float32 noisy depth, mm; 0 = invalid (no measurement).
+        clean: ``(H, W)`` float32 noise-free depth, mm; 0 = background (nothing rendered).
+        joints_xyz: joint set name -> ``(J, 3)`` float32 mm, OpenCV camera frame. Holds
+            ``"canonical21"`` always, plus any marker sets (``"nyu14"``, ``"icvl16"``, ...).
+        pose: ``(P,)`` float32 pose parameters (``P = 30`` for :mod:`handvox.kinematics`).
+        shape: ``(B,)`` float32 hand shape, e.g. bone lengths in mm.
+        shape_id: name of the hand shape (subject) the frame was made with.
+        extra: more per-frame arrays; an ``(H, W)`` one is stored as an image (cropped with the
+            depth, 0 outside the crop), any other shape as is. Same keys, shapes and dtypes
+            in every frame.
+    """
+
+    raw: np.ndarray
+    clean: np.ndarray
+    joints_xyz: dict[str, np.ndarray]
+    pose: np.ndarray
+    shape: np.ndarray
+    shape_id: str = ""
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+FrameGenerator = Callable[[int, np.random.Generator], SynthFrame]
+
+
+def frame_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator frame ``index`` of a dataset with ``seed`` is made with."""
+    return np.random.default_rng([seed, index])
+
+
+def hand_frame_generator(config: dict) -> FrameGenerator:
+    """The real generator: sampled pose -> kinematics -> depth rendering -> sensor noise.
+
+    STUB: to be filled by the lead once handvox.kinematics, render and noise are in. It must
+    return a picklable callable (module-level function, ``functools.partial`` or a dataclass
+    instance with ``__call__``) so ``--workers`` can send it to spawned processes.
+
+    Args:
+        config: ``{"camera": Camera, ...}``.
+    """
+    raise NotImplementedError("the hand generator is being built")
+
+
+# --- shards -------------------------------------------------------------------------------------
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/N"`` (1-based, ``1 <= i <= N``) -> ``(i, N)``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not m:
+        raise ValueError(f"shard {spec!r}: expected i/N, e.g. 1/4")
+    i, n = int(m[1]), int(m[2])
+    _check_shard((i, n))
+    return i, n
+
+
+def _check_shard(shard: tuple[int, int]) -> None:
+    i, n = shard
+    if not (n >= 1 and 1 <= i <= n):
+        raise ValueError(f"shard {i}/{n}: need 1 <= i <= N (shards are numbered from 1)")
+
+
+def shard_chunks(num_chunks: int, shard: tuple[int, int]) -> list[int]:
+    """Chunk indices that shard ``(i, N)`` writes: ``c % N == i - 1``."""
+    _check_shard(shard)
+    i, n = shard
+    return list(range(i - 1, num_chunks, n))
+
+
+def chunk_name(c: int) -> str:
+    return f"chunk_{c:06d}"
+
+
+def chunk_frames(c: int, frames: int, chunk_size: int) -> range:
+    """Global frame indices held by chunk ``c``."""
+    return range(c * chunk_size, min((c + 1) * chunk_size, frames))
+
+
+# --- frame schema (from frame 0) and checks -----------------------------------------------------
+def _as_f32(a, what: str, index: int, shape: tuple | None = None) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"frame {index}: {what} has shape {a.shape}, expected {shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"frame {index}: {what} holds NaN or inf")
+    return a
+
+
+def _schema(frame: SynthFrame, camera: Camera) -> dict:
+    """What every frame of the dataset must look like, from frame 0 (goes into meta.json)."""
+    hw = (camera.height, camera.width)
+    if "canonical21" not in frame.joints_xyz:
+        raise ValueError("frame 0: joints_xyz lacks 'canonical21'")
+    images, arrays = {}, {}
+    for name, a in sorted(frame.extra.items()):
+        a = np.asarray(a)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise ValueError(f"frame 0: extra name {name!r}: use letters, digits and _")
+        if a.dtype.hasobject:
+            raise ValueError(f"frame 0: extra {name!r} has object dtype")
+        if a.shape == hw:
+            images[name] = a.dtype.str
+        else:
+            arrays[name] = {"shape": list(a.shape), "dtype": a.dtype.str}
+    return {
+        "joint_sets": {k: int(np.shape(v)[0]) for k, v in sorted(frame.joints_xyz.items())},
+        "pose_dim": int(np.size(frame.pose)),
+        "shape_dim": int(np.size(frame.shape)),
+        "extra_images": images,
+        "extra_arrays": arrays,
+    }
+
+
+def _to_uint(a: np.ndarray, unit_mm: float, what: str, index: int) -> np.ndarray:
+    """Depth crop in mm -> stored uint16 units, rounded to nearest."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"frame {index}: {what} depth holds NaN or inf (use 0 for invalid)")
+    if a.size:
+        lo, hi, top = float(a.min()), float(a.max()), 65535 * unit_mm
+        if lo < 0 or hi > top:
+            raise ValueError(
+                f"frame {index}: {what} depth spans {lo:.1f}..{hi:.1f} mm, outside 0..{top}"
+            )
+    return np.rint(a / np.float32(unit_mm) if unit_mm != 1.0 else a).astype(np.uint16)
+
+
+def encode_frame(
+    frame: SynthFrame, index: int, schema: dict, camera: Camera, compression: str
+) -> dict:
+    """Check ``frame`` against the schema and turn it into what a chunk stores.
+
+    Returns:
+        ``{"box": (u0, v0, u1, v1), "blobs": {image: bytes}, "arrays": {label: array}}``.
+    """
+    hw = (camera.height, camera.width)
+    images = {}
+    for name in DEPTH_ENCODING:
+        images[name] = np.asarray(getattr(frame, name), dtype=np.float32)
+        if images[name].shape != hw:
+            raise ValueError(f"frame {index}: {name} is {images[name].shape}, camera is {hw}")
+    extra = {k: np.asarray(v) for k, v in frame.extra.items()}
+    if set(extra) != set(schema["extra_images"]) | set(schema["extra_arrays"]):
+        raise ValueError(f"frame {index}: extra keys {sorted(extra)} differ from frame 0's")
+    for name, dt in schema["extra_images"].items():
+        if extra[name].shape != hw or extra[name].dtype.str != dt:
+            raise ValueError(f"frame {index}: extra {name!r} is not a {hw} {dt} image")
+        images[f"extra_{name}"] = extra[name]
+    arrays = {}
+    for name, spec in schema["extra_arrays"].items():
+        a = extra[name]
+        if list(a.shape) != spec["shape"] or a.dtype.str != spec["dtype"]:
+            raise ValueError(f"frame {index}: extra {name!r} is {a.shape} {a.dtype}, not {spec}")
+        arrays[f"extra_{name}"] = a
+    if set(frame.joints_xyz) != set(schema["joint_sets"]):
+        raise ValueError(f"frame {index}: joint sets {sorted(frame.joints_xyz)} differ")
+    for name, j in schema["joint_sets"].items():
+        arrays[f"joints_{name}"] = _as_f32(frame.joints_xyz[name], f"joints {name}", index, (j, 3))
+    arrays["pose"] = _as_f32(frame.pose, "pose", index, (schema["pose_dim"],))
+    arrays["shape"] = _as_f32(frame.shape, "shape", index, (schema["shape_dim"],))
+    arrays["shape_id"] = np.str_(frame.shape_id)
+
+    # The box is found on the float depth (NaN counts as non-zero, so the checks below see it);
+    # only the crop is converted, which keeps the cost off the empty part of the frame.
+    box = crop_box(list(images.values()))
+    u0, v0, u1, v1 = box
+    blobs = {}
+    for key, a in images.items():
+        crop = a[v0:v1, u0:u1]
+        if key in DEPTH_ENCODING:
+            crop = _to_uint(crop, DEPTH_ENCODING[key][1], key, index)
+        blobs[key] = encode_image(crop, compression)
+    return {"box": box, "blobs": blobs, "arrays": arrays}
+
+
+# --- image codec --------------------------------------------------------------------------------
+def crop_box(images: Sequence[np.ndarray]) -> tuple[int, int, int, int]:
+    """Smallest ``(u0, v0, u1, v1)`` holding every non-zero pixel of ``images`` (all ``(H, W)``);
+    ``(0, 0, 0, 0)`` when all are zero."""
+    mask = images[0] != 0
+    for a in images[1:]:
+        mask |= a != 0
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return 0, 0, 0, 0
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def encode_image(crop: np.ndarray, compression: str) -> bytes:
+    """An image crop as bytes (C order), zlib-compressed unless ``compression == "none"``."""
+    data = np.ascontiguousarray(crop).tobytes()
+    return zlib.compress(data, _ZLIB_LEVEL) if compression == "zlib" else data
+
+
+def decode_image(
+    buf, box: tuple[int, int, int, int], hw: tuple[int, int], dtype, compression: str
+) -> np.ndarray:
+    """Inverse of :func:`encode_image`: an ``(H, W)`` image, 0 outside ``box``."""
+    u0, v0, u1, v1 = (int(x) for x in box)
+    data = zlib.decompress(buf) if compression == "zlib" else bytes(buf)
+    out = np.zeros(hw, dtype=dtype)
+    out[v0:v1, u0:u1] = np.frombuffer(data, dtype=dtype).reshape(v1 - v0, u1 - u0)
+    return out
+
+
+# --- chunks -------------------------------------------------------------------------------------
+def _write_chunk(chunks_dir: Path, c: int, first: int, encoded: list[dict]) -> bool:
+    """Write one chunk of :func:`encode_frame` outputs atomically; False when another process
+    wrote it first."""
+    final = chunks_dir / chunk_name(c)
+    tmp = chunks_dir / f".{chunk_name(c)}.{os.getpid()}-{os.urandom(4).hex()}.partial"
+    tmp.mkdir()
+    try:
+        labels = {
+            "frame_index": np.arange(first, first + len(encoded), dtype=np.int64),
+            "box": np.asarray([e["box"] for e in encoded], dtype=np.int32).reshape(-1, 4),
+        }
+        for key in encoded[0]["blobs"]:
+            bufs = [e["blobs"][key] for e in encoded]
+            sizes = np.fromiter((len(b) for b in bufs), dtype=np.int64, count=len(bufs))
+            labels[f"offsets_{key}"] = np.concatenate([[0], np.cumsum(sizes)])
+            np.save(tmp / f"{key}.npy", np.frombuffer(b"".join(bufs), dtype=np.uint8))
+        for key in encoded[0]["arrays"]:
+            labels[key] = np.stack([e["arrays"][key] for e in encoded])
+        np.savez(tmp / "labels.npz", **labels)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Same content from a concurrent writer (frames depend on (seed, i) only).
+            blobs = list(encoded[0]["blobs"])
+            if final.is_dir() and check_chunk(final, len(encoded), blobs) is None:
+                return False
+            raise
+        return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _blob_bytes(path: Path) -> int:
+    """Payload length of a 1-D uint8 ``.npy`` blob, checked against the file's size."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{path.name}: .npy version {version} not supported")
+        start = f.tell()
+    if dtype != np.uint8 or len(shape) != 1:
+        raise ValueError(f"{path.name} holds {dtype} {shape}, expected a 1-D uint8 blob")
+    size = path.stat().st_size - start
+    if size != shape[0]:
+        raise ValueError(f"{path.name} is truncated: {size} of {shape[0]} bytes")
+    return shape[0]
+
+
+def check_chunk(path: Path, frames: int, images: Sequence[str]) -> str | None:
+    """Why the chunk folder ``path`` is not a complete chunk of ``frames`` frames, or None.
+
+    Quick: reads the labels' index arrays and the blobs' headers, not the pixels.
+    """
+    try:
+        with np.load(path / "labels.npz") as z:
+            if len(z["frame_index"]) != frames:
+                return f"holds {len(z['frame_index'])} frames, expected {frames}"
+            for key in images:
+                offsets = z[f"offsets_{key}"]
+                size = _blob_bytes(path / f"{key}.npy")
+                if len(offsets) != frames + 1 or size != offsets[-1]:
+                    return f"{key}.npy holds {size} bytes, labels expect {offsets[-1]}"
+    except (OSError, ValueError, KeyError, EOFError, zlib.error) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+    return None
+
+
+def _clean_partials(chunks_dir: Path, mine: set[int]) -> int:
+    """Delete partial chunk folders of the chunks in ``mine`` (left by a killed run)."""
+    n = 0
+    for p in chunks_dir.glob(".chunk_*.partial"):
+        m = re.match(r"\.chunk_(\d+)\.", p.name)
+        if m and int(m[1]) in mine:
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
+# --- meta ---------------------------------------------------------------------------------------
+def _meta(
+    camera: Camera, frames: int, seed: int, chunk_size: int, compression: str, gen_info, schema
+) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "frames": frames,
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "num_chunks": math.ceil(frames / chunk_size),
+        "camera": camera.to_dict(),
+        "generator": gen_info,
+        "invalid_depth": INVALID_DEPTH,
+        "depth_encoding": {
+            k: {"dtype": dt, "unit_mm": u, "rounding": "nearest"}
+            for k, (dt, u) in DEPTH_ENCODING.items()
+        },
+        "image_codec": {"crop": "bounding box of non-zero pixels", "compression": compression}
+        | ({"zlib_level": _ZLIB_LEVEL} if compression == "zlib" else {}),
+        **schema,
+    }
+
+
+def _write_meta(root: Path, meta: dict) -> None:
+    """Write meta.json atomically, or check that the one there describes the same dataset."""
+    path = root / META_NAME
+    text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(path, f"unreadable ({e}); delete it or choose another --out") from e
+        if old != json.loads(text):
+            diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+            raise DataError(
+                path, f"the folder holds another dataset (differs in {', '.join(diff)})"
+            )
+        return
+    tmp = path.with_name(f".{META_NAME}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- the job ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    root: Path
+    generator: FrameGenerator
+    camera: Camera
+    frames: int
+    seed: int
+    chunk_size: int
+    compression: str
+    schema: dict
+
+
+def _run_chunk(job: _Job, c: int, on_frame: Callable[[], None] | None = None) -> int:
+    """Generate and write chunk ``c``; returns its frame count (0 if another writer won)."""
+    idx = chunk_frames(c, job.frames, job.chunk_size)
+    encoded = []
+    for i in idx:
+        frame = job.generator(i, frame_rng(job.seed, i))
+        encoded.append(encode_frame(frame, i, job.schema, job.camera, job.compression))
+        if on_frame is not None:
+            on_frame()
+    wrote = _write_chunk(job.root / CHUNK_DIR, c, idx.start, encoded)
+    return len(idx) if wrote else 0
+
+
+_WORKER_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+    # One process per core: threads inside a worker would only compete with the others.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "numba" in sys.modules:
+        sys.modules["numba"].set_num_threads(1)
+
+
+def _worker_chunk(c: int) -> int:
+    return _run_chunk(_WORKER_JOB, c)
+
+
+@dataclass
+class SynthResult:
+    """What one :func:`synthesize` call did."""
+
+    root: Path
+    chunks_written: list[int]
+    chunks_skipped: list[int]
+    frames_written: int
+    partials_removed: int
+    seconds: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_written / self.seconds if self.seconds > 0 else 0.0
+
+
+def synthesize(
+    out: str | Path,
+    generator: FrameGenerator,
+    camera: Camera,
+    frames: int,
+    seed: int,
+    *,
+    chunk_size: int = 256,
+    shard: tuple[int, int] = (1, 1),
+    workers: int = 1,
+    compression: str = "zlib",
+    generator_info: dict | None = None,
+    progress: bool = True,
+    mp_context: str = "spawn",
+) -> SynthResult:
+    """Generate frames ``0 .. frames-1`` (this shard's chunks of them) into ``out``.
+
+    Resumable: chunks already complete in ``out`` are kept and not regenerated. Every shard
+    writes the same ``meta.json``; it is compared, not overwritten, when present.
+
+    Args:
+        generator: ``make_frame(index, rng) -> SynthFrame``, producing ``camera``'s image size;
+            picklable when ``workers > 1``.
+        camera: the camera the generator renders with (stored in meta.json).
+        seed: non-negative; frame ``i`` uses :func:`frame_rng` ``(seed, i)``.
+        shard: ``(i, N)``, 1-based: this call writes chunks ``c`` with ``c % N == i - 1``.
+        workers: processes generating chunks in parallel (1: in this process).
+        compression: ``"zlib"`` (level 1) or ``"none"`` for the depth crops.
+        generator_info: JSON-serialisable name/version/config of the generator (meta.json).
+        progress: show a tqdm bar (frames/s, ETA) when stderr is a terminal.
+        mp_context: multiprocessing start method for ``workers > 1``; ``"spawn"`` is safe with
+            torch and numba thread pools already started in this process.
+    Raises:
+        ValueError: bad arguments, or a generated frame that breaks the frame contract.
+        DataError: ``out`` holds a different dataset (its meta.json differs).
+    """
+    t0 = time.perf_counter()
+    if frames < 1 or chunk_size < 1 or workers < 1:
+        raise ValueError("frames, chunk_size and workers must be >= 1")
+    if not (isinstance(seed, int | np.integer) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    num_chunks = math.ceil(frames / chunk_size)
+    mine = shard_chunks(num_chunks, shard)
+    gen_info = generator_info or {"name": getattr(generator, "__name__", type(generator).__name__)}
+    try:
+        gen_info = json.loads(json.dumps(gen_info))
+    except TypeError as e:
+        raise ValueError(f"generator_info must be JSON-serialisable: {e}") from None
+
+    # Frame 0 fixes the schema, so every shard derives the same meta.json without coordination.
+    schema = _schema(generator(0, frame_rng(seed, 0)), camera)
+    root = Path(out)
+    chunks_dir = root / CHUNK_DIR
+    chunks_dir.mkdir(parents=True, exist_ok=True)
+    _write_meta(root, _meta(camera, frames, seed, chunk_size, compression, gen_info, schema))
+    removed = _clean_partials(chunks_dir, set(mine))
+
+    images = list(DEPTH_ENCODING) + [f"extra_{k}" for k in schema["extra_images"]]
+    todo, skipped = [], []
+    for c in mine:
+        path = chunks_dir / chunk_name(c)
+        n = len(chunk_frames(c, frames, chunk_size))
+        if path.is_dir() and check_chunk(path, n, images) is None:
+            skipped.append(c)
+        else:
+            if path.exists():  # damaged at its final name (not from a kill): redo it
+                shutil.rmtree(path)
+            todo.append(c)
+
+    job = _Job(root, generator, camera, frames, seed, chunk_size, compression, schema)
+    total = sum(len(chunk_frames(c, frames, chunk_size)) for c in todo)
+    written = 0
+    from tqdm import tqdm
+
+    label = f"synth {shard[0]}/{shard[1]}" if shard[1] > 1 else "synth"
+    with tqdm(total=total, unit="frame", desc=label, disable=None if progress else True) as bar:
+        if workers == 1 or len(todo) <= 1:
+            for c in todo:
+                written += _run_chunk(job, c, on_frame=lambda: bar.update(1))
+        else:
+            ctx = mp.get_context(mp_context)
+            with ctx.Pool(min(workers, len(todo)), _init_worker, (job,)) as pool:
+                for c, n in zip(todo, pool.imap(_worker_chunk, todo), strict=True):
+                    written += n
+                    bar.update(len(chunk_frames(c, frames, chunk_size)))
+    return SynthResult(root, todo, skipped, written, removed, time.perf_counter() - t0)
+
+
+# --- preview ------------------------------------------------------------------------------------
+def write_preview(root: str | Path, out: str | Path | None = None, count: int = 16) -> Path:
+    """A contact sheet of the first ``count`` frames present: raw depth with the canonical
+    skeleton, 4 tiles a row. Default ``out``: ``root/preview.png``."""
+    from handvox.draw import render_frame, save_png
+    from handvox.io.synthetic import SyntheticDataset
+
+    with warnings.catch_warnings():  # a shard's preview shows its own chunks; none is amiss
+        warnings.simplefilter("ignore")
+        ds = SyntheticDataset(root, load_clean=False)
+    if len(ds) == 0:
+        raise DataError(root, "no complete chunk to preview")
+    tile, cols = 256, 4
+    tiles = []
+    for i in range(min(count, len(ds))):
+        rec = ds[i]
+        img = render_frame(rec.depth, rec.camera, rec.joint_set, gt_uvd=rec.joints_uvd,
+                           size_px=tile, title=rec.frame_id)  # fmt: skip
+        pad = np.zeros((tile, tile, 3), np.uint8)
+        pad[: img.shape[0], : img.shape[1]] = img[:tile, :tile]
+        tiles.append(pad)
+    rows = math.ceil(len(tiles) / cols)
+    tiles += [np.zeros_like(tiles[0])] * (rows * cols - len(tiles))
+    sheet = np.concatenate(
+        [np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0
+    )
+    path = Path(out) if out is not None else Path(root) / "preview.png"
+    save_png(path, sheet)
+    return path
+
+
+# --- stand-in generator -------------------------------------------------------------------------
+TOY_VERSION = 1
+# Rest layout of the toy hand (mm, hand frame of handvox.kinematics: +x towards the thumb,
+# fingers along -y, palm facing -z). Per finger: MCP position, then phalanx lengths.
+_TOY_FINGERS = {
+    "index": ((24.0, -88.0), (40.0, 25.0, 20.0)),
+    "middle": ((4.0, -91.0), (45.0, 28.0, 22.0)),
+    "ring": ((-15.0, -86.0), (42.0, 27.0, 21.0)),
+    "little": ((-32.0, -78.0), (33.0, 20.0, 18.0)),
+}
+_TOY_THUMB = ((22.0, -22.0), (42.0, 32.0, 27.0), (0.55, -0.835))
+# Part ids in the toy's "part" image: 0 background, then palm and the fingers.
+TOY_PARTS = ("background", "palm", "thumb", "index", "middle", "ring", "little")
+
+
+def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
+    theta = float(np.linalg.norm(rotvec))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = rotvec / theta
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(theta) * kx + (1 - math.cos(theta)) * kx @ kx
+
+
+def _toy_joints(pose: np.ndarray, scale: float) -> np.ndarray:
+    """Canonical-21 joints ``(21, 3)`` in the hand frame for the toy's pose layout."""
+    j = np.zeros((21, 3))
+    (tx, ty), lengths, (dx, dy) = _TOY_THUMB
+    base = np.array([tx, ty, 0.0])
+    flex = np.cumsum([pose[6], pose[8], pose[9]])
+    j[1] = base
+    for s in range(3):
+        # Thumb flexion swings its in-plane direction towards the palm side (-z).
+        d = np.array([dx * math.cos(flex[s]), dy * math.cos(flex[s]), -math.sin(flex[s])])
+        j[2 + s] = j[1 + s] + lengths[s] * d
+    for k, ((x0, y0), lengths) in enumerate(_TOY_FINGERS.values()):
+        b = 5 + 4 * k
+        abd = pose[12 + 5 * k]
+        flex = np.cumsum([pose[11 + 5 * k], pose[13 + 5 * k], pose[14 + 5 * k]])
+        j[b] = (x0, y0, 0.0)
+        for s in range(3):
+            c = math.cos(flex[s])
+            d = np.array([math.sin(abd) * c, -math.cos(abd) * c, -math.sin(flex[s])])
+            j[b + 1 + s] = j[b + s] + lengths[s] * d
+    return j * scale
+
+
+# (joint a, joint b, radius mm at scale 1, part id) of the toy's capsules.
+_TOY_CAPSULES = [
+    (0, 9, 26.0, 1), (5, 17, 13.0, 1), (0, 5, 14.0, 1), (0, 17, 14.0, 1),
+    (0, 1, 16.0, 2), (1, 2, 12.0, 2), (2, 3, 10.0, 2), (3, 4, 9.0, 2),
+]  # fmt: skip
+for _k in range(4):
+    for _s, _r in enumerate((9.5, 8.5, 7.5)):
+        _TOY_CAPSULES.append((5 + 4 * _k + _s, 6 + 4 * _k + _s, _r - 0.6 * _k, 3 + _k))
+
+
+def _draw_capsules(xyz: np.ndarray, scale: float, camera: Camera):
+    """Approximate z-buffer of capsules: returns depth and part images ``(H, W)``."""
+    h, w = camera.height, camera.width
+    depth = np.zeros((h, w), np.float32)
+    part = np.zeros((h, w), np.uint8)
+    uvd = camera.xyz_to_uvd(xyz)
+    focal = camera.fx
+    for a, b, r, pid in _TOY_CAPSULES:
+        r = r * scale
+        pa, pb = uvd[a], uvd[b]
+        pad = r * focal / min(pa[2], pb[2]) + 1
+        u0, u1 = int(max(min(pa[0], pb[0]) - pad, 0)), int(min(max(pa[0], pb[0]) + pad + 1, w))
+        v0, v1 = int(max(min(pa[1], pb[1]) - pad, 0)), int(min(max(pa[1], pb[1]) + pad + 1, h))
+        if u0 >= u1 or v0 >= v1:
+            continue
+        # Pixel offsets from end a, broadcast (rows, 1) x (1, cols), in float32 for speed.
+        du = np.arange(u0, u1, dtype=np.float32)[None, :] - np.float32(pa[0])
+        dv = np.arange(v0, v1, dtype=np.float32)[:, None] - np.float32(pa[1])
+        ab = (pb[:2] - pa[:2]).astype(np.float32)
+        t = np.clip((du * ab[0] + dv * ab[1]) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+        z = np.float32(pa[2]) + t * np.float32(pb[2] - pa[2])
+        s_mm = np.hypot(du - t * ab[0], dv - t * ab[1]) * z / np.float32(focal)
+        surf = z - np.sqrt(np.maximum(np.float32(r * r) - s_mm * s_mm, 0.0))
+        cur = depth[v0:v1, u0:u1]
+        hit = (s_mm < r) & ((cur == 0) | (surf < cur))
+        cur[hit] = surf[hit]
+        part[v0:v1, u0:u1][hit] = pid
+    return depth, part
+
+
+def toy_frame(index: int, rng: np.random.Generator, camera: Camera | None = None) -> SynthFrame:
+    """A cheap stand-in hand for tests: capsules on a posed 21-joint skeleton, drawn with numpy.
+
+    Not the kinematic model (its pose uses :mod:`handvox.kinematics`' 30-parameter layout, but
+    only roots and flexions, and the geometry is approximate); the noise is Gaussian plus
+    dropouts. Joint sets: canonical21, msra21 (exact), nyu14 and icvl16 (approximate markers).
+    ``extra["part"]``: ``(H, W)`` uint8 ids into :data:`TOY_PARTS`.
+    """
+    cam = camera if camera is not None else Camera.preset("nyu")
+    pose = np.zeros(30)
+    depth_mm = rng.uniform(450.0, 800.0)
+    # Keep the hand in view whatever the camera: its x, y span a fraction of the view.
+    half_w = 0.25 * cam.width / cam.fx * depth_mm
+    half_h = 0.2 * cam.height / cam.fy * depth_mm
+    pose[0:3] = (rng.uniform(-half_w, half_w), rng.uniform(-half_h, half_h) + 60.0, depth_mm)
+    pose[3:6] = (rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4), rng.uniform(-0.8, 0.8))
+    pose[[6, 8, 9]] = rng.uniform(0.0, 0.6, size=3)
+    for k in range(4):
+        mcp, pip = rng.uniform(0.0, 1.3, size=2)
+        pose[11 + 5 * k : 15 + 5 * k] = (mcp, rng.uniform(-0.15, 0.15), pip, 0.67 * pip)
+    scale = rng.uniform(0.85, 1.15)
+    rest = _toy_joints(np.zeros(30), scale)
+    hand = _toy_joints(pose, scale)
+    xyz = hand @ _rodrigues(pose[3:6]).T + pose[0:3]
+    clean, part = _draw_capsules(xyz, scale, cam)
+
+    raw = clean.copy()
+    box = crop_box([clean])
+    u0, v0, u1, v1 = box
+    c, r = clean[v0:v1, u0:u1], raw[v0:v1, u0:u1]
+    valid = c > 0
+    sigma = 1.4e-6 * c * c
+    r += (sigma * rng.standard_normal(c.shape)).astype(np.float32)
+    edge = valid & ~(np.roll(valid, 1, 0) & np.roll(valid, -1, 0) & np.roll(valid, 1, 1)
+                     & np.roll(valid, -1, 1))  # fmt: skip
+    drop = (edge & (rng.random(c.shape) < 0.5)) | (rng.random(c.shape) < 0.02)
+    r[drop | ~valid] = INVALID_DEPTH
+
+    xyz32 = xyz.astype(np.float32)
+    joints = {name: convert_joints(xyz32, CANONICAL21, name) for name in ("msra21", "nyu14",
+                                                                           "icvl16")}  # fmt: skip
+    joints["canonical21"] = xyz32
+    bones = np.array([np.linalg.norm(rest[b] - rest[a]) for a, b in CANONICAL21.bones], np.float32)
+    return SynthFrame(
+        raw=raw,
+        clean=clean,
+        joints_xyz=joints,
+        pose=pose.astype(np.float32),
+        shape=bones,
+        shape_id=f"toy_scale_{scale:.3f}",
+        extra={"part": part},
+    )
+
+
+def toy_generator(camera: Camera) -> FrameGenerator:
+    """:func:`toy_frame` bound to ``camera`` (picklable)."""
+    import functools
+
+    return functools.partial(toy_frame, camera=camera)
+
+
+def make_generator(name: str, camera: Camera) -> tuple[FrameGenerator, dict]:
+    """The generator ``name`` (``"hand"`` or ``"toy"``) and its meta.json description."""
+    if name == "toy":
+        return toy_generator(camera), {"name": "toy", "version": TOY_VERSION}
+    if name == "hand":
+        try:
+            return hand_frame_generator({"camera": camera}), {"name": "hand"}
+        except NotImplementedError as e:
+            raise HandvoxError(f"generator 'hand': {e}; use --generator toy for now") from None
+    raise ValueError(f"unknown generator {name!r}; choose 'hand' or 'toy'")

@@ -1,0 +1,307 @@
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handvox.camera import Camera
+from handvox.cli import main
+from handvox.errors import DataError
+from handvox.io.synthetic import SyntheticDataset
+from handvox.joints import convert_joints
+from handvox.synth import (
+    TOY_VERSION,
+    SynthFrame,
+    frame_rng,
+    parse_shard,
+    shard_chunks,
+    synthesize,
+    toy_frame,
+    toy_generator,
+)
+
+NYU = Camera.preset("nyu")
+# A small camera keeps the job tests cheap; the toy hand scales to any camera.
+SMALL = Camera(150.0, 150.0, 80.0, 60.0, 160, 120)
+TOY_INFO = {"name": "toy", "version": TOY_VERSION}
+
+
+def _run(root, frames=26, seed=11, chunk_size=4, camera=SMALL, **kw):
+    return synthesize(root, toy_generator(camera), camera, frames, seed, chunk_size=chunk_size,
+                      generator_info=TOY_INFO, progress=False, **kw)  # fmt: skip
+
+
+def _contents(root, **kw) -> dict:
+    """Everything a dataset holds, decoded, as arrays (for equality checks)."""
+    ds = SyntheticDataset(root, **kw)
+    out = {
+        "index": ds.frame_indices,
+        "poses": ds.poses,
+        "shapes": ds.shapes,
+        "shape_ids": ds.shape_ids,
+        "boxes": ds.boxes,
+    }
+    for name in ds.meta["joint_sets"]:
+        out[name] = SyntheticDataset(root, joint_set=name, **kw).joints_xyz
+    for key in ds.images:
+        out[key] = np.stack([ds.image(i, key) for i in range(len(ds))])
+    return out
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _mtimes(root: Path) -> dict:
+    """Modification times of the complete chunks' folders and files."""
+    paths = [p for c in (root / "chunks").glob("chunk_*") for p in [c, *c.iterdir()]]
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in paths}
+
+
+# --- frames ------------------------------------------------------------------------------------
+def test_toy_frame_is_a_function_of_seed_and_index():
+    a = toy_frame(7, frame_rng(5, 7), NYU)
+    b = toy_frame(7, frame_rng(5, 7), NYU)
+    c = toy_frame(8, frame_rng(5, 8), NYU)
+    for x, y in [(a.raw, b.raw), (a.clean, b.clean), (a.pose, b.pose), (a.extra["part"],
+                 b.extra["part"])]:  # fmt: skip
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a.clean, c.clean)
+    assert a.raw.shape == a.clean.shape == (480, 640) and a.raw.dtype == np.float32
+    assert a.pose.shape == (30,) and a.shape.shape == (20,)
+    # Raw is valid only on the hand, close to the clean surface; parts mark the hand exactly.
+    assert (a.raw[a.clean == 0] == 0).all() and (a.raw > 0).sum() > 0.8 * (a.clean > 0).sum()
+    valid = a.raw > 0
+    assert np.abs(a.raw[valid] - a.clean[valid]).max() < 10.0
+    assert ((a.extra["part"] > 0) == (a.clean > 0)).all()
+    # Joints: canonical inside the image and inside the hand's depth range; markers derived.
+    uvd = NYU.xyz_to_uvd(a.joints_xyz["canonical21"])
+    assert (uvd[:, 0] > 0).all() and (uvd[:, 0] < 640).all() and (uvd[:, 1] < 480).all()
+    near = a.clean[valid].min()
+    assert (uvd[:, 2] > near).all() and (uvd[:, 2] < near + 250).all()
+    np.testing.assert_allclose(
+        a.joints_xyz["msra21"], convert_joints(a.joints_xyz["canonical21"], "canonical21", "msra21")
+    )
+
+
+def test_shard_parsing():
+    assert parse_shard("2/3") == (2, 3) and parse_shard(" 1 / 1 ") == (1, 1)
+    for bad in ("0/2", "3/2", "1/0", "a/b", "2"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+    assert shard_chunks(7, (2, 3)) == [1, 4] and shard_chunks(7, (1, 1)) == list(range(7))
+    parts = [shard_chunks(10, (i, 4)) for i in range(1, 5)]
+    assert sorted(sum(parts, [])) == list(range(10))
+
+
+# --- write and read ----------------------------------------------------------------------------
+def test_write_read_roundtrip(tmp_path):
+    res = synthesize(tmp_path, toy_generator(NYU), NYU, 20, 3, chunk_size=8, progress=False)
+    assert res.chunks_written == [0, 1, 2] and res.frames_written == 20
+    ds = SyntheticDataset(tmp_path, require_complete=True)
+    assert len(ds) == 20 and ds.camera == NYU and ds.missing_chunks == []
+    assert ds.frame_ids[13] == "synth/000013"
+    for i in (0, 13, 19):
+        f = toy_frame(i, frame_rng(3, i), NYU)
+        rec = ds[i]
+        assert rec.depth.dtype == np.float32 and rec.depth.shape == (480, 640)
+        # Stored: raw in whole mm, clean in 0.25 mm, both rounded to nearest.
+        np.testing.assert_array_equal(rec.depth, np.rint(f.raw))
+        np.testing.assert_array_equal(rec.clean_depth, np.rint(f.clean * 4) / 4)
+        assert np.abs(rec.clean_depth - f.clean).max() <= 0.125
+        np.testing.assert_array_equal(rec.joints_xyz, f.joints_xyz["canonical21"])
+        np.testing.assert_allclose(rec.joints_uvd, NYU.xyz_to_uvd(rec.joints_xyz), rtol=1e-6)
+        np.testing.assert_array_equal(ds.poses[i], f.pose)
+        np.testing.assert_array_equal(ds.shapes[i], f.shape)
+        assert ds.shape_ids[i] == f.shape_id
+        np.testing.assert_array_equal(ds.frame_extras(i)["part"], f.extra["part"])
+    assert ds[-1].frame_id == "synth/000019"
+    with pytest.raises(IndexError):
+        ds[20]
+    # Marker sets as the generator stored them; exact mappings from canonical21 are derived.
+    f = toy_frame(5, frame_rng(3, 5), NYU)
+    nyu = SyntheticDataset(tmp_path, joint_set="nyu14", load_clean=False)[5]
+    np.testing.assert_array_equal(nyu.joints_xyz, f.joints_xyz["nyu14"])
+    assert nyu.joint_set.name == "nyu14" and nyu.clean_depth is None
+    with pytest.raises(ValueError, match="nyu36"):
+        SyntheticDataset(tmp_path, joint_set="nyu36")
+    # The dataset survives pickling (DataLoader workers) after its memory maps were opened.
+    copy = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(copy[13].depth, ds[13].depth)
+
+
+def test_shards_fill_one_folder_like_an_unsharded_run(tmp_path):
+    _run(tmp_path / "whole")
+    ref = _contents(tmp_path / "whole")
+    split = tmp_path / "split"
+    res = _run(split, shard=(1, 2))
+    assert res.chunks_written == [0, 2, 4, 6]
+    with pytest.raises(DataError, match="chunk_000001, chunk_000003, chunk_000005"):
+        SyntheticDataset(split, require_complete=True)
+    with pytest.warns(UserWarning, match="3 of 7 chunks missing"):
+        half = SyntheticDataset(split)
+    assert list(half.frame_indices) == [i for i in range(26) if (i // 4) % 2 == 0]
+    np.testing.assert_array_equal(half.poses, ref["poses"][half.frame_indices])
+    assert _run(split, shard=(2, 2)).chunks_written == [1, 3, 5]
+    _assert_same(_contents(split, require_complete=True), ref)
+    meta = (split / "meta.json").read_bytes()
+    assert meta == (tmp_path / "whole" / "meta.json").read_bytes()
+    assert json.loads(meta)["num_chunks"] == 7
+
+
+def test_worker_processes_write_the_same_frames(tmp_path):
+    _run(tmp_path / "serial", frames=12)
+    res = _run(tmp_path / "pool", frames=12, workers=2)
+    assert sorted(res.chunks_written) == [0, 1, 2] and res.frames_written == 12
+    _assert_same(_contents(tmp_path / "pool"), _contents(tmp_path / "serial"))
+
+
+_KILLED_JOB = """
+import sys, time
+from handvox.camera import Camera
+from handvox.synth import TOY_VERSION, synthesize, toy_frame
+
+CAM = Camera(150.0, 150.0, 80.0, 60.0, 160, 120)
+
+def slow(i, rng):
+    time.sleep(0.04)  # leaves the test time to kill the job halfway
+    return toy_frame(i, rng, CAM)
+
+synthesize(sys.argv[1], slow, CAM, 40, 11, chunk_size=4,
+           generator_info={"name": "toy", "version": TOY_VERSION}, progress=False)
+"""
+
+
+def test_killed_job_resumes_without_redoing_chunks(tmp_path):
+    root = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_JOB), str(root)])
+    chunks = root / "chunks"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if chunks.is_dir() and len(list(chunks.glob("chunk_*"))) >= 3:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    done = sorted(p.name for p in chunks.glob("chunk_*"))
+    assert 3 <= len(done) < 10
+    with pytest.raises(DataError, match="missing"):
+        SyntheticDataset(root, require_complete=True)
+    # A kill in the middle of writing a chunk leaves a partial folder like this one.
+    stale = chunks / ".chunk_000009.4242-deadbeef.partial"
+    stale.mkdir(exist_ok=True)
+    (stale / "raw.npy").write_bytes(b"\x93NUMPY truncated")
+    before = _mtimes(root)
+
+    res = _run(root, frames=40)
+    assert [f"chunk_{c:06d}" for c in res.chunks_skipped] == done
+    assert len(res.chunks_written) == 10 - len(done) and res.partials_removed >= 1
+    assert not list(chunks.glob(".*partial"))
+    after = _mtimes(root)
+    assert len(before) == 5 * len(done)  # per chunk: folder, labels, raw, clean, part
+    assert {k: after[k] for k in before} == before
+    _run(tmp_path / "whole", frames=40)
+    _assert_same(_contents(root, require_complete=True), _contents(tmp_path / "whole"))
+    assert (root / "meta.json").read_bytes() == (tmp_path / "whole/meta.json").read_bytes()
+    assert _run(root, frames=40).chunks_written == []
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def test_damaged_chunks_are_reported_and_rewritten(tmp_path):
+    _run(tmp_path, frames=12)
+    ref = _contents(tmp_path)
+    blob = tmp_path / "chunks/chunk_000001/raw.npy"
+    data = blob.read_bytes()
+    blob.write_bytes(data[:-10])
+    with pytest.raises(DataError, match="chunk_000001") as e:
+        SyntheticDataset(tmp_path)
+    assert "bytes" in str(e.value)
+    # Same size, garbled payload: found when the frame is decoded.
+    blob.write_bytes(data[:-40] + bytes(40))
+    ds = SyntheticDataset(tmp_path)
+    with pytest.raises(DataError, match="raw.npy"):
+        for i in range(4, 8):
+            ds[i]
+    blob.write_bytes(data[:-10])
+    assert _run(tmp_path, frames=12).chunks_written == [1]
+    _assert_same(_contents(tmp_path), ref)
+
+
+def test_bad_frames_and_folders(tmp_path):
+    def nan_at_3(i, rng):
+        f = toy_frame(i, rng, SMALL)
+        if i == 3:
+            f.raw[60, 80] = np.nan
+        return f
+
+    with pytest.raises(ValueError, match="frame 3: raw depth holds NaN"):
+        synthesize(tmp_path / "a", nan_at_3, SMALL, 8, 0, progress=False)
+
+    def wrong_camera(i, rng):
+        return toy_frame(i, rng, NYU)
+
+    with pytest.raises(ValueError, match="frame 0: raw is"):
+        synthesize(tmp_path / "b", wrong_camera, SMALL, 8, 0, progress=False)
+
+    def fewer_sets(i, rng):
+        f = toy_frame(i, rng, SMALL)
+        if i > 0:
+            del f.joints_xyz["nyu14"]
+        return f
+
+    with pytest.raises(ValueError, match="frame 1: joint sets"):
+        synthesize(tmp_path / "c", fewer_sets, SMALL, 8, 0, progress=False)
+
+    def no_canonical(i, rng):
+        f = toy_frame(i, rng, SMALL)
+        return SynthFrame(f.raw, f.clean, {"nyu14": f.joints_xyz["nyu14"]}, f.pose, f.shape)
+
+    with pytest.raises(ValueError, match="canonical21"):
+        synthesize(tmp_path / "d", no_canonical, SMALL, 8, 0, progress=False)
+
+    _run(tmp_path / "e", frames=8)
+    with pytest.raises(DataError, match="another dataset.*seed"):
+        _run(tmp_path / "e", frames=8, seed=12)
+    with pytest.raises(DataError, match="meta.json: no such file"):
+        SyntheticDataset(tmp_path / "nothing")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f/meta.json").write_text("{ not json")
+    with pytest.raises(DataError, match="corrupt JSON"):
+        SyntheticDataset(tmp_path / "f")
+    with pytest.raises(ValueError, match="seed"):
+        _run(tmp_path / "g", seed=-1)
+
+
+# --- command line ------------------------------------------------------------------------------
+def test_cli_synth_with_preview(tmp_path, capsys):
+    out = tmp_path / "ds"
+    args = ["synth", "--out", str(out), "--frames", "6", "--seed", "2", "--generator", "toy"]
+    assert main(args + ["--chunk-size", "4", "--preview", "--quiet", "--shard", "1/1"]) == 0
+    assert "wrote 6 frames in 2 chunks" in capsys.readouterr().out
+    ds = SyntheticDataset(out, require_complete=True)
+    assert len(ds) == 6 and ds.camera == NYU and ds.meta["generator"] == TOY_INFO
+    sheet = np.asarray(Image.open(out / "preview.png"))
+    assert sheet.shape == (512, 1024, 3)  # 4 tiles a row, 2 rows for 6 frames
+    assert sheet[:256, :256].std() > 10 and not sheet[256:, 512:].any()  # tiles 7, 8 are empty
+    assert main(args + ["--chunk-size", "4", "--quiet"]) == 0
+    assert "0 frames in 0 chunks" in capsys.readouterr().out
+
+    assert main(["synth", "--out", str(tmp_path / "h"), "--frames", "4", "--seed", "0"]) == 2
+    assert "hand generator is being built" in capsys.readouterr().err
+    assert main(args + ["--shard", "3/2"]) == 2
+    assert "shard 3/2" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "h" / "meta.json")
