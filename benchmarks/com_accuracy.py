@@ -1,0 +1,333 @@
+"""How close does depth-only segmentation put the hand centre? (handvox.segment)
+
+Three inputs:
+- analytic scenes (``synthetic_scene``): a hand of ellipsoids (palm, four fingers, thumb) with a
+  forearm cylinder receding from the wrist, a body 250-400 mm behind the hand, a far wall and
+  sensor artefacts (noise, dropped pixels, near speckles), NYU camera. The true centre is the
+  mean of the hand's visible points, used only to score.
+- the real NYU frame in ../shared (scored against the mean of its 14 labelled joints).
+- ``--rendered N``: kinematic hands rendered by handvox.render with forearm, person, wall and
+  handvox.noise's Kinect noise (scored against the visible hand's mean and the joints' mean).
+
+Run: ``.venv/bin/python benchmarks/com_accuracy.py [--scenes 200] [--rendered 100] [--seed 0]``.
+Prints the error distribution (mm) and the time per frame (one thread; the machine's load
+matters, so compare runs on the same machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import timeit
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from handvox.camera import Camera, flip_y
+from handvox.io.depth import read_depth
+from handvox.segment import SegmentConfig, segment_hand
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rodrigues: ``(3,)`` unit axis, radians -> ``(3, 3)``."""
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def _hit_ellipsoid(rays: np.ndarray, centre, rot, axes) -> np.ndarray:
+    """Ray parameter (= depth, rays have z = 1) of the first hit; inf where missed.
+
+    rays ``(N, 3)``; the ellipsoid is ``{c + R diag(axes) s : |s| <= 1}``.
+    """
+    o = (rot.T @ -np.asarray(centre, float)) / axes
+    d = (rays @ rot) / axes
+    a = np.einsum("ij,ij->i", d, d)
+    b = 2 * d @ o
+    c = o @ o - 1
+    disc = b * b - 4 * a * c
+    t = np.full(len(rays), np.inf)
+    hit = disc >= 0
+    t[hit] = (-b[hit] - np.sqrt(disc[hit])) / (2 * a[hit])
+    t[t <= 0] = np.inf
+    return t
+
+
+def _hit_cylinder(rays: np.ndarray, start, axis, radius: float, length: float) -> np.ndarray:
+    """First hit of the side of the cylinder from ``start`` along unit ``axis``; inf if missed."""
+    q = -np.asarray(start, float)
+    d_perp = rays - np.outer(rays @ axis, axis)
+    q_perp = q - (q @ axis) * axis
+    a = np.einsum("ij,ij->i", d_perp, d_perp)
+    b = 2 * d_perp @ q_perp
+    c = q_perp @ q_perp - radius**2
+    disc = b * b - 4 * a * c
+    t = np.full(len(rays), np.inf)
+    ok = (disc >= 0) & (a > 1e-12)
+    for sign in (-1.0, 1.0):
+        ts = np.full(len(rays), np.inf)
+        ts[ok] = (-b[ok] + sign * np.sqrt(disc[ok])) / (2 * a[ok])
+        s = ts * (rays @ axis) + q @ axis  # position along the axis
+        good = np.isfinite(ts) & (ts > 0) & (s >= 0) & (s <= length)
+        t = np.where(good & (ts < t), ts, t)
+    return t
+
+
+def _window(cam: Camera, centre: np.ndarray, radius: float) -> tuple[slice, slice]:
+    """Rows and columns that can see the sphere (centre, radius): the whole image if it is at the
+    camera. Rendering only there keeps a scene well under a second."""
+    near, far = centre[2] - radius, centre[2] + radius
+    if near <= 1:
+        return slice(None), slice(None)
+    xs = np.array([centre[0] - radius, centre[0] + radius])
+    ys = np.array([centre[1] - radius, centre[1] + radius])
+    us = np.concatenate([xs / near, xs / far]) * cam.fx + cam.cx
+    vs = np.concatenate([ys / near, ys / far]) * cam.fy + cam.cy
+    c0, c1 = np.clip([np.floor(us.min()), np.ceil(us.max()) + 1], 0, cam.width).astype(int)
+    r0, r1 = np.clip([np.floor(vs.min()), np.ceil(vs.max()) + 1], 0, cam.height).astype(int)
+    return slice(r0, r1), slice(c0, c1)
+
+
+def _draw(t: np.ndarray, rays: np.ndarray, window: tuple[slice, slice], hit, *args) -> None:
+    """Keep the nearer of ``t`` ``(H, W)`` and ``hit(rays (N, 3), *args)`` inside ``window``."""
+    sub = rays[window]
+    if sub.size:
+        t[window] = np.minimum(t[window], hit(sub.reshape(-1, 3), *args).reshape(sub.shape[:2]))
+
+
+@dataclass
+class Scene:
+    depth: np.ndarray  # (H, W) float32 mm, NYU encoding (0 = no reading, 2001 = far)
+    hand_centre: np.ndarray  # (3,) mean of the hand's visible points, mm, OpenCV frame
+    hand_pixels: int
+
+
+def synthetic_scene(
+    rng: np.random.Generator,
+    camera: Camera | None = None,
+    *,
+    forearm: bool = True,
+    body: bool = True,
+    artefacts: bool = True,
+) -> Scene:
+    """A random hand (about 90 x 180 x 30 mm, 400-800 mm away) with forearm, body and wall."""
+    cam = camera or Camera.preset("nyu")
+    h, w = cam.height, cam.width
+    u, v = np.meshgrid(np.arange(w, dtype=float), np.arange(h, dtype=float))
+    rays = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], -1)
+
+    # Hand frame: y from wrist to fingertips, x across the palm, z through the palm.
+    # Forearm = -y, which must recede from the camera (the body is behind the hand).
+    while True:
+        rot = _random_rotation(rng)
+        if -rot[2, 1] > 0.15:
+            break
+    z = rng.uniform(400, 800)
+    half_fov = np.array([cam.cx / cam.fx, cam.cy / cam.fy]) * 0.6
+    xy = rng.uniform(-half_fov, half_fov) * z
+    palm_c = np.array([xy[0], xy[1], z])
+
+    def world(p):
+        return palm_c + rot @ np.asarray(p, float)
+
+    parts = [(palm_c, rot, np.array([42.0, 48.0, 14.0]))]
+    for i, (x0, length) in enumerate(zip((-30, -10, 10, 30), (32, 40, 42, 38), strict=True)):
+        curl = rng.uniform(0, 1.4)
+        spread = (i - 1.5) * rng.uniform(0, 0.12)
+        frot = (
+            rot @ _rotation(np.array([0, 0, 1.0]), spread) @ _rotation(np.array([1.0, 0, 0]), curl)
+        )
+        base = world([x0, 48 * np.sqrt(1 - (x0 / 42) ** 2) - 4, 0])  # on the palm rim
+        parts.append((base + frot @ np.array([0, length, 0]), frot, np.array([9.0, length, 8.0])))
+    trot = rot @ _rotation(np.array([0, 0, 1.0]), rng.uniform(0.4, 1.1))
+    parts.append(
+        (world([-40, -10, 5]) + trot @ np.array([0, 32, 0]), trot, np.array([10, 34, 9.0]))
+    )
+
+    t_hand = np.full((h, w), np.inf)
+    for c, r, a in parts:
+        _draw(t_hand, rays, _window(cam, c, a.max()), _hit_ellipsoid, c, r, a)
+    t_other = np.full((h, w), rng.uniform(1600, 3500))  # a wall, fronto-parallel
+    if forearm:
+        wrist, axis, length = world([0, -42, 0]), -rot[:, 1], 280.0
+        radius = rng.uniform(22, 30)  # a wrist is about 55 x 40 mm across
+        _draw(
+            t_other,
+            rays,
+            _window(cam, wrist + axis * length / 2, np.hypot(length / 2, radius)),
+            _hit_cylinder,
+            wrist,
+            axis,
+            radius,
+            length,
+        )
+    if body:
+        body_c = palm_c + np.array([rng.uniform(-120, 120), rng.uniform(50, 250), 0])
+        body_c[2] = z + rng.uniform(250, 400) + 120
+        body_rot = _rotation(np.array([0, 1.0, 0]), rng.uniform(-0.4, 0.4))
+        axes = np.array([220, 320, 120.0])
+        _draw(
+            t_other,
+            rays,
+            _window(cam, body_c, axes.max()),
+            _hit_ellipsoid,
+            body_c,
+            body_rot,
+            axes,
+        )
+
+    is_hand = t_hand < t_other
+    t = np.where(is_hand, t_hand, t_other)
+    hand_xyz = (rays * t[..., None])[is_hand]
+
+    depth = t.copy()
+    if artefacts:
+        depth += rng.normal(0, 1.0 + 2e-6 * depth**2)  # Kinect-like noise growing with depth
+        depth[rng.random(depth.shape) < 0.02] = 0  # dropped pixels
+        for _ in range(rng.integers(0, 4)):  # small speckles nearer than the hand
+            r0, c0 = rng.integers(0, h - 3), rng.integers(0, w - 3)
+            depth[r0 : r0 + rng.integers(1, 4), c0 : c0 + rng.integers(1, 4)] = rng.uniform(
+                150, z - 100
+            )
+    depth[depth > 2000] = 2001  # NYU's "far" code
+    return Scene(depth.astype(np.float32), hand_xyz.mean(0), int(is_hand.sum()))
+
+
+def _summary(name: str, errors: np.ndarray, found: int, total: int) -> None:
+    print(
+        f"{name}: found {found}/{total}; COM error mm: mean {errors.mean():.1f}, "
+        f"median {np.median(errors):.1f}, p95 {np.percentile(errors, 95):.1f}, "
+        f"max {errors.max():.1f}"
+    )
+
+
+def bench_synthetic(n: int, seed: int, config: SegmentConfig) -> None:
+    rng = np.random.default_rng(seed)
+    cam = Camera.preset("nyu")
+    scenes = [synthetic_scene(rng, cam) for _ in range(n)]
+    segs = [segment_hand(s.depth, cam, config) for s in scenes]
+    errors = [
+        np.linalg.norm(g.com_xyz - s.hand_centre)
+        for g, s in zip(segs, scenes, strict=True)
+        if g.found
+    ]
+    _summary(f"synthetic ({n} scenes, seed {seed})", np.array(errors), len(errors), n)
+    # Timed apart from rendering, whose memory traffic would otherwise be charged here.
+    times = []
+    for s in scenes:
+        t0 = time.perf_counter()
+        segment_hand(s.depth, cam, config)
+        times.append(time.perf_counter() - t0)
+    t = np.array(times) * 1e3
+    print(
+        f"time per 640x480 frame: median {np.median(t):.2f} ms, p95 {np.percentile(t, 95):.2f} ms"
+    )
+
+
+def bench_nyu(config: SegmentConfig) -> None:
+    png = SHARED / "nyu" / "depth_1_0000001.png"
+    if not png.exists():
+        print(f"{png} absent: real-frame check skipped")
+        return
+    depth = read_depth(png)
+    cam = Camera.preset("nyu")
+    seg = segment_hand(depth, cam, config)
+    with open(SHARED / "nyu" / "nyu_test_groundtruth_label.txt") as f:
+        uvd = np.array(f.readline().split(), float).reshape(14, 3)
+    with open(SHARED / "nyu" / "center_test_refined.txt") as f:
+        ref = flip_y(np.array(f.readline().split(), float))
+    joints = cam.uvd_to_xyz(uvd).mean(0)
+    runs = np.array(timeit.repeat(lambda: segment_hand(depth, cam, config), number=20, repeat=7))
+    ms = runs / 20 * 1e3
+    print(f"NYU test frame 1: found={seg.found}, COM {seg.com_xyz.round(1).tolist()} mm, ", end="")
+    print(f"mask {seg.mask.sum()} px")
+    print(f"  distance to mean of labelled joints: {np.linalg.norm(seg.com_xyz - joints):.1f} mm")
+    print(f"  distance to center_test_refined:     {np.linalg.norm(seg.com_xyz - ref):.1f} mm")
+    print(f"  (reference centre to joint mean:     {np.linalg.norm(ref - joints):.1f} mm)")
+    print(f"  time per frame: best {ms.min():.2f} ms, median {np.median(ms):.2f} ms")
+
+
+def rendered_scene(rng: np.random.Generator, camera: Camera) -> tuple[Scene, np.ndarray]:
+    """A kinematic hand from handvox.render (random shape, joint angles uniform within their
+    limits, random orientation) with forearm, person, wall and handvox.noise's Kinect noise;
+    also returns its ``(21, 3)`` joints."""
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from handvox import kinematics, noise, render, shapes
+
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    while True:  # the forearm (hand frame +y) must recede: the person is behind the hand
+        rot = _random_rotation(rng)
+        if rot[2, 1] > 0.15:
+            break
+    pose = kinematics.random_pose(1, gen, torch.float64)
+    pose[0, 3:6] = torch.from_numpy(Rotation.from_matrix(rot).as_rotvec())
+    bones = shapes.sample_shape(gen, 1, dtype=torch.float64)
+    joints = kinematics.forward_kinematics(pose, bones).joints[0].numpy()
+    z = rng.uniform(500, 1000)  # NYU's range; a Kinect sees little nearer than ~450 mm
+    target = np.append(rng.uniform(-1, 1, 2) * [camera.cx / camera.fx, camera.cy / camera.fy], 1)
+    joints = joints - joints.mean(0) + target * [0.6 * z, 0.6 * z, z]
+
+    body = (rng.uniform(-150, 150), rng.uniform(100, 300), rng.uniform(250, 400) + 110)
+    prims = render.hand_primitives(joints, forearm=True) + render.scene_primitives(
+        joints.mean(0), body_offset=body, wall_depth=rng.uniform(1600, 3500)
+    )
+    out = render.render_depth(prims, camera, return_ids=True, return_normals=True)
+    is_hand = (out.ids >= 0) & (prims.part[np.maximum(out.ids, 0)] < render.FOREARM)
+    v, u = np.nonzero(is_hand)
+    hand_xyz = camera.uvd_to_xyz(np.stack([u, v, out.depth[v, u]], -1).astype(float))
+    raw = noise.add_sensor_noise(out.depth, camera, rng, normals=out.normals)
+    raw[raw > 2000] = 2001  # NYU's "far" code
+    return Scene(raw, hand_xyz.mean(0), int(is_hand.sum())), joints
+
+
+def bench_rendered(n: int, seed: int, config: SegmentConfig) -> None:
+    try:
+        from handvox import render  # noqa: F401
+    except ImportError as e:
+        print(f"rendered hands skipped: {e}")
+        return
+    rng = np.random.default_rng(seed)
+    cam = Camera.preset("nyu")
+    errors, to_joints, found = [], [], 0
+    for _ in range(n):
+        scene, joints = rendered_scene(rng, cam)
+        seg = segment_hand(scene.depth, cam, config)
+        if seg.found:
+            found += 1
+            errors.append(np.linalg.norm(seg.com_xyz - scene.hand_centre))
+            to_joints.append(np.linalg.norm(seg.com_xyz - joints.mean(0)))
+    _summary(f"rendered hands ({n}, seed {seed}), to visible-hand mean", np.array(errors), found, n)
+    _summary("  the same, to the mean of the 21 joints", np.array(to_joints), found, n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rendered", type=int, default=100, help="kinematic hands (0: skip)")
+    args = parser.parse_args()
+    config = SegmentConfig()
+    bench_synthetic(args.scenes, args.seed, config)
+    if args.rendered:
+        bench_rendered(args.rendered, args.seed, config)
+    bench_nyu(config)
+
+
+if __name__ == "__main__":
+    main()
