@@ -12,7 +12,6 @@ from PIL import Image
 from handvox.camera import Camera
 from handvox.cli import main
 from handvox.draw import (
-    find_hand,
     hand_crop_box,
     joints_to_uvd,
     render_frame,
@@ -120,13 +119,31 @@ def test_hand_crop_box_from_depth_alone_holds_every_joint(nyu):
     assert _contains(box, nyu["gt"]), f"{box} misses joints"
     side = box[2] - box[0]
     assert side == box[3] - box[1] and side < 300
-    center = find_hand(nyu["depth"], "nyu")[0]
-    # The found centre is on the hand: within 50 px and 60 mm of the joints' centroid.
-    assert np.linalg.norm(center[:2] - nyu["gt"][:, :2].mean(0)) < 50
-    assert abs(center[2] - nyu["gt"][:, 2].mean()) < 60
+    # Centred on the hand: within 50 px of the joints' centroid.
+    centre = np.array([box[0] + box[2], box[1] + box[3]]) / 2
+    assert np.linalg.norm(centre - nyu["gt"][:, :2].mean(0)) < 50
+    # A larger cube gives a larger box around the same hand.
+    big = hand_crop_box(nyu["depth"], "nyu", cube_mm=450.0)
+    assert big[2] - big[0] > side and _contains(big, nyu["gt"])
 
 
-def test_find_hand_picks_free_end_of_arm():
+def test_hand_crop_box_from_depth_alone_hands17_frame(shared):
+    cam = Camera.from_string("475,475,320,240,640,480")
+    depth = read_depth(shared / "data/hands17/image_D00000030.png")
+    u0, v0, u1, v1 = hand_crop_box(depth, cam)
+    assert u1 - u0 == v1 - v0 < 300
+    # An outstretched arm with a V sign, fingers up: arm and hand both lie within 30 mm of the
+    # nearest reading, from the fingertips (row ~127) down to the image's lower part (row ~451).
+    valid = (depth > 0) & (depth < 2000)
+    near = valid & (depth < np.percentile(depth[valid], 1.0) + 30.0)
+    vs, us = np.nonzero(near)
+    assert vs.min() < 140 and vs.max() > 440
+    hand = vs < 250  # fingers and palm (seen on the rendered frame)
+    assert _contains((u0, v0, u1, v1), np.stack([us[hand], vs[hand]], -1)), "hand cut off"
+    assert v1 < 400, "box follows the arm down"
+
+
+def test_hand_crop_box_takes_the_hand_not_the_arm():
     """A synthetic arm from the bottom border, all in the near band, ending in a hand blob."""
     cam = Camera.preset("nyu")
     depth = np.full((480, 640), 2001.0, dtype=np.float32)
@@ -134,12 +151,14 @@ def test_find_hand_picks_free_end_of_arm():
     depth[250:480, 280:330] = 650.0  # forearm, entering from the bottom border
     depth[120:260, 250:360] = 640.0  # hand (palm and fingers)
     depth[0:5, 0:5] = 0.0  # invalid pixels are ignored
-    center, uv = find_hand(depth, cam)
-    assert 120 <= center[1] <= 260 and 250 <= center[0] <= 360
-    box = hand_crop_box(depth, cam)
-    assert box[1] <= 120 and box[3] >= 260 and box[3] - box[1] < 300
+    u0, v0, u1, v1 = hand_crop_box(depth, cam)
+    assert u0 <= 250 and u1 >= 360 and v0 <= 120 and v1 >= 260, "hand cut off"
+    assert u1 - u0 == v1 - v0 < 300
+    # Centred on the hand, so most of the forearm (rows 260-480) stays outside.
+    assert 120 <= (v0 + v1) / 2 <= 260 and v1 < 420
     # Nothing valid: the whole image.
     assert hand_crop_box(np.zeros((240, 320), np.float32), "icvl") == (0, 0, 320, 240)
+    assert hand_crop_box(np.full((240, 320), 2001.0, np.float32), "icvl") == (0, 0, 320, 240)
 
 
 def test_hand_crop_box_clamped_to_image():

@@ -19,11 +19,11 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from scipy import ndimage
 
 from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
 from handvox.joints import GROUP_COLORS, JointSet, get_joint_set
+from handvox.segment import SegmentConfig, segment_hand
 
 # Figures are built on FigureCanvasAgg directly, never through pyplot, so drawing needs no display
 # and leaves the caller's matplotlib backend alone.
@@ -106,65 +106,24 @@ def _square_box(cu: float, cv: float, side: float, width: int, height: int) -> B
     return u0, v0, u1, v1
 
 
-def find_hand(
-    depth: np.ndarray,
-    camera: Camera | str,
-    band_mm: float = 150.0,
-    hand_len_mm: float = 230.0,
-    far_mm: float = FAR_MM,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Locate the hand from depth alone, assuming it is the nearest object.
-
-    The nearest depth band (within ``band_mm`` of the closest valid depth) is split into connected
-    blobs and the largest is kept. A blob longer than ``hand_len_mm`` along its main axis holds
-    part of the arm too; the hand is then the free end of it: the end where the blob neither
-    continues smoothly past the band nor touches the image border, else the end farther from the
-    border (arms enter from the border), else the nearer end.
-
-    Args:
-        depth: ``(H, W)`` mm; 0, non-finite and ``>= far_mm`` are background.
-    Returns:
-        ``(center_uvd (3,), hand_uv (N, 2))``: the hand's centroid and its pixels, or None when
-        there is no valid depth.
-    """
-    cam = _camera(camera)
-    depth = np.asarray(depth, dtype=np.float32)
+def _segment_box(
+    depth: np.ndarray, cam: Camera, margin: float, cube_mm: float, config: SegmentConfig
+) -> Box:
+    """Square around the hand found by :func:`segment_hand`; the whole image when none is."""
     height, width = depth.shape
-    valid = _valid(depth, far_mm)
-    if not valid.any():
-        return None
-    # A 5x5 median keeps isolated speckles from setting the "closest" depth.
-    smoothed = ndimage.median_filter(np.where(valid, depth, np.inf), size=5)
-    finite = np.isfinite(smoothed)
-    near = float(smoothed[finite].min()) if finite.any() else float(depth[valid].min())
-    limit = near + band_mm
-    eight = np.ones((3, 3), dtype=bool)
-    labels, n = ndimage.label(valid & (depth <= limit), structure=eight)
-    if n == 0:
-        return None
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    blob = labels == sizes.argmax()
-    vs, us = np.nonzero(blob)
-    uvd = np.stack([us, vs, depth[vs, us]], axis=-1).astype(np.float64)
-    xyz = cam.uvd_to_xyz(uvd)
-    centered = xyz - xyz.mean(axis=0)
-    axis = np.linalg.svd(centered[:: max(1, len(xyz) // 5000)], full_matrices=False)[2][0]
-    t = centered @ axis
-    t_lo, t_hi = np.percentile(t, [1.0, 99.0])
-    if t_hi - t_lo > hand_len_mm:
-        # Where the surface goes on just past the band, the blob was cut from a longer limb.
-        beyond = valid & (depth > limit) & (depth <= limit + 50.0)
-        attached = ndimage.binary_dilation(beyond, structure=eight)[vs, us]
-        border = np.minimum.reduce([us, vs, width - 1 - us, height - 1 - vs])
-        attached |= border < 2
-        ends = [t <= t_lo + hand_len_mm, t >= t_hi - hand_len_mm]
-        keys = [
-            (attached[e].mean() > 0.005, -np.median(border[e]), np.median(uvd[e, 2])) for e in ends
-        ]
-        keep = ends[0] if keys[0] <= keys[1] else ends[1]
-        uvd, xyz = uvd[keep], xyz[keep]
-    return cam.xyz_to_uvd(xyz.mean(axis=0)), uvd[:, :2]
+    seg = segment_hand(depth, cam, config)
+    if not seg.found:
+        return 0, 0, width, height
+    # The mask stops at the wrist cut and may miss thin fingers; the cube around the COM holds a
+    # whole hand of any pose; both together never cut off what the mask does hold.
+    cu, cv, cd = seg.com_uvd
+    half = 0.5 * cube_mm * 0.5 * (cam.fx + cam.fy) / cd
+    vs, us = np.nonzero(seg.mask)
+    pad = max(margin * max(np.ptp(us), np.ptp(vs)), 4.0)
+    lo = np.minimum([cu - half, cv - half], [us.min() - pad, vs.min() - pad])
+    hi = np.maximum([cu + half, cv + half], [us.max() + pad, vs.max() + pad])
+    center = 0.5 * (lo + hi)
+    return _square_box(center[0], center[1], float((hi - lo).max()), width, height)
 
 
 def hand_crop_box(
@@ -173,40 +132,38 @@ def hand_crop_box(
     uvd_points: np.ndarray | None = None,
     margin: float = 0.15,
     margin_mm: float = 30.0,
-    band_mm: float = 150.0,
-    hand_len_mm: float = 230.0,
-    far_mm: float = FAR_MM,
+    cube_mm: float = 300.0,
+    config: SegmentConfig | None = None,
 ) -> Box:
     """A square crop around the hand, clamped to the image.
 
     With ``uvd_points`` (joints to draw; any number of skeletons stacked) the box holds them all
     plus a margin of ``margin`` x the joints' extent or ``margin_mm`` at their depth, whichever is
     larger (joints lie inside the skin, so fingertips need room). Without, the hand is found from
-    depth alone with :func:`find_hand`. When nothing is found, the whole image.
+    depth alone by :func:`handvox.segment.segment_hand` (``config``, default settings when None)
+    and the box holds both the projection of a ``cube_mm`` cube centred on its centre of mass and
+    its mask plus ``margin`` x the mask's extent. When no hand is found, the whole image.
 
     Args:
         depth: ``(H, W)`` mm.
         uvd_points: ``(..., 3)`` uvd; non-finite rows are ignored.
     Returns:
         ``(u0, v0, u1, v1)``.
+    Raises:
+        DataError: without joints, depth not of the camera's size.
     """
     cam = _camera(camera)
-    height, width = np.shape(depth)[:2]
-    focal = 0.5 * (cam.fx + cam.fy)
     pts = None
     if uvd_points is not None:
         pts = np.asarray(uvd_points, dtype=np.float64).reshape(-1, 3)
         pts = pts[np.isfinite(pts).all(axis=1)]
-    if pts is not None and len(pts):
-        uv = pts[:, :2]
-        pad_mm = margin_mm * focal / max(float(np.median(pts[:, 2])), 1.0)
-    else:
-        found = find_hand(depth, cam, band_mm=band_mm, hand_len_mm=hand_len_mm, far_mm=far_mm)
-        if found is None:
-            return 0, 0, width, height
-        uv = found[1]
-        pad_mm = 0.0
-    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    if pts is None or not len(pts):
+        depth = np.asarray(depth, dtype=np.float32)
+        return _segment_box(depth, cam, margin, cube_mm, config or SegmentConfig())
+    height, width = np.shape(depth)[:2]
+    focal = 0.5 * (cam.fx + cam.fy)
+    pad_mm = margin_mm * focal / max(float(np.median(pts[:, 2])), 1.0)
+    lo, hi = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
     extent = float((hi - lo).max())
     side = extent + 2 * max(margin * extent, pad_mm, 4.0)
     center = 0.5 * (lo + hi)
