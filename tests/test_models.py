@@ -1,0 +1,212 @@
+"""The networks of Table 3: layer lists, parameter counts and FLOPs computed by hand from the
+table, forward/backward behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handvox.models import (
+    PoseNet,
+    PoseNetConfig,
+    RefineNet,
+    RefineNetConfig,
+    count_flops,
+    for_cpu_inference,
+    joints_to_target,
+    layer_table,
+    target_to_joints,
+)
+
+
+def conv(k: int, c_in: int, c_out: int) -> int:
+    return k**3 * c_in * c_out + c_out
+
+
+def fc(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("joints", [14, 16])
+def test_pose_net_paper_layers_and_counts(joints):
+    net = PoseNet(PoseNetConfig(num_joints=joints))
+    rows = [(r.kind, r.out_shape, r.params) for r in layer_table(net, (1, 1, 60, 60, 60))]
+    flat = 8 * 15**3
+    assert flat == 27000
+    assert rows == [
+        ("Conv3d", (1, 8, 60, 60, 60), conv(5, 1, 8)),
+        ("ReLU", (1, 8, 60, 60, 60), 0),
+        ("MaxPool3d", (1, 8, 30, 30, 30), 0),
+        ("Conv3d", (1, 8, 30, 30, 30), conv(5, 8, 8)),
+        ("ReLU", (1, 8, 30, 30, 30), 0),
+        ("MaxPool3d", (1, 8, 15, 15, 15), 0),
+        ("Flatten", (1, flat), 0),
+        ("Linear", (1, 2048), fc(flat, 2048)),
+        ("ReLU", (1, 2048), 0),
+        ("Dropout", (1, 2048), 0),
+        ("Linear", (1, 2048), fc(2048, 2048)),
+        ("ReLU", (1, 2048), 0),
+        ("Dropout", (1, 2048), 0),
+        ("Linear", (1, 3 * joints), fc(2048, 3 * joints)),
+    ]
+    expected = (
+        conv(5, 1, 8) + conv(5, 8, 8) + fc(flat, 2048) + fc(2048, 2048) + fc(2048, 3 * joints)
+    )
+    assert n_params(net) == expected
+    assert n_params(net) == {14: 59_589_474, 16: 59_601_768}[joints]
+    assert net.head[-1].out_features == {14: 42, 16: 48}[joints]  # Table 3's caption
+    macs = 125 * 8 * 60**3 + 125 * 64 * 30**3 + flat * 2048 + 2048 * 2048 + 2048 * 3 * joints
+    assert count_flops(net, (1, 1, 60, 60, 60)) == 2 * macs
+    assert count_flops(net, (4, 1, 60, 60, 60)) == 8 * macs
+    assert 0.95e9 < 2 * macs < 1.05e9  # "about 1 GFLOP a frame"
+
+
+def test_pose_net_small_variant_and_forward():
+    cfg = PoseNetConfig(input_size=32, channels=(4, 8, 8), kernel=3, fc=(64,), num_joints=21)
+    net = PoseNet(cfg)
+    assert cfg.feature_size == 4 and cfg.flat_features == 8 * 4**3
+    expected = conv(3, 1, 4) + conv(3, 4, 8) + conv(3, 8, 8) + fc(512, 64) + fc(64, 63)
+    assert n_params(net) == expected
+    out = net(torch.randn(3, 1, 32, 32, 32))
+    assert out.shape == (3, 21, 3)
+    with pytest.raises(ValueError):
+        PoseNet(PoseNetConfig(input_size=3))
+
+
+def refine_param_count(enc, bottleneck, dec, k=3, c0=1, extra=0) -> int:
+    total, c, skips = 0, c0, []
+    for level in enc:
+        for o in level:
+            total, c = total + conv(k, c, o), o
+        skips.append(c)
+    for o in bottleneck:
+        total, c = total + conv(k, c, o), o
+    for level, skip in zip(dec, reversed(skips), strict=True):
+        c += skip
+        for o in level:
+            total, c = total + conv(k, c, o), o
+    return total + conv(k, c, 1) + extra
+
+
+def test_refine_net_paper_layers_and_counts():
+    net = RefineNet()
+    rows = [(r.name, r.kind, r.out_shape, r.params) for r in layer_table(net, (1, 1, 60, 60, 60))]
+    convs = [(name, shape, p) for name, kind, shape, p in rows if kind == "Conv3d"]
+    s60, s30, s15 = (60,) * 3, (30,) * 3, (15,) * 3
+    assert convs == [
+        ("encoder.0.0", (1, 32, *s60), conv(3, 1, 32)),
+        ("encoder.0.2", (1, 32, *s60), conv(3, 32, 32)),
+        ("encoder.1.0", (1, 64, *s30), conv(3, 32, 64)),
+        ("encoder.1.2", (1, 64, *s30), conv(3, 64, 64)),
+        ("bottleneck.0", (1, 128, *s15), conv(3, 64, 128)),
+        ("bottleneck.2", (1, 128, *s15), conv(3, 128, 128)),
+        ("decoder.0.0", (1, 64, *s30), conv(3, 128 + 64, 64)),  # up-sampled + skip
+        ("decoder.0.2", (1, 64, *s30), conv(3, 64, 64)),
+        ("decoder.1.0", (1, 32, *s60), conv(3, 64 + 32, 32)),
+        ("decoder.1.2", (1, 16, *s60), conv(3, 32, 16)),
+        ("out.0", (1, 1, *s60), conv(3, 16, 1)),
+    ]
+    kinds = [kind for _, kind, _, _ in rows]
+    assert kinds.count("ReLU") == 10 and kinds.count("MaxPool3d") == 2
+    assert kinds.count("Upsample") == 2 and kinds[-1] == "Tanh"
+    assert n_params(net) == sum(p for _, _, p in convs) == 1_398_145
+    # MACs = weights (params less biases) x output voxels, per conv
+    macs = sum((p - shape[1]) * int(np.prod(shape[2:])) for _, shape, p in convs)
+    assert count_flops(net, (1, 1, 60, 60, 60)) == 2 * macs == 91_632_384_000  # "~92 GFLOP"
+
+
+def test_refine_net_transpose_upsampling_adds_parameters():
+    net = RefineNet(RefineNetConfig(upsample="transpose"))
+    extra = (128 * 128 * 8 + 128) + (64 * 64 * 8 + 64)
+    assert n_params(net) == 1_398_145 + extra
+    out = net(torch.zeros(1, 1, 8, 8, 8))
+    assert out.shape == (1, 1, 8, 8, 8)
+
+
+def test_refine_net_small_variant_forward_backward():
+    cfg = RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(16,), decoder=((8,), (4, 4)))
+    net = RefineNet(cfg)
+    assert n_params(net) == refine_param_count(cfg.encoder, cfg.bottleneck, cfg.decoder)
+    x = torch.randn(2, 1, 16, 16, 16) * 5
+    out = net(x)
+    assert out.shape == (2, 1, 16, 16, 16)
+    assert out.abs().max() <= 1.0  # tanh output, a TSDF range
+    target = torch.rand_like(out) * 2 - 1
+    torch.nn.functional.mse_loss(out, target).backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert net.encoder[0][0].weight.grad.abs().sum() > 0  # reaches the first layer
+    with pytest.raises(ValueError, match="divisible"):
+        net(torch.zeros(1, 1, 18, 18, 18))
+
+
+def test_pose_net_trains_one_step():
+    torch.manual_seed(0)
+    cfg = PoseNetConfig(input_size=16, channels=(4, 4), kernel=3, fc=(32, 32), num_joints=16)
+    net = PoseNet(cfg)
+    net.eval()  # no dropout noise, so a small gradient step must lower the loss
+    x = torch.rand(4, 1, 16, 16, 16) * 2 - 1
+    y = torch.randn(4, 16, 3) * 0.3
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(2):
+        opt.zero_grad()
+        loss = ((net(x) - y) ** 2).sum(-1).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[1] < losses[0]
+    net.train()
+    assert not torch.equal(net(x), net(x))  # dropout active in training
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))
+
+
+def test_target_round_trip():
+    rng = np.random.default_rng(0)
+    com = rng.normal(0, 100, (5, 3)) + [0, 0, 700]
+    xyz = com[:, None] + rng.normal(0, 60, (5, 14, 3))
+    target = joints_to_target(xyz, com)
+    np.testing.assert_allclose(target * 150, xyz - com[:, None])
+    np.testing.assert_allclose(target_to_joints(target, com), xyz)
+    t = joints_to_target(
+        torch.from_numpy(xyz), torch.from_numpy(com), PoseNetConfig(target_scale_mm=75)
+    )
+    np.testing.assert_allclose(t.numpy(), 2 * target)
+
+
+def test_layer_table_leaves_model_untouched():
+    net = PoseNet(PoseNetConfig(input_size=16, kernel=3, fc=(8,)))
+    before = [p.clone() for p in net.parameters()]
+    layer_table(net, (2, 1, 16, 16, 16))
+    assert all(p.device.type == "cpu" for p in net.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert not net.features[0]._forward_hooks
+
+
+def test_for_cpu_inference_variants_agree_with_fp32():
+    torch.manual_seed(0)
+    net = PoseNet(PoseNetConfig(input_size=16, channels=(4, 4), kernel=3, fc=(64, 64)))
+    x = torch.rand(2, 1, 16, 16, 16) * 2 - 1
+    net.eval()
+    with torch.no_grad():
+        ref = net(x)
+        cl = for_cpu_inference(net)
+        assert cl.features[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+        torch.testing.assert_close(cl(x), ref)
+        q = for_cpu_inference(net, int8_linear=True)
+        assert "quantized" in type(q.head[1]).__module__
+        assert (q(x) - ref).abs().max() < 0.05 * ref.abs().max()
+        bf = for_cpu_inference(net, bf16=True)
+        out = bf(x)
+        assert out.dtype == torch.float32 and (out - ref).abs().max() < 0.05 * ref.abs().max()
+        assert (bf(x) - ref).abs().max() > 0  # really ran in bfloat16
+    assert isinstance(net.head[1], torch.nn.Linear)
+    assert net.features[0].weight.is_contiguous()  # the original is untouched
+    with pytest.raises(ValueError):
+        for_cpu_inference(net, bf16=True, int8_linear=True)
