@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+
+from handvox.checkpoint import EstimatorConfig, build_networks, load_model, read_config, save_model
+from handvox.errors import DataError
+from handvox.models import PoseNetConfig, RefineNetConfig
+from handvox.tsdf import VolumeConfig
+
+
+def small_config(refine: bool) -> EstimatorConfig:
+    return EstimatorConfig(
+        joint_set="nyu14",
+        volume=VolumeConfig(size=16, voxel_mm=18.75),
+        pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32, 32), num_joints=14),
+        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(8, 8),
+                               decoder=((8, 8), (4, 4))) if refine else None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_round_trip_same_outputs(tmp_path, refine):
+    cfg = small_config(refine)
+    pose, ref = build_networks(cfg)
+    save_model(tmp_path, cfg, pose, ref, meta={"command": "test"})
+    est = load_model(tmp_path)
+    assert est.config == cfg and est.meta == {"command": "test"}
+    x = torch.rand(2, 1, 16, 16, 16) * 2 - 1
+    pose.eval()
+    torch.testing.assert_close(est.pose_net(x), pose(x))
+    if refine:
+        ref.eval()
+        torch.testing.assert_close(est.refine_net(x), ref(x))
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_config_is_plain_json_with_inf(tmp_path):
+    cfg = small_config(False)
+    save_model(tmp_path, cfg, *build_networks(cfg))
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["estimator"]["volume"]["max_depth_mm"] == "inf"
+    assert read_config(tmp_path)[0].volume.max_depth_mm == float("inf")
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="config.json"):
+        load_model(tmp_path)
+    cfg = small_config(False)
+    save_model(tmp_path, cfg, *build_networks(cfg))
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="model.safetensors"):
+        load_model(tmp_path)
+    other = small_config(True)
+    save_model(tmp_path, cfg, *build_networks(cfg))
+    # weights of a pose-only model under a config that expects refinement too
+    (tmp_path / "config.json").write_text(
+        (tmp_path / "config.json").read_text().replace('"refine": null', json.dumps(
+            {"refine": other.to_dict()["refine"]})[1:-1])
+    )  # fmt: skip
+    with pytest.raises(DataError, match="do not match"):
+        load_model(tmp_path)
+
+
+def test_mismatched_sizes_rejected():
+    with pytest.raises(ValueError, match="volume size"):
+        EstimatorConfig(volume=VolumeConfig(size=32), pose=PoseNetConfig(input_size=60))
