@@ -1,0 +1,270 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from handvox.camera import Camera
+from handvox.kinematics import (
+    DOF_NAMES,
+    LIMITS_DEG,
+    axis_angle_to_matrix,
+    clamp_to_limits,
+    forward_kinematics,
+    random_pose,
+)
+from handvox.poses import (
+    ARTICULATION_NAMES,
+    COMPONENTS,
+    GESTURE_NAMES,
+    GESTURES,
+    ArticulationConfig,
+    PoseSamplerConfig,
+    ViewConfig,
+    _segment_distance,
+    articulation_to_pose,
+    gesture_articulations,
+    hand_extent,
+    sample_articulation,
+    sample_global,
+    sample_poses,
+    self_overlap,
+)
+from handvox.shapes import base_shape, sample_shape
+
+F64 = torch.float64
+TIPS = [4, 8, 12, 16, 20]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small batched ops: on a shared, busy machine torch's thread pool costs more than it
+    saves (10x here); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def avg():
+    return base_shape("average_adult", F64)
+
+
+def _joints(art: torch.Tensor, bones) -> torch.Tensor:
+    """``(n, 21, 3)`` hand-frame joints of articulations on one hand."""
+    return forward_kinematics(articulation_to_pose(art.to(F64)), bones).joints
+
+
+def _straightness(joints: torch.Tensor, bones) -> torch.Tensor:
+    """``(n, 5)`` chord / length of each chain from its first joint after the palm (thumb MCP,
+    finger MCP) to the tip: 1 straight, ~0.4 fully curled."""
+    out = []
+    for c in range(5):
+        first = 2 + 4 * c if c == 0 else 1 + 4 * c
+        length = bones.length[0, c, 1:].sum() if c == 0 else bones.length[0, c].sum()
+        out.append((joints[:, 4 + 4 * c] - joints[:, first]).norm(dim=-1) / length)
+    return torch.stack(out, 1)
+
+
+# Per gesture, thumb..little: S straight (>= 0.97), C curled (<= 0.6), B bent (< 0.85), . any.
+EXPECTED = {
+    "open": "SSSSS", "fist": ".CCCC", "point": ".SCCC", "peace": ".SSCC",
+    "thumbs_up": "SCCCC", "ok": ".BSSS", "pinch": ".....", "three": ".SSSB", "four": ".SSSS",
+    "call_me": "SCCCS", "horns": ".SCCS", "l_shape": "SSCCC", "tripod": "...BB",
+    "power_grasp": ".BBBB", "sphere_grasp": "S....", "spread": "SSSSS", "relaxed": ".....",
+    "claw": ".CCCC", "flat_closed": "SSSSS", "key_grip": ".BCCC",
+}  # fmt: skip
+
+
+def test_gesture_library_is_within_limits():
+    assert len(GESTURES) >= 15 and set(EXPECTED) == set(GESTURE_NAMES)
+    for name, g in GESTURES.items():
+        for dof, deg in g.degrees().items():
+            lo, hi = LIMITS_DEG[dof]
+            assert lo <= deg <= hi, f"{name}: {dof} = {deg} outside [{lo}, {hi}]"
+    art = gesture_articulations(dtype=F64)
+    assert art.shape == (len(GESTURES), 24)
+    np.testing.assert_allclose(
+        art[GESTURE_NAMES.index("fist"), ARTICULATION_NAMES.index("ring_cmc_flex")],
+        math.radians(10.0),
+    )
+    assert torch.equal(clamp_to_limits(articulation_to_pose(art))[:, 6:], art)
+
+
+def test_gestures_look_like_their_names(avg):
+    art = gesture_articulations(dtype=F64)
+    j = _joints(art, avg)
+    s = _straightness(j, avg)
+    for g, name in enumerate(GESTURE_NAMES):
+        for c, want in enumerate(EXPECTED[name]):
+            v = float(s[g, c])
+            ok = {"S": v >= 0.97, "C": v <= 0.6, "B": v < 0.85, ".": True}[want]
+            assert ok, f"{name}: chain {c} straightness {v:.2f}, expected {want}"
+    at = {n: j[i] for i, n in enumerate(GESTURE_NAMES)}
+    open_tip_wrist = at["open"][TIPS].norm(dim=-1)
+    # fist: every fingertip pulled in to the palm, well under half its straight distance
+    assert (at["fist"][TIPS[1:]].norm(dim=-1) < 0.4 * open_tip_wrist[1:]).all()
+    # contact gestures: thumb tip at the index tip
+    for name in ("ok", "pinch", "tripod"):
+        assert (at[name][4] - at[name][8]).norm() < 20.0, name
+    # four: the thumb is folded across the palm, ulnar of the index MCP
+    assert at["four"][4, 0] < at["four"][5, 0]
+    # thumbs up: the thumb points along the fingers' direction (-y), within 30 degrees
+    d = at["thumbs_up"][4] - at["thumbs_up"][2]
+    assert -d[1] / d.norm() > math.cos(math.radians(30.0))
+    # L: thumb and index about perpendicular
+    t, i = at["l_shape"][4] - at["l_shape"][2], at["l_shape"][8] - at["l_shape"][5]
+    assert torch.rad2deg(torch.arccos(t @ i / (t.norm() * i.norm()))) > 60.0
+
+    def span(name):
+        return float((at[name][8] - at[name][20]).norm())
+
+    assert span("spread") > span("open") + 20 > span("flat_closed") + 20
+
+
+def test_articulation_is_deterministic_and_in_limits():
+    a = sample_articulation(_gen(3), 500)
+    assert a.shape == (500, 24) and a.dtype == torch.float32
+    assert torch.equal(a, sample_articulation(_gen(3), 500))
+    assert not torch.equal(a, sample_articulation(_gen(4), 500))
+    pose = articulation_to_pose(a)
+    assert torch.equal(clamp_to_limits(pose), pose)
+    full = sample_poses(_gen(5), 300)
+    assert full.shape == (300, 30) and torch.equal(full, sample_poses(_gen(5), 300))
+    assert torch.equal(clamp_to_limits(full), full)
+
+
+def test_mixture_components():
+    n = 4000
+    cfg = ArticulationConfig(max_overlap_mm=None)  # the weights are those of the draws
+    art, comp = sample_articulation(_gen(0), n, cfg, return_component=True)
+    frac = torch.bincount(comp, minlength=len(COMPONENTS)).double() / n
+    np.testing.assert_allclose(frac, cfg.weights(), atol=0.03)
+    # pure gestures are the library exactly
+    only = ArticulationConfig(gesture=1, perturbed=0, synergy=0, transition=0, uniform=0,
+                              gestures=("fist", "open"))  # fmt: skip
+    got = sample_articulation(_gen(1), 50, only).double()
+    lib = gesture_articulations(("fist", "open"), F64)
+    dist = torch.cdist(got, lib).amin(1)
+    assert dist.max() < 1e-6 and len({round(float(x), 3) for x in got[:, 5]}) == 2
+    with pytest.raises(ValueError, match="mixture weights"):
+        ArticulationConfig(gesture=-1).weights()
+
+
+def test_distribution_is_natural_not_uniform(avg):
+    n = 6000
+    art = sample_articulation(_gen(7), n).double()
+    uni = random_pose(n, _gen(7), F64)[:, 6:]
+
+    def corr(x, a, b):
+        i, k = ARTICULATION_NAMES.index(a), ARTICULATION_NAMES.index(b)
+        return float(np.corrcoef(x[:, i].numpy(), x[:, k].numpy())[0, 1])
+
+    assert corr(art, "ring_mcp_flex", "little_mcp_flex") > 0.5
+    assert corr(art, "middle_mcp_flex", "ring_mcp_flex") > 0.5
+    assert corr(art, "index_mcp_flex", "index_pip_flex") > 0.5  # synergy within a finger
+    assert abs(corr(uni, "ring_mcp_flex", "little_mcp_flex")) < 0.1
+    # abduction narrows as fingers curl: spread of little abduction smaller in curled fingers
+    curl = art[:, ARTICULATION_NAMES.index("little_mcp_flex")]
+    abd = art[:, ARTICULATION_NAMES.index("little_mcp_abd")]
+    assert abd[curl > math.radians(70)].std() < 0.7 * abd[curl < math.radians(15)].std()
+    # many whole-hand states a uniform sampler never makes: fists and open hands
+    s = _straightness(_joints(art, avg), avg)[:, 1:]
+    s_uni = _straightness(_joints(uni, avg), avg)[:, 1:]
+    fists, opens = (s < 0.6).all(1).double().mean(), (s > 0.95).all(1).double().mean()
+    assert fists > 0.04 and opens > 0.1
+    assert (s_uni < 0.6).all(1).double().mean() < 0.01
+    assert (s_uni > 0.95).all(1).double().mean() < 0.01
+
+
+def _tips_touch(art, bones) -> torch.Tensor:
+    """Fingertips of different fingers closer than 10 mm: a rough self-collision proxy (the
+    pulps of pinch / OK gestures are ~16 mm apart when they touch)."""
+    tips = _joints(art, bones)[:, TIPS]
+    d = torch.cdist(tips, tips) + torch.eye(5, dtype=F64) * 1e3
+    return d.amin((1, 2)) < 10.0
+
+
+def test_self_collisions_are_rejected(avg):
+    n = 3000
+    free = sample_articulation(_gen(11), n, ArticulationConfig(max_overlap_mm=None))
+    kept = sample_articulation(_gen(11), n)
+    assert (self_overlap(free) > 4.0).double().mean() > 0.2  # what rejection removes
+    assert (self_overlap(kept) > 4.0).double().mean() < 0.005
+    assert _tips_touch(kept, avg).double().mean() < _tips_touch(free, avg).double().mean()
+    assert _tips_touch(kept, avg).double().mean() < 0.02
+    # the library itself passes: no gesture's fingers overlap by more than 3 mm
+    assert self_overlap(gesture_articulations(dtype=F64)).max() < 3.0
+    # capsules: two fingers crossed into each other overlap by about their thickness
+    cross = gesture_articulations(("open",), F64).clone()
+    cross[0, ARTICULATION_NAMES.index("index_mcp_abd")] = math.radians(-15)
+    cross[0, ARTICULATION_NAMES.index("middle_mcp_abd")] = math.radians(15)
+    assert self_overlap(cross) > 10.0
+
+
+def test_segment_distance_matches_brute_force():
+    gen = _gen(0)
+    p1, q1, p2, q2 = (torch.randn(200, 3, generator=gen, dtype=F64) for _ in range(4))
+    q2[:30] = p2[:30] + 0.7 * (q1[:30] - p1[:30])  # parallel
+    q1[30:50] = p1[30:50]  # a point
+    t = torch.linspace(0, 1, 401, dtype=F64)[:, None]
+    dense = torch.cdist(p1[:, None] + t * (q1 - p1)[:, None], p2[:, None] + t * (q2 - p2)[:, None])
+    np.testing.assert_allclose(_segment_distance(p1, q1, p2, q2), dense.amin((1, 2)), atol=1e-2)
+
+
+@pytest.mark.parametrize("preset", ["nyu", "icvl", "generic"])
+def test_hands_land_in_view(preset):
+    n = 1500
+    gen = _gen(21)
+    cfg = PoseSamplerConfig(view=ViewConfig.preset(preset))
+    pose = sample_poses(gen, n, cfg).double()
+    bones = sample_shape(gen, n, dtype=F64)  # random hands, not the one the placement used
+    joints = forward_kinematics(pose, bones).joints
+    cam = cfg.view.cam
+    uv = cam.project(joints)
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] <= cam.width - 1) & (uv[..., 1] >= 0)
+    inside &= (uv[..., 1] <= cam.height - 1) & (joints[..., 2] > 0)
+    assert inside.all(1).double().mean() >= 0.95
+    # the average adult hand's bounding-box centre is exactly at the sampled depth
+    centre, radius = hand_extent(pose[:, 6:])
+    rot = axis_angle_to_matrix(pose[:, 3:6])
+    c = (rot @ centre[..., None])[..., 0] + pose[:, :3]
+    lo, hi = cfg.view.depth_mm
+    assert c[:, 2].min() >= lo - 1e-3 and c[:, 2].max() <= hi + 1e-3
+    assert c[:, 2].max() - c[:, 2].min() > 0.8 * (hi - lo)  # the range is covered
+    assert (joints[..., 2] > lo - 1.3 * radius.max()).all()
+
+
+def test_orientations_face_the_camera():
+    n = 4000
+    cfg = ViewConfig()
+    root = sample_global(_gen(2), n, cfg).double()
+    rot = axis_angle_to_matrix(root[:, 3:6])
+    palm = -rot[:, :, 2]  # palm normal (-z of the hand frame) in the camera frame
+    view = root[:, :3] / root[:, :3].norm(dim=-1, keepdim=True)
+    facing = -(palm * view).sum(-1)  # > 0: the palm is towards the camera
+    front = (facing > 0.3).double().mean()
+    back = (facing < -0.5).double().mean()
+    assert 0.7 < front < 0.9 and 0.02 < back < 0.1
+    # fingers (-y of the hand) point up or sideways in the image, almost never down
+    fingers = -rot[:, :, 1]
+    assert (fingers[:, 1] > 0.5).double().mean() < 0.05
+    assert (fingers[:, 1] < -0.5).double().mean() > 0.4
+
+
+def test_global_config():
+    assert ViewConfig.preset("icvl").cam == Camera.preset("icvl")
+    assert ViewConfig.preset("NYU").depth_mm == (600.0, 1100.0)
+    with pytest.raises(ValueError, match="unknown view preset"):
+        ViewConfig.preset("kinect2")
+    # a fixed centre and radius: the centre lands in the central 70 % of the image
+    root = sample_global(_gen(0), 500, ViewConfig(), centre=torch.zeros(3), radius=0.0)
+    uv = Camera.preset("nyu").project(root[:, :3].double())
+    assert (uv[:, 0] >= 0.15 * 640 - 1e-6).all() and (uv[:, 0] <= 0.85 * 640 + 1e-6).all()
+    assert (uv[:, 1] >= 0.15 * 480 - 1e-6).all() and (uv[:, 1] <= 0.85 * 480 + 1e-6).all()
+    assert root.shape == (500, 6) and len(DOF_NAMES) == 30
