@@ -4,9 +4,11 @@
 have measured: depth- and angle-dependent axial noise, ragged edges, disparity quantisation,
 projector shadows, dropouts at edges and grazing angles, and small random holes. Every component
 is switchable in :class:`NoiseConfig`. All work happens on the bounding box of the valid pixels
-plus a margin: a hand-sized scene in a 640x480 frame costs about 1.3 ms of CPU
-(benchmarks/noise_speed.py); a frame whose every pixel is valid (a rendered wall behind the hand)
-costs tens of ms.
+plus a margin, in numba kernels (one pass per stage, no full-frame temporaries), with per-pixel
+random numbers from a counter-based hash: a hand-sized scene in a 640x480 frame costs about
+0.9 ms of CPU, a frame whose every pixel is valid (a rendered wall behind the hand) about 7 ms
+(benchmarks/noise_speed.py; numpy versions took 1.3 and 20-60 ms). Pixels so far out of the
+sensor's range that no noise brings them back (a wall beyond NYU's 2 m) cost nothing.
 
 ICVL and MSRA were taken with time-of-flight cameras, which this model does not describe; for
 them only the invalid encoding (0) carries over.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from handvox.camera import Camera
@@ -151,6 +154,7 @@ class NoiseConfig:
 
 
 _THETA_CAP = math.radians(89.0)
+_RANGE_SLACK = 0.1
 
 
 def axial_sigma(z_mm: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -229,22 +233,6 @@ def _normals_and_cos(
     return (a, c, -nz, norm), np.clip(cos, 0.0, 1.0) * ok, ok
 
 
-def _incidence(
-    z: np.ndarray, camera: Camera, u0: int, v0: int, normals: np.ndarray | None
-) -> np.ndarray:
-    """Angle (rad) between the surface normal and the viewing ray; pi/2 where unknown."""
-    if normals is None:
-        _, cos, _ = _normals_and_cos(z, camera, u0, v0)
-    else:
-        h, w = z.shape
-        rx = ((np.arange(u0, u0 + w, dtype=np.float32) - camera.cx) / camera.fx)[None, :]
-        ry = ((np.arange(v0, v0 + h, dtype=np.float32) - camera.cy) / camera.fy)[:, None]
-        n = normals.astype(np.float32, copy=False)
-        dot = n[..., 0] * rx + n[..., 1] * ry + n[..., 2]
-        cos = np.clip(np.abs(dot) / np.sqrt(rx * rx + ry * ry + 1), 0.0, 1.0)
-    return np.arccos(cos)
-
-
 def surface_normals(depth: np.ndarray, camera: Camera) -> np.ndarray:
     """Unit surface normals facing the camera, from the back-projected depth image.
 
@@ -282,67 +270,264 @@ def _bbox(valid: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
     )
 
 
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Square (chessboard) dilation by ``r`` px with shifted ORs, much faster than ndimage."""
-    out = mask.copy()
-    for _ in range(r):
-        out[1:] |= out[:-1].copy()
-        out[:-1] |= out[1:].copy()
-        out[:, 1:] |= out[:, :-1].copy()
-        out[:, :-1] |= out[:, 1:].copy()
-    return out
+def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
+    """Unit-variance Gaussian random field correlated over ~``scale`` px.
+
+    Gaussian bumps on a coarse grid with random weights, summed separably (two banded matrix
+    products, :func:`_field_kernel`) and divided by the exact per-pixel std, so the variance is
+    1 everywhere.
+    """
+    step = max(scale * 0.75, 1.0)
+    sig = scale * 0.6
+
+    def weights(n: int) -> tuple[np.ndarray, np.ndarray]:
+        nodes = np.arange(-2.0 * sig, n + 2.0 * sig, step) + rng.random() * step
+        d2 = ((np.arange(n, dtype=np.float64)[:, None] - nodes[None, :]) / sig) ** 2
+        # cut at 3 sigma: each pixel then sums a handful of bumps (a band of nodes)
+        wts = np.where(d2 < 9.0, np.exp(-0.5 * d2), 0.0).astype(np.float32)
+        nz = wts != 0
+        band = np.stack([nz.argmax(1), nz.shape[1] - nz[:, ::-1].argmax(1)], 1)
+        return wts, band
+
+    (ay, by), (ax, bx) = weights(h), weights(w)
+    g = rng.standard_normal((ay.shape[1], ax.shape[1]), dtype=np.float32)
+    field = np.zeros((h, w), np.float32)
+    _field_kernel(ay, by, g, ax, bx, field)
+    return field
 
 
-def _edges(z: np.ndarray, valid: np.ndarray, jump: float) -> np.ndarray:
-    """Valid pixels next to a depth jump > ``jump`` mm or to an invalid pixel (4-neighbours)."""
-    zi = np.where(valid, z, np.float32(-1e6))
-    jh = np.abs(zi[:, 1:] - zi[:, :-1]) > jump
-    jv = np.abs(zi[1:] - zi[:-1]) > jump
-    e = np.zeros_like(valid)
-    e[:, 1:] |= jh
-    e[:, :-1] |= jh
-    e[1:] |= jv
-    e[:-1] |= jv
-    return e & valid
+# --- per-pixel kernels (numba) -------------------------------------------------------------------
+# Full frames (a rendered wall or body behind the hand) make every component touch ~300k pixels;
+# numpy's temporaries then cost ~15-50 ms a frame, these loops ~3 ms. Per-pixel and per-block
+# random numbers are a counter-based hash (splitmix64) of the frame's key drawn from ``rng``, the
+# pixel or block index and a stream number: as deterministic as the generator, with no
+# full-frame random arrays.
+_jit = numba.njit(cache=True, nogil=True)
+_STREAM_LATERAL, _STREAM_WHITE, _STREAM_EDGE, _STREAM_GRAZING = 1, 2, 3, 4
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _shadow(z: np.ndarray, valid: np.ndarray, bf_img: float, side: int) -> np.ndarray:
-    """Pixels the projector cannot see, by a running-max scan along each row (epipolar line).
+@_jit
+def _mix(x):
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@_jit
+def _uniform(key, index):
+    """Uniform in (0, 1) from a stream key and a counter."""
+    h = _mix(key + np.uint64(index + 1) * _GOLDEN)
+    return (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@_jit
+def _field_kernel(ay, by, g, ax, bx, out):
+    """``out = (ay @ g @ ax.T) / std`` for banded weights: row ``i`` of ``ay`` is non-zero in
+    columns ``by[i, 0] .. by[i, 1] - 1`` (likewise ``ax``, ``bx``). No BLAS, whose threads
+    would compete with the job runner's worker processes."""
+    h, w = out.shape
+    tmp = np.zeros((ay.shape[1], w), np.float32)  # g @ ax.T
+    sx = np.zeros(w, np.float32)
+    for j in range(w):
+        for b in range(bx[j, 0], bx[j, 1]):
+            sx[j] += ax[j, b] * ax[j, b]
+            for a in range(ay.shape[1]):
+                tmp[a, j] += g[a, b] * ax[j, b]
+    for j in range(w):
+        sx[j] = 1.0 / math.sqrt(sx[j])
+    for i in range(h):
+        sy = 0.0
+        for a in range(by[i, 0], by[i, 1]):
+            sy += ay[i, a] * ay[i, a]
+            for j in range(w):  # contiguous: vectorises
+                out[i, j] += ay[i, a] * tmp[a, j]
+        sy = 1.0 / math.sqrt(sy)
+        for j in range(w):
+            out[i, j] *= sy * sx[j]
+
+
+@_jit
+def _cos_kernel(normals, u0, v0, fx, fy, cx, cy, cos_min, out):
+    """cos(incidence) of unit normals ``(h, w, 3)`` of a crop at (u0, v0), at least
+    ``cos_min``. Angles stay cosines until needed: most pixels never need an arccos."""
+    h, w = out.shape
+    for i in range(h):
+        ry = (i + v0 - cy) / fy
+        for j in range(w):
+            rx = (j + u0 - cx) / fx
+            c = abs(normals[i, j, 0] * rx + normals[i, j, 1] * ry + normals[i, j, 2])
+            out[i, j] = max(min(c / math.sqrt(rx * rx + ry * ry + 1.0), 1.0), cos_min)
+
+
+@_jit
+def _cos_from_depth_kernel(z, u0, v0, fx, fy, cx, cy, cos_min, out):
+    """cos(incidence) from the depth itself, as :func:`surface_normals` finds the normal (the
+    one-sided difference with the smaller jump, 0 where a pixel or both neighbours along u or v
+    are invalid), at least ``cos_min``. ``z``: crop at (u0, v0), 0 where invalid."""
+    h, w = z.shape
+    big = np.float32(1e30)
+    for i in range(h):
+        ry = (i + v0 - cy) / fy
+        for j in range(w):
+            zc = z[i, j]
+            c = 0.0
+            if zc > 0:
+                af = abs(z[i, j + 1] - zc) if j < w - 1 and z[i, j + 1] > 0 else big
+                ab = abs(zc - z[i, j - 1]) if j > 0 and z[i, j - 1] > 0 else big
+                cf = abs(z[i + 1, j] - zc) if i < h - 1 and z[i + 1, j] > 0 else big
+                cb = abs(zc - z[i - 1, j]) if i > 0 and z[i - 1, j] > 0 else big
+                if min(af, ab) < big and min(cf, cb) < big:
+                    zu = z[i, j + 1] - zc if af < ab else zc - z[i, j - 1]
+                    zv = z[i + 1, j] - zc if cf < cb else zc - z[i - 1, j]
+                    rx = (j + u0 - cx) / fx
+                    a, b = fx * zu, fy * zv
+                    nz = a * rx + b * ry + zc
+                    norm = math.sqrt(a * a + b * b + nz * nz)
+                    c = min(zc / (norm * math.sqrt(rx * rx + ry * ry + 1.0)), 1.0)
+            out[i, j] = max(c, cos_min)
+
+
+@_jit
+def _shadow_kernel(z, valid, bf_img, side, drop):
+    """Pixels the projector cannot see, by a running max along each row (epipolar line).
 
     With the projector at x = side * b, a surface point at column u appears in the projector at
     u - side * b f / z. Scanning away from the projector, a pixel is lit only if its projector
     column passes every one before it; otherwise nearer geometry blocks the ray.
     """
-    zz = z if side < 0 else z[:, ::-1]
-    vv = valid if side < 0 else valid[:, ::-1]
-    q = np.arange(zz.shape[1], dtype=np.float32)[None, :] + bf_img / np.where(vv, zz, np.inf)
-    q[~vv] = -np.inf
-    # accumulate runs fastest down axis 0 of a contiguous array
-    qt = np.ascontiguousarray(q.T)
-    shadow = (qt < np.maximum.accumulate(qt, axis=0) - 0.01).T
-    return shadow if side < 0 else shadow[:, ::-1]
+    h, w = z.shape
+    for i in range(h):
+        run = -np.inf
+        for k in range(w):
+            j = k if side < 0 else w - 1 - k
+            if valid[i, j]:
+                q = k + bf_img / z[i, j]
+                if q < run - 0.01:
+                    drop[i, j] = True
+                run = max(run, q)
 
 
-def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
-    """Unit-variance Gaussian random field correlated over ~``scale`` px.
+@_jit
+def _edge_distance_kernel(z, valid, jump, cap, dist):
+    """Chessboard distance (0 .. cap, cap meaning farther) of every pixel to the nearest edge:
+    a valid pixel next to a 4-neighbour more than ``jump`` mm away or invalid."""
+    h, w = z.shape
+    row = np.full((h, w), cap, np.int32)  # distance to the nearest edge in the same row
+    for i in range(h):
+        for j in range(w):
+            if not valid[i, j]:
+                continue
+            zc = z[i, j]
+            e = (
+                (j > 0 and (not valid[i, j - 1] or abs(zc - z[i, j - 1]) > jump))
+                or (j < w - 1 and (not valid[i, j + 1] or abs(zc - z[i, j + 1]) > jump))
+                or (i > 0 and (not valid[i - 1, j] or abs(zc - z[i - 1, j]) > jump))
+                or (i < h - 1 and (not valid[i + 1, j] or abs(zc - z[i + 1, j]) > jump))
+            )
+            if e:
+                for k in range(max(j - cap + 1, 0), min(j + cap, w)):
+                    row[i, k] = min(row[i, k], abs(k - j))
+    for i in range(h):
+        dist[i] = row[i]
+        for k in range(max(i - cap + 1, 0), min(i + cap, h)):
+            dk = abs(k - i)
+            if dk == 0:
+                continue
+            for j in range(w):  # contiguous: vectorises
+                dist[i, j] = min(dist[i, j], max(dk, row[k, j]))
 
-    Gaussian bumps on a coarse grid with random weights, summed separably (two small matrix
-    products) and divided by the exact per-pixel std, so the variance is 1 everywhere.
-    """
-    step = max(scale * 0.75, 1.0)
-    sig = scale * 0.6
 
-    def weights(n: int) -> np.ndarray:
-        nodes = np.arange(-2.0 * sig, n + 2.0 * sig, step) + rng.random() * step
-        d2 = ((np.arange(n, dtype=np.float64)[:, None] - nodes[None, :]) / sig) ** 2
-        # cut at 3 sigma: the far tails would be float32 subnormals, which make matmul crawl
-        return np.where(d2 < 9.0, np.exp(-0.5 * d2), 0.0).astype(np.float32)
+@_jit
+def _lateral_kernel(z, cos, drop, valid, dist, band, block, scale, key):
+    """Each valid pixel within ``band`` of an edge takes the depth, angle and validity of a
+    pixel jittered by the lateral noise of [N12] (one jitter per ``block``: blocky edges)."""
+    h, w = z.shape
+    wb = (w + block - 1) // block
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            if dist[i, j] <= band and valid[i, j]:
+                n += 1
+    src = np.empty((n, 4), np.int64)
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            if dist[i, j] > band or not valid[i, j]:
+                continue
+            b = 2 * ((i // block) * wb + j // block)
+            # Box-Muller: two normals from two uniforms
+            r = math.sqrt(-2.0 * math.log(_uniform(key, b)))
+            a = 2.0 * math.pi * _uniform(key, b + 1)
+            th = min(math.acos(cos[i, j]), _THETA_CAP)
+            s = scale * (0.8 + 0.035 * th / (0.5 * math.pi - th))
+            src[n, 0], src[n, 1] = i, j
+            src[n, 2] = min(max(i + int(math.floor(r * math.cos(a) * s + 0.5)), 0), h - 1)
+            src[n, 3] = min(max(j + int(math.floor(r * math.sin(a) * s + 0.5)), 0), w - 1)
+            n += 1
+    # Gathered first and written after, so every pixel samples the unjittered image.
+    zs = np.empty(n, z.dtype)
+    cs = np.empty(n, cos.dtype)
+    ds = np.empty(n, np.bool_)
+    for k in range(n):
+        sv, su = src[k, 2], src[k, 3]
+        zs[k], cs[k], ds[k] = z[sv, su], cos[sv, su], drop[sv, su]
+    for k in range(n):
+        i, j = src[k, 0], src[k, 1]
+        z[i, j], cos[i, j], drop[i, j] = zs[k], cs[k], ds[k]
 
-    ay, ax = weights(h), weights(w)
-    g = rng.standard_normal((ay.shape[1], ax.shape[1]), dtype=np.float32)
-    field = ay @ g @ ax.T
-    std = np.sqrt((ay * ay).sum(1))[:, None] * np.sqrt((ax * ax).sum(1))[None, :]
-    return field / std
+
+@_jit
+def _measure_kernel(z, cos, drop, field, dist, out, axial, axial_scale, corr, quantise,
+                    step, bf, round_mm, edge_probs, edge_block, grazing, graze_lo, graze_span,
+                    zmin, zmax, key_white, key_edge, key_graze, bad):  # fmt: skip
+    """Axial noise, disparity quantisation, rounding, edge and grazing dropouts, range."""
+    h, w = z.shape
+    wb = (w + edge_block - 1) // edge_block
+    a, b = math.sqrt(corr), math.sqrt(12.0 * (1.0 - corr))
+    n_probs = len(edge_probs)
+    cos_steep = 0.5  # 60 degrees: where [N12]'s angle term starts
+    cos_graze = math.cos(graze_lo)
+    for i in range(h):
+        for j in range(w):
+            if drop[i, j]:
+                out[i, j] = bad
+                continue
+            zz = np.float64(z[i, j])
+            c = cos[i, j]
+            if axial:
+                zm = zz * 1e-3
+                sigma = 1.2 + 1.9 * (zm - 0.4) * (zm - 0.4)
+                if c < cos_steep:
+                    th = min(math.acos(c), _THETA_CAP)
+                    sigma += 0.1 / math.sqrt(max(zm, 1e-3)) * th * th / (0.5 * math.pi - th) ** 2
+                sigma *= axial_scale
+                if quantise:
+                    q = zz * zz * (step / bf)
+                    sigma = math.sqrt(max(sigma * sigma - q * q / 12.0, 0.0))
+                noise = a * field[i, j] if a > 0 else 0.0
+                if b > 0:
+                    noise += b * (_uniform(key_white, i * w + j) - 0.5)
+                zz += sigma * noise
+            if quantise:
+                disp = math.floor(bf / max(zz, 1.0) / step + 0.5)
+                zz = (bf / step) / max(disp, 1.0)
+            if round_mm:
+                zz = math.floor(zz + 0.5)
+            if n_probs > 0 and dist[i, j] < n_probs:
+                u = _uniform(key_edge, (i // edge_block) * wb + j // edge_block)
+                if u < edge_probs[dist[i, j]]:
+                    out[i, j] = bad
+                    continue
+            if grazing and c < cos_graze:
+                p = (math.acos(c) - graze_lo) / graze_span
+                if _uniform(key_graze, i * w + j) < p:
+                    out[i, j] = bad
+                    continue
+            if not (zmin <= zz <= zmax):  # also NaN
+                out[i, j] = bad
+                continue
+            out[i, j] = zz
 
 
 def _holes(rng: np.random.Generator, valid: np.ndarray, config: NoiseConfig) -> np.ndarray:
@@ -398,86 +583,66 @@ def add_sensor_noise(
         raise ValueError(f"normals must be {(*clean.shape, 3)}, got {normals.shape}")
     out = np.full(clean.shape, bad, dtype=np.float32)
     valid_full = _valid(clean)
+    if math.isfinite(cfg.max_depth_mm) or cfg.min_depth_mm > 0:
+        # No noise brings a pixel this far out of range back in (at 2 m the axial sigma is
+        # ~6 mm, ~20 mm near the grazing cut-off; the slack is 200 mm): skip them, so a far
+        # wall costs nothing. They read invalid either way.
+        valid_full &= (clean >= (1.0 - _RANGE_SLACK) * cfg.min_depth_mm) & (
+            clean <= (1.0 + _RANGE_SLACK) * cfg.max_depth_mm
+        )
     margin = cfg.lateral_band_px + 2
     box = _bbox(valid_full, margin)
     if box is None:
         return out
     y0, y1, x0, x1 = box
-    valid = valid_full[y0:y1, x0:x1]
+    valid = np.ascontiguousarray(valid_full[y0:y1, x0:x1])
     z = np.where(valid, clean[y0:y1, x0:x1], 0).astype(np.float32)
     h, w = z.shape
+    crop = out[y0:y1, x0:x1]
+    # One key per hashed random stream (see _uniform), drawn up front.
+    keys = rng.integers(0, 2**63, size=5, dtype=np.uint64)
 
+    # Incidence angles as cosines, clipped at grazing_full_deg (so the grazing dropout
+    # reaches exactly 1 there).
     theta_max = min(math.radians(cfg.grazing_full_deg), _THETA_CAP)
+    cos = np.ones((h, w), np.float32)
     if cfg.axial or cfg.lateral or cfg.grazing_dropout:
-        crop_normals = None if normals is None else normals[y0:y1, x0:x1]
-        theta = np.minimum(_incidence(z, camera, x0, y0, crop_normals), theta_max)
+        if normals is None:
+            _cos_from_depth_kernel(z, x0, y0, *camera.intrinsics, math.cos(theta_max), cos)
+        else:
+            n = normals[y0:y1, x0:x1].astype(np.float32, copy=False)
+            _cos_kernel(n, x0, y0, *camera.intrinsics, math.cos(theta_max), cos)
 
     drop = ~valid
     if cfg.shadow:
-        drop |= _shadow(z, valid, camera.fx * cfg.baseline_mm, cfg.projector_side)
-    edges = _edges(z, valid, cfg.edge_jump_mm)
+        _shadow_kernel(z, valid, camera.fx * cfg.baseline_mm, cfg.projector_side, drop)
+    probs = np.asarray(cfg.edge_dropout_prob if cfg.edge_dropout else (), np.float64)
+    lateral = cfg.lateral and cfg.lateral_scale > 0
+    cap = max(len(probs), cfg.lateral_band_px + 1 if lateral else 0)
+    dist = np.empty((h, w) if cap else (1, 1), np.int32)
+    if cap:
+        _edge_distance_kernel(z, valid, np.float32(cfg.edge_jump_mm), cap, dist)
 
-    if cfg.lateral and cfg.lateral_scale > 0:
-        band = _dilate(edges, cfg.lateral_band_px) & valid
-        vv, uu = np.nonzero(band)
-        blk = cfg.lateral_block_px
-        hb, wb = -(-h // blk), -(-w // blk)
-        jit = rng.standard_normal((2, hb, wb), dtype=np.float32)
-        jv, ju = jit[:, vv // blk, uu // blk]
-        s = cfg.lateral_scale * lateral_sigma(theta[vv, uu])
-        sv = np.clip(vv + np.rint(jv * s).astype(np.intp), 0, h - 1)
-        su = np.clip(uu + np.rint(ju * s).astype(np.intp), 0, w - 1)
-        # a pixel that samples background (or shadow) becomes invalid: edges erode raggedly
-        z[vv, uu] = z[sv, su]
-        theta[vv, uu] = theta[sv, su]
-        drop[vv, uu] = drop[sv, su]
-
-    if cfg.axial and cfg.axial_scale > 0:
-        sigma = cfg.axial_scale * axial_sigma(z, theta)
-        if cfg.quantise:
-            # [N12] measured quantised depth: leave the quantisation's share of the variance
-            q = z * z * (cfg.disparity_step_px / (cfg.baseline_mm * cfg.sensor_focal_px))
-            sigma = np.sqrt(np.maximum(sigma * sigma - q * q / 12.0, 0.0))
-        f = min(max(cfg.axial_correlated_fraction, 0.0), 1.0)
-        noise = np.zeros((h, w), np.float32)
-        if f > 0:
-            noise += math.sqrt(f) * _smooth_field(rng, h, w, cfg.axial_correlation_px)
-        if f < 1:
-            # uniform with unit variance: at a few % of the variance its shape is invisible, and
-            # it costs a fraction of normal draws
-            white = rng.random((h, w), dtype=np.float32) - np.float32(0.5)
-            noise += math.sqrt(12.0 * (1.0 - f)) * white
-        z = z + sigma * noise
-
-    if cfg.quantise:
-        bf = cfg.baseline_mm * cfg.sensor_focal_px
-        disp = np.rint(bf / np.maximum(z, 1.0) / cfg.disparity_step_px)
-        z = (bf / cfg.disparity_step_px) / np.maximum(disp, 1.0)
-    if cfg.round_mm:
-        z = np.rint(z)
-
-    if cfg.edge_dropout and cfg.edge_dropout_prob:
-        probs = np.zeros((h, w), np.float32)
-        ring = edges
-        reach = edges
-        for p in cfg.edge_dropout_prob:
-            probs[ring] = p
-            grown = _dilate(reach, 1)
-            ring = grown & ~reach
-            reach = grown
-        blk = max(cfg.edge_dropout_block_px, 1)
-        r = rng.random((-(-h // blk), -(-w // blk)), dtype=np.float32)
-        drop |= r.repeat(blk, 0).repeat(blk, 1)[:h, :w] < probs
-    if cfg.grazing_dropout:
-        lo, hi = math.radians(cfg.grazing_start_deg), theta_max
-        p = (theta - lo) / max(hi - lo, 1e-6)
-        # theta was clipped at grazing_full_deg, so p reaches exactly 1 there
-        drop |= rng.random((h, w), dtype=np.float32) < p
+    if lateral:
+        # A pixel that samples background (or shadow) becomes invalid: edges erode raggedly.
+        _lateral_kernel(z, cos, drop, valid, dist, cfg.lateral_band_px,
+                        cfg.lateral_block_px, cfg.lateral_scale, keys[_STREAM_LATERAL])  # fmt: skip
     if cfg.holes and cfg.holes_per_10k_px > 0:
         drop |= _holes(rng, ~drop, cfg)
-    drop |= (z < cfg.min_depth_mm) | (z > cfg.max_depth_mm) | ~np.isfinite(z)
 
-    crop = z.astype(np.float32)
-    crop[drop] = bad
-    out[y0:y1, x0:x1] = crop
+    axial = cfg.axial and cfg.axial_scale > 0
+    corr = min(max(cfg.axial_correlated_fraction, 0.0), 1.0)
+    if axial and corr > 0:
+        field = _smooth_field(rng, h, w, cfg.axial_correlation_px)
+    else:
+        field = np.zeros((1, 1), np.float32)
+    lo = math.radians(cfg.grazing_start_deg)
+    # [N12] measured quantised depth, so the axial sigma leaves the quantisation's variance.
+    _measure_kernel(
+        z, cos, drop, field, dist, crop, axial, cfg.axial_scale, corr, cfg.quantise,
+        cfg.disparity_step_px, cfg.baseline_mm * cfg.sensor_focal_px, cfg.round_mm, probs,
+        max(cfg.edge_dropout_block_px, 1), cfg.grazing_dropout, lo, max(theta_max - lo, 1e-6),
+        cfg.min_depth_mm, cfg.max_depth_mm, keys[_STREAM_WHITE], keys[_STREAM_EDGE],
+        keys[_STREAM_GRAZING], np.float32(bad),
+    )  # fmt: skip
     return out
