@@ -3,7 +3,7 @@
 Scenes: ``hand``: hand and forearm only; ``body+wall``: with a person behind the hand and a wall
 (at the default 1.3-2.8 m, so part of the time beyond the NYU preset's 2 m range, as in NYU's
 own frames); ``near wall``: body and a wall at 1.2-1.8 m (every pixel of the frame measured, the
-noise model's worst case); ``default``: :class:`handvox.synth.HandSynthConfig`'s defaults.
+noise model's worst case); ``default``: :class:`handvox.synth_hand.HandSynthConfig`'s defaults.
 
 Stages (CPU ms a frame, measured in one process with one thread, as a worker runs):
 pose+FK (shape and pose sampling, kinematics, markers, the in-view check), render (primitives,
@@ -30,18 +30,20 @@ from pathlib import Path
 import torch
 
 from handvox.synth import (
-    HandSynthConfig,
     _keep_freed_memory,
     _schema,
     _write_chunk,
-    add_noise,
     encode_frame,
     frame_rng,
+    make_generator,
+    synthesize,
+)
+from handvox.synth_hand import (
+    HandSynthConfig,
+    add_noise,
     hand_frame_generator,
     make_frame,
-    make_generator,
     render_hand_scene,
-    synthesize,
 )
 
 SCENES = {

@@ -18,16 +18,15 @@ from handvox.io.synthetic import SyntheticDataset
 from handvox.kinematics import forward_kinematics, pose_limits
 from handvox.render import PART_NAMES
 from handvox.shapes import SHAPE_NAMES
-from handvox.synth import (
+from handvox.synth import frame_rng, make_generator
+from handvox.synth_hand import (
     HAND_PARTS,
     MARKER_SETS,
     SCENE_FLAGS,
     HandSynthConfig,
     bones_from_vector,
-    frame_rng,
     hand_frame_generator,
     in_view,
-    make_generator,
 )
 
 NYU = Camera.preset("nyu")

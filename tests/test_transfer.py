@@ -16,7 +16,7 @@ from handvox.hand_bvh import bvh_to_pose
 from handvox.io.labels import read_labels, write_labels
 from handvox.io.synthetic import SyntheticDataset
 from handvox.kinematics import forward_kinematics
-from handvox.synth import bones_from_vector
+from handvox.synth_hand import bones_from_vector
 from handvox.transfer import (
     POSES_NAME,
     RecoveredPoses,
@@ -129,7 +129,7 @@ def test_generator_is_a_function_of_the_frame_index():
 
 
 def _config():
-    from handvox.synth import HandSynthConfig
+    from handvox.synth_hand import HandSynthConfig
 
     return HandSynthConfig(body_prob=0.0, wall_prob=0.0)
 

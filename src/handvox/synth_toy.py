@@ -1,6 +1,6 @@
 """A cheap stand-in generator for tests and benchmarks: capsules on a posed 21-joint skeleton.
 
-Not the kinematic hand (:func:`handvox.synth.hand_frame_generator` is); it needs nothing but
+Not the kinematic hand (:func:`handvox.synth_hand.hand_frame_generator` is); it needs nothing but
 numpy, so the job runner's tests do not pay for torch, numba or the renderer.
 """
 

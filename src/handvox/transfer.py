@@ -13,7 +13,7 @@ camera poses. Here:
    ``(i // V) % K`` and view ``i % V``: the source's articulation on hand shape ``k`` (a base
    shape with continuous variation, the same for every view of that source and slot), with a
    new root rotation and position from the pose sampler's placement in the camera's view
-   (:func:`handvox.poses.sample_global`), rendered and noised as :mod:`handvox.synth` does.
+   (:func:`handvox.poses.sample_global`), rendered and noised as :mod:`handvox.synth_hand` does.
 4. :func:`run_transfer` writes it with :func:`handvox.synth.synthesize` (same format, sharding
    and resumption; :class:`handvox.io.synthetic.SyntheticDataset` reads it). The recovered poses
    are stored once in ``DIR/transfer_poses.npz``; every shard and resumed run uses that file.
@@ -34,17 +34,15 @@ import numpy as np
 
 from handvox.camera import Camera
 from handvox.errors import DataError
-from handvox.synth import (
+from handvox.synth import SynthResult, synthesize, write_preview
+from handvox.synth_hand import (
     HandSample,
     HandSynthConfig,
-    SynthResult,
     _pose_config,
     add_noise,
     make_frame,
     pose_in_view,
     render_hand_scene,
-    synthesize,
-    write_preview,
 )
 
 TRANSFER_VERSION = 1
