@@ -9,7 +9,8 @@ Three inputs:
 - ``--rendered N``: kinematic hands rendered by handvox.render with forearm, person, wall and
   handvox.noise's Kinect noise (scored against the visible hand's mean and the joints' mean).
 
-Run: ``.venv/bin/python benchmarks/com_accuracy.py [--scenes 200] [--rendered 100] [--seed 0]``.
+Run: ``.venv/bin/python benchmarks/com_accuracy.py [--scenes 200] [--rendered 100] [--seed 0]``;
+``--generator hand [--frames 300]`` scores handvox.synth_hand frames instead.
 Prints the error distribution (mm) and the time per frame (one thread; the machine's load
 matters, so compare runs on the same machine).
 """
@@ -316,13 +317,51 @@ def bench_rendered(n: int, seed: int, config: SegmentConfig) -> None:
     _summary("  the same, to the mean of the 21 joints", np.array(to_joints), found, n)
 
 
+def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
+    """handvox.synth_hand frames (forearm up to 40 deg towards the camera), raw depth; scored
+    against the mean of the 21 canonical joints and the trainer's 300 mm cube."""
+    from handvox.synth import frame_rng
+    from handvox.synth_hand import HandSynthConfig, hand_frame_generator
+
+    cam = Camera.preset("nyu")
+    make = hand_frame_generator(HandSynthConfig.for_camera(cam))
+    errors, inside, times = [], 0, []
+    for i in range(n):
+        frame = make(i, frame_rng(seed, i))
+        joints = frame.joints_xyz["canonical21"]
+        t0 = time.perf_counter()
+        seg = segment_hand(frame.raw, cam, config)
+        times.append(time.perf_counter() - t0)
+        if seg.found:
+            errors.append(np.linalg.norm(seg.com_xyz - joints.mean(0)))
+            inside += bool((np.abs(joints - seg.com_xyz) <= 150).all())
+    _summary(f"hand generator ({n}, seed {seed}), to the 21-joint mean", np.array(errors),
+             len(errors), n)  # fmt: skip
+    t = np.array(times) * 1e3
+    print(
+        f"  all joints inside the 300 mm cube: {inside / n:.3f}; "
+        f"time median {np.median(t):.2f} ms, p95 {np.percentile(t, 95):.2f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rendered", type=int, default=100, help="kinematic hands (0: skip)")
+    parser.add_argument(
+        "--generator",
+        choices=["analytic", "hand"],
+        default="analytic",
+        help="scene source: analytic scenes (+ rendered) or handvox.synth_hand",
+    )
+    parser.add_argument("--frames", type=int, default=300, help="hand generator frames")
     args = parser.parse_args()
     config = SegmentConfig()
+    if args.generator == "hand":
+        bench_hand_generator(args.frames, args.seed, config)
+        bench_nyu(config)
+        return
     bench_synthetic(args.scenes, args.seed, config)
     if args.rendered:
         bench_rendered(args.rendered, args.seed, config)

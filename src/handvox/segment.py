@@ -26,6 +26,11 @@ Method:
    benchmark scenes 29 mm instead of 2.5 mm; NYU test frame 1: 29 instead of 11 mm).
    ``refine_iters=0`` gives the plain mean within ``radius_mm`` of the nearest point. The final
    points are the mask; holes up to ``max_hole_px`` are filled.
+5. Other end: a forearm pointing at the camera puts the elbow nearest, so step 4 can settle on
+   the arm. If the result is smooth (outline + depth-step pixels per sqrt(pixels) below
+   ``min_ruggedness``: a forearm's slab ~4-6, a hand's fingers ~9-16), the region's far ends
+   within ``reach_mm`` (farthest point, end of the long axis) are tried too; one that does not
+   leave the image and is clearly more rugged wins (synth_hand frames: cube hits 64 -> 92 %).
 
 Limits: a hand resting on the body within ``band_mm`` merges with it and its COM is pulled towards
 the body; a forearm that leaves the image within ~130 mm of the hand is not cut; a hand seen
@@ -48,6 +53,9 @@ from handvox.errors import DataError
 _EIGHT = np.ones((3, 3), dtype=bool)
 _CENTRE_POINTS = 4000
 _ARM_SHELL_MM = (20.0, 90.0)  # beyond radius_mm: arm (or body), never hand
+_BORDER_PX = 10  # an end with more pixels on the image border leaves the image
+_MARGIN = 1.0  # ruggedness an other end must gain to win
+_STEP_MM = 20.0  # a depth step between neighbours: a finger over the palm, or an outline
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class SegmentConfig:
     refine_iters: int = 10  # most re-centring steps per stage; 0 = mean around the nearest point
     max_hole_px: int = 200  # mask holes up to this size (full-resolution pixels) are filled
     stride: int = 0  # subsampling for labelling; 0 = about 160 pixels across
+    min_ruggedness: float = 7.0  # below: smooth like a forearm, so its other end is tried
+    reach_mm: float = 500.0  # hand and forearm fit in this from either end
 
 
 @dataclass
@@ -186,10 +196,12 @@ def _hand_points(xyz: np.ndarray, com: np.ndarray, cfg: SegmentConfig) -> np.nda
     return used
 
 
-def _centre(xyz: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
-    """Hand centre ``(3,)`` of the region's points ``(N, 3)``."""
-    z = xyz[:, 2]
-    start = np.median(xyz[z <= np.percentile(z, cfg.near_percentile)], axis=0)
+def _centre(xyz: np.ndarray, cfg: SegmentConfig, start: np.ndarray | None = None) -> np.ndarray:
+    """Hand centre ``(3,)`` of the region's points ``(N, 3)``, sought from ``start`` (default:
+    the robust nearest point)."""
+    if start is None:
+        z = xyz[:, 2]
+        start = np.median(xyz[z <= np.percentile(z, cfg.near_percentile)], axis=0)
     if cfg.refine_iters <= 0:
         return xyz[((xyz - start) ** 2).sum(-1) <= cfg.radius_mm**2].mean(0)
     com = _mean_shift(xyz, start, cfg.seed_radius_mm, cfg.refine_iters)
@@ -201,6 +213,30 @@ def _centre(xyz: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
         if moved < 0.5:
             break
     return com
+
+
+def _ruggedness(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, cfg: SegmentConfig) -> float:
+    """Outline plus depth-step pixels of the point set at ``rows, cols`` per square root of its
+    pixel count: scale-free, ~4-6 for a forearm's smooth slab, ~9-16 for a hand, whose fingers
+    cut its outline and step over one another."""
+    if rows.size < cfg.min_pixels:
+        return 0.0
+    r0, c0 = rows.min() - 1, cols.min() - 1
+    box = np.zeros((rows.max() - r0 + 2, cols.max() - c0 + 2), bool)
+    box[rows - r0, cols - c0] = True
+    box = ndimage.binary_closing(box, _EIGHT)  # sensor dropouts are not outline
+    d = np.zeros(box.shape, np.float32)
+    sub = depth[max(r0, 0) : r0 + box.shape[0], max(c0, 0) : c0 + box.shape[1]]
+    d[max(-r0, 0) : max(-r0, 0) + sub.shape[0], max(-c0, 0) : max(-c0, 0) + sub.shape[1]] = sub
+    edge = box & ~ndimage.binary_erosion(box, _EIGHT)
+    step = np.zeros_like(box)
+    sx = np.abs(np.diff(d, axis=1)) > _STEP_MM
+    sy = np.abs(np.diff(d, axis=0)) > _STEP_MM
+    step[:, 1:] |= sx
+    step[:, :-1] |= sx
+    step[1:] |= sy
+    step[:-1] |= sy
+    return float((edge | (step & box)).sum() / np.sqrt(box.sum()))
 
 
 def segment_hand(
@@ -250,8 +286,32 @@ def segment_hand(
     rows, cols = np.nonzero(region)
     xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
     # A few thousand points fix the mean to well under a millimetre; the mask uses them all.
-    com = _centre(xyz[:: max(1, len(xyz) // _CENTRE_POINTS)], cfg)
+    pts = xyz[:: max(1, len(xyz) // _CENTRE_POINTS)]
+    com = _centre(pts, cfg)
     inside = _hand_points(xyz, com, cfg)
+    score = _ruggedness(rows[inside], cols[inside], depth, cfg)
+    if score < cfg.min_ruggedness and cfg.refine_iters > 0:
+        # Smooth like a forearm: the hand may be its other end (an arm pointing at the camera
+        # puts the elbow nearest). Try the region's far extremity within an arm's reach.
+        near = pts[np.linalg.norm(pts - com, axis=1) <= cfg.reach_mm]
+        offset = near - com
+        # The far ends: the farthest point, and the extreme along the blob's long axis.
+        axis = np.linalg.svd(offset - offset.mean(0), full_matrices=False)[2][0]
+        along = offset @ axis
+        along = along if along.max() > -along.min() else -along
+        starts = [near[int(np.argmax((offset * offset).sum(-1)))], near[int(np.argmax(along))]]
+        for start in starts:
+            if np.linalg.norm(start - com) <= cfg.radius_mm:
+                continue
+            other = _centre(pts, cfg, start)
+            other_inside = _hand_points(xyz, other, cfg)
+            r, c = rows[other_inside], cols[other_inside]
+            # An end that leaves the image is the arm going on, not a free end; a clear margin
+            # keeps a smooth object (a box, a wall) from hopping between equal ends.
+            cut = (r == 0) | (c == 0) | (r == shape[0] - 1) | (c == shape[1] - 1)
+            other_score = _ruggedness(r, c, depth, cfg)
+            if cut.sum() < _BORDER_PX and other_score > score + _MARGIN:
+                com, inside, score = other, other_inside, other_score
     if inside.sum() < cfg.min_pixels:
         return _miss(shape, f"hand region too small ({int(inside.sum())} px)")
 
