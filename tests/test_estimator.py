@@ -1,0 +1,198 @@
+"""HandPoseEstimator: depth in, joints in mm out (handvox.estimator). Random-weight models, so the
+checks are on structure, the COM and batching, not on accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handvox.camera import Camera
+from handvox.checkpoint import EstimatorConfig, build_networks, save_model
+from handvox.errors import DataError, HandvoxError
+from handvox.estimator import DEFAULT_MODEL_DIR, HandPoseEstimator
+from handvox.io.depth import read_depth
+from handvox.models import PoseNetConfig, RefineNetConfig
+from handvox.tsdf import VolumeConfig
+
+NYU = Camera.preset("nyu")
+# HANDS17 / BigHand2.2M's depth camera (the challenge's published intrinsics).
+HANDS17 = Camera(475.065948, 475.065948, 315.944855, 245.287079, 640, 480)
+
+
+def small_config(refine: bool = True) -> EstimatorConfig:
+    return EstimatorConfig(
+        joint_set="nyu14",
+        volume=VolumeConfig(size=16, voxel_mm=18.75),
+        pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32, 32), num_joints=14),
+        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(8, 8),
+                               decoder=((8, 8), (4, 4))) if refine else None,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = small_config()
+    folder = tmp_path_factory.mktemp("model")
+    save_model(folder, cfg, *build_networks(cfg))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def nyu_frame(shared):
+    return read_depth(shared / "data/nyu/depth_1_0000001.png")
+
+
+@pytest.fixture(scope="module")
+def synthetic_frame():
+    from handvox.bench import synthetic_frame
+
+    return synthetic_frame(NYU)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_real_nyu_frame(model_dir, nyu_frame, shared, fast):
+    est = HandPoseEstimator.from_folder(model_dir, fast=fast)
+    pred = est(nyu_frame, "nyu")
+    assert pred.found.tolist() == [True] and pred.reason == [""]
+    assert pred.joints_xyz.shape == (1, 14, 3) and pred.joint_set == "nyu14"
+    assert np.isfinite(pred.joints_xyz).all()
+    # The COM comes from depth alone; the labels only score it.
+    line = (shared / "data/nyu/nyu_test_groundtruth_label.txt").read_text().splitlines()[0]
+    label_xyz = NYU.uvd_to_xyz(np.array(line.split(), float).reshape(14, 3))
+    assert np.linalg.norm(pred.com_xyz[0] - label_xyz.mean(0)) < 40.0
+    # Joints = COM + the pose net's output x target scale: a random net stays near the COM.
+    assert np.abs(pred.joints_xyz[0] - pred.com_xyz[0]).max() < 150.0
+    np.testing.assert_allclose(pred.joints_uvd, NYU.xyz_to_uvd(pred.joints_xyz))
+    np.testing.assert_allclose(pred.com_uvd, NYU.xyz_to_uvd(pred.com_xyz))
+
+
+def test_real_hands17_frame(model_dir, shared):
+    depth = read_depth(shared / "data/hands17/image_D00000030.png")
+    est = HandPoseEstimator.from_folder(model_dir)
+    pred = est(depth, HANDS17)
+    assert pred.found[0] and np.isfinite(pred.joints_xyz).all()
+    assert 200 < pred.com_xyz[0, 2] < 1500
+    assert np.abs(pred.joints_xyz[0] - pred.com_xyz[0]).max() < 150.0
+
+
+def test_no_hand_gives_nan_not_zeros(model_dir, synthetic_frame):
+    est = HandPoseEstimator.from_folder(model_dir)
+    empty = np.zeros_like(synthetic_frame)
+    far = np.full_like(synthetic_frame, 2001.0)  # NYU's "no reading" everywhere
+    pred = est(np.stack([synthetic_frame, empty, far]), NYU)
+    assert pred.found.tolist() == [True, False, False]
+    assert np.isfinite(pred.joints_xyz[0]).all()
+    for i in (1, 2):
+        assert np.isnan(pred.joints_xyz[i]).all() and np.isnan(pred.joints_uvd[i]).all()
+        assert np.isnan(pred.com_xyz[i]).all()
+        assert pred.reason[i].startswith("no hand found")
+    assert pred.reason[0] == ""
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_batch_equals_one_by_one(model_dir, synthetic_frame, fast):
+    rng = np.random.default_rng(0)
+    # Different frames: the same hand shifted, with some pixels dropped, plus an empty one.
+    frames = []
+    for k in range(4):
+        d = np.roll(synthetic_frame, 12 * k, axis=1).copy()
+        d[rng.random(d.shape) < 0.05] = 0
+        frames.append(d)
+    frames.insert(2, np.zeros_like(synthetic_frame))
+    est = HandPoseEstimator.from_folder(model_dir, fast=fast, batch_size=3)  # batch splits too
+    batch = est(np.stack(frames), NYU)
+    ones = [est(f, NYU) for f in frames]
+    assert batch.found.tolist() == [o.found[0] for o in ones] == [True, True, False, True, True]
+    single = np.concatenate([o.joints_xyz for o in ones])
+    # fp32 is exact up to summation order; fast's int8 Linear layers quantise activations with
+    # one scale per batch, so a frame's joints move a little with its batch-mates.
+    tol = 1e-3 if not fast else 1.0
+    np.testing.assert_allclose(batch.joints_xyz, single, atol=tol, equal_nan=True)
+    np.testing.assert_array_equal(batch.com_xyz, np.concatenate([o.com_xyz for o in ones]))
+
+
+def test_fast_close_to_exact(model_dir, synthetic_frame):
+    exact = HandPoseEstimator.from_folder(model_dir, fast=False)(synthetic_frame, NYU)
+    fast_est = HandPoseEstimator.from_folder(model_dir, fast=True)
+    assert fast_est.variants["pose"] != "fp32"
+    fast = fast_est(synthetic_frame, NYU)
+    assert np.abs(fast.joints_xyz - exact.joints_xyz).max() < 1.0
+
+
+def test_inputs_torch_uint16_and_camera_strings(model_dir, synthetic_frame):
+    est = HandPoseEstimator.from_folder(model_dir, fast=False)
+    ref = est(synthetic_frame, NYU)
+    as_u16 = np.rint(synthetic_frame).astype(np.uint16)
+    np.testing.assert_allclose(est(torch.from_numpy(as_u16)[None], "nyu").joints_xyz,
+                               ref.joints_xyz, atol=1e-3)  # fmt: skip
+    spec = f"{NYU.fx},{NYU.fy},{NYU.cx},{NYU.cy},640,480"
+    np.testing.assert_allclose(est(synthetic_frame, spec).joints_xyz, ref.joints_xyz, atol=1e-3)
+    with pytest.raises(HandvoxError, match="preset"):
+        est(synthetic_frame, "kinect9")
+
+
+def test_wrong_size_for_camera(model_dir, synthetic_frame):
+    est = HandPoseEstimator.from_folder(model_dir)
+    with pytest.raises(DataError, match="640x480 but the camera is 320x240"):
+        est(synthetic_frame, "icvl")
+    with pytest.raises(DataError, match=r"\(H, W\) or \(B, H, W\)"):
+        est(synthetic_frame[None, None], NYU)
+
+
+def test_pose_only_model(tmp_path, synthetic_frame):
+    cfg = small_config(refine=False)
+    save_model(tmp_path, cfg, *build_networks(cfg))
+    est = HandPoseEstimator.from_folder(tmp_path, fast=False)
+    assert est.refine_net is None and "refine" not in est.variants
+    pred = est(synthetic_frame, NYU)
+    assert pred.found[0] and np.isfinite(pred.joints_xyz).all()
+
+
+def test_without_refinement_skips_only_the_refinement(model_dir, synthetic_frame):
+    est = HandPoseEstimator.from_folder(model_dir, fast=False)
+    bare = est.without_refinement()
+    assert bare.refine_net is None and est.refine_net is not None
+    seg = est.segment(synthetic_frame[None], NYU)
+    tsdf = est.volumes(synthetic_frame[None], seg, NYU)
+    with torch.inference_mode():
+        want = est.pose_net(tsdf) * est.config.pose.target_scale_mm
+    got = bare(synthetic_frame, NYU).joints_xyz - seg[0].com_xyz
+    np.testing.assert_allclose(got, want.double().numpy(), atol=1e-4)
+    assert (
+        np.abs(est(synthetic_frame, NYU).joints_xyz - bare(synthetic_frame, NYU).joints_xyz).max()
+        > 1e-3
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_is_a_clear_error(model_dir):
+    with pytest.raises(HandvoxError, match="CUDA is not available"):
+        HandPoseEstimator.from_folder(model_dir, device="cuda")
+
+
+def test_default_model_not_shipped_yet():
+    assert DEFAULT_MODEL_DIR.name == "default_model"
+    if (DEFAULT_MODEL_DIR / "config.json").is_file():
+        pytest.skip("a default model is shipped")
+    with pytest.raises(HandvoxError, match="no trained model"):
+        HandPoseEstimator.default()
+
+
+def test_training_meta_decides_mask_and_refuses_untrained_pose(tmp_path, synthetic_frame):
+    cfg = small_config()
+    nets = build_networks(cfg)
+    save_model(tmp_path / "nomask", cfg, *nets, meta={"input": {"mask": False}})
+    save_model(tmp_path / "mask", cfg, *nets, meta={"input": {"mask": True}})
+    bare = HandPoseEstimator.from_folder(tmp_path / "nomask", fast=False)
+    masked = HandPoseEstimator.from_folder(tmp_path / "mask", fast=False)
+    assert not bare.use_mask and masked.use_mask
+    # The rendered scene has a forearm, body and wall: outside the mask, but inside the cube.
+    segs = masked.segment(synthetic_frame[None], NYU)
+    v_mask = masked.volumes(synthetic_frame[None], segs, NYU)
+    v_all = bare.volumes(synthetic_frame[None], segs, NYU)
+    assert (v_all < 1).sum() > (v_mask < 1).sum()
+    save_model(tmp_path / "refine_only", cfg, *nets, meta={"trained": ["refine"]})
+    with pytest.raises(HandvoxError, match="pose net was not trained"):
+        HandPoseEstimator.from_folder(tmp_path / "refine_only")

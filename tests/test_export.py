@@ -1,0 +1,97 @@
+"""ONNX export of refinement + pose (handvox.export): ONNX Runtime matches torch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from handvox.bench import synthetic_frame
+from handvox.camera import Camera
+from handvox.checkpoint import EstimatorConfig, build_networks, save_model
+from handvox.cli import main
+from handvox.estimator import HandPoseEstimator
+from handvox.models import PoseNetConfig, RefineNetConfig
+from handvox.tsdf import VolumeConfig
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from handvox.export import export_onnx, run_onnx  # noqa: E402
+
+NYU = Camera.preset("nyu")
+
+
+def _config(refine: bool) -> EstimatorConfig:
+    return EstimatorConfig(
+        joint_set="nyu14",
+        volume=VolumeConfig(size=24, voxel_mm=12.5),
+        pose=PoseNetConfig(input_size=24, channels=(4, 8), fc=(64, 32), num_joints=14),
+        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(16, 16),
+                               decoder=((8, 8), (4, 4))) if refine else None,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = _config(refine=True)
+    pose, refine = build_networks(cfg)
+    # Non-trivial output: scale the last layer so joints spread over tens of millimetres.
+    with torch.no_grad():
+        pose.head[-1].weight.mul_(20.0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(folder, cfg, pose, refine)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hand_tsdf(model_dir):
+    """Volumes of a rendered hand and of the same hand shifted: what the estimator feeds in."""
+    est = HandPoseEstimator.from_folder(model_dir, fast=False)
+    frame = synthetic_frame(NYU)
+    frames = np.stack([frame, np.roll(frame, 20, axis=0), np.roll(frame, -15, axis=1)])
+    segs = est.segment(frames, NYU)
+    assert all(s.found for s in segs)
+    return est, est.volumes(frames, segs, NYU)
+
+
+def test_onnx_runtime_matches_torch(tmp_path, model_dir, hand_tsdf):
+    est, tsdf = hand_tsdf
+    res = export_onnx(model_dir, tmp_path / "m.onnx", check_tsdf=tsdf)
+    assert res.max_diff_mm is not None and res.max_diff_mm < 0.01 and res.batch == 3
+    want = est.relative_joints(tsdf, exact=True).numpy()
+    assert np.abs(want).max() > 10.0  # the comparison is not between near-zero outputs
+    for batch in (tsdf[:1], tsdf):  # the batch axis is dynamic
+        got = run_onnx(res.path, batch.numpy())
+        assert got.shape == (len(batch), 14, 3)
+        np.testing.assert_allclose(got, want[: len(batch)], atol=0.01, rtol=0)
+    # The whole estimator: ONNX output + COM = the estimator's joints.
+    pred = est(synthetic_frame(NYU), NYU)
+    np.testing.assert_allclose(
+        run_onnx(res.path, tsdf[:1].numpy())[0] + pred.com_xyz[0], pred.joints_xyz[0], atol=0.01
+    )
+
+
+def test_metadata_and_pose_only_model(tmp_path):
+    import onnx
+
+    cfg = _config(refine=False)
+    save_model(tmp_path / "model", cfg, *build_networks(cfg))
+    res = export_onnx(tmp_path / "model", tmp_path / "pose.onnx")
+    assert res.max_diff_mm < 0.01
+    meta = {p.key: p.value for p in onnx.load(str(res.path)).metadata_props}
+    assert meta["joint_set"] == "nyu14" and meta["joint_names"].startswith("little_tip,")
+    assert json.loads(meta["handvox_config"])["volume"]["size"] == 24
+    assert "minus the COM" in meta["output"]
+
+
+def test_cli_export(tmp_path, model_dir, capsys):
+    out = tmp_path / "sub" / "model.onnx"
+    assert main(["export", "--model", str(model_dir), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.is_file() and "max joint difference" in text
+    assert main(["export", "--model", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "config.json" in capsys.readouterr().err
