@@ -45,10 +45,10 @@ import numpy as np
 import torch
 
 import handvox.segment as _segment
-from handvox.camera import Camera
+from handvox.camera import Camera, as_camera
 from handvox.checkpoint import Estimator, EstimatorConfig, build_networks, load_model
 from handvox.errors import HandvoxError
-from handvox.estimator import HandPoseEstimator, as_camera
+from handvox.estimator import HandPoseEstimator
 from handvox.io.depth import read_depth
 from handvox.models import PoseNetConfig, RefineNetConfig, count_flops, for_cpu_inference
 from handvox.tsdf import VolumeConfig

@@ -15,6 +15,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from handvox.errors import HandvoxError
+
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -120,3 +122,13 @@ PRESETS: dict[str, Camera] = {
     # MSRA 2015: from the dataset's own readme.
     "msra": Camera(241.42, 241.42, 160.0, 120.0, 320, 240),
 }
+
+
+def as_camera(camera: Camera | str) -> Camera:
+    """A Camera, or a preset name / ``fx,fy,cx,cy,w,h`` string (HandvoxError if invalid)."""
+    if isinstance(camera, Camera):
+        return camera
+    try:
+        return Camera.from_string(camera)
+    except ValueError as e:
+        raise HandvoxError(str(e)) from None

@@ -93,7 +93,7 @@ def _load_estimator(model: Path | None, device: str, exact: bool):
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from handvox.estimator import as_camera
+    from handvox.camera import as_camera
     from handvox.predict import collect_frames, predict_frames
 
     if not args.inputs and args.dataset is None:

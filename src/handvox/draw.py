@@ -20,7 +20,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from handvox.camera import Camera
+from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
 from handvox.joints import GROUP_COLORS, JointSet, get_joint_set
 from handvox.segment import SegmentConfig, segment_hand
@@ -43,15 +43,6 @@ _DEPTH_CMAP = LinearSegmentedColormap.from_list(
 ).with_extremes(under="#ffffff", bad="#000000")
 
 
-def _camera(camera: Camera | str) -> Camera:
-    if isinstance(camera, Camera):
-        return camera
-    try:
-        return Camera.from_string(camera)
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
-
-
 def joints_to_uvd(joints: np.ndarray, camera: Camera | str, kind: str = "uvd") -> np.ndarray:
     """Joints as uvd for drawing.
 
@@ -65,7 +56,7 @@ def joints_to_uvd(joints: np.ndarray, camera: Camera | str, kind: str = "uvd") -
     if kind == "uvd":
         return joints
     if kind == "xyz":
-        return _camera(camera).xyz_to_uvd(joints)
+        return as_camera(camera).xyz_to_uvd(joints)
     raise ValueError(f"kind must be 'uvd' or 'xyz', got {kind!r}")
 
 
@@ -152,7 +143,7 @@ def hand_crop_box(
     Raises:
         DataError: without joints, depth not of the camera's size.
     """
-    cam = _camera(camera)
+    cam = as_camera(camera)
     pts = None
     if uvd_points is not None:
         pts = np.asarray(uvd_points, dtype=np.float64).reshape(-1, 3)
@@ -454,7 +445,7 @@ def show_file(
     """
     from handvox.io.depth import read_depth
 
-    cam = _camera(camera)
+    cam = as_camera(camera)
     cam_name = camera.lower() if isinstance(camera, str) else ""
     try:
         js = get_joint_set(joint_set) if joint_set else None

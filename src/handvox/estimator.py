@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from handvox.camera import Camera
+from handvox.camera import Camera, as_camera
 from handvox.checkpoint import Estimator, load_model
 from handvox.errors import DataError, HandvoxError
 from handvox.joints import JointSet, get_joint_set
@@ -75,16 +75,6 @@ class Prediction:
 
     def __len__(self) -> int:
         return len(self.found)
-
-
-def as_camera(camera: Camera | str) -> Camera:
-    """A Camera, or a preset name / ``fx,fy,cx,cy,w,h`` string (HandvoxError if invalid)."""
-    if isinstance(camera, Camera):
-        return camera
-    try:
-        return Camera.from_string(camera)
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
 
 
 def as_depth_batch(depth: np.ndarray | torch.Tensor, camera: Camera) -> np.ndarray:
