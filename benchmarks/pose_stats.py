@@ -1,5 +1,8 @@
 """Distribution checks of the natural pose sampler: finger-curl correlations and how often a
-sampled hand (average adult shape) lies wholly inside the NYU image. 10k poses, seed 0."""
+sampled hand (average adult shape) lies wholly inside the NYU image. 10k poses, seed 0.
+
+    python benchmarks/pose_stats.py
+"""
 
 import numpy as np
 import torch
@@ -9,20 +12,23 @@ from handvox.kinematics import DOF_NAMES, forward_kinematics
 from handvox.poses import sample_poses
 from handvox.shapes import base_shape
 
-torch.set_num_threads(1)
-g = torch.Generator().manual_seed(0)
-p = sample_poses(g, 10000)
-i = {n: k for k, n in enumerate(DOF_NAMES)}
-c = lambda a, b: np.corrcoef(p[:, i[a]].numpy(), p[:, i[b]].numpy())[0, 1]
-print(
-    "corr ring-little MCP",
-    round(c("ring_mcp_flex", "little_mcp_flex"), 2),
-    "middle-ring",
-    round(c("middle_mcp_flex", "ring_mcp_flex"), 2),
-)
-bones = base_shape("average_adult")
-j = forward_kinematics(p, bones).joints
-cam = Camera.preset("nyu")
-uv = cam.project(j)
-ins = ((uv[..., 0] >= 0) & (uv[..., 0] <= 639) & (uv[..., 1] >= 0) & (uv[..., 1] <= 479)).all(-1)
-print("all joints in NYU image:", round(100 * ins.double().mean().item(), 2), "%")
+
+def main() -> None:
+    torch.set_num_threads(1)
+    poses = sample_poses(torch.Generator().manual_seed(0), 10000)
+    index = {n: k for k, n in enumerate(DOF_NAMES)}
+
+    def corr(a: str, b: str) -> float:
+        return float(np.corrcoef(poses[:, index[a]].numpy(), poses[:, index[b]].numpy())[0, 1])
+
+    print(f"MCP flexion correlation ring-little {corr('ring_mcp_flex', 'little_mcp_flex'):.2f}")
+    print(f"MCP flexion correlation middle-ring {corr('middle_mcp_flex', 'ring_mcp_flex'):.2f}")
+    cam = Camera.preset("nyu")
+    uv = cam.project(forward_kinematics(poses, base_shape("average_adult")).joints)
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] <= cam.width - 1)
+    inside &= (uv[..., 1] >= 0) & (uv[..., 1] <= cam.height - 1)
+    print(f"all joints inside the NYU image: {100 * inside.all(-1).double().mean():.2f} %")
+
+
+if __name__ == "__main__":
+    main()
