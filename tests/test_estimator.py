@@ -10,9 +10,10 @@ import torch
 from handvox.camera import Camera
 from handvox.checkpoint import EstimatorConfig, build_networks, save_model
 from handvox.errors import DataError, HandvoxError
-from handvox.estimator import DEFAULT_MODEL_DIR, HandPoseEstimator
+from handvox.estimator import DEFAULT_MODEL_DIR, HandPoseEstimator, hand_volumes
 from handvox.io.depth import read_depth
 from handvox.models import PoseNetConfig, RefineNetConfig
+from handvox.segment import segment_hand
 from handvox.tsdf import VolumeConfig
 
 NYU = Camera.preset("nyu")
@@ -196,3 +197,21 @@ def test_training_meta_decides_mask_and_refuses_untrained_pose(tmp_path, synthet
     save_model(tmp_path / "refine_only", cfg, *nets, meta={"trained": ["refine"]})
     with pytest.raises(HandvoxError, match="pose net was not trained"):
         HandPoseEstimator.from_folder(tmp_path / "refine_only")
+
+
+def test_recentring_pass_and_stage_timings(model_dir, synthetic_frame):
+    # recentre=1: the second pass's cube is centred on the mean of the first pass's joints, and
+    # its joints are measured from that centre.
+    one = HandPoseEstimator.from_folder(model_dir, fast=False)
+    two = HandPoseEstimator.from_folder(model_dir, fast=False, recentre=1)
+    timings: dict[str, float] = {}
+    p1, p2 = one(synthetic_frame, NYU), two(synthetic_frame, NYU, timings=timings)
+    centre = p1.joints_xyz[0].mean(0)
+    np.testing.assert_allclose(p2.com_xyz[0], centre, atol=1e-9)
+    assert np.abs(p2.com_xyz[0] - p1.com_xyz[0]).max() > 1e-3
+    seg = segment_hand(synthetic_frame, NYU, one.config.segment)
+    vol = hand_volumes(synthetic_frame[None], [seg], NYU, one.config.volume, centres=centre[None])
+    rel = one.relative_joints(vol, exact=True).double().numpy()[0]
+    np.testing.assert_allclose(p2.joints_xyz[0], rel + centre, atol=1e-6)
+    assert set(timings) == {"segmentation", "tsdf", "refinement", "pose"}
+    assert all(t > 0 for t in timings.values())

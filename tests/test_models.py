@@ -210,3 +210,23 @@ def test_for_cpu_inference_variants_agree_with_fp32():
     assert net.features[0].weight.is_contiguous()  # the original is untouched
     with pytest.raises(ValueError):
         for_cpu_inference(net, bf16=True, int8_linear=True)
+
+
+def test_pose_net_levels_with_several_convs_and_batch_norm():
+    from handvox.models import PoseNet, PoseNetConfig
+
+    cfg = PoseNetConfig(input_size=32, channels=((16,), (32, 32), (64,)), kernel=3,
+                        batch_norm=True, fc=(128,), num_joints=21)  # fmt: skip
+    net = PoseNet(cfg)
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv3d)]
+    norms = [m for m in net.features if isinstance(m, torch.nn.BatchNorm3d)]
+    pools = [m for m in net.features if isinstance(m, torch.nn.MaxPool3d)]
+    assert [c.out_channels for c in convs] == [16, 32, 32, 64] and len(pools) == 3
+    assert len(norms) == 4 and all(c.bias is None for c in convs)
+    assert cfg.feature_size == 4 and cfg.flat_features == 64 * 4**3
+    conv_params = 27 * (1 * 16 + 16 * 32 + 32 * 32 + 32 * 64) + 2 * (16 + 32 + 32 + 64)
+    fc_params = (64 * 64 + 1) * 128 + (128 + 1) * 63
+    assert sum(p.numel() for p in net.parameters()) == conv_params + fc_params
+    assert net(torch.zeros(2, 1, 32, 32, 32)).shape == (2, 21, 3)
+    # the paper's config (ints) is the same as one-conv levels
+    assert PoseNetConfig(channels=(8, 8)).levels == ((8,), (8,))

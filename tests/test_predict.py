@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from handvox.bench import synthetic_frame
 from handvox.camera import Camera
 from handvox.checkpoint import EstimatorConfig, build_networks, save_model
 from handvox.cli import main
+from handvox.errors import HandvoxError
 from handvox.estimator import HandPoseEstimator
 from handvox.io.depth import write_nyu_depth, write_png16
 from handvox.io.labels import read_labels
@@ -161,3 +163,22 @@ def test_no_inputs_and_no_default_model(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((480, 640), np.float32))
     assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "no trained model" in capsys.readouterr().err
+
+
+def test_dataset_specs_take_reader_options():
+    from handvox.predict import parse_dataset
+
+    assert parse_dataset("nyu:/d/nyu?kinect=2&split=train") == (
+        "nyu",
+        Path("/d/nyu"),
+        {"kinect": 2, "split": "train"},
+    )
+    assert parse_dataset("msra:/m?subjects=P0,P1") == (
+        "msra",
+        Path("/m"),
+        {"subjects": ["P0", "P1"]},
+    )
+    assert parse_dataset("icvl:/i") == ("icvl", Path("/i"), {})
+    for bad in ("nyu:/d?camera=2", "nyu:/d?kinect=two", "nyu", "icvl:/i?split"):
+        with pytest.raises(HandvoxError):
+            parse_dataset(bad)

@@ -282,3 +282,42 @@ def test_frames_without_a_hand_are_skipped_and_counted(tmp_path):
     split = json.loads((tmp_path / "out" / "split.json").read_text())["sources"][0]
     assert all(i % 2 == 0 for i in split["train"] + split["val"])
     shutil.rmtree(tmp_path / "out")
+
+
+def test_scan_keeps_the_segmentation_masks(toy, tmp_path):
+    # Training reuses the scan's bit-packed masks instead of segmenting every sample again: they
+    # must be the masks segment_hand gives, and the saved scan must load back the same.
+    res = train(config(toy, epochs=0), tmp_path / "run")
+    assert res.finished
+    (scan_file,) = (tmp_path / "run" / "scan").glob("*.npz")
+    from handvox.trainset import Scan
+
+    with np.load(scan_file) as z:
+        scan = Scan(**{k: z[k] for k in z.files})
+    ds = SyntheticDataset(toy, load_clean=False)
+    for i in (0, 7, len(ds) - 1):
+        rec = ds[i]
+        seg = segment_hand(rec.depth, CAMERA)
+        assert seg.found and np.array_equal(scan.mask(i, rec.depth.shape), seg.mask)
+        np.testing.assert_allclose(scan.com[i], seg.com_xyz)
+
+
+def test_label_centred_samples_and_bf16_autocast(toy, tmp_path):
+    from handvox.augment import AugmentConfig
+    from handvox.train import _Dist
+    from handvox.trainset import Samples, _prepare_frames
+
+    aug = AugmentConfig(rotation_deg=0, scale=(1, 1), com_jitter_mm=0, label_centre_prob=1.0)
+    cfg = config(toy, augment=aug, amp="bf16", epochs=1)
+    frames = _prepare_frames(cfg, cfg.estimator, tmp_path, _Dist())
+    samples: Samples = frames.samples
+    ds = SyntheticDataset(toy, load_clean=False)
+    for i in (1, 5):
+        train_s = samples[(i, 0, i)]  # a training sample: centred on the labelled joints' mean
+        val_s = samples[(i, -1, 0)]  # validation: the segmentation's COM
+        np.testing.assert_allclose(train_s["com"].numpy(), ds[i].joints_xyz.mean(0), atol=1e-4)
+        np.testing.assert_allclose(val_s["com"].numpy(), samples.coms[i])
+        assert np.abs(train_s["com"].numpy() - val_s["com"].numpy()).max() > 1.0
+    # bf16 autocast trains (the loss falls on this toy set as in float32)
+    res = train(dataclasses.replace(cfg, epochs=2), tmp_path / "run")
+    assert res.finished and res.best["val_mm"] < res.log[0]["val_mm"]

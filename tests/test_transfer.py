@@ -163,3 +163,17 @@ def test_bad_sources(tmp_path, shared):
         load_source(bad)
     with pytest.raises(DataError, match="no such file"):
         load_source(tmp_path / "missing.txt", "nyu")
+
+
+def test_cli_camera_and_hand_shapes(shared, tmp_path, capsys):
+    # NYU labels rendered through the ICVL camera, from one base shape only
+    out = tmp_path / "icvlcam"
+    args = ["transfer", "--from", str(labels(shared)), "--dataset", "nyu", "--shapes", "2",
+            "--views", "1", "--out", str(out), "--frames-limit", "3", "--chunk-size", "8",
+            "--camera", "icvl", "--hand-shapes", "broad", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    ds = SyntheticDataset(out, require_complete=True)
+    assert ds.camera == Camera.preset("icvl") and ds[0].depth.shape == (240, 320)
+    assert set(ds.shape_ids) == {"broad"} and len(ds) == 6
+    assert main([*args[:-3], "--hand-shapes", "broad,huge", "--quiet"]) == 2
+    assert "choose among" in capsys.readouterr().err

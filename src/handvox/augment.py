@@ -44,27 +44,39 @@ class AugmentConfig:
             smaller to the network).
         com_jitter_mm: standard deviation of a Gaussian offset added to the COM on each axis
             (clipped at 3 sigma), mimicking the error of the COM found at test time.
+        label_centre_prob: chance that a sample's cube is centred on the mean of its
+            labelled joints (plus the jitter) instead of the segmentation's COM: what the
+            estimator's re-centring pass (``EstimatorConfig.recentre``) feeds the network, the
+            mean of the joints it predicted first. Labels place training cubes only.
         enabled: False turns all of it off (the volume is then the plain TSDF).
     """
 
     rotation_deg: float = 40.0
     scale: tuple[float, float] = (0.9, 1.1)
     com_jitter_mm: float = 8.0
+    label_centre_prob: float = 0.0
     enabled: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
-        if not (0 < lo <= hi) or self.rotation_deg < 0 or self.com_jitter_mm < 0:
+        if (
+            not (0 < lo <= hi)
+            or self.rotation_deg < 0
+            or self.com_jitter_mm < 0
+            or not 0 <= self.label_centre_prob <= 1
+        ):
             raise ValueError(f"invalid augmentation ranges: {self}")
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """One sample's draw: ``angle`` (rad), ``scale``, ``jitter`` ``(3,)`` mm."""
+    """One sample's draw: ``angle`` (rad), ``scale``, ``jitter`` ``(3,)`` mm, and whether the
+    cube is centred on the labelled joints (``label_centre``)."""
 
     angle: float = 0.0
     scale: float = 1.0
     jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    label_centre: bool = False
 
     @property
     def identity(self) -> bool:
@@ -78,7 +90,9 @@ def sample_params(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentParams
     angle = float(np.deg2rad(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)))
     scale = float(rng.uniform(*cfg.scale))
     jitter = np.clip(rng.standard_normal(3), -3, 3) * cfg.com_jitter_mm
-    return AugmentParams(angle, scale, tuple(float(v) for v in jitter))
+    # Drawn last, and only when asked for, so that runs without it keep their streams.
+    label = bool(cfg.label_centre_prob > 0 and rng.uniform() < cfg.label_centre_prob)
+    return AugmentParams(angle, scale, tuple(float(v) for v in jitter), label)
 
 
 def rotation_z(angle: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,9 @@ class EstimatorConfig:
     pose: PoseNetConfig = field(default_factory=lambda: PoseNetConfig(num_joints=21))
     refine: RefineNetConfig | None = None
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    # Extra passes at inference: the cube re-centred on the mean of the joints just predicted
+    # (for models trained with AugmentConfig.label_centre_prob > 0).
+    recentre: int = 0
 
     def __post_init__(self) -> None:
         if self.pose.input_size != self.volume.size:
@@ -59,6 +62,7 @@ class EstimatorConfig:
             pose=_build(PoseNetConfig, d["pose"]),
             refine=None if d.get("refine") is None else _build(RefineNetConfig, d["refine"]),
             segment=_build(SegmentConfig, d.get("segment", {})),
+            recentre=int(d.get("recentre", 0)),
         )
 
 

@@ -44,7 +44,18 @@ def _cmd_show(args: argparse.Namespace) -> None:
 def _scene_overrides(args: argparse.Namespace) -> dict:
     """HandSynthConfig fields given on the command line."""
     names = ("forearm_prob", "body_prob", "wall_prob", "noise")
-    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    out = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if getattr(args, "hand_shapes", None):
+        from handvox.shapes import SHAPE_NAMES
+
+        picked = tuple(n.strip() for n in args.hand_shapes.split(",") if n.strip())
+        unknown = [n for n in picked if n not in SHAPE_NAMES]
+        if unknown or not picked:
+            raise ValueError(
+                f"--hand-shapes {args.hand_shapes!r}: choose among {', '.join(SHAPE_NAMES)}"
+            )
+        out["shapes"] = picked
+    return out
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -216,7 +227,9 @@ def _add_inference_commands(sub) -> None:
         help="camera of the files: preset (nyu, icvl, msra) or fx,fy,cx,cy,w,h",
     )
     p.add_argument(
-        "--dataset", help="also every frame of a dataset, NAME:ROOT (e.g. nyu:/data/nyu)"
+        "--dataset",
+        help="also every frame of a dataset, NAME:ROOT[?key=value&...] (e.g. nyu:/data/nyu, "
+        "its test split; nyu:/data/nyu?kinect=2, icvl:/data/icvl?split=train)",
     )
     p.add_argument("--limit", type=int, help="at most this many dataset frames")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -287,13 +300,16 @@ def _cmd_transfer(args: argparse.Namespace) -> None:
         shard = parse_shard(args.shard)
         config = None
         overrides = _scene_overrides(args)
-        if overrides:
+        if overrides or args.camera:
             from handvox.camera import Camera
             from handvox.synth_hand import HandSynthConfig
 
-            camera = Camera.preset(args.dataset) if args.dataset else None
+            if args.camera:
+                camera = Camera.from_string(args.camera)
+            else:
+                camera = Camera.preset(args.dataset) if args.dataset else None
             if camera is None:
-                raise ValueError("--dataset is needed with scene options")
+                raise ValueError("--dataset or --camera is needed with scene options")
             config = HandSynthConfig.for_camera(camera, **overrides)
         result = run_transfer(
             args.source,
@@ -350,6 +366,11 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wall-prob", type=float, help="chance of a wall behind (default 0.5)")
     p.add_argument("--noise", choices=["nyu", "kinect", "none"], help="sensor noise preset "
                    "(default nyu for 640x480 cameras; invalid pixels are stored as 0)")  # fmt: skip
+    p.add_argument(
+        "--hand-shapes",
+        help="comma-separated base hand shapes to draw from (default all; e.g. leave one out "
+        "of training to test on it)",
+    )
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -425,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["nyu", "icvl", "msra"],
                    help="camera and joint set of the labels (default: by joint count)")  # fmt: skip
     p.add_argument("--shapes", required=True, type=int, help="K hand shapes per source frame")
+    p.add_argument("--camera", help="camera rendered: preset (nyu, icvl, msra) or "
+                   "fx,fy,cx,cy,w,h (default: the source dataset's)")  # fmt: skip
     p.add_argument("--views", required=True, type=int, help="V random views per shape")
     p.add_argument("--out", required=True, type=Path, help="dataset folder")
     p.add_argument("--seed", type=int, default=0, help="frames depend on (seed, i) only")

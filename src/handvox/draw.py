@@ -382,6 +382,23 @@ def render_frame(
     return rgb
 
 
+def tile_images(images: list[np.ndarray], cols: int, pad: int = 4) -> np.ndarray:
+    """``(H_i, W_i, 3)`` uint8 images -> one ``(H, W, 3)`` grid, ``cols`` a row, each cell the
+    size of the largest image (smaller ones centred), on white."""
+    if not images:
+        raise ValueError("no images to tile")
+    ch = max(im.shape[0] for im in images)
+    cw = max(im.shape[1] for im in images)
+    rows = -(-len(images) // cols)
+    grid = np.full((rows * (ch + pad) + pad, cols * (cw + pad) + pad, 3), 255, np.uint8)
+    for k, im in enumerate(images):
+        r, c = divmod(k, cols)
+        y = pad + r * (ch + pad) + (ch - im.shape[0]) // 2
+        x = pad + c * (cw + pad) + (cw - im.shape[1]) // 2
+        grid[y : y + im.shape[0], x : x + im.shape[1]] = im
+    return grid
+
+
 def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Write an ``(H, W, 3)`` uint8 image as PNG atomically (temp file, then rename)."""
     from PIL import Image

@@ -30,6 +30,8 @@ networks run in fp32 either way.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -106,17 +108,21 @@ def hand_volumes(
     volume: VolumeConfig,
     device: str | torch.device = "cpu",
     use_mask: bool = True,
+    centres: np.ndarray | None = None,
 ) -> torch.Tensor:
     """TSDF volumes of found hands: each frame's depth inside its hand mask (or all of it with
-    ``use_mask=False``), around its COM.
+    ``use_mask=False``), around its COM (or ``centres``).
 
     Args:
         depth: ``(B, H, W)`` float32 mm.
         segs: ``B`` segmentations of those frames, all found.
+        centres: ``(B, 3)`` mm cube centres instead of the segmentations' COMs.
     Returns:
         ``(B, 1, D, D, D)`` float32 on ``device``.
     """
-    com = torch.from_numpy(np.stack([s.com_xyz for s in segs]))
+    if centres is None:
+        centres = np.stack([s.com_xyz for s in segs])
+    com = torch.from_numpy(np.asarray(centres, np.float64))
     mask = None
     if use_mask:
         mask = torch.from_numpy(np.stack([s.mask for s in segs])).to(device)
@@ -167,6 +173,22 @@ def fast_cpu_networks(
     return pose, refine, names
 
 
+class _Clock:
+    """``with clock(stage):`` adds the block's wall time to ``timings[stage]`` (no-op for None)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, stage: str):
+        if self.timings is None:
+            yield
+            return
+        t0 = time.perf_counter()
+        yield
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
 class HandPoseEstimator:
     """Load a model folder once, then call on depth images.
 
@@ -183,6 +205,9 @@ class HandPoseEstimator:
         batch_size: frames per network pass (bounds memory on large inputs).
         use_mask: TSDF of the hand mask only; default: as the model was trained (its
             ``meta["input"]["mask"]`` from ``handvox train``), else True.
+        recentre: extra passes with the cube re-centred on the mean of the joints just
+            predicted (default: the model's ``config.recentre``). The COM reported is the last
+            cube centre.
 
     Raises:
         HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
@@ -196,6 +221,7 @@ class HandPoseEstimator:
         fast: bool = True,
         batch_size: int = 8,
         use_mask: bool | None = None,
+        recentre: int | None = None,
     ):
         self.config = estimator.config
         self.meta = estimator.meta
@@ -207,6 +233,7 @@ class HandPoseEstimator:
             )
         if use_mask is None:
             use_mask = bool(self.meta.get("input", {}).get("mask", True))
+        self.recentre = int(self.config.recentre if recentre is None else recentre)
         self.use_mask = use_mask
         self.joint_set: JointSet = get_joint_set(self.config.joint_set)
         self.device = torch.device(device)
@@ -255,16 +282,27 @@ class HandPoseEstimator:
         """The same estimator with the refinement net skipped (the pose path alone; for timing,
         or for models trained without it)."""
         est = Estimator(replace(self.config, refine=None), self.pose_net, None, self.meta)
-        return HandPoseEstimator(est, self.device, self.fast, self.batch_size, self.use_mask)
+        return HandPoseEstimator(
+            est, self.device, self.fast, self.batch_size, self.use_mask, self.recentre
+        )
 
     # --- stages ---------------------------------------------------------------------------------
     def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
         """``(B, H, W)`` float32 mm -> B segmentations (mask, COM, found, reason)."""
         return [segment_hand(d, camera, self.config.segment) for d in depth]
 
-    def volumes(self, depth: np.ndarray, segs: list[Segmentation], camera: Camera) -> torch.Tensor:
-        """``(B, H, W)`` depth of found hands -> ``(B, 1, D, D, D)`` TSDF on the device."""
-        return hand_volumes(depth, segs, camera, self.config.volume, self.device, self.use_mask)
+    def volumes(
+        self,
+        depth: np.ndarray,
+        segs: list[Segmentation],
+        camera: Camera,
+        centres: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """``(B, H, W)`` depth of found hands -> ``(B, 1, D, D, D)`` TSDF on the device, around
+        the COMs (or ``centres`` ``(B, 3)``)."""
+        return hand_volumes(
+            depth, segs, camera, self.config.volume, self.device, self.use_mask, centres
+        )
 
     @torch.inference_mode()
     def refine(self, tsdf: torch.Tensor) -> torch.Tensor:
@@ -296,9 +334,17 @@ class HandPoseEstimator:
         return self.pose(self.refine(tsdf))
 
     # --- the whole estimator --------------------------------------------------------------------
-    def __call__(self, depth: np.ndarray | torch.Tensor, camera: Camera | str) -> Prediction:
+    def __call__(
+        self,
+        depth: np.ndarray | torch.Tensor,
+        camera: Camera | str,
+        timings: dict[str, float] | None = None,
+    ) -> Prediction:
         """Joints of one depth image ``(H, W)`` or a batch ``(B, H, W)``, mm (0 / NaN = no
         reading), taken with ``camera`` (a Camera, a preset name or ``fx,fy,cx,cy,w,h``).
+
+        ``timings``, when given, accumulates wall-clock seconds per stage: ``segmentation``
+        (mask and COM), ``tsdf``, ``refinement``, ``pose`` (all passes of each).
 
         Raises:
             DataError: depth not (H, W) / (B, H, W) numbers of the camera's size.
@@ -310,17 +356,28 @@ class HandPoseEstimator:
         com = np.full((b, 3), np.nan)
         found = np.zeros(b, bool)
         reason = [""] * b
+        clock = _Clock(timings)
         for s in range(0, b, self.batch_size):
             chunk = depth[s : s + self.batch_size]
-            segs = self.segment(chunk, cam)
+            with clock("segmentation"):
+                segs = self.segment(chunk, cam)
             hit = [i for i, g in enumerate(segs) if g.found]
             for i, g in enumerate(segs):
                 reason[s + i] = g.reason
             if not hit:
                 continue
-            tsdf = self.volumes(chunk[hit], [segs[i] for i in hit], cam)
-            rel = self.relative_joints(tsdf).double().cpu().numpy()
-            c = np.stack([segs[i].com_xyz for i in hit])
+            found_segs = [segs[i] for i in hit]
+            c = np.stack([g.com_xyz for g in found_segs])
+            rel = np.zeros((len(hit), j, 3))
+            for p in range(1 + self.recentre):
+                if p:  # the cube re-centred on the joints just predicted
+                    c = rel.mean(1) + c
+                with clock("tsdf"):
+                    tsdf = self.volumes(chunk[hit], found_segs, cam, c)
+                with clock("refinement"):
+                    tsdf = self.refine(tsdf)
+                with clock("pose"):
+                    rel = self.pose(tsdf).double().cpu().numpy()
             idx = np.asarray(hit) + s
             xyz[idx] = rel + c[:, None, :]
             com[idx] = c

@@ -55,8 +55,10 @@ class PoseNetConfig:
 
     Attributes:
         input_size: D of the ``(B, 1, D, D, D)`` input volume.
-        channels: output channels of each conv (each followed by ReLU and 2^3 max pooling).
+        channels: one entry per level, each level ending with 2^3 max pooling: an int (one
+            conv of that many output channels, as in the paper) or a tuple (several convs).
         kernel: cubic kernel edge; padding is ``kernel // 2`` so convs keep the size.
+        batch_norm: batch normalisation after every conv (before its ReLU); the paper has none.
         fc: widths of the hidden fully connected layers (each with ReLU and dropout).
         dropout: dropout fraction after each hidden FC layer.
         num_joints: J; the last FC layer has 3 J outputs.
@@ -64,12 +66,18 @@ class PoseNetConfig:
     """
 
     input_size: int = 60
-    channels: tuple[int, ...] = (8, 8)
+    channels: tuple[int | tuple[int, ...], ...] = (8, 8)
     kernel: int = 5
+    batch_norm: bool = False
     fc: tuple[int, ...] = (2048, 2048)
     dropout: float = 0.5
     num_joints: int = 14
     target_scale_mm: float = 150.0
+
+    @property
+    def levels(self) -> tuple[tuple[int, ...], ...]:
+        """Conv output channels of each level."""
+        return tuple((c,) if isinstance(c, int) else tuple(c) for c in self.channels)
 
     @property
     def feature_size(self) -> int:
@@ -82,7 +90,7 @@ class PoseNetConfig:
     @property
     def flat_features(self) -> int:
         """Inputs of the first FC layer."""
-        return self.channels[-1] * self.feature_size**3
+        return self.levels[-1][-1] * self.feature_size**3
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,10 @@ class RefineNetConfig:
         return len(self.encoder)
 
 
-def _conv_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
-    return [nn.Conv3d(c_in, c_out, kernel, stride=1, padding=kernel // 2), nn.ReLU(inplace=True)]
+def _conv_relu(c_in: int, c_out: int, kernel: int, batch_norm: bool = False) -> list[nn.Module]:
+    conv = nn.Conv3d(c_in, c_out, kernel, stride=1, padding=kernel // 2, bias=not batch_norm)
+    norm = [nn.BatchNorm3d(c_out)] if batch_norm else []
+    return [conv, *norm, nn.ReLU(inplace=True)]
 
 
 class PoseNet(nn.Module):
@@ -133,9 +143,11 @@ class PoseNet(nn.Module):
             raise ValueError(f"input_size {cfg.input_size} too small for {len(cfg.channels)} pools")
         layers: list[nn.Module] = []
         c_in = 1
-        for c in cfg.channels:
-            layers += [*_conv_relu(c_in, c, cfg.kernel), nn.MaxPool3d(2, stride=2)]
-            c_in = c
+        for level in cfg.levels:
+            for c in level:
+                layers += _conv_relu(c_in, c, cfg.kernel, cfg.batch_norm)
+                c_in = c
+            layers.append(nn.MaxPool3d(2, stride=2))
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten()]
         n_in = cfg.flat_features

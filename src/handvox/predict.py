@@ -75,12 +75,37 @@ def _file_frame(path: Path, frame_id: str, camera: Camera) -> Frame:
     return Frame(frame_id, str(path), camera, read)
 
 
-def parse_dataset(spec: str) -> tuple[str, Path]:
-    """``NAME:ROOT`` -> (name, root)."""
-    name, sep, root = spec.partition(":")
+# Options a dataset spec may carry, and how each is read.
+_DATASET_OPTIONS = {
+    "nyu": {"split": str, "kinect": int},
+    "icvl": {"split": str},
+    "msra": {"subjects": lambda v: v.split(","), "gestures": lambda v: v.split(",")},
+    "synthetic": {},
+}
+
+
+def parse_dataset(spec: str) -> tuple[str, Path, dict[str, Any]]:
+    """``NAME:ROOT[?key=value&...]`` -> (name, root, reader options), e.g.
+    ``nyu:/data/nyu?kinect=2`` (nyu: split, kinect; icvl: split; msra: subjects, gestures as
+    comma lists). NYU and ICVL default to their test split."""
+    name, sep, rest = spec.partition(":")
+    root, _, query = rest.partition("?")
     if not sep or not name or not root:
         raise HandvoxError(f"dataset {spec!r}: expected NAME:ROOT, e.g. nyu:/data/nyu")
-    return name, Path(root)
+    allowed = _DATASET_OPTIONS.get(name.lower(), {})
+    options: dict[str, Any] = {}
+    for kv in filter(None, query.split("&")):
+        key, eq, value = kv.partition("=")
+        if not eq or key not in allowed:
+            raise HandvoxError(
+                f"dataset {spec!r}: option {kv!r} is not one of "
+                f"{', '.join(f'{k}=...' for k in allowed) or 'none'} for {name}"
+            )
+        try:
+            options[key] = allowed[key](value)
+        except ValueError:
+            raise HandvoxError(f"dataset {spec!r}: bad value in {kv!r}") from None
+    return name, Path(root), options
 
 
 def collect_frames(
@@ -113,14 +138,14 @@ def collect_frames(
     if dataset is not None:
         from handvox.io.datasets import open_dataset
 
-        name, root = parse_dataset(dataset)
+        name, root, options = parse_dataset(dataset)
         try:
-            ds = open_dataset(name, root)
+            ds = open_dataset(name, root, **options)
         except ValueError as e:
-            raise HandvoxError(str(e)) from None
+            raise HandvoxError(f"dataset {dataset}: {e}") from None
         n = len(ds) if limit is None else min(limit, len(ds))
         for i in range(n):
-            frames.append(_dataset_frame(ds, i, f"{name}:{root}"))
+            frames.append(_dataset_frame(ds, i, dataset))
     seen: dict[str, int] = {}
     for f in frames:  # ids must be unique: number repeats
         k = seen.get(f.id, 0)

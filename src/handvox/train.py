@@ -109,6 +109,9 @@ class TrainConfig:
         checkpoint_every: steps between train-state checkpoints (also written at each
             validation); val_every: steps between validations besides each epoch's end (0: none).
         channels_last: channels-last 3D memory format on CPU (the same numbers, ~1.5x faster).
+        amp: ``bf16``: forward passes under bfloat16 autocast (weights, gradients and the
+            optimiser stay float32); ~1.7x faster training steps on CPUs with AVX512-BF16
+            (compact pose net, batch 32, 2 cores). Validation always runs in float32.
         deterministic: ``torch.use_deterministic_algorithms``.
     """
 
@@ -141,6 +144,7 @@ class TrainConfig:
     val_every: int = 0
     weight_init: str = "prior"
     channels_last: bool = True
+    amp: str = "none"
     deterministic: bool = False
     progress: bool = True
 
@@ -151,6 +155,8 @@ class TrainConfig:
             raise ValueError("only optimizer 'adam' and loss 'l2' are implemented")
         if self.weight_init not in ("prior", "torch"):
             raise ValueError("weight_init must be 'prior' or 'torch' (PyTorch's default)")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError("amp must be 'none' or 'bf16'")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError("lr_schedule must be 'constant' or 'cosine'")
         if self.mode == "finetune" and not self.init:
@@ -774,7 +780,10 @@ class _Trainer:
             g["lr"] = lr
         torch.manual_seed(_step_seed(cfg.seed, self.step, self.ctx.rank))
         self.ddp.train()
-        pred, refined = self._forward(batch, self.ddp)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp == "bf16"):
+            pred, refined = self._forward(batch, self.ddp)
+        pred = None if pred is None else pred.float()
+        refined = None if refined is None else refined.float()
         loss = torch.zeros((), device=self.device)
         n = len(batch["frame"])
         if pred is not None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -334,16 +334,15 @@ def run_transfer(
         shapes, views: K hand shapes x V views per source frame.
         subjects, ik_method, fit_options: see :func:`recover_poses`.
         bvh: also write the recovered poses as BVH files into this folder.
-        config: scene and noise (default :meth:`HandSynthConfig.for_camera` of the source's
-            camera); its camera must be the source's.
+        config: camera rendered, scene and noise (default :meth:`HandSynthConfig.for_camera`
+            of the source's camera).
         Others: as :func:`handvox.synth.synthesize`.
     """
     if shapes < 1 or views < 1:
         raise ValueError(f"shapes and views must be >= 1, got {shapes}, {views}")
     src = load_source(source, dataset, frames_limit)
+    # New views are placed by the pose sampler, so any camera can render them.
     cfg = config or HandSynthConfig.for_camera(src.camera)
-    if cfg.camera != src.camera:
-        cfg = replace(cfg, camera=src.camera)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     path = root / POSES_NAME
