@@ -293,3 +293,27 @@ def test_generated_report_writes_all_outputs(tmp_path, small_gt):
     assert rep.metrics["methods"][1]["mean_error_mm"] == 0.0
     assert rep.metrics["methods"][1]["fraction_of_frames_within_mm"][0] == 1.0
     assert not list((tmp_path / "o").glob(".*tmp*"))  # atomic writes leave no temp files
+
+
+def test_synthetic_dataset_folder_as_ground_truth(tmp_path, capsys):
+    # `handvox evaluate --dataset synthetic --gt DIR`: the folder's camera and canonical-21
+    # labels; a uvd prediction 4 mm off along x scores 4 mm.
+    from handvox.io.synthetic import SyntheticDataset
+    from handvox.synth import make_generator, synthesize
+
+    cam = Camera(300.0, 300.0, 80.0, 60.0, 160, 120)
+    gen, info = make_generator("toy", cam)
+    synthesize(tmp_path / "syn", gen, cam, 12, seed=2, chunk_size=12, generator_info=info,
+               progress=False)  # fmt: skip
+    ds = SyntheticDataset(tmp_path / "syn", load_clean=False)
+    pred = np.asarray(ds.joints_xyz, np.float64) + [4.0, 0.0, 0.0]
+    write_labels(tmp_path / "pred.txt", cam.xyz_to_uvd(pred), kind="uvd")
+    args = ["evaluate", "--dataset", "synthetic", "--gt", str(tmp_path / "syn"), "--pred",
+            str(tmp_path / "pred.txt"), "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["joint_set"] == "canonical21" and m["frames_in_labels"] == 12
+    assert m["methods"][0]["mean_error_mm"] == pytest.approx(4.0, abs=1e-3)
+    args[4] = str(tmp_path / "pred.txt")  # --gt a file, not a folder
+    assert main(args) == 2
+    assert "synth folder" in capsys.readouterr().err

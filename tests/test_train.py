@@ -321,3 +321,21 @@ def test_label_centred_samples_and_bf16_autocast(toy, tmp_path):
     # bf16 autocast trains (the loss falls on this toy set as in float32)
     res = train(dataclasses.replace(cfg, epochs=2), tmp_path / "run")
     assert res.finished and res.best["val_mm"] < res.log[0]["val_mm"]
+
+
+def test_total_steps_ends_within_an_epoch_and_is_not_exceeded(toy, tmp_path):
+    # 120 training frames in batches of 8 = 15 steps an epoch; 20 steps end in epoch 2.
+    cfg = config(toy, epochs=10, total_steps=20, lr_schedule="cosine")
+    res = train(cfg, tmp_path / "run")
+    assert res.finished and res.step == 20
+    last = res.log[-1]
+    assert last["step"] == 20 and last["epoch"] == pytest.approx(1 + 5 / 15, abs=1e-3)
+    # the cosine schedule spans the 20 steps: the last one ran at step 19 of 20
+    assert last["lr"] == pytest.approx(cfg.lr * 0.5 * (1 + np.cos(np.pi * 19 / 20)))
+    assert load_model(tmp_path / "run" / "last").meta["step"] == 20
+    again = train(cfg, tmp_path / "run")  # finished: resuming trains nothing more
+    assert again.step == 20 and len(again.log) == len(res.log)
+    # max_steps on a run already past it: not one step more
+    stopped = train(config(toy, epochs=1), tmp_path / "short", max_steps=4)
+    assert stopped.step == 4 and not stopped.finished
+    assert train(config(toy, epochs=1), tmp_path / "short", max_steps=4).step == 4

@@ -385,7 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="score predictions as the community scorer does; write metrics, table and plots",
     )
-    p.add_argument("--dataset", required=True, choices=["nyu", "icvl", "msra"])
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=["nyu", "icvl", "msra", "synthetic"],
+        help="camera and joint set; synthetic: --gt is a handvox synth folder",
+    )
     p.add_argument("--pred", required=True, type=Path, help="prediction file (one frame a line)")
     p.add_argument(
         "--gt",

@@ -242,7 +242,8 @@ def evaluate_files(
     """Score a prediction file (and others to compare with) against a dataset's test labels.
 
     Args:
-        dataset: ``nyu``, ``icvl`` or ``msra`` (camera and joint set).
+        dataset: ``nyu``, ``icvl`` or ``msra`` (camera and joint set), or ``synthetic``: then
+            ``gt`` is a ``handvox synth`` folder, whose camera and canonical-21 labels are used.
         pred: the prediction file, uvd or xyz (``pred_format``).
         gt: ground-truth labels in community uvd; default :func:`default_gt_path`.
         compare: other methods' files, scored the same way (their format is auto-detected).
@@ -255,23 +256,35 @@ def evaluate_files(
     from handvox.report import build_metrics, render_markdown, write_report
 
     dataset = dataset.lower()
-    if dataset not in DATASET_JOINT_SETS:
+    if dataset not in (*DATASET_JOINT_SETS, "synthetic"):
         raise HandvoxError(
-            f"unknown dataset {dataset!r}; choose one of {sorted(DATASET_JOINT_SETS)}"
+            f"unknown dataset {dataset!r}; choose one of {sorted(DATASET_JOINT_SETS)} or synthetic"
         )
-    camera, joint_set = Camera.preset(dataset), DATASET_JOINT_SETS[dataset]
     files = [Path(pred), *(Path(p) for p in (compare or []))]
     names = list(names or [])
     if len(names) > len(files):
         raise HandvoxError(f"{len(names)} names given for {len(files)} prediction files")
     names += [f.stem for f in files[len(names) :]]
 
-    gt_path = Path(gt) if gt is not None else default_gt_path(dataset)
-    gt_xyz, gt_file, _ = load_xyz(gt_path, camera, joint_set, fmt="auto")
+    gt_file = None
+    if dataset == "synthetic":
+        # The labels are the dataset folder's own (canonical 21 joints, its camera).
+        from handvox.io.synthetic import SyntheticDataset
+
+        if gt is None or not Path(gt).is_dir():
+            raise HandvoxError("--dataset synthetic needs --gt DIR: the handvox synth folder")
+        gt_path = Path(gt)
+        ds = SyntheticDataset(gt_path, joint_set="canonical21", load_clean=False)
+        camera, joint_set, gt_xyz = ds.camera, ds.joint_set, np.asarray(ds.joints_xyz)
+    else:
+        camera, joint_set = Camera.preset(dataset), DATASET_JOINT_SETS[dataset]
+        gt_path = Path(gt) if gt is not None else default_gt_path(dataset)
+        gt_xyz, gt_file, _ = load_xyz(gt_path, camera, joint_set, fmt="auto")
     results = []
     for i, (path, name) in enumerate(zip(files, names, strict=True)):
         xyz, lf, kind = load_xyz(path, camera, joint_set, pred_format if i == 0 else "auto")
-        _check_names(gt_file, lf)
+        if gt_file is not None:
+            _check_names(gt_file, lf)
         results.append(score(xyz, gt_xyz, name, path, kind))
 
     metrics = build_metrics(dataset, joint_set, camera, gt_path, results)

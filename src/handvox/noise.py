@@ -256,26 +256,16 @@ def surface_normals(depth: np.ndarray, camera: Camera) -> np.ndarray:
     return np.stack([a * inv, c * inv, nz * inv], axis=-1).astype(np.float32)
 
 
-def _bbox(valid: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(valid.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(valid[rows[0] : rows[-1] + 1].any(axis=0))
-    h, w = valid.shape
-    return (
-        max(rows[0] - margin, 0),
-        min(rows[-1] + 1 + margin, h),
-        max(cols[0] - margin, 0),
-        min(cols[-1] + 1 + margin, w),
-    )
+def _field_factors(
+    rng: np.random.Generator, h: int, w: int, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A unit-variance Gaussian random field correlated over ~``scale`` px, in factored form.
 
-
-def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
-    """Unit-variance Gaussian random field correlated over ~``scale`` px.
-
-    Gaussian bumps on a coarse grid with random weights, summed separably (two banded matrix
-    products, :func:`_field_kernel`) and divided by the exact per-pixel std, so the variance is
-    1 everywhere.
+    Gaussian bumps on a coarse grid with random weights, summed separably and divided by the
+    exact per-pixel std, so the variance is 1 everywhere. Returns ``(ay, by, tmp, sx)``: row
+    ``i`` of the field is ``(sum_a ay[i, a] tmp[a]) * sx / std_i`` over the band
+    ``by[i, 0] <= a < by[i, 1]`` (:func:`_field_row`). The measurement kernel makes each row
+    when it needs it: no (H, W) field is stored.
     """
     step = max(scale * 0.75, 1.0)
     sig = scale * 0.6
@@ -291,18 +281,30 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.
 
     (ay, by), (ax, bx) = weights(h), weights(w)
     g = rng.standard_normal((ay.shape[1], ax.shape[1]), dtype=np.float32)
-    field = np.zeros((h, w), np.float32)
-    _field_kernel(ay, by, g, ax, bx, field)
+    tmp = np.empty((ay.shape[1], w), np.float32)
+    sx = np.zeros(w, np.float32)
+    _field_columns(g, ax, bx, tmp, sx)
+    return ay, by, tmp, sx
+
+
+def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
+    """``(h, w)`` float32 unit-variance Gaussian random field correlated over ~``scale`` px
+    (:func:`_field_factors`, evaluated)."""
+    ay, by, tmp, sx = _field_factors(rng, h, w, scale)
+    field = np.empty((h, w), np.float32)
+    for i in range(h):
+        _field_row(ay, by, tmp, sx, i, field[i])
     return field
 
 
 # --- per-pixel kernels (numba) -------------------------------------------------------------------
 # Full frames (a rendered wall or body behind the hand) make every component touch ~300k pixels;
-# numpy's temporaries then cost ~15-50 ms a frame, these loops ~3 ms. Per-pixel and per-block
+# numpy's temporaries then cost ~15-50 ms a frame, these loops ~2 ms. Per-pixel and per-block
 # random numbers are a counter-based hash (splitmix64) of the frame's key drawn from ``rng``, the
 # pixel or block index and a stream number: as deterministic as the generator, with no
-# full-frame random arrays.
-_jit = numba.njit(cache=True, nogil=True)
+# full-frame random arrays. The hot loops have no data-dependent branches, so that LLVM
+# vectorises them; the rare cases (steep angles, edges) are redone by scalar code.
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _STREAM_LATERAL, _STREAM_WHITE, _STREAM_EDGE, _STREAM_GRAZING = 1, 2, 3, 4
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -322,42 +324,92 @@ def _uniform(key, index):
 
 
 @_jit
-def _field_kernel(ay, by, g, ax, bx, out):
-    """``out = (ay @ g @ ax.T) / std`` for banded weights: row ``i`` of ``ay`` is non-zero in
-    columns ``by[i, 0] .. by[i, 1] - 1`` (likewise ``ax``, ``bx``). No BLAS, whose threads
-    would compete with the job runner's worker processes."""
-    h, w = out.shape
-    tmp = np.zeros((ay.shape[1], w), np.float32)  # g @ ax.T
-    sx = np.zeros(w, np.float32)
+def _valid_box(clean, lo, hi):
+    """``(found, v0, v1, u0, u1)``: the bounding box (half-open) of the pixels that are finite,
+    > 0 and within ``lo .. hi``."""
+    h, w = clean.shape
+    v0, v1, u0, u1 = h, 0, w, 0
+    for i in range(h):
+        first, last = w, -1
+        for j in range(w):
+            x = clean[i, j]
+            if x > 0 and x >= lo and x <= hi and math.isfinite(x):
+                first = min(first, j)
+                last = j
+        if last >= 0:
+            v0 = min(v0, i)
+            v1 = i + 1
+            u0 = min(u0, first)
+            u1 = max(u1, last + 1)
+    return v1 > 0, v0, v1, u0, u1
+
+
+@_jit
+def _crop_kernel(clean, v0, u0, lo, hi, z, valid):
+    """``valid`` (as in :func:`_valid_box`) and ``z`` (float32 depth, 0 where invalid) of the
+    crop at (u0, v0)."""
+    h, w = z.shape
+    for i in range(h):
+        for j in range(w):
+            x = clean[v0 + i, u0 + j]
+            ok = x > 0 and x >= lo and x <= hi and math.isfinite(x)
+            valid[i, j] = ok
+            z[i, j] = np.float32(x) if ok else np.float32(0)
+
+
+@_jit
+def _field_columns(g, ax, bx, tmp, sx):
+    """``tmp = g @ ax.T`` for banded ``ax`` (row ``j`` non-zero in columns ``bx[j, 0] ..
+    bx[j, 1] - 1``) and ``sx = 1 / sqrt(sum(ax**2, 1))``. No BLAS, whose threads would compete
+    with the job runner's worker processes."""
+    na, w = tmp.shape
+    for a in range(na):
+        for j in range(w):
+            acc = np.float32(0)
+            for b in range(bx[j, 0], bx[j, 1]):
+                acc += g[a, b] * ax[j, b]
+            tmp[a, j] = acc
     for j in range(w):
         for b in range(bx[j, 0], bx[j, 1]):
             sx[j] += ax[j, b] * ax[j, b]
-            for a in range(ay.shape[1]):
-                tmp[a, j] += g[a, b] * ax[j, b]
-    for j in range(w):
         sx[j] = 1.0 / math.sqrt(sx[j])
-    for i in range(h):
-        sy = 0.0
-        for a in range(by[i, 0], by[i, 1]):
-            sy += ay[i, a] * ay[i, a]
-            for j in range(w):  # contiguous: vectorises
-                out[i, j] += ay[i, a] * tmp[a, j]
-        sy = 1.0 / math.sqrt(sy)
-        for j in range(w):
-            out[i, j] *= sy * sx[j]
+
+
+@_jit
+def _field_row(ay, by, tmp, sx, i, row):
+    """Row ``i`` of the field of :func:`_field_factors` into ``row`` (float32, ``(W,)``)."""
+    row[:] = 0
+    sy = 0.0
+    for a in range(by[i, 0], by[i, 1]):
+        ya = ay[i, a]
+        sy += ya * ya
+        for j in range(row.shape[0]):  # contiguous: vectorises
+            row[j] += ya * tmp[a, j]
+    sy = 1.0 / math.sqrt(sy)
+    for j in range(row.shape[0]):
+        row[j] *= sy * sx[j]
 
 
 @_jit
 def _cos_kernel(normals, u0, v0, fx, fy, cx, cy, cos_min, out):
-    """cos(incidence) of unit normals ``(h, w, 3)`` of a crop at (u0, v0), at least
-    ``cos_min``. Angles stay cosines until needed: most pixels never need an arccos."""
+    """cos(incidence) of the unit normals ``(H, W, 3)`` (the whole frame) over the crop ``out``
+    at (u0, v0), at least ``cos_min``. Angles stay cosines until needed: most pixels never need
+    an arccos."""
     h, w = out.shape
+    rx = np.empty(w)
+    rx2 = np.empty(w)
+    for j in range(w):
+        rx[j] = (j + u0 - cx) / fx
+        rx2[j] = rx[j] * rx[j]
     for i in range(h):
         ry = (i + v0 - cy) / fy
-        for j in range(w):
-            rx = (j + u0 - cx) / fx
-            c = abs(normals[i, j, 0] * rx + normals[i, j, 1] * ry + normals[i, j, 2])
-            out[i, j] = max(min(c / math.sqrt(rx * rx + ry * ry + 1.0), 1.0), cos_min)
+        ry2 = ry * ry
+        n = normals[v0 + i]
+        for j in range(w):  # branch-free: vectorises
+            c = abs(n[u0 + j, 0] * rx[j] + n[u0 + j, 1] * ry + n[u0 + j, 2])
+            c = c / math.sqrt(rx2[j] + ry2 + 1.0)
+            c = c if c < 1.0 else 1.0
+            out[i, j] = c if c > cos_min else cos_min
 
 
 @_jit
@@ -409,23 +461,39 @@ def _shadow_kernel(z, valid, bf_img, side, drop):
 
 
 @_jit
+def _breaks(z, valid, jump, zc, n_i, n_j):
+    """Whether neighbour (n_i, n_j) of a pixel of depth ``zc`` is invalid or more than ``jump``
+    away (for the pixel itself: whether it is invalid)."""
+    return (not valid[n_i, n_j]) | (abs(zc - z[n_i, n_j]) > jump)
+
+
+@_jit
 def _edge_distance_kernel(z, valid, jump, cap, dist):
     """Chessboard distance (0 .. cap, cap meaning farther) of every pixel to the nearest edge:
     a valid pixel next to a 4-neighbour more than ``jump`` mm away or invalid."""
     h, w = z.shape
-    row = np.full((h, w), cap, np.int32)  # distance to the nearest edge in the same row
+    row = np.full((h, w), cap, dist.dtype)  # distance to the nearest edge in the same row
+    edge = np.zeros(w, np.bool_)
     for i in range(h):
-        for j in range(w):
-            if not valid[i, j]:
-                continue
+        iu, id_ = max(i - 1, 0), min(i + 1, h - 1)  # a border pixel is its own neighbour
+        for j in range(1, w - 1):  # bitwise, not short-circuit: vectorises
             zc = z[i, j]
-            e = (
-                (j > 0 and (not valid[i, j - 1] or abs(zc - z[i, j - 1]) > jump))
-                or (j < w - 1 and (not valid[i, j + 1] or abs(zc - z[i, j + 1]) > jump))
-                or (i > 0 and (not valid[i - 1, j] or abs(zc - z[i - 1, j]) > jump))
-                or (i < h - 1 and (not valid[i + 1, j] or abs(zc - z[i + 1, j]) > jump))
+            edge[j] = valid[i, j] & (
+                _breaks(z, valid, jump, zc, i, j - 1)
+                | _breaks(z, valid, jump, zc, i, j + 1)
+                | _breaks(z, valid, jump, zc, iu, j)
+                | _breaks(z, valid, jump, zc, id_, j)
             )
-            if e:
+        for j in (0, w - 1):
+            zc = z[i, j]
+            edge[j] = valid[i, j] & (
+                _breaks(z, valid, jump, zc, i, max(j - 1, 0))
+                | _breaks(z, valid, jump, zc, i, min(j + 1, w - 1))
+                | _breaks(z, valid, jump, zc, iu, j)
+                | _breaks(z, valid, jump, zc, id_, j)
+            )
+        for j in range(w):
+            if edge[j]:
                 for k in range(max(j - cap + 1, 0), min(j + cap, w)):
                     row[i, k] = min(row[i, k], abs(k - j))
     for i in range(h):
@@ -447,23 +515,28 @@ def _lateral_kernel(z, cos, drop, valid, dist, band, block, scale, key):
     n = 0
     for i in range(h):
         for j in range(w):
-            if dist[i, j] <= band and valid[i, j]:
-                n += 1
+            n += (dist[i, j] <= band) & valid[i, j]
     src = np.empty((n, 4), np.int64)
+    # each block's two normals (Box-Muller), drawn once for the block row ``drawn``
+    jy, jx = np.empty(wb), np.empty(wb)
+    drawn = np.full(wb, -1, np.int64)
     n = 0
     for i in range(h):
+        bi = i // block
         for j in range(w):
             if dist[i, j] > band or not valid[i, j]:
                 continue
-            b = 2 * ((i // block) * wb + j // block)
-            # Box-Muller: two normals from two uniforms
-            r = math.sqrt(-2.0 * math.log(_uniform(key, b)))
-            a = 2.0 * math.pi * _uniform(key, b + 1)
+            bj = j // block
+            if drawn[bj] != bi:
+                b = 2 * (bi * wb + bj)
+                r = math.sqrt(-2.0 * math.log(_uniform(key, b)))
+                a = 2.0 * math.pi * _uniform(key, b + 1)
+                jy[bj], jx[bj], drawn[bj] = r * math.cos(a), r * math.sin(a), bi
             th = min(math.acos(cos[i, j]), _THETA_CAP)
             s = scale * (0.8 + 0.035 * th / (0.5 * math.pi - th))
             src[n, 0], src[n, 1] = i, j
-            src[n, 2] = min(max(i + int(math.floor(r * math.cos(a) * s + 0.5)), 0), h - 1)
-            src[n, 3] = min(max(j + int(math.floor(r * math.sin(a) * s + 0.5)), 0), w - 1)
+            src[n, 2] = min(max(i + int(math.floor(jy[bj] * s + 0.5)), 0), h - 1)
+            src[n, 3] = min(max(j + int(math.floor(jx[bj] * s + 0.5)), 0), w - 1)
             n += 1
     # Gathered first and written after, so every pixel samples the unjittered image.
     zs = np.empty(n, z.dtype)
@@ -478,42 +551,66 @@ def _lateral_kernel(z, cos, drop, valid, dist, band, block, scale, key):
 
 
 @_jit
+def _axial_quantised(zz, c, steep, field, u, axial, axial_scale, a, b, quantise, step, bf,
+                     round_mm):  # fmt: skip
+    """Depth ``zz`` after axial noise (``field``: the correlated part, ``u``: a uniform draw for
+    the white part), disparity quantisation and rounding. ``steep``: the incidence angle (cos
+    ``c``) is beyond 60 degrees, where [N12]'s angle term starts."""
+    if axial:
+        zm = zz * 1e-3
+        sigma = 1.2 + 1.9 * (zm - 0.4) * (zm - 0.4)
+        if steep:
+            th = min(math.acos(c), _THETA_CAP)
+            sigma += 0.1 / math.sqrt(max(zm, 1e-3)) * th * th / (0.5 * math.pi - th) ** 2
+        sigma *= axial_scale
+        if quantise:
+            q = zz * zz * (step / bf)
+            sigma = math.sqrt(max(sigma * sigma - q * q / 12.0, 0.0))
+        noise = a * field if a > 0 else 0.0
+        if b > 0:
+            noise += b * (u - 0.5)
+        zz += sigma * noise
+    if quantise:
+        disp = math.floor(bf / max(zz, 1.0) / step + 0.5)
+        zz = (bf / step) / max(disp, 1.0)
+    if round_mm:
+        zz = math.floor(zz + 0.5)
+    return zz
+
+
+@_jit
 def _measure_kernel(z, cos, drop, field, dist, out, axial, axial_scale, corr, quantise,
                     step, bf, round_mm, edge_probs, edge_block, grazing, graze_lo, graze_span,
                     zmin, zmax, key_white, key_edge, key_graze, bad):  # fmt: skip
-    """Axial noise, disparity quantisation, rounding, edge and grazing dropouts, range."""
+    """Axial noise, disparity quantisation, rounding, edge and grazing dropouts, range.
+    ``field``: :func:`_field_factors` of the correlated axial noise, or None."""
     h, w = z.shape
     wb = (w + edge_block - 1) // edge_block
     a, b = math.sqrt(corr), math.sqrt(12.0 * (1.0 - corr))
+    white = axial and b > 0
     n_probs = len(edge_probs)
     cos_steep = 0.5  # 60 degrees: where [N12]'s angle term starts
     cos_graze = math.cos(graze_lo)
+    frow = np.zeros(w, np.float32)
+    zrow = np.empty(w)
     for i in range(h):
+        if field is not None:
+            _field_row(field[0], field[1], field[2], field[3], i, frow)
+        # Every pixel as if at a moderate angle, dropped or not: no branches, vectorises.
+        for j in range(w):
+            u = _uniform(key_white, i * w + j) if white else 0.5
+            zrow[j] = _axial_quantised(np.float64(z[i, j]), cos[i, j], False, frow[j], u, axial,
+                                       axial_scale, a, b, quantise, step, bf, round_mm)  # fmt: skip
         for j in range(w):
             if drop[i, j]:
                 out[i, j] = bad
                 continue
-            zz = np.float64(z[i, j])
             c = cos[i, j]
-            if axial:
-                zm = zz * 1e-3
-                sigma = 1.2 + 1.9 * (zm - 0.4) * (zm - 0.4)
-                if c < cos_steep:
-                    th = min(math.acos(c), _THETA_CAP)
-                    sigma += 0.1 / math.sqrt(max(zm, 1e-3)) * th * th / (0.5 * math.pi - th) ** 2
-                sigma *= axial_scale
-                if quantise:
-                    q = zz * zz * (step / bf)
-                    sigma = math.sqrt(max(sigma * sigma - q * q / 12.0, 0.0))
-                noise = a * field[i, j] if a > 0 else 0.0
-                if b > 0:
-                    noise += b * (_uniform(key_white, i * w + j) - 0.5)
-                zz += sigma * noise
-            if quantise:
-                disp = math.floor(bf / max(zz, 1.0) / step + 0.5)
-                zz = (bf / step) / max(disp, 1.0)
-            if round_mm:
-                zz = math.floor(zz + 0.5)
+            zz = zrow[j]
+            if axial and c < cos_steep:
+                u = _uniform(key_white, i * w + j) if white else 0.5
+                zz = _axial_quantised(np.float64(z[i, j]), c, True, frow[j], u, axial,
+                                      axial_scale, a, b, quantise, step, bf, round_mm)  # fmt: skip
             if n_probs > 0 and dist[i, j] < n_probs:
                 u = _uniform(key_edge, (i // edge_block) * wb + j // edge_block)
                 if u < edge_probs[dist[i, j]]:
@@ -530,15 +627,38 @@ def _measure_kernel(z, cos, drop, field, dist, out, axial, axial_scale, corr, qu
             out[i, j] = zz
 
 
-def _holes(rng: np.random.Generator, valid: np.ndarray, config: NoiseConfig) -> np.ndarray:
-    """Small irregular blobs at random valid pixels."""
-    h, w = valid.shape
-    out = np.zeros_like(valid)
-    idx = np.flatnonzero(valid)
-    n = rng.poisson(config.holes_per_10k_px * idx.size / 1e4)
+@_jit
+def _nth_unset(mask, ks):
+    """Row-major flat indices of the ``ks``-th (0-based) False pixels of ``mask``, as
+    ``np.flatnonzero(~mask)[ks]`` without a full-frame index array."""
+    h, w = mask.shape
+    cum = np.zeros(h + 1, np.int64)
+    for i in range(h):
+        n = 0
+        for j in range(w):
+            n += not mask[i, j]
+        cum[i + 1] = cum[i] + n
+    out = np.empty(len(ks), np.int64)
+    for t in range(len(ks)):
+        i = np.searchsorted(cum, ks[t], side="right") - 1
+        left = ks[t] - cum[i]
+        for j in range(w):
+            if not mask[i, j]:
+                if left == 0:
+                    out[t] = i * w + j
+                    break
+                left -= 1
+    return out
+
+
+def _add_holes(rng: np.random.Generator, drop: np.ndarray, config: NoiseConfig) -> None:
+    """Small irregular blobs at random pixels not in ``drop``, added to it."""
+    h, w = drop.shape
+    count = drop.size - int(np.count_nonzero(drop))
+    n = rng.poisson(config.holes_per_10k_px * count / 1e4)
     if n == 0:
-        return out
-    centre = idx[rng.integers(0, idx.size, n)]
+        return
+    centre = _nth_unset(drop, rng.integers(0, count, n))
     r_lo, r_hi = config.hole_radius_px
     radius = rng.uniform(r_lo, r_hi, n)
     k = int(math.ceil(r_hi))
@@ -549,8 +669,7 @@ def _holes(rng: np.random.Generator, valid: np.ndarray, config: NoiseConfig) -> 
     yy = (centre // w)[:, None] + dy[0]
     xx = (centre % w)[:, None] + dx[0]
     keep &= (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-    out[yy[keep], xx[keep]] = True
-    return out
+    drop[yy[keep], xx[keep]] = True
 
 
 def add_sensor_noise(
@@ -582,22 +701,24 @@ def add_sensor_noise(
     if normals is not None and normals.shape != (*clean.shape, 3):
         raise ValueError(f"normals must be {(*clean.shape, 3)}, got {normals.shape}")
     out = np.full(clean.shape, bad, dtype=np.float32)
-    valid_full = _valid(clean)
-    if math.isfinite(cfg.max_depth_mm) or cfg.min_depth_mm > 0:
-        # No noise brings a pixel this far out of range back in (at 2 m the axial sigma is
-        # ~6 mm, ~20 mm near the grazing cut-off; the slack is 200 mm): skip them, so a far
-        # wall costs nothing. They read invalid either way.
-        valid_full &= (clean >= (1.0 - _RANGE_SLACK) * cfg.min_depth_mm) & (
-            clean <= (1.0 + _RANGE_SLACK) * cfg.max_depth_mm
-        )
-    margin = cfg.lateral_band_px + 2
-    box = _bbox(valid_full, margin)
-    if box is None:
+    # No noise brings a pixel this far out of range back in (at 2 m the axial sigma is ~6 mm,
+    # ~20 mm near the grazing cut-off; the slack is 200 mm): skip them, so a far wall costs
+    # nothing. They read invalid either way. Bounds in the depth's own float type, as numpy
+    # would compare.
+    if clean.dtype not in (np.float32, np.float64):
+        clean = clean.astype(np.float64)
+    lo = clean.dtype.type((1.0 - _RANGE_SLACK) * cfg.min_depth_mm)
+    hi = clean.dtype.type((1.0 + _RANGE_SLACK) * cfg.max_depth_mm)
+    found, y0, y1, x0, x1 = _valid_box(clean, lo, hi)
+    if not found:
         return out
-    y0, y1, x0, x1 = box
-    valid = np.ascontiguousarray(valid_full[y0:y1, x0:x1])
-    z = np.where(valid, clean[y0:y1, x0:x1], 0).astype(np.float32)
-    h, w = z.shape
+    margin = cfg.lateral_band_px + 2
+    y0, y1 = max(y0 - margin, 0), min(y1 + margin, clean.shape[0])
+    x0, x1 = max(x0 - margin, 0), min(x1 + margin, clean.shape[1])
+    h, w = y1 - y0, x1 - x0
+    z = np.empty((h, w), np.float32)
+    valid = np.empty((h, w), np.bool_)
+    _crop_kernel(clean, y0, x0, lo, hi, z, valid)
     crop = out[y0:y1, x0:x1]
     # One key per hashed random stream (see _uniform), drawn up front.
     keys = rng.integers(0, 2**63, size=5, dtype=np.uint64)
@@ -610,7 +731,7 @@ def add_sensor_noise(
         if normals is None:
             _cos_from_depth_kernel(z, x0, y0, *camera.intrinsics, math.cos(theta_max), cos)
         else:
-            n = normals[y0:y1, x0:x1].astype(np.float32, copy=False)
+            n = np.ascontiguousarray(normals, dtype=np.float32)
             _cos_kernel(n, x0, y0, *camera.intrinsics, math.cos(theta_max), cos)
 
     drop = ~valid
@@ -619,7 +740,7 @@ def add_sensor_noise(
     probs = np.asarray(cfg.edge_dropout_prob if cfg.edge_dropout else (), np.float64)
     lateral = cfg.lateral and cfg.lateral_scale > 0
     cap = max(len(probs), cfg.lateral_band_px + 1 if lateral else 0)
-    dist = np.empty((h, w) if cap else (1, 1), np.int32)
+    dist = np.empty((h, w) if cap else (1, 1), np.int8 if cap < 127 else np.int32)
     if cap:
         _edge_distance_kernel(z, valid, np.float32(cfg.edge_jump_mm), cap, dist)
 
@@ -628,14 +749,13 @@ def add_sensor_noise(
         _lateral_kernel(z, cos, drop, valid, dist, cfg.lateral_band_px,
                         cfg.lateral_block_px, cfg.lateral_scale, keys[_STREAM_LATERAL])  # fmt: skip
     if cfg.holes and cfg.holes_per_10k_px > 0:
-        drop |= _holes(rng, ~drop, cfg)
+        _add_holes(rng, drop, cfg)
 
     axial = cfg.axial and cfg.axial_scale > 0
     corr = min(max(cfg.axial_correlated_fraction, 0.0), 1.0)
+    field = None
     if axial and corr > 0:
-        field = _smooth_field(rng, h, w, cfg.axial_correlation_px)
-    else:
-        field = np.zeros((1, 1), np.float32)
+        field = _field_factors(rng, h, w, cfg.axial_correlation_px)
     lo = math.radians(cfg.grazing_start_deg)
     # [N12] measured quantised depth, so the axial sigma leaves the quantisation's variance.
     _measure_kernel(

@@ -109,6 +109,9 @@ class TrainConfig:
         checkpoint_every: steps between train-state checkpoints (also written at each
             validation); val_every: steps between validations besides each epoch's end (0: none).
         channels_last: channels-last 3D memory format on CPU (the same numbers, ~1.5x faster).
+        total_steps: > 0: the run ends after this many optimiser steps (validated and saved
+            there, even within an epoch) and a cosine schedule spans them; ``epochs`` still
+            bounds it. Gives runs on data of different sizes one step budget.
         amp: ``bf16``: forward passes under bfloat16 autocast (weights, gradients and the
             optimiser stay float32); ~1.7x faster training steps on CPUs with AVX512-BF16
             (compact pose net, batch 32, 2 cores). Validation always runs in float32.
@@ -130,6 +133,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    total_steps: int = 0
     loss: str = "l2"
     refine_weight: float | None = None
     init: str | None = None
@@ -161,8 +165,8 @@ class TrainConfig:
             raise ValueError("lr_schedule must be 'constant' or 'cosine'")
         if self.mode == "finetune" and not self.init:
             raise ValueError("mode 'finetune' needs init: a model folder with a refinement net")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs >= 0, batch_size >= 1 and lr > 0 required")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.total_steps < 0:
+            raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and total_steps >= 0 required")
         if not self.val_data and not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must lie in (0, 1) without val_data")
         get_joint_set(self.joint_set)
@@ -709,12 +713,14 @@ class _Trainer:
         cfg, ctx = self.cfg, self.ctx
         train_loader, batches, self.val_loader = self._loaders()
         total = sum(batches.steps(e) for e in range(cfg.epochs))
+        if cfg.total_steps:
+            total = min(total, cfg.total_steps)
         w = cfg.tsdf_weight
         stopped = False
         if self.step == 0 and not self.log:
             self._validate_and_log(batches)  # the untrained model: the curves' first point
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < cfg.epochs and self.step < total:
                 steps = batches.steps(self.epoch)
                 batches.set_epoch(self.epoch, self.step_in_epoch)
                 bar = tqdm(
@@ -728,6 +734,8 @@ class _Trainer:
                 )
                 with bar:
                     for batch in train_loader:
+                        if max_steps is not None and self.step >= max_steps:
+                            raise _Stop  # a resumed run already there: not one step more
                         self._train_step(batch, w, total)
                         self.step_in_epoch += 1
                         self.step += 1
@@ -746,8 +754,11 @@ class _Trainer:
                             self._save_state()
                         if max_steps is not None and self.step >= max_steps:
                             raise _Stop
-                self.epoch += 1
-                self.step_in_epoch = 0
+                        if self.step >= total:
+                            break  # total_steps reached within the epoch
+                if self.step_in_epoch >= steps:
+                    self.epoch += 1
+                    self.step_in_epoch = 0
                 self._validate_and_log(batches)
         except _Stop:
             stopped = True
@@ -761,7 +772,7 @@ class _Trainer:
             dict(self.best),
             self.step,
             self._epochs_done(batches),
-            not stopped and self.epoch >= cfg.epochs,
+            not stopped and (self.epoch >= cfg.epochs or self.step >= total),
             list(self.log),
             dict(self.frames.skipped),
         )
