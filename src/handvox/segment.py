@@ -1,41 +1,58 @@
 """Hand segmentation and centre of mass (COM) from a depth image alone.
 
 Step 1 of the estimator: the volume the network sees is centred on this COM. Nothing here looks at
-labels; it assumes the hand is the nearest sizeable object in front of the camera (the setting of
-NYU, ICVL, MSRA and HANDS17).
+labels; it assumes the hand is an end of the nearest sizeable object in front of the camera (the
+setting of NYU, ICVL, MSRA and HANDS17), the forearm being the rest of it.
 
 Method:
 1. Validity: a pixel is a reading if finite, deeper than ``min_depth_mm`` and nearer than
    ``far_mm`` (0 and NYU's 2001 background both mean "no reading"). Only readings nearer than
    ``max_depth_mm`` can be the hand.
-2. Nearest object, on a ``stride``-subsampled image for speed: take the nearest remaining reading,
+2. Nearest object, on a ``stride``-subsampled grid for speed: take the nearest remaining reading,
    label (8-connected, ``scipy.ndimage.label``) the readings within ``band_mm`` behind it, and keep
    the components whose physical area (pixel footprint ``(d/fx)(d/fy)`` summed) reaches
-   ``min_area_mm2``; of those, the one with the nearest ``near_percentile`` depth wins. If none
-   does, that band was speckle: drop it and look deeper. So isolated near pixels never win.
-3. Hand region: the winner's ``near_percentile`` depth ``d0`` is the robust nearest depth; readings
-   nearer than ``d0 + band_mm`` connected to the winner form the region. The band cuts the
-   body behind the hand; the forearm enters it and is cut in 3D next.
-4. COM, at full resolution: back-project the region (Camera.uvd_to_xyz). Start at the robust
-   nearest point (median of the nearest ``near_percentile`` % of points); mean-shift (flat kernel,
-   ``seed_radius_mm``) onto the hand. Then refine, DeepPrior-style: repeatedly take the mean of
-   the points within ``radius_mm`` of the current COM, less the forearm. The arm is what lies
-   20-90 mm beyond ``radius_mm`` (no hand point is that far from the hand's centre); if those
-   points lie to one side, points more than ``arm_cut_mm`` from the COM towards them are past
-   the wrist and dropped. Without the cut the mean slides down the forearm (mean error on the
-   benchmark scenes 29 mm instead of 2.5 mm; NYU test frame 1: 29 instead of 11 mm).
-   ``refine_iters=0`` gives the plain mean within ``radius_mm`` of the nearest point. The final
-   points are the mask; holes up to ``max_hole_px`` are filled.
-5. Other end: a forearm pointing at the camera puts the elbow nearest, so step 4 can settle on
-   the arm. If the result is smooth (outline + depth-step pixels per sqrt(pixels) below
-   ``min_ruggedness``: a forearm's slab ~4-6, a hand's fingers ~9-16), the region's far ends
-   within ``reach_mm`` (farthest point, end of the long axis) are tried too; one that does not
-   leave the image and is clearly more rugged wins (synth_hand frames: cube hits 64 -> 92 %).
+   ``min_area_mm2``; of those, the one with the nearest ``near_percentile`` depth ``d0`` wins. If
+   none does, that band was speckle: drop it and look deeper. So isolated near pixels never win.
+3. Object: the grid samples reached from the winner's near part through neighbours at most
+   ``step_mm`` apart in depth (and within ``band_mm`` of ``d0``): the hand and its forearm, not the
+   body or wall behind them. A second growth through steps up to ``gap_mm`` adds parts of the hand
+   seen past a step (fingers curled behind the palm); those points count for the final centre
+   only, so that a wall or body bridged by a sensor's mixed pixels cannot win a choice.
+   Full-resolution pixels join through their grid cell (and its neighbours: thin fingers the
+   grid missed) when their depth fits the cells'.
+4. Candidate centres (``_centre``), on a few thousand of the object's points, each weighed by its
+   pixel's footprint ``z^2`` so that the mean is over the surface (a nearer arm does not outweigh
+   a farther hand): (a) from the robust nearest point, mean shift (flat, ``seed_radius_mm``) then
+   refine: repeatedly the mean of the points within ``radius_mm``, less the arm: points 20-90 mm
+   beyond ``radius_mm`` lie on the arm (no hand point is that far from the hand's centre); if they
+   lie to one side, points more than ``arm_cut_mm`` from the centre towards them are past the
+   wrist. (b) From each end of the object's long axis (in the image plane, within ``reach_mm``),
+   the same refine with the arm's direction fixed to "away from that end": the end is taken for the
+   hand's tip, and the cut cannot turn round onto the hand once the centre reaches the arm; an arm
+   leaving the image counts as arm beyond the cut. (a) alone takes the forearm when it is nearer
+   than the hand (an arm pointing at the camera) or leaves the image.
+5. Choice: the candidate whose points (on its end's side, up to 30 mm past its centre) are most
+   rugged (``_ruggedness``): outline and depth steps on a ~3 mm grid, and bumps of the depth
+   inside; a forearm's end is smooth. One whose points reach the image border loses
+   ``_BORDER_PENALTY`` (likely the arm leaving the image: datasets keep the hand in view). On
+   synth_hand frames (seeds 0-3) the COM lands more than 50 mm from the joints' mean in 1.1 % of
+   frames; the nearest point's centre, its other end tried only when smooth, did in 14 % (10 %
+   more than 50 mm off the visible hand: on the forearm).
+6. COM: the chosen candidate's centre re-found on all the object's points (step 3's second
+   growth); its points form the mask (holes up to ``max_hole_px`` filled). Then, where the arm's
+   direction is known, ``finger_shift_mm`` towards the fingers, and ``ray_shift_mm`` along the
+   viewing ray: the visible surface's mean lies behind the 21 joints' mean (the joints are 4 per
+   finger, so their mean sits near the knuckles, and inside the hand). Both fitted on
+   ``handvox.synth_hand`` frames (seeds 1-3, 900 frames; least squares of the joint mean minus
+   the centre on the two directions): 24.9 and 8.0 mm. On those frames the COM to 21-joint-mean
+   distance falls from 29.3 to 15.7 mm mean; 14.2 mm of it is the surface-to-joints scatter (the
+   visible hand's true mean, shifted the same way, is that far off). Set both to 0 for the
+   visible surface's mean.
 
-Limits: a hand resting on the body within ``band_mm`` merges with it and its COM is pulled towards
-the body; a forearm that leaves the image within ~130 mm of the hand is not cut; a hand seen
-edge-on, thinner than its forearm, can lose to it (1 of 200 benchmark scenes); the nearest
-sizeable object is taken for the hand, whatever it is.
+Limits: a hand touching the body merges with it where no depth step parts them; a hand whose
+fingers leave the image is penalised like an arm; a hand seen edge-on and smooth can lose to a
+forearm (~1 % of synth_hand frames); the nearest sizeable object is taken for the hand and arm,
+whatever it is. ``refine_iters=0`` gives the plain mean within ``radius_mm`` of the nearest point.
 
 Anything that cannot be a hand gives ``found=False`` with a reason, never a zero COM.
 """
@@ -44,6 +61,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -53,14 +71,22 @@ from handvox.errors import DataError
 _EIGHT = np.ones((3, 3), dtype=bool)
 _CENTRE_POINTS = 4000
 _ARM_SHELL_MM = (20.0, 90.0)  # beyond radius_mm: arm (or body), never hand
-_BORDER_PX = 10  # an end with more pixels on the image border leaves the image
-_MARGIN = 1.0  # ruggedness an other end must gain to win
+_BORDER_PX = 10  # a candidate with this many pixels on the image border touches it
+_BORDER_PENALTY = 1.0  # ruggedness a candidate touching the image border loses
+_SCORED_PAST_CENTRE_MM = 30.0  # a candidate is scored on its points up to this far armwards
+_BUMP_WEIGHT = 0.5  # per mm of mean |depth Laplacian|: on synth_hand, 0.5 beat 0, 1, 2
+_RUGGED_CELL_MM = 3.0  # ruggedness grid: fingers (~15 mm) stay resolved, dropouts vanish
 _STEP_MM = 20.0  # a depth step between neighbours: a finger over the palm, or an outline
+_jit = numba.njit(cache=True, nogil=True)
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    """Thresholds of ``segment_hand`` (millimetres unless said)."""
+    """Thresholds of ``segment_hand`` (millimetres unless said).
+
+    ``min_ruggedness`` is unused since candidates are always compared; it stays so that saved
+    models load.
+    """
 
     far_mm: float = 2000.0  # readings at or beyond this are "no reading" (NYU stores 2001)
     min_depth_mm: float = 10.0  # nearer readings are sensor artefacts
@@ -75,8 +101,12 @@ class SegmentConfig:
     refine_iters: int = 10  # most re-centring steps per stage; 0 = mean around the nearest point
     max_hole_px: int = 200  # mask holes up to this size (full-resolution pixels) are filled
     stride: int = 0  # subsampling for labelling; 0 = about 160 pixels across
-    min_ruggedness: float = 7.0  # below: smooth like a forearm, so its other end is tried
+    min_ruggedness: float = 7.0  # unused (kept for saved models)
     reach_mm: float = 500.0  # hand and forearm fit in this from either end
+    step_mm: float = 30.0  # larger depth steps between grid neighbours part surfaces
+    gap_mm: float = 50.0  # ... except for the final points (hand parts seen past a step)
+    finger_shift_mm: float = 24.9  # COM moved this far away from the arm (fitted, see above)
+    ray_shift_mm: float = 8.0  # and this far along the viewing ray (fitted, see above)
 
 
 @dataclass
@@ -146,6 +176,61 @@ def _nearest_object(
     )
 
 
+@_jit
+def _grow(depth, core, step):
+    """``(h, w)`` bool: the samples of ``depth`` (> 0 where usable) reached from ``core`` through
+    8-neighbours at most ``step`` apart in depth (flood fill)."""
+    h, w = depth.shape
+    out = np.zeros((h, w), np.bool_)
+    stack = np.empty(h * w, np.int64)
+    n = 0
+    for r in range(h):
+        for c in range(w):
+            if core[r, c] and depth[r, c] > 0:
+                out[r, c] = True
+                stack[n] = r * w + c
+                n += 1
+    while n > 0:
+        n -= 1
+        r, c = stack[n] // w, stack[n] % w
+        here = depth[r, c]
+        for rr in range(max(r - 1, 0), min(r + 2, h)):
+            for cc in range(max(c - 1, 0), min(c + 2, w)):
+                there = depth[rr, cc]
+                if not out[rr, cc] and there > 0 and abs(there - here) <= step:
+                    out[rr, cc] = True
+                    stack[n] = rr * w + cc
+                    n += 1
+    return out
+
+
+def _full_resolution(
+    grids: list[np.ndarray], small: np.ndarray, depth: np.ndarray, usable: np.ndarray, s: int,
+    slack: list[float],
+) -> list[np.ndarray]:  # fmt: skip
+    """Full-resolution ``(H, W)`` masks of grid regions: the usable pixels of a region's cells and
+    of the cells around it (thin fingers the grid missed) whose depth lies within ``slack`` of
+    those cells' depths (not the body behind a finger's edge)."""
+    shape = depth.shape
+    ring = [ndimage.binary_dilation(g, _EIGHT) for g in grids]
+    rows, cols = np.flatnonzero(ring[-1].any(1)), np.flatnonzero(ring[-1].any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1  # the last grid holds the rest
+    box = np.s_[r0 * s : r1 * s, c0 * s : c1 * s]
+    sub, ok = depth[box], usable[box]
+
+    def up(a: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(a[r0:r1, c0:c1], s, 0), s, 1)[: sub.shape[0], : sub.shape[1]]
+
+    out = []
+    for g, rg, sl in zip(grids, ring, slack, strict=True):
+        lo = ndimage.minimum_filter(np.where(g, small, np.inf), 3) - sl
+        hi = ndimage.maximum_filter(np.where(g, small, -np.inf), 3) + sl
+        full = np.zeros(shape, bool)
+        full[box] = up(rg) & ok & (sub >= up(lo)) & (sub <= up(hi))
+        out.append(full)
+    return out
+
+
 def _fill_small_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
     """Fill holes of at most ``max_px`` pixels (sensor dropouts inside the hand)."""
     if max_px <= 0 or not mask.any():
@@ -163,6 +248,75 @@ def _fill_small_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
     return mask
 
 
+@_jit
+def _select(xyz, border, com, axis, radius, cut, min_pixels, out):
+    """Into ``out`` ``(N,)``: the points within ``radius`` of ``com``, less the arm beyond the
+    wrist. ``axis`` ``(3,)``: the arm's fixed direction, or zeros to take it from the shell of
+    points 20-90 mm beyond ``radius`` when they lie to one side. With a fixed direction, the cut
+    applies where the arm shows beyond it, in that shell or at the image ``border``."""
+    n = xyz.shape[0]
+    lo2 = (radius + _ARM_SHELL_MM[0]) ** 2
+    hi2 = (radius + _ARM_SHELL_MM[1]) ** 2
+    fixed = axis[0] != 0.0 or axis[1] != 0.0 or axis[2] != 0.0
+    shell, beyond, past_border = 0, 0, False
+    sx, sy, sz = 0.0, 0.0, 0.0
+    for i in range(n):
+        dx, dy, dz = xyz[i, 0] - com[0], xyz[i, 1] - com[1], xyz[i, 2] - com[2]
+        d2 = dx * dx + dy * dy + dz * dz
+        along = dx * axis[0] + dy * axis[1] + dz * axis[2]
+        if lo2 < d2 < hi2:
+            shell += 1
+            sx += dx
+            sy += dy
+            sz += dz
+            if along > cut:
+                beyond += 1
+        if border[i] and along > cut:
+            past_border = True
+    direction = axis.copy()
+    cutting = fixed and (beyond >= min_pixels or past_border)
+    if not fixed and shell >= min_pixels:
+        norm = np.sqrt(sx * sx + sy * sy + sz * sz) / shell
+        # Only an arm leaving on one side; far points all around (a wall, the body) are not.
+        if norm > radius / 2:
+            cutting = True
+            direction[0], direction[1], direction[2] = sx, sy, sz
+            direction /= norm * shell
+    for i in range(n):
+        dx, dy, dz = xyz[i, 0] - com[0], xyz[i, 1] - com[1], xyz[i, 2] - com[2]
+        inside = dx * dx + dy * dy + dz * dz <= radius * radius
+        if cutting:
+            inside &= dx * direction[0] + dy * direction[1] + dz * direction[2] <= cut
+        out[i] = inside
+    return direction if cutting else np.zeros(3)
+
+
+@_jit
+def _refine(xyz, weight, border, start, axis, radius, cut, min_pixels, iters):
+    """Re-centre from ``start`` on the weighted mean of ``_select``'s points until still;
+    returns the centre ``(3,)`` and the arm's direction ``(3,)`` (zeros if none shows)."""
+    com = start.copy()
+    used = np.empty(xyz.shape[0], np.bool_)
+    direction = np.zeros(3)
+    for _ in range(iters):
+        direction = _select(xyz, border, com, axis, radius, cut, min_pixels, used)
+        total, x, y, z = 0.0, 0.0, 0.0, 0.0
+        for i in range(xyz.shape[0]):
+            if used[i]:
+                total += weight[i]
+                x += weight[i] * xyz[i, 0]
+                y += weight[i] * xyz[i, 1]
+                z += weight[i] * xyz[i, 2]
+        if total == 0.0:
+            break
+        new = np.array([x, y, z]) / total
+        moved = np.abs(new - com).max()
+        com = new
+        if moved < 0.5:
+            break
+    return com, direction
+
+
 def _mean_shift(xyz: np.ndarray, start: np.ndarray, radius: float, iters: int) -> np.ndarray:
     """Move to the mean of the points within ``radius`` until still; ``(3,)``."""
     com = start
@@ -178,71 +332,90 @@ def _mean_shift(xyz: np.ndarray, start: np.ndarray, radius: float, iters: int) -
     return com
 
 
-def _hand_points(xyz: np.ndarray, com: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
-    """The points ``(N,)`` bool within ``radius_mm`` of ``com``, less the arm beyond the wrist."""
-    offset = xyz - com
-    dist2 = (offset * offset).sum(-1)
-    used = dist2 <= cfg.radius_mm**2
-    # No hand point lies this far from its centre: what does is the arm (or the body).
-    arm = (dist2 > (cfg.radius_mm + _ARM_SHELL_MM[0]) ** 2) & (
-        dist2 < (cfg.radius_mm + _ARM_SHELL_MM[1]) ** 2
-    )
-    if arm.sum() >= cfg.min_pixels:
-        towards_arm = xyz[arm].mean(0) - com
-        norm = np.linalg.norm(towards_arm)
-        # Only an arm leaving on one side; far points all around (a wall, a flat object) are not.
-        if norm > cfg.radius_mm / 2:
-            used &= offset @ towards_arm <= cfg.arm_cut_mm * norm
-    return used
+def _centre(
+    xyz: np.ndarray,
+    weight: np.ndarray,
+    border: np.ndarray,
+    cfg: SegmentConfig,
+    start: np.ndarray | None = None,
+    axis: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hand centre ``(3,)`` among the points ``(N, 3)`` (``weight`` and ``border`` ``(N,)``) and
+    the arm's direction ``(3,)`` (zeros if unknown).
 
-
-def _centre(xyz: np.ndarray, cfg: SegmentConfig, start: np.ndarray | None = None) -> np.ndarray:
-    """Hand centre ``(3,)`` of the region's points ``(N, 3)``, sought from ``start`` (default:
-    the robust nearest point)."""
+    Without ``axis``: sought from ``start`` (default: the robust nearest point) by mean shift,
+    then re-centring with the arm's direction from the shell. With ``axis`` (unit, the arm's
+    direction): re-centring from ``start`` with that direction fixed.
+    """
     if start is None:
         z = xyz[:, 2]
         start = np.median(xyz[z <= np.percentile(z, cfg.near_percentile)], axis=0)
     if cfg.refine_iters <= 0:
-        return xyz[((xyz - start) ** 2).sum(-1) <= cfg.radius_mm**2].mean(0)
-    com = _mean_shift(xyz, start, cfg.seed_radius_mm, cfg.refine_iters)
-    for _ in range(cfg.refine_iters):
-        used = _hand_points(xyz, com, cfg)
-        new = xyz[used].mean(0)
-        moved = np.abs(new - com).max()
-        com = new
-        if moved < 0.5:
-            break
-    return com
+        return xyz[((xyz - start) ** 2).sum(-1) <= cfg.radius_mm**2].mean(0), np.zeros(3)
+    if axis is None:
+        start, axis = _mean_shift(xyz, start, cfg.seed_radius_mm, cfg.refine_iters), np.zeros(3)
+    return _refine(xyz, weight, border, start, axis, cfg.radius_mm, cfg.arm_cut_mm,
+                   cfg.min_pixels, cfg.refine_iters)  # fmt: skip
 
 
-def _ruggedness(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, cfg: SegmentConfig) -> float:
-    """Outline plus depth-step pixels of the point set at ``rows, cols`` per square root of its
-    pixel count: scale-free, ~4-6 for a forearm's smooth slab, ~9-16 for a hand, whose fingers
-    cut its outline and step over one another."""
-    if rows.size < cfg.min_pixels:
+def _ends(xyz: np.ndarray, com: np.ndarray, reach: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two ends ``(3,)`` of the points' long axis in the image plane, within ``reach`` of
+    ``com``, each with the unit direction ``(3,)`` from it into the object (where its arm would
+    go, were it the hand)."""
+    near = xyz[((xyz - com) ** 2).sum(-1) <= reach * reach]
+    flat = near[:, :2] - near[:, :2].mean(0)
+    # In the image plane: on synth_hand frames a little better than in 3D, where depth noise and
+    # a foreshortened arm tilt the axis.
+    along = flat @ np.linalg.svd(flat, full_matrices=False)[2][0]
+    out = []
+    for end in (near[int(np.argmax(along))], near[int(np.argmin(along))]):
+        inward = near.mean(0) - end
+        norm = np.linalg.norm(inward)
+        if norm >= 1.0:
+            out.append((end, inward / norm))
+    return out
+
+
+def _ruggedness(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, camera: Camera) -> float:
+    """How much the pixels ``rows, cols`` look like a hand rather than a forearm, on a grid of
+    about ``_RUGGED_CELL_MM`` at their depth: outline plus depth-step cells per square root of
+    the cells (scale-free; a hand's fingers cut its outline and step over one another), plus
+    ``_BUMP_WEIGHT`` times the mean |Laplacian| of depth (mm) inside, steps left out (knuckles
+    and curled fingers bump where a forearm is smooth: a fist's outline alone is an arm's). On
+    synth_hand frames the first term is 4.3-5.4 for a forearm's end, 5.9-10.7 for a hand
+    (5-95 %); the second 0.7-2.2 and 1.3-4.7 mm. A cell is on when a third of its pixels are:
+    dropouts along a silhouette (grazing-angle losses) are no outline."""
+    if rows.size < 30:
         return 0.0
-    r0, c0 = rows.min() - 1, cols.min() - 1
-    box = np.zeros((rows.max() - r0 + 2, cols.max() - c0 + 2), bool)
-    box[rows - r0, cols - c0] = True
-    box = ndimage.binary_closing(box, _EIGHT)  # sensor dropouts are not outline
-    d = np.zeros(box.shape, np.float32)
-    sub = depth[max(r0, 0) : r0 + box.shape[0], max(c0, 0) : c0 + box.shape[1]]
-    d[max(-r0, 0) : max(-r0, 0) + sub.shape[0], max(-c0, 0) : max(-c0, 0) + sub.shape[1]] = sub
-    edge = box & ~ndimage.binary_erosion(box, _EIGHT)
-    step = np.zeros_like(box)
-    sx = np.abs(np.diff(d, axis=1)) > _STEP_MM
-    sy = np.abs(np.diff(d, axis=0)) > _STEP_MM
+    d = depth[rows, cols]
+    k = max(1, round(_RUGGED_CELL_MM * camera.fx / float(np.median(d))))
+    rb, cb = (rows - rows.min()) // k + 1, (cols - cols.min()) // k + 1  # a margin of one cell
+    h, w = rb.max() + 2, cb.max() + 2
+    cell = rb * w + cb
+    count = np.bincount(cell, minlength=h * w).reshape(h, w)
+    on = count >= k * k / 3
+    mean = np.bincount(cell, d, minlength=h * w).reshape(h, w) / np.maximum(count, 1)
+    closed = on | ndimage.binary_closing(on, _EIGHT)
+    edge = closed & ~ndimage.binary_erosion(closed, _EIGHT)
+    step = np.zeros_like(on)
+    sx = (np.abs(np.diff(mean, axis=1)) > _STEP_MM) & on[:, 1:] & on[:, :-1]
+    sy = (np.abs(np.diff(mean, axis=0)) > _STEP_MM) & on[1:] & on[:-1]
     step[:, 1:] |= sx
     step[:, :-1] |= sx
     step[1:] |= sy
     step[:-1] |= sy
-    return float((edge | (step & box)).sum() / np.sqrt(box.sum()))
+    score = float((edge | (step & closed)).sum() / np.sqrt(closed.sum()))
+    inner = ndimage.binary_erosion(on, _EIGHT, iterations=2)[1:-1, 1:-1]
+    c = mean[1:-1, 1:-1]
+    lap = np.abs(4 * c - mean[:-2, 1:-1] - mean[2:, 1:-1] - mean[1:-1, :-2] - mean[1:-1, 2:])
+    lap = lap[inner & (lap < _STEP_MM)]
+    return score + (_BUMP_WEIGHT * float(lap.mean()) if lap.size >= 10 else 0.0)
 
 
 def segment_hand(
     depth: np.ndarray, camera: Camera, config: SegmentConfig = SegmentConfig()
 ) -> Segmentation:
-    """Find the hand (the nearest sizeable object) and its centre of mass.
+    """Find the hand (an end of the nearest sizeable object) and its centre of mass.
 
     Args:
         depth: ``(H, W)`` float mm; 0, NaN and values >= ``config.far_mm`` mean no reading.
@@ -272,48 +445,58 @@ def segment_hand(
     if seed is None:
         return _miss(shape, reason)
 
-    # Robust nearest depth d0, then the depth band behind it, connected to the winner.
+    # Robust nearest depth d0; the object grows from its near part through small depth steps.
     d0 = np.percentile(small[seed], cfg.near_percentile)
     # Nothing nearer is cut: near outliers connected to the object are few and barely move a mean.
     in_band = cand & (depth <= d0 + cfg.band_mm)
-    labels, n = ndimage.label(in_band[::s, ::s], _EIGHT)
-    keep = np.zeros(n + 1, bool)
-    keep[np.unique(labels[seed])] = True
-    keep[0] = False
-    region = ndimage.binary_dilation(keep[labels], _EIGHT)  # give back thin fingers lost to stride
-    region = np.repeat(np.repeat(region, s, 0), s, 1)[: shape[0], : shape[1]] & in_band
+    grid = np.where(in_band[::s, ::s], small, 0).astype(np.float32)
+    core = seed & (small <= d0 + cfg.step_mm)
+    surface = _grow(grid, core, np.float32(cfg.step_mm))
+    whole = _grow(grid, core, np.float32(max(cfg.gap_mm, cfg.step_mm))) | surface
+    surface, whole = _full_resolution([surface, whole], small, depth, in_band, s,
+                                      [cfg.step_mm, max(cfg.gap_mm, cfg.step_mm)])  # fmt: skip
+    whole |= surface
 
-    rows, cols = np.nonzero(region)
+    rows, cols = np.nonzero(whole)
     xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
-    # A few thousand points fix the mean to well under a millimetre; the mask uses them all.
-    pts = xyz[:: max(1, len(xyz) // _CENTRE_POINTS)]
-    com = _centre(pts, cfg)
-    inside = _hand_points(xyz, com, cfg)
-    score = _ruggedness(rows[inside], cols[inside], depth, cfg)
-    if score < cfg.min_ruggedness and cfg.refine_iters > 0:
-        # Smooth like a forearm: the hand may be its other end (an arm pointing at the camera
-        # puts the elbow nearest). Try the region's far extremity within an arm's reach.
-        near = pts[np.linalg.norm(pts - com, axis=1) <= cfg.reach_mm]
-        offset = near - com
-        # The far ends: the farthest point, and the extreme along the blob's long axis.
-        axis = np.linalg.svd(offset - offset.mean(0), full_matrices=False)[2][0]
-        along = offset @ axis
-        along = along if along.max() > -along.min() else -along
-        starts = [near[int(np.argmax((offset * offset).sum(-1)))], near[int(np.argmax(along))]]
-        for start in starts:
-            if np.linalg.norm(start - com) <= cfg.radius_mm:
-                continue
-            other = _centre(pts, cfg, start)
-            other_inside = _hand_points(xyz, other, cfg)
-            r, c = rows[other_inside], cols[other_inside]
-            # An end that leaves the image is the arm going on, not a free end; a clear margin
-            # keeps a smooth object (a box, a wall) from hopping between equal ends.
-            cut = (r == 0) | (c == 0) | (r == shape[0] - 1) | (c == shape[1] - 1)
-            other_score = _ruggedness(r, c, depth, cfg)
-            if cut.sum() < _BORDER_PX and other_score > score + _MARGIN:
-                com, inside, score = other, other_inside, other_score
+    on_border = (rows <= 1) | (cols <= 1) | (rows >= shape[0] - 2) | (cols >= shape[1] - 2)
+    on_surface = surface[rows, cols]
+    # A few thousand points fix a mean to well under a millimetre; the mask uses them all.
+    k = max(1, len(xyz) // _CENTRE_POINTS)
+    pts, edge, weight = xyz[::k], on_border[::k], xyz[::k, 2] ** 2
+    first = on_surface[::k]
+    if first.sum() < cfg.min_pixels:  # a surface too broken up to choose on: take everything
+        on_surface[:], first = True, np.ones(len(pts), bool)
+
+    # Candidates on the surface alone: from the nearest point, and from both ends.
+    p, e, w = pts[first], edge[first], weight[first]
+    com, arm = _centre(p, w, e, cfg)
+    candidates = [(com, arm)]
+    if cfg.refine_iters > 0:
+        candidates += [
+            _centre(p, w, e, cfg, end, axis) for end, axis in _ends(p, com, cfg.reach_mm)
+        ]
+    best, used = -np.inf, np.empty(int(on_surface.sum()), bool)
+    sx, sr, sc, sb = xyz[on_surface], rows[on_surface], cols[on_surface], on_border[on_surface]
+    for c, a in candidates:
+        _select(sx, sb, c, a, cfg.radius_mm, cfg.arm_cut_mm, cfg.min_pixels, used)
+        if a.any():  # its own end: an arm end's far side reaches into the wrist, and vice versa
+            used &= (sx - c) @ a <= _SCORED_PAST_CENTRE_MM
+        score = _ruggedness(sr[used], sc[used], depth, camera)
+        score -= _BORDER_PENALTY * (sb[used].sum() >= _BORDER_PX)
+        if score > best:
+            best, com, arm = score, c, a
+
+    # The final centre on all points, fingers seen past a step included.
+    if cfg.refine_iters > 0 and arm.any():
+        com, arm = _centre(pts, weight, edge, cfg, com, arm)
+    inside = np.empty(len(xyz), bool)
+    shown = _select(xyz, on_border, com, arm, cfg.radius_mm, cfg.arm_cut_mm, cfg.min_pixels,
+                    inside)  # fmt: skip
     if inside.sum() < cfg.min_pixels:
         return _miss(shape, f"hand region too small ({int(inside.sum())} px)")
+    arm = arm if arm.any() else shown
+    com = com - cfg.finger_shift_mm * arm + cfg.ray_shift_mm * com / np.linalg.norm(com)
 
     mask = np.zeros(shape, bool)
     mask[rows[inside], cols[inside]] = True
