@@ -3,6 +3,8 @@ checks are on structure, the COM and batching, not on accuracy."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -173,12 +175,29 @@ def test_cuda_without_gpu_is_a_clear_error(model_dir):
         HandPoseEstimator.from_folder(model_dir, device="cuda")
 
 
-def test_default_model_not_shipped_yet():
-    assert DEFAULT_MODEL_DIR.name == "default_model"
-    if (DEFAULT_MODEL_DIR / "config.json").is_file():
-        pytest.skip("a default model is shipped")
-    with pytest.raises(HandvoxError, match="no trained model"):
-        HandPoseEstimator.default()
+def test_shipped_default_model(nyu_frame, synthetic_frame, shared, tmp_path):
+    # The model in the package: at most 25 MB, loads by default, finds the real NYU hand and
+    # puts its 21 joints on it (the labels' 14, mapped approximately, within a few cm).
+    from handvox.evaluate import load_xyz
+    from handvox.joints import convert_joints, get_joint_set
+
+    weights = DEFAULT_MODEL_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 25_000_000
+    est = HandPoseEstimator.default()
+    assert est.config.joint_set == "canonical21" and est.meta["trained"] == ["pose"]
+    pred = est(nyu_frame, "nyu")
+    assert pred.found.tolist() == [True]
+    gt = load_xyz(shared / "data/nyu/nyu_test_groundtruth_label.txt", NYU, get_joint_set("nyu14"),
+                  "uvd")[0][0]  # fmt: skip
+    err = np.linalg.norm(convert_joints(pred.joints_xyz[0], "canonical21", "nyu14") - gt, axis=-1)
+    assert err.mean() < 40.0, err
+    # the CLI uses it without --model
+    from handvox.cli import main
+
+    np.save(tmp_path / "frame.npy", synthetic_frame)
+    assert main(["predict", str(tmp_path / "frame.npy"), "--out", str(tmp_path / "p")]) == 0
+    out = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    assert out["joint_set"] == "canonical21" and out["frames"][0]["found"]
 
 
 def test_training_meta_decides_mask_and_refuses_untrained_pose(tmp_path, synthetic_frame):
