@@ -157,11 +157,20 @@ def test_real_frames(tmp_path, model_dir, shared):
     assert (out / frame["overlay"]).is_file()
 
 
-def test_no_inputs_and_no_default_model(tmp_path, capsys):
+def test_no_inputs_no_hand_and_no_default_model(tmp_path, capsys, monkeypatch):
     assert main(["predict", "--out", str(tmp_path)]) == 2
     assert "give depth files" in capsys.readouterr().err
+    # an empty frame through the shipped model: a clear "no hand found", not a crash or zeros
     np.save(tmp_path / "x.npy", np.zeros((480, 640), np.float32))
-    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 0
+    frame = json.loads((tmp_path / "o" / "predictions.json").read_text())["frames"][0]
+    assert frame["found"] is False and "no hand found" in frame["reason"]
+    assert frame["joints_xyz"] is None
+    # without a shipped model the error says what to do
+    import handvox.estimator
+
+    monkeypatch.setattr(handvox.estimator, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o2")]) == 2
     assert "no trained model" in capsys.readouterr().err
 
 
