@@ -11,7 +11,9 @@ ray casting, wall, part image), noise (:func:`handvox.noise.add_sensor_noise`), 
 the frame: crop, uint16, zlib; then the chunk's files). End to end: ``synthesize`` with
 ``--workers`` processes, as ``handvox synth`` runs it, timed wall-clock and by the CPU time of
 all its processes. CPU time is the robust figure on a shared machine: "idle cores f/s" is what
-that many otherwise idle cores give at the measured CPU cost a frame.
+that many otherwise idle cores give at the measured CPU cost a frame. The write stage deflates
+with isal when it is installed; ``--stdlib-zlib`` times Python's zlib for the stage times (the
+end-to-end job's workers use whatever is installed).
 
     .venv/bin/python benchmarks/synth_speed.py [--frames 1000] [--workers 2] [--scenes hand,...]
 """
@@ -24,11 +26,13 @@ import resource
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from handvox import synth
 from handvox.synth import (
     _keep_freed_memory,
     _schema,
@@ -133,10 +137,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scenes", default=",".join(SCENES), help="comma-separated")
     parser.add_argument("--no-end-to-end", action="store_true", help="stage times only")
+    parser.add_argument("--stdlib-zlib", action="store_true", help="stage times: not isal")
     args = parser.parse_args()
     torch.set_num_threads(1)
     _keep_freed_memory()  # as synthesize does
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; 640x480 NYU camera")
+    if args.stdlib_zlib:
+        synth._deflater = zlib
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; 640x480 NYU camera; "
+          f"deflate: {synth._deflater.__name__}")  # fmt: skip
     print("| scene | pose+FK | render | noise | write | total | 1 core f/s | job CPU ms/frame "
           f"| {args.workers} idle cores f/s | measured f/s (after start-up) "
           "| MB/frame |")  # fmt: skip

@@ -398,3 +398,93 @@ def test_noise_on_smoothed_real_frame_looks_like_the_real_frame(shared):
     assert np.all(raw[~valid] == 2001)
     assert _flatness(clean) < 0.2 < 0.6 < _flatness(real)
     assert _flatness(raw) == pytest.approx(_flatness(real), abs=0.08)
+
+
+# --- kernels against plain numpy ----------------------------------------------------------
+
+
+def test_edge_distance_kernel_is_a_capped_chessboard_distance():
+    from handvox.noise import _edge_distance_kernel
+
+    z = scene()
+    z[:60, :200] = 0  # background, at the image border too
+    z[300:310, 500:640] = 0
+    valid = z > 0
+    e = np.zeros(z.shape, bool)  # valid pixels next to an invalid or far 4-neighbour
+    for axis in (0, 1):
+        pair = np.abs(np.diff(z, axis=axis)) > 15.0
+        pair |= ~(np.delete(valid, 0, axis) & np.delete(valid, -1, axis))
+        lo, hi = [slice(None)] * 2, [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        e[tuple(lo)] |= pair
+        e[tuple(hi)] |= pair
+    e &= valid
+    ref = ndimage.distance_transform_cdt(~e, metric="chessboard")
+    for cap in (1, 3, 6):
+        dist = np.zeros(z.shape, np.int8)
+        _edge_distance_kernel(z, valid, np.float32(15.0), cap, dist)
+        np.testing.assert_array_equal(dist, np.minimum(ref, cap))
+
+
+def test_banded_field_matches_the_dense_sum_and_has_unit_variance():
+    from handvox.noise import _smooth_field
+
+    h, w, scale = 90, 130, 10.0
+    field = _smooth_field(np.random.default_rng(4), h, w, scale)
+    # the same bumps summed densely: (Wy G Wx^T) / (|Wy row| |Wx row|)
+    rng, step, sig = np.random.default_rng(4), scale * 0.75, scale * 0.6
+    wts = []
+    for n in (h, w):
+        nodes = np.arange(-2.0 * sig, n + 2.0 * sig, step) + rng.random() * step
+        d2 = ((np.arange(n)[:, None] - nodes[None, :]) / sig) ** 2
+        wts.append(np.where(d2 < 9.0, np.exp(-0.5 * d2), 0.0))
+    g = rng.standard_normal((wts[0].shape[1], wts[1].shape[1]), dtype=np.float32)
+    dense = wts[0] @ g @ wts[1].T
+    dense /= np.linalg.norm(wts[0], axis=1)[:, None] * np.linalg.norm(wts[1], axis=1)[None, :]
+    np.testing.assert_allclose(field, dense, atol=2e-5)
+    big = np.stack([_smooth_field(np.random.default_rng(s), 120, 160, scale) for s in range(20)])
+    assert big.std() == pytest.approx(1.0, abs=0.05)
+    assert np.corrcoef(big[:, :, :-3].ravel(), big[:, :, 3:].ravel())[0, 1] > 0.8  # smooth
+
+
+def test_hole_centres_are_the_drawn_valid_pixels():
+    from handvox.noise import _nth_unset, _unset_per_row
+
+    mask = np.random.default_rng(0).random((37, 53)) < 0.7
+    mask[5] = True  # a row without any candidate
+    cum = np.zeros(38, np.int64)
+    _unset_per_row(mask, cum)
+    free = np.flatnonzero(~mask)
+    assert cum[-1] == free.size
+    ks = np.array([0, 1, free.size // 2, free.size - 1, 7, 7])
+    np.testing.assert_array_equal(_nth_unset(mask, cum, ks), free[ks])
+
+
+def test_valid_box_and_crop_match_numpy():
+    from handvox.noise import _crop_kernel, _valid_box
+
+    clean = scene()
+    clean[:, :100] = np.nan
+    clean[:20] = np.inf
+    clean[400:, 600:] = -3.0
+    clean[450, 610] = 300.0  # nearer than the range kept
+    lo, hi = np.float32(360.0), np.float32(2200.0)
+    ok = np.isfinite(clean) & (clean > 0) & (clean >= lo) & (clean <= hi)
+    rows, cols = np.flatnonzero(ok.any(1)), np.flatnonzero(ok.any(0))
+    found, v0, v1, u0, u1 = _valid_box(clean, lo, hi)
+    assert found and (v0, v1, u0, u1) == (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    z = np.empty((v1 - v0, u1 - u0), np.float32)
+    valid = np.empty(z.shape, bool)
+    _crop_kernel(clean, v0, u0, lo, hi, z, valid)
+    np.testing.assert_array_equal(valid, ok[v0:v1, u0:u1])
+    np.testing.assert_array_equal(z, np.where(ok, clean, 0)[v0:v1, u0:u1])
+    assert not _valid_box(np.full((4, 5), np.nan, np.float32), lo, hi)[0]
+
+
+def test_default_and_general_measurement_paths_agree():
+    # 1/8 px takes the kernel's spelt-out default loop; a step a hair off a power of two takes
+    # the general one. Same model: the frames differ only where a rounding tie flips.
+    clean = scene()
+    a = noisy(clean, NoiseConfig(), seed=2)
+    b = noisy(clean, NoiseConfig(disparity_step_px=0.125 * (1 + 1e-12)), seed=2)
+    assert np.mean(a != b) < 1e-4

@@ -4,11 +4,12 @@
 have measured: depth- and angle-dependent axial noise, ragged edges, disparity quantisation,
 projector shadows, dropouts at edges and grazing angles, and small random holes. Every component
 is switchable in :class:`NoiseConfig`. All work happens on the bounding box of the valid pixels
-plus a margin, in numba kernels (one pass per stage, no full-frame temporaries), with per-pixel
-random numbers from a counter-based hash: a hand-sized scene in a 640x480 frame costs about
-0.9 ms of CPU, a frame whose every pixel is valid (a rendered wall behind the hand) about 7 ms
-(benchmarks/noise_speed.py; numpy versions took 1.3 and 20-60 ms). Pixels so far out of the
-sensor's range that no noise brings them back (a wall beyond NYU's 2 m) cost nothing.
+plus a margin, in numba kernels (one pass per stage, no full-frame temporaries, the hot loops
+vectorised), with per-pixel random numbers from a counter-based hash: a hand-sized scene in a
+640x480 frame costs about 0.45 ms of CPU, a frame whose every pixel is valid (a rendered wall
+behind the hand) about 2.6 ms (benchmarks/noise_speed.py; scalar loops took 0.7 and 4-8 ms,
+numpy 1.3 and 20-60 ms). Pixels so far out of the sensor's range that no noise brings them back
+(a wall beyond NYU's 2 m) cost nothing.
 
 ICVL and MSRA were taken with time-of-flight cameras, which this model does not describe; for
 them only the invalid encoding (0) carries over.
@@ -262,34 +263,33 @@ def _field_factors(
     """A unit-variance Gaussian random field correlated over ~``scale`` px, in factored form.
 
     Gaussian bumps on a coarse grid with random weights, summed separably and divided by the
-    exact per-pixel std, so the variance is 1 everywhere. Returns ``(ay, by, tmp, sx)``: row
-    ``i`` of the field is ``(sum_a ay[i, a] tmp[a]) * sx / std_i`` over the band
-    ``by[i, 0] <= a < by[i, 1]`` (:func:`_field_row`). The measurement kernel makes each row
-    when it needs it: no (H, W) field is stored.
+    exact per-pixel std, so the variance is 1 everywhere. Each pixel row (column) sums a band of
+    a handful of bumps, cut at 3 sigma. Returns ``(ay, by, tmp, sx)``: row ``i`` of the field
+    is ``sum_k ay[i, k] tmp[by[i, 0] + k] * sx / std_i`` (:func:`_field_row`). The measurement
+    kernel makes each row when it needs it: no (H, W) field is stored.
     """
     step = max(scale * 0.75, 1.0)
     sig = scale * 0.6
+    width = int(6.0 * sig / step) + 2  # most nodes closer than 3 sigma to a pixel
 
-    def weights(n: int) -> tuple[np.ndarray, np.ndarray]:
+    def weights(n: int) -> tuple[np.ndarray, np.ndarray, int]:
         nodes = np.arange(-2.0 * sig, n + 2.0 * sig, step) + rng.random() * step
-        d2 = ((np.arange(n, dtype=np.float64)[:, None] - nodes[None, :]) / sig) ** 2
-        # cut at 3 sigma: each pixel then sums a handful of bumps (a band of nodes)
-        wts = np.where(d2 < 9.0, np.exp(-0.5 * d2), 0.0).astype(np.float32)
-        nz = wts != 0
-        band = np.stack([nz.argmax(1), nz.shape[1] - nz[:, ::-1].argmax(1)], 1)
-        return wts, band
+        d2 = np.empty((n, width))
+        band = np.empty((n, 2), np.int64)
+        _node_bands(nodes, sig, d2, band)
+        return np.where(d2 < 9.0, np.exp(-0.5 * d2), 0.0).astype(np.float32), band, len(nodes)
 
-    (ay, by), (ax, bx) = weights(h), weights(w)
-    g = rng.standard_normal((ay.shape[1], ax.shape[1]), dtype=np.float32)
-    tmp = np.empty((ay.shape[1], w), np.float32)
-    sx = np.zeros(w, np.float32)
+    (ay, by, ny), (ax, bx, nx) = weights(h), weights(w)
+    g = rng.standard_normal((ny, nx), dtype=np.float32)
+    tmp = np.empty((ny, w), np.float32)
+    sx = np.empty(w, np.float32)
     _field_columns(g, ax, bx, tmp, sx)
     return ay, by, tmp, sx
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
-    """``(h, w)`` float32 unit-variance Gaussian random field correlated over ~``scale`` px
-    (:func:`_field_factors`, evaluated)."""
+    """``(h, w)`` float32 unit-variance Gaussian random field correlated over ~``scale`` px:
+    :func:`_field_factors`, evaluated."""
     ay, by, tmp, sx = _field_factors(rng, h, w, scale)
     field = np.empty((h, w), np.float32)
     for i in range(h):
@@ -299,11 +299,14 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.
 
 # --- per-pixel kernels (numba) -------------------------------------------------------------------
 # Full frames (a rendered wall or body behind the hand) make every component touch ~300k pixels;
-# numpy's temporaries then cost ~15-50 ms a frame, these loops ~2 ms. Per-pixel and per-block
+# numpy's temporaries then cost ~15-50 ms a frame, these loops ~2.5 ms. Per-pixel and per-block
 # random numbers are a counter-based hash (splitmix64) of the frame's key drawn from ``rng``, the
 # pixel or block index and a stream number: as deterministic as the generator, with no
-# full-frame random arrays. The hot loops have no data-dependent branches, so that LLVM
-# vectorises them; the rare cases (steep angles, edges) are redone by scalar code.
+# full-frame random arrays. The hot loops have no data-dependent branches (and index rows, not
+# the 2-D arrays with offsets), so that LLVM vectorises them; the rare cases (steep angles,
+# edges) are redone by scalar code. error_model="numpy": no zero-division checks, which would
+# stop the vectoriser (no kernel divides by zero). The arithmetic is that of the scalar loops
+# these replaced, operation for operation, so frames are bit for bit the same.
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _STREAM_LATERAL, _STREAM_WHITE, _STREAM_EDGE, _STREAM_GRAZING = 1, 2, 3, 4
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -330,12 +333,13 @@ def _valid_box(clean, lo, hi):
     h, w = clean.shape
     v0, v1, u0, u1 = h, 0, w, 0
     for i in range(h):
+        row = clean[i]
         first, last = w, -1
-        for j in range(w):
-            x = clean[i, j]
-            if x > 0 and x >= lo and x <= hi and math.isfinite(x):
-                first = min(first, j)
-                last = j
+        for j in range(w):  # bitwise, not short-circuit: vectorises
+            x = row[j]
+            ok = (x > 0) & (x >= lo) & (x <= hi) & math.isfinite(x)
+            first = min(first, j if ok else w)
+            last = max(last, j if ok else -1)
         if last >= 0:
             v0 = min(v0, i)
             v1 = i + 1
@@ -350,29 +354,53 @@ def _crop_kernel(clean, v0, u0, lo, hi, z, valid):
     crop at (u0, v0)."""
     h, w = z.shape
     for i in range(h):
+        row = clean[v0 + i, u0 : u0 + w]
+        zr, vr = z[i], valid[i]
         for j in range(w):
-            x = clean[v0 + i, u0 + j]
-            ok = x > 0 and x >= lo and x <= hi and math.isfinite(x)
-            valid[i, j] = ok
-            z[i, j] = np.float32(x) if ok else np.float32(0)
+            x = row[j]
+            ok = (x > 0) & (x >= lo) & (x <= hi) & math.isfinite(x)
+            vr[j] = ok
+            zr[j] = np.float32(x) if ok else np.float32(0)
+
+
+@_jit
+def _node_bands(nodes, sig, d2, band):
+    """For each pixel ``p`` (a row of ``d2``): ``band[p]``, the range of ``nodes`` closer than
+    3 ``sig``, and ``d2[p, k]``, the squared distance in ``sig`` to node ``band[p, 0] + k`` (9,
+    i.e. out of reach, past the band's end)."""
+    d2[:] = 9.0
+    for p in range(d2.shape[0]):
+        start, stop = -1, -1
+        for k in range(len(nodes)):
+            t = (np.float64(p) - nodes[k]) / sig
+            if t * t < 9.0:
+                if start < 0:
+                    start = k
+                if k - start < d2.shape[1]:
+                    d2[p, k - start] = t * t
+                    stop = k + 1
+        band[p, 0], band[p, 1] = start, stop
 
 
 @_jit
 def _field_columns(g, ax, bx, tmp, sx):
-    """``tmp = g @ ax.T`` for banded ``ax`` (row ``j`` non-zero in columns ``bx[j, 0] ..
-    bx[j, 1] - 1``) and ``sx = 1 / sqrt(sum(ax**2, 1))``. No BLAS, whose threads would compete
-    with the job runner's worker processes."""
+    """``tmp = g @ ax.T`` and ``sx = 1 / sqrt(sum(ax**2, 1))`` for the banded ``ax`` of
+    :func:`_field_factors`. No BLAS, whose threads would compete with the job runner's worker
+    processes."""
     na, w = tmp.shape
-    for a in range(na):
-        for j in range(w):
-            acc = np.float32(0)
-            for b in range(bx[j, 0], bx[j, 1]):
-                acc += g[a, b] * ax[j, b]
-            tmp[a, j] = acc
+    gt = np.ascontiguousarray(g.T)
+    acc = np.empty(na, np.float32)
     for j in range(w):
-        for b in range(bx[j, 0], bx[j, 1]):
-            sx[j] += ax[j, b] * ax[j, b]
-        sx[j] = 1.0 / math.sqrt(sx[j])
+        acc[:] = 0
+        s = np.float32(0)
+        for k in range(bx[j, 1] - bx[j, 0]):
+            wk = ax[j, k]
+            s += wk * wk
+            gk = gt[bx[j, 0] + k]
+            for a in range(na):  # contiguous: vectorises
+                acc[a] += gk[a] * wk
+        tmp[:, j] = acc
+        sx[j] = 1.0 / math.sqrt(s)
 
 
 @_jit
@@ -380,11 +408,12 @@ def _field_row(ay, by, tmp, sx, i, row):
     """Row ``i`` of the field of :func:`_field_factors` into ``row`` (float32, ``(W,)``)."""
     row[:] = 0
     sy = 0.0
-    for a in range(by[i, 0], by[i, 1]):
-        ya = ay[i, a]
-        sy += ya * ya
+    for k in range(by[i, 1] - by[i, 0]):
+        yk = ay[i, k]
+        sy += yk * yk
+        tk = tmp[by[i, 0] + k]
         for j in range(row.shape[0]):  # contiguous: vectorises
-            row[j] += ya * tmp[a, j]
+            row[j] += yk * tk[j]
     sy = 1.0 / math.sqrt(sy)
     for j in range(row.shape[0]):
         row[j] *= sy * sx[j]
@@ -396,20 +425,22 @@ def _cos_kernel(normals, u0, v0, fx, fy, cx, cy, cos_min, out):
     at (u0, v0), at least ``cos_min``. Angles stay cosines until needed: most pixels never need
     an arccos."""
     h, w = out.shape
-    rx = np.empty(w)
-    rx2 = np.empty(w)
+    rx, rx2 = np.empty(w), np.empty(w)
     for j in range(w):
         rx[j] = (j + u0 - cx) / fx
         rx2[j] = rx[j] * rx[j]
+    n0, n1, n2 = np.empty(w), np.empty(w), np.empty(w)
     for i in range(h):
         ry = (i + v0 - cy) / fy
         ry2 = ry * ry
-        n = normals[v0 + i]
-        for j in range(w):  # branch-free: vectorises
-            c = abs(n[u0 + j, 0] * rx[j] + n[u0 + j, 1] * ry + n[u0 + j, 2])
-            c = c / math.sqrt(rx2[j] + ry2 + 1.0)
+        n = normals[v0 + i, u0 : u0 + w]
+        for j in range(w):  # de-interleaved first: the loop below then vectorises
+            n0[j], n1[j], n2[j] = n[j, 0], n[j, 1], n[j, 2]
+        o = out[i]
+        for j in range(w):
+            c = abs(n0[j] * rx[j] + n1[j] * ry + n2[j]) / math.sqrt(rx2[j] + ry2 + 1.0)
             c = c if c < 1.0 else 1.0
-            out[i, j] = c if c > cos_min else cos_min
+            o[j] = c if c > cos_min else cos_min
 
 
 @_jit
@@ -461,10 +492,10 @@ def _shadow_kernel(z, valid, bf_img, side, drop):
 
 
 @_jit
-def _breaks(z, valid, jump, zc, n_i, n_j):
-    """Whether neighbour (n_i, n_j) of a pixel of depth ``zc`` is invalid or more than ``jump``
-    away (for the pixel itself: whether it is invalid)."""
-    return (not valid[n_i, n_j]) | (abs(zc - z[n_i, n_j]) > jump)
+def _breaks(n_valid, n_z, zc, jump):
+    """Whether a neighbour (validity, depth) of a pixel of depth ``zc`` is invalid or more than
+    ``jump`` away."""
+    return (not n_valid) | (abs(zc - n_z) > jump)
 
 
 @_jit
@@ -472,38 +503,45 @@ def _edge_distance_kernel(z, valid, jump, cap, dist):
     """Chessboard distance (0 .. cap, cap meaning farther) of every pixel to the nearest edge:
     a valid pixel next to a 4-neighbour more than ``jump`` mm away or invalid."""
     h, w = z.shape
-    row = np.full((h, w), cap, dist.dtype)  # distance to the nearest edge in the same row
-    edge = np.zeros(w, np.bool_)
+    dt = dist.dtype.type
+    row = np.empty((h, w), dist.dtype)  # distance to the nearest edge in the same row
+    edge = np.zeros(w + 2 * cap, np.uint8)  # edges of the current row, padded by cap
     for i in range(h):
-        iu, id_ = max(i - 1, 0), min(i + 1, h - 1)  # a border pixel is its own neighbour
+        # a border pixel is its own neighbour, which never breaks a valid pixel
+        zr, vr = z[i], valid[i]
+        zu, vu = z[max(i - 1, 0)], valid[max(i - 1, 0)]
+        zd, vd = z[min(i + 1, h - 1)], valid[min(i + 1, h - 1)]
         for j in range(1, w - 1):  # bitwise, not short-circuit: vectorises
-            zc = z[i, j]
-            edge[j] = valid[i, j] & (
-                _breaks(z, valid, jump, zc, i, j - 1)
-                | _breaks(z, valid, jump, zc, i, j + 1)
-                | _breaks(z, valid, jump, zc, iu, j)
-                | _breaks(z, valid, jump, zc, id_, j)
+            zc = zr[j]
+            edge[cap + j] = vr[j] & (
+                _breaks(vr[j - 1], zr[j - 1], zc, jump)
+                | _breaks(vr[j + 1], zr[j + 1], zc, jump)
+                | _breaks(vu[j], zu[j], zc, jump)
+                | _breaks(vd[j], zd[j], zc, jump)
             )
         for j in (0, w - 1):
-            zc = z[i, j]
-            edge[j] = valid[i, j] & (
-                _breaks(z, valid, jump, zc, i, max(j - 1, 0))
-                | _breaks(z, valid, jump, zc, i, min(j + 1, w - 1))
-                | _breaks(z, valid, jump, zc, iu, j)
-                | _breaks(z, valid, jump, zc, id_, j)
+            jl, jr = max(j - 1, 0), min(j + 1, w - 1)
+            zc = zr[j]
+            edge[cap + j] = vr[j] & (
+                _breaks(vr[jl], zr[jl], zc, jump)
+                | _breaks(vr[jr], zr[jr], zc, jump)
+                | _breaks(vu[j], zu[j], zc, jump)
+                | _breaks(vd[j], zd[j], zc, jump)
             )
-        for j in range(w):
-            if edge[j]:
-                for k in range(max(j - cap + 1, 0), min(j + cap, w)):
-                    row[i, k] = min(row[i, k], abs(k - j))
+        rr = row[i]
+        rr[:] = cap
+        for d in range(cap - 1, -1, -1):  # nearer edges last: they win
+            left, right, dd = edge[cap - d : cap - d + w], edge[cap + d : cap + d + w], dt(d)
+            for j in range(w):
+                rr[j] = dd if (left[j] | right[j]) != 0 else rr[j]
     for i in range(h):
-        dist[i] = row[i]
+        out = dist[i]
+        out[:] = row[i]
         for k in range(max(i - cap + 1, 0), min(i + cap, h)):
-            dk = abs(k - i)
-            if dk == 0:
-                continue
-            for j in range(w):  # contiguous: vectorises
-                dist[i, j] = min(dist[i, j], max(dk, row[k, j]))
+            if k != i:
+                dk, rk = dt(abs(k - i)), row[k]
+                for j in range(w):  # contiguous: vectorises
+                    out[j] = min(out[j], max(dk, rk[j]))
 
 
 @_jit
@@ -588,56 +626,82 @@ def _measure_kernel(z, cos, drop, field, dist, out, axial, axial_scale, corr, qu
     wb = (w + edge_block - 1) // edge_block
     a, b = math.sqrt(corr), math.sqrt(12.0 * (1.0 - corr))
     white = axial and b > 0
+    # x * (1 / step) is x / step exactly for a power of two (1/8 px): a division less
+    inv_step = 1.0 / step
+    default = axial and quantise and round_mm and white and field is not None
+    default &= math.frexp(step)[0] == 0.5
     n_probs = len(edge_probs)
-    cos_steep = 0.5  # 60 degrees: where [N12]'s angle term starts
-    cos_graze = math.cos(graze_lo)
+    cos_steep = 0.5 if axial else -1.0  # 60 degrees: where [N12]'s angle term starts
+    cos_graze = math.cos(graze_lo) if grazing else -1.0
     frow = np.zeros(w, np.float32)
     zrow = np.empty(w)
+    special = np.zeros(w, np.bool_)
     for i in range(h):
         if field is not None:
             _field_row(field[0], field[1], field[2], field[3], i, frow)
-        # Every pixel as if at a moderate angle, dropped or not: no branches, vectorises.
+        zr, cr, dr, dsr, outr = z[i], cos[i], drop[i], dist[i], out[i]
+        base = i * w
+        # Every pixel as if at a moderate angle and away from edges, dropped or not: without
+        # branches these loops vectorise. The default model's loop is spelt out: LLVM
+        # vectorises it better than the general one with its switches.
+        if default:
+            for j in range(w):
+                zz = np.float64(zr[j])
+                zm = zz * 1e-3
+                sigma = (1.2 + 1.9 * (zm - 0.4) * (zm - 0.4)) * axial_scale
+                q = zz * zz * (step / bf)
+                sigma = math.sqrt(max(sigma * sigma - q * q / 12.0, 0.0))
+                zz += sigma * (a * frow[j] + b * (_uniform(key_white, base + j) - 0.5))
+                disp = math.floor(bf / max(zz, 1.0) * inv_step + 0.5)
+                zrow[j] = math.floor((bf / step) / max(disp, 1.0) + 0.5)
+        else:
+            for j in range(w):
+                u = _uniform(key_white, base + j) if white else 0.5
+                zrow[j] = _axial_quantised(np.float64(zr[j]), cr[j], False, frow[j], u, axial,
+                                           axial_scale, a, b, quantise, step, bf,
+                                           round_mm)  # fmt: skip
         for j in range(w):
-            u = _uniform(key_white, i * w + j) if white else 0.5
-            zrow[j] = _axial_quantised(np.float64(z[i, j]), cos[i, j], False, frow[j], u, axial,
-                                       axial_scale, a, b, quantise, step, bf, round_mm)  # fmt: skip
+            zz, keep = zrow[j], not dr[j]
+            outr[j] = zz if keep & (zmin <= zz) & (zz <= zmax) else bad  # NaN: bad
+            special[j] = keep & ((cr[j] < cos_steep) | (dsr[j] < n_probs) | (cr[j] < cos_graze))
+        # The rest: steep angles, edges, grazing dropouts.
         for j in range(w):
-            if drop[i, j]:
-                out[i, j] = bad
+            if not special[j]:
                 continue
-            c = cos[i, j]
-            zz = zrow[j]
-            if axial and c < cos_steep:
-                u = _uniform(key_white, i * w + j) if white else 0.5
-                zz = _axial_quantised(np.float64(z[i, j]), c, True, frow[j], u, axial,
+            c, zz = cr[j], zrow[j]
+            if c < cos_steep:
+                u = _uniform(key_white, base + j) if white else 0.5
+                zz = _axial_quantised(np.float64(zr[j]), c, True, frow[j], u, axial,
                                       axial_scale, a, b, quantise, step, bf, round_mm)  # fmt: skip
-            if n_probs > 0 and dist[i, j] < n_probs:
+            if dsr[j] < n_probs:
                 u = _uniform(key_edge, (i // edge_block) * wb + j // edge_block)
-                if u < edge_probs[dist[i, j]]:
-                    out[i, j] = bad
+                if u < edge_probs[dsr[j]]:
+                    outr[j] = bad
                     continue
-            if grazing and c < cos_graze:
+            if c < cos_graze:
                 p = (math.acos(c) - graze_lo) / graze_span
-                if _uniform(key_graze, i * w + j) < p:
-                    out[i, j] = bad
+                if _uniform(key_graze, base + j) < p:
+                    outr[j] = bad
                     continue
-            if not (zmin <= zz <= zmax):  # also NaN
-                out[i, j] = bad
-                continue
-            out[i, j] = zz
+            outr[j] = zz if zmin <= zz <= zmax else bad
 
 
 @_jit
-def _nth_unset(mask, ks):
-    """Row-major flat indices of the ``ks``-th (0-based) False pixels of ``mask``, as
-    ``np.flatnonzero(~mask)[ks]`` without a full-frame index array."""
-    h, w = mask.shape
-    cum = np.zeros(h + 1, np.int64)
-    for i in range(h):
+def _unset_per_row(mask, cum):
+    """``cum[i + 1] = cum[i] +`` the number of False pixels in row ``i`` of ``mask``."""
+    for i in range(mask.shape[0]):
+        row = mask[i].view(np.uint8)
         n = 0
-        for j in range(w):
-            n += not mask[i, j]
-        cum[i + 1] = cum[i] + n
+        for j in range(row.shape[0]):  # vectorises
+            n += row[j]
+        cum[i + 1] = cum[i] + row.shape[0] - n
+
+
+@_jit
+def _nth_unset(mask, cum, ks):
+    """Row-major flat indices of the ``ks``-th (0-based) False pixels of ``mask`` (``cum``: of
+    :func:`_unset_per_row`), as ``np.flatnonzero(~mask)[ks]`` without a full-frame array."""
+    w = mask.shape[1]
     out = np.empty(len(ks), np.int64)
     for t in range(len(ks)):
         i = np.searchsorted(cum, ks[t], side="right") - 1
@@ -654,11 +718,13 @@ def _nth_unset(mask, ks):
 def _add_holes(rng: np.random.Generator, drop: np.ndarray, config: NoiseConfig) -> None:
     """Small irregular blobs at random pixels not in ``drop``, added to it."""
     h, w = drop.shape
-    count = drop.size - int(np.count_nonzero(drop))
+    cum = np.zeros(h + 1, np.int64)
+    _unset_per_row(drop, cum)
+    count = int(cum[-1])
     n = rng.poisson(config.holes_per_10k_px * count / 1e4)
     if n == 0:
         return
-    centre = _nth_unset(drop, rng.integers(0, count, n))
+    centre = _nth_unset(drop, cum, rng.integers(0, count, n))
     r_lo, r_hi = config.hole_radius_px
     radius = rng.uniform(r_lo, r_hi, n)
     k = int(math.ceil(r_hi))
@@ -740,7 +806,7 @@ def add_sensor_noise(
     probs = np.asarray(cfg.edge_dropout_prob if cfg.edge_dropout else (), np.float64)
     lateral = cfg.lateral and cfg.lateral_scale > 0
     cap = max(len(probs), cfg.lateral_band_px + 1 if lateral else 0)
-    dist = np.empty((h, w) if cap else (1, 1), np.int8 if cap < 127 else np.int32)
+    dist = np.zeros((h, w), np.int8 if cap < 127 else np.int32)
     if cap:
         _edge_distance_kernel(z, valid, np.float32(cfg.edge_jump_mm), cap, dist)
 

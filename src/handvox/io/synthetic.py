@@ -23,8 +23,8 @@ from handvox.joints import convert_joints, get_joint_set
 from handvox.synth import (
     CHUNK_DIR,
     FORMAT,
-    FORMAT_VERSION,
     META_NAME,
+    READ_FORMAT_VERSIONS,
     check_chunk,
     chunk_frames,
     chunk_name,
@@ -45,10 +45,10 @@ def read_meta(root: str | Path) -> dict:
         raise DataError(path, f"unreadable or corrupt JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(path, f"not a {FORMAT} meta file")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READ_FORMAT_VERSIONS:
+        versions = ", ".join(map(str, READ_FORMAT_VERSIONS))
         raise DataError(
-            path,
-            f"format version {meta.get('format_version')}, this handvox reads {FORMAT_VERSION}",
+            path, f"format version {meta.get('format_version')}, this handvox reads {versions}"
         )
     return meta
 
@@ -191,9 +191,10 @@ class SyntheticDataset(FrameDataset):
         else:
             dtype = self.meta["extra_images"][key.removeprefix("extra_")]
         hw = (self.camera.height, self.camera.width)
-        codec = self.meta["image_codec"]["compression"]
+        codec = self.meta["image_codec"]
+        filt = codec.get("filters", {}).get(key)  # none before format version 2
         try:
-            return decode_image(buf, self.boxes[i], hw, np.dtype(dtype), codec)
+            return decode_image(buf, self.boxes[i], hw, np.dtype(dtype), codec["compression"], filt)
         except (zlib.error, ValueError) as e:
             path = self.root / CHUNK_DIR / chunk_name(self.chunks[ci]) / f"{key}.npy"
             raise DataError(path, f"frame {self.frame_ids[i]}: corrupt data ({e})") from e
