@@ -19,3 +19,16 @@ def shared() -> Path:
             pytest.fail(f"{SHARED} is absent but HANDVOX_REQUIRE_SHARED=1")
         pytest.skip(f"{SHARED} is absent: reference-data tests skipped")
     return SHARED
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny tensors on a shared 2-core machine run faster so
+    (waking a second thread costs more than the op). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -24,13 +24,7 @@ from handvox.tsdf import VolumeConfig, projective_tsdf, voxel_centers
 NYU = Camera.preset("nyu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small tensors on a loaded 2-core machine: waking a second thread costs more than the op.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

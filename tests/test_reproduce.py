@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-import torch
 from PIL import Image
 
 from handvox.camera import Camera, flip_y
@@ -49,13 +48,7 @@ ICVL_TRAIN = {"201403121135": 30, "201403121140": 30}
 ICVL_TEST = {"test_seq_1": 3, "test_seq_2": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors on a shared 2-core machine: a second thread costs more than it saves.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- the doc's recipes ----------------------------------------------------------------------------

@@ -35,13 +35,7 @@ CAMERA = Camera.from_string("147,147,80,60,160,120")
 FRAMES = 160
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors on a loaded 2-core machine: waking a second thread costs more than the op.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
