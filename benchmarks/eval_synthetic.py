@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from handvox.estimator import HandPoseEstimator
 from handvox.evaluate import score
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
+from handvox.protocol import failures_as_far, predict_dataset
 from handvox.report import build_metrics, render_markdown, write_report
-
-MISSED_MM = 1000.0
 
 
 def main() -> None:
@@ -37,17 +33,9 @@ def main() -> None:
     est = HandPoseEstimator.from_folder(args.model)
     joint_set = get_joint_set(est.config.joint_set)
     ds = SyntheticDataset(args.data, joint_set=joint_set.name, load_clean=False)
-    preds, gts = [], []
-    for start in tqdm(range(0, len(ds), args.batch), desc="frames", unit="batch"):
-        recs = [ds[i] for i in range(start, min(start + args.batch, len(ds)))]
-        pred = est(np.stack([r.depth for r in recs]), ds.camera)
-        xyz = np.where(pred.found[:, None, None], pred.joints_xyz, np.nan)
-        preds.append(xyz)
-        gts.append(np.stack([r.joints_xyz for r in recs]))
-    pred_xyz, gt_xyz = np.concatenate(preds), np.concatenate(gts)
-    missed = np.isnan(pred_xyz).any(axis=(1, 2))
-    # A missed frame must fail every threshold: put its joints far away rather than drop it.
-    pred_xyz[missed] = gt_xyz[missed] + MISSED_MM
+    pred, gt_xyz, found = predict_dataset(est, ds, batch=args.batch)
+    missed = ~found
+    pred_xyz = failures_as_far(pred, gt_xyz)
     result = score(pred_xyz, gt_xyz, args.name or args.model.parent.name, args.model, "xyz")
     metrics = build_metrics("synthetic", joint_set, ds.camera, args.data, [result])
     metrics["frames_without_hand"] = int(missed.sum())
