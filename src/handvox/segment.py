@@ -68,6 +68,9 @@ from scipy import ndimage
 from handvox.camera import Camera
 from handvox.errors import DataError
 
+# Bumped whenever the method changes what it returns for the same input and config: training
+# runs key their cached segmentation scans on it.
+SEGMENT_VERSION = 2
 _EIGHT = np.ones((3, 3), dtype=bool)
 _CENTRE_POINTS = 4000
 _ARM_SHELL_MM = (20.0, 90.0)  # beyond radius_mm: arm (or body), never hand

@@ -41,7 +41,7 @@ from handvox.checkpoint import EstimatorConfig
 from handvox.errors import HandvoxError
 from handvox.io.datasets import FrameDataset
 from handvox.joints import get_joint_set
-from handvox.segment import segment_hand
+from handvox.segment import SEGMENT_VERSION, segment_hand
 from handvox.tsdf import projective_tsdf
 
 if TYPE_CHECKING:
@@ -198,6 +198,7 @@ class _ScanFrames(Dataset):
 def _scan_key(src: DataSource, ds: FrameDataset, est: EstimatorConfig, joint_set: str) -> str:
     ident = [
         "scan-v2",  # v2: with masks
+        SEGMENT_VERSION,
         src.kind,
         str(Path(src.root).resolve()),
         src.options,
