@@ -80,3 +80,20 @@ def test_demo_without_shared_says_so(tiny_model, tmp_path, monkeypatch, capsys):
     assert "not found" in capsys.readouterr().out
     report = (out / "report.md").read_text()
     assert "Held-out synthetic test set" in report and "Published methods" not in report
+
+
+def test_validation_and_test_sets_are_disjoint_by_seed_and_shape(tmp_path):
+    from handvox.protocol import (
+        TEST_SEED,
+        TEST_SHAPES,
+        TRAIN_SHAPES,
+        VALIDATION_SEED,
+        make_test_set,
+    )
+
+    assert not set(TEST_SHAPES) & set(TRAIN_SHAPES) and VALIDATION_SEED != TEST_SEED
+    val = make_test_set(tmp_path / "val", 4, workers=1, progress=False, validation=True)
+    test = make_test_set(tmp_path / "test", 4, workers=1, progress=False)
+    assert val.meta["seed"] == VALIDATION_SEED and test.meta["seed"] == TEST_SEED
+    assert set(val.shape_ids) <= set(TRAIN_SHAPES) and set(test.shape_ids) == set(TEST_SHAPES)
+    assert not np.array_equal(val[0].depth, test[0].depth)
