@@ -97,3 +97,18 @@ def test_validation_and_test_sets_are_disjoint_by_seed_and_shape(tmp_path):
     assert val.meta["seed"] == VALIDATION_SEED and test.meta["seed"] == TEST_SEED
     assert set(val.shape_ids) <= set(TRAIN_SHAPES) and set(test.shape_ids) == set(TEST_SHAPES)
     assert not np.array_equal(val[0].depth, test[0].depth)
+
+
+def test_demo_scores_a_model_of_another_joint_set(tmp_path, monkeypatch):
+    # An NYU-14 model is scored on the test set's NYU-14 marker labels.
+    torch.manual_seed(0)
+    cfg = EstimatorConfig(joint_set="nyu14", volume=VolumeConfig(size=16, voxel_mm=18.75),
+                          pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32,),
+                                             num_joints=14))  # fmt: skip
+    save_model(tmp_path / "m14", cfg, *build_networks(cfg))
+    monkeypatch.chdir(tmp_path)  # no ../shared here: the synthetic part only
+    out = tmp_path / "o"
+    args = ["--out", str(out), "--model", str(tmp_path / "m14"), "--frames", "4", "--quiet"]
+    assert demo.main([*args, "--workers", "1"]) == 0
+    metrics = json.loads((out / "synthetic" / "metrics.json").read_text())
+    assert metrics["joint_set"] == "nyu14" and len(metrics["joints"]) == 14

@@ -90,7 +90,7 @@ def overlay_grid(ds, pred: np.ndarray, errors: np.ndarray, size_px: int = 256) -
             pred_uvd = None if np.isnan(p).any() else cam.xyz_to_uvd(p)
             title = f"{label}: frame {int(i)}, {frame_err[int(i)]:.1f} mm"
             images.append(
-                render_frame(rec.depth, cam, "canonical21", gt_uvd, pred_uvd, size_px=size_px,
+                render_frame(rec.depth, cam, ds.joint_set, gt_uvd, pred_uvd, size_px=size_px,
                              title=title)
             )  # fmt: skip
     return tile_images(images, k)
@@ -129,7 +129,8 @@ def synthetic_section(est, model_name: str, args, out: Path) -> tuple[list[str],
     from handvox.report import build_metrics, render_markdown, write_report
 
     t0 = time.perf_counter()
-    ds = make_test_set(args.testset, args.frames, args.workers, progress=not args.quiet)
+    ds = make_test_set(args.testset, args.frames, args.workers, progress=not args.quiet,
+                       joint_set=est.config.joint_set)  # fmt: skip
     render_s = time.perf_counter() - t0
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -154,7 +155,7 @@ def synthetic_section(est, model_name: str, args, out: Path) -> tuple[list[str],
         f"forearm always, body and wall each in half the frames) in {render_s:.1f} s, into "
         f"`{args.testset}`. The hand centre comes from segmenting the noisy depth (no labels "
         f"at input); frames without a hand found count as failures "
-        f"({metrics['frames_without_hand']} here). Canonical 21 joints.",
+        f"({metrics['frames_without_hand']} here). Joints: {js.name}.",
         "",
         *_table(
             ["model", "mean error (mm)", "≤20 mm", "≤40 mm", "≤50 mm"],
@@ -214,7 +215,7 @@ def nyu_frame_section(est, shared: Path, out: Path) -> tuple[list[str], dict]:
         com_err = float(np.linalg.norm(pred.com_xyz[0] - gt14.mean(0)))
         summary |= {"mean_error_nyu14_mm": err, "com_to_label_mean_mm": com_err}
         lines += [
-            f"`{nyu / 'depth_1_0000001.png'}` through the same model. Its 21 joints mapped to "
+            f"`{nyu / 'depth_1_0000001.png'}` through the same model. Its joints mapped to "
             f"NYU's 14 (an approximate anatomical mapping: NYU's palm and wrist points are not "
             f"the canonical joints) lie **{err:.1f} mm** on average from the labels; the final "
             f"cube centre is {com_err:.1f} mm from the labels' mean. One frame, of a real sensor "

@@ -37,9 +37,11 @@ def make_test_set(
     workers: int = 2,
     progress: bool = True,
     validation: bool = False,
+    joint_set: str = "canonical21",
 ) -> SyntheticDataset:
-    """Render (or resume, or reuse) the held-out test set in ``out`` and open it; with
-    ``validation``, the validation set instead (:data:`VALIDATION_SEED`, training shapes)."""
+    """Render (or resume, or reuse) the held-out test set in ``out`` and open it with labels in
+    ``joint_set`` (canonical21, or a marker set: nyu14, icvl16, msra21); with ``validation``,
+    the validation set instead (:data:`VALIDATION_SEED`, training shapes)."""
     from handvox.synth import make_generator, synthesize
     from handvox.synth_hand import HandSynthConfig
 
@@ -58,7 +60,7 @@ def make_test_set(
         generator_info=info,
         progress=progress,
     )
-    return SyntheticDataset(out, joint_set="canonical21", load_clean=False)
+    return SyntheticDataset(out, joint_set=joint_set, load_clean=False)
 
 
 def predict_dataset(
