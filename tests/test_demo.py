@@ -40,6 +40,7 @@ def test_demo_writes_the_report(shared, tiny_model, tmp_path, monkeypatch, capsy
     summary = json.loads((out / "summary.json").read_text())
     m = metrics["methods"][0]
     assert metrics["frames_in_labels"] == 12 and m["frames_scored"] == 12
+    assert metrics["protocol"].startswith("handvox synthetic protocol")
     assert metrics["joint_set"] == "canonical21"
     assert summary["mean_error_mm"] == m["mean_error_mm"] > 0
     assert set(summary["timings_ms_per_frame"]) == set(demo.STAGES)

@@ -31,6 +31,12 @@ PROTOCOL = (
     "with the dataset's intrinsics; per-joint Euclidean error in mm; mean error over all joints "
     "and frames; success = fraction of frames whose maximum joint error is <= D mm."
 )
+SYNTHETIC_PROTOCOL = (
+    "handvox synthetic protocol (handvox.protocol): labels and predictions in xyz mm, camera "
+    "frame; hand centre from segmenting the noisy depth; per-joint Euclidean error; mean error "
+    "over all joints and frames; success = fraction of frames whose maximum joint error is <= D "
+    "mm; a frame without a hand found counts as a failure."
+)
 
 
 # --- metrics ----------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def build_metrics(
     dataset: str, joint_set: JointSet, camera: Camera, gt_path: Path, results: list[MethodResult]
 ) -> dict:
     """Everything the report shows, as plain JSON-ready data."""
-    from handvox.evaluate import PROTOCOL, TABLE_THRESHOLDS_MM
+    from handvox.evaluate import PROTOCOL, SYNTHETIC_PROTOCOL, TABLE_THRESHOLDS_MM
 
     total = results[0].frames_total
     methods = []
@@ -95,7 +95,7 @@ def build_metrics(
         "ground_truth": str(gt_path),
         "frames_in_labels": total,
         "camera": camera.to_dict(),
-        "protocol": PROTOCOL,
+        "protocol": SYNTHETIC_PROTOCOL if dataset == "synthetic" else PROTOCOL,
         "thresholds_mm": [int(t) for t in results[0].thresholds_mm],
         "table_thresholds_mm": list(TABLE_THRESHOLDS_MM),
         "methods": methods,
