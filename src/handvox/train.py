@@ -114,7 +114,8 @@ class TrainConfig:
             bounds it. Gives runs on data of different sizes one step budget.
         amp: ``bf16``: forward passes under bfloat16 autocast (weights, gradients and the
             optimiser stay float32); ~1.7x faster training steps on CPUs with AVX512-BF16
-            (compact pose net, batch 32, 2 cores). Validation always runs in float32.
+            (compact pose net, batch 32, 2 cores; an ad-hoc probe under load, 41 -> 69
+            samples/s). Validation always runs in float32.
         deterministic: ``torch.use_deterministic_algorithms``.
     """
 
