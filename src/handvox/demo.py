@@ -45,7 +45,7 @@ GRID_PER_ROW = 4
 def find_shared(start: Path | None = None) -> Path | None:
     """``../shared`` next to the working directory, if it holds the reference data."""
     candidate = (start or Path.cwd()).resolve().parent / "shared"
-    return candidate if (candidate / "data").is_dir() else None
+    return candidate.resolve() if (candidate / "data").is_dir() else None
 
 
 def run_published_evaluation(shared: Path, out: Path) -> dict[str, str]:
