@@ -1,18 +1,21 @@
 """Choose a model's inference settings on the validation set, never on the test set.
 
 Scores every combination of the segmentation's centre shifts (``finger_shift_mm`` /
-``ray_shift_mm`` at their defaults, or 0) and re-centring passes (0, 1) on the protocol's
-validation set (:func:`handvox.protocol.make_test_set` with ``validation=True``: seed 98, the
-training shapes), and prints the table the model card quotes. The shipped model's ``config.json``
+``ray_shift_mm`` at their defaults, or 0), re-centring passes (0, 1) and sets of test-time
+rotations (``--rotations``) on the protocol's validation set
+(:func:`handvox.protocol.make_test_set` with ``validation=True``: seed 98, the training
+shapes), and prints the table the model card quotes. The shipped model's ``config.json``
 takes the row with the lowest mean joint error.
 
-    python benchmarks/inference_settings.py --model runs/default/best --data /tmp/val --frames 500
+    python benchmarks/inference_settings.py --model runs/default/best --data /tmp/val \
+        --frames 500 --rotations "none;-20,20;-30,-15,15,30"
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ from handvox.checkpoint import load_model
 from handvox.estimator import HandPoseEstimator
 from handvox.evaluate import score
 from handvox.protocol import failures_as_far, make_test_set, predict_dataset
+from handvox.segment import SegmentConfig
 
 
 def main() -> None:
@@ -29,24 +33,43 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="validation set (made if absent)")
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rotations", default="none",
+                    help="';'-separated sets of test-time rotations in degrees ('none': only "
+                         "the plain cube)")  # fmt: skip
+    ap.add_argument("--shifts", default="on,off", help="segmentation centre shifts to try")
+    ap.add_argument("--recentre", default="0,1", help="re-centring passes to try")
     args = ap.parse_args()
+    rotation_sets = [
+        () if r.strip() == "none" else tuple(float(a) for a in r.split(","))
+        for r in args.rotations.split(";")
+    ]
     torch.set_num_threads(args.threads)
     ds = make_test_set(args.data, args.frames, workers=1, progress=False, validation=True)
-    print("| shifts | re-centring passes | validation mean (mm) | ≤20 / 40 / 50 mm (%) |")
-    print("| --- | --- | --- | --- |")
-    for shift in (True, False):
-        for passes in (0, 1):
-            model = load_model(args.model)
-            if not shift:
-                seg = dataclasses.replace(model.config.segment, finger_shift_mm=0.0,
-                                          ray_shift_mm=0.0)  # fmt: skip
+    print("| shifts | re-centring passes | test-time rotations (deg) | validation mean (mm) "
+          "| ≤20 / 40 / 50 mm (%) | ms a frame |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
+    defaults = SegmentConfig()
+    for shift in args.shifts.split(","):
+        for passes in (int(p) for p in args.recentre.split(",")):
+            for rotations in rotation_sets:
+                model = load_model(args.model)
+                on = shift.strip() == "on"
+                seg = dataclasses.replace(
+                    model.config.segment,
+                    finger_shift_mm=defaults.finger_shift_mm if on else 0.0,
+                    ray_shift_mm=defaults.ray_shift_mm if on else 0.0,
+                )
                 model.config = dataclasses.replace(model.config, segment=seg)
-            est = HandPoseEstimator(model, recentre=passes)
-            pred, gt, _ = predict_dataset(est, ds, progress=False)
-            res = score(failures_as_far(pred, gt), gt, "model", None, "xyz")
-            t = res.table()
-            print(f"| {'on' if shift else 'off'} | {passes} | {res.mean_error:.2f} | "
-                  f"{t[20]:.1f} / {t[40]:.1f} / {t[50]:.1f} |", flush=True)  # fmt: skip
+                est = HandPoseEstimator(model, recentre=passes, test_rotations_deg=rotations)
+                t0 = time.perf_counter()
+                pred, gt, _ = predict_dataset(est, ds, progress=False)
+                ms = (time.perf_counter() - t0) * 1000 / len(ds)
+                res = score(failures_as_far(pred, gt), gt, "model", None, "xyz")
+                t = res.table()
+                rot = ", ".join(f"{a:g}" for a in rotations) or "none"
+                print(f"| {shift} | {passes} | {rot} | {res.mean_error:.2f} | "
+                      f"{t[20]:.1f} / {t[40]:.1f} / {t[50]:.1f} | {ms:.1f} |",
+                      flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -234,3 +234,40 @@ def test_recentring_pass_and_stage_timings(model_dir, synthetic_frame):
     np.testing.assert_allclose(p2.joints_xyz[0], rel + centre, atol=1e-6)
     assert set(timings) == {"segmentation", "tsdf", "refinement", "pose"}
     assert all(t > 0 for t in timings.values())
+
+
+def test_test_time_rotations_average_rotated_back_predictions(model_dir, synthetic_frame):
+    # Each rotated cube is training's augmented cube (augment.augmented_tsdf) and its offsets
+    # map back with augment.grid_to_joints: the estimator must agree with that independent path.
+    from handvox.augment import augmented_tsdf, grid_to_joints
+
+    plain = HandPoseEstimator.from_folder(model_dir, fast=False)
+    tta = HandPoseEstimator.from_folder(model_dir, fast=False, test_rotations_deg=(25.0, -40.0))
+    p0, p = plain(synthetic_frame, NYU), tta(synthetic_frame, NYU)
+    seg = segment_hand(synthetic_frame, NYU, plain.config.segment)
+    com = torch.from_numpy(seg.com_xyz[None])
+    depth = torch.from_numpy(synthetic_frame[None])
+    mask = torch.from_numpy(seg.mask[None])
+    preds = [p0.joints_xyz[0]]
+    for deg in (25.0, -40.0):
+        angle = torch.tensor([np.deg2rad(deg)], dtype=torch.float64)
+        one = torch.ones(1, dtype=torch.float64)
+        vol = augmented_tsdf(depth, com, NYU, plain.config.volume, angle, one, mask=mask)
+        off = plain.relative_joints(vol, exact=True).double()
+        preds.append(grid_to_joints(off, com, angle, one).numpy()[0])
+    np.testing.assert_allclose(p.joints_xyz[0], np.mean(preds, axis=0), atol=1e-6)
+    assert np.abs(p.joints_xyz[0] - p0.joints_xyz[0]).max() > 1e-3
+    # A rotated cube is not the plain one; angle 0 is exactly it.
+    segs = plain.segment(synthetic_frame[None], NYU)
+    v0 = plain.volumes(synthetic_frame[None], segs, NYU)
+    assert torch.equal(v0, hand_volumes(synthetic_frame[None], segs, NYU, plain.config.volume))
+    assert not torch.equal(v0, plain.volumes(synthetic_frame[None], segs, NYU, angle_deg=25.0))
+
+
+def test_test_rotations_saved_with_the_model_and_checked(tmp_path):
+    cfg = EstimatorConfig(**{**small_config(False).__dict__, "test_rotations_deg": (-15.0, 15.0)})
+    assert EstimatorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    save_model(tmp_path, cfg, *build_networks(cfg))
+    assert HandPoseEstimator.from_folder(tmp_path).config.test_rotations_deg == (-15.0, 15.0)
+    with pytest.raises(ValueError, match="test_rotations_deg"):
+        EstimatorConfig(**{**cfg.__dict__, "test_rotations_deg": (0.0,)})

@@ -12,6 +12,7 @@ Layout of a model folder::
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -44,8 +45,16 @@ class EstimatorConfig:
     # Extra passes at inference: the cube re-centred on the mean of the joints just predicted
     # (for models trained with AugmentConfig.label_centre_prob > 0).
     recentre: int = 0
+    # Test-time rotations (degrees about the viewing axis, besides 0): the pose net also runs
+    # on the cube rotated by each angle, as training's augmentation rotates it, and the
+    # predictions, rotated back, are averaged.
+    test_rotations_deg: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(not math.isfinite(a) or a == 0 for a in self.test_rotations_deg):
+            raise ValueError(
+                f"test_rotations_deg must be finite and non-zero, got {self.test_rotations_deg}"
+            )
         if self.pose.input_size != self.volume.size:
             raise ValueError(
                 f"pose net input {self.pose.input_size} != volume size {self.volume.size}"
@@ -63,6 +72,7 @@ class EstimatorConfig:
             refine=None if d.get("refine") is None else _build(RefineNetConfig, d["refine"]),
             segment=_build(SegmentConfig, d.get("segment", {})),
             recentre=int(d.get("recentre", 0)),
+            test_rotations_deg=tuple(float(a) for a in d.get("test_rotations_deg", ())),
         )
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from handvox.augment import augmented_tsdf
 from handvox.camera import Camera, as_camera
 from handvox.checkpoint import Estimator, load_model
 from handvox.errors import DataError, HandvoxError
@@ -109,6 +110,7 @@ def hand_volumes(
     device: str | torch.device = "cpu",
     use_mask: bool = True,
     centres: np.ndarray | None = None,
+    angle_deg: float = 0.0,
 ) -> torch.Tensor:
     """TSDF volumes of found hands: each frame's depth inside its hand mask (or all of it with
     ``use_mask=False``), around its COM (or ``centres``).
@@ -117,17 +119,29 @@ def hand_volumes(
         depth: ``(B, H, W)`` float32 mm.
         segs: ``B`` segmentations of those frames, all found.
         centres: ``(B, 3)`` mm cube centres instead of the segmentations' COMs.
+        angle_deg: the cube rotated about the viewing axis, as training's augmentation rotates
+            it (:func:`handvox.augment.augmented_tsdf`); 0 is the plain cube.
     Returns:
         ``(B, 1, D, D, D)`` float32 on ``device``.
     """
     if centres is None:
         centres = np.stack([s.com_xyz for s in segs])
-    com = torch.from_numpy(np.asarray(centres, np.float64))
+    com = torch.from_numpy(np.asarray(centres, np.float64)).to(device)
     mask = None
     if use_mask:
         mask = torch.from_numpy(np.stack([s.mask for s in segs])).to(device)
     d = torch.from_numpy(depth).to(device)
-    return projective_tsdf(d, com.to(device), camera, volume, mask=mask)
+    if angle_deg == 0:
+        return projective_tsdf(d, com, camera, volume, mask=mask)
+    angle = torch.full((len(d),), np.deg2rad(angle_deg), dtype=torch.float64, device=device)
+    return augmented_tsdf(d, com, camera, volume, angle, torch.ones_like(angle), mask=mask)
+
+
+def _rotation_z_deg(angle_deg: float) -> np.ndarray:
+    """``(3, 3)`` rotation about the camera's z axis (:func:`handvox.augment.rotation_z`)."""
+    t = np.deg2rad(angle_deg)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def _bf16_native() -> bool:
@@ -208,6 +222,9 @@ class HandPoseEstimator:
         recentre: extra passes with the cube re-centred on the mean of the joints just
             predicted (default: the model's ``config.recentre``). The COM reported is the last
             cube centre.
+        test_rotations_deg: angles (besides 0) of extra cubes rotated about the viewing axis
+            whose predictions, rotated back, are averaged with the plain one (default: the
+            model's ``config.test_rotations_deg``); each costs one more TSDF and network pass.
 
     Raises:
         HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
@@ -222,8 +239,11 @@ class HandPoseEstimator:
         batch_size: int = 8,
         use_mask: bool | None = None,
         recentre: int | None = None,
+        test_rotations_deg: tuple[float, ...] | None = None,
     ):
         self.config = estimator.config
+        if test_rotations_deg is not None:
+            self.config = replace(self.config, test_rotations_deg=tuple(test_rotations_deg))
         self.meta = estimator.meta
         trained = self.meta.get("trained")
         if trained is not None and "pose" not in trained:
@@ -282,9 +302,8 @@ class HandPoseEstimator:
         """The same estimator with the refinement net skipped (the pose path alone; for timing,
         or for models trained without it)."""
         est = Estimator(replace(self.config, refine=None), self.pose_net, None, self.meta)
-        return HandPoseEstimator(
-            est, self.device, self.fast, self.batch_size, self.use_mask, self.recentre
-        )
+        keep = (self.batch_size, self.use_mask, self.recentre, self.config.test_rotations_deg)
+        return HandPoseEstimator(est, self.device, self.fast, *keep)
 
     # --- stages ---------------------------------------------------------------------------------
     def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
@@ -297,11 +316,13 @@ class HandPoseEstimator:
         segs: list[Segmentation],
         camera: Camera,
         centres: np.ndarray | None = None,
+        angle_deg: float = 0.0,
     ) -> torch.Tensor:
         """``(B, H, W)`` depth of found hands -> ``(B, 1, D, D, D)`` TSDF on the device, around
-        the COMs (or ``centres`` ``(B, 3)``)."""
+        the COMs (or ``centres`` ``(B, 3)``), the cube rotated by ``angle_deg``."""
+        cfg = self.config.volume
         return hand_volumes(
-            depth, segs, camera, self.config.volume, self.device, self.use_mask, centres
+            depth, segs, camera, cfg, self.device, self.use_mask, centres, angle_deg
         )
 
     @torch.inference_mode()
@@ -372,12 +393,18 @@ class HandPoseEstimator:
             for p in range(1 + self.recentre):
                 if p:  # the cube re-centred on the joints just predicted
                     c = rel.mean(1) + c
-                with clock("tsdf"):
-                    tsdf = self.volumes(chunk[hit], found_segs, cam, c)
-                with clock("refinement"):
-                    tsdf = self.refine(tsdf)
-                with clock("pose"):
-                    rel = self.pose(tsdf).double().cpu().numpy()
+                rel = np.zeros_like(rel)
+                angles = (0.0, *self.config.test_rotations_deg)
+                for a in angles:
+                    with clock("tsdf"):
+                        tsdf = self.volumes(chunk[hit], found_segs, cam, c, a)
+                    with clock("refinement"):
+                        tsdf = self.refine(tsdf)
+                    with clock("pose"):
+                        off = self.pose(tsdf).double().cpu().numpy()
+                    # Offsets come in the rotated cube's axes (augment.joints_to_grid).
+                    rel += off @ _rotation_z_deg(a).T
+                rel /= len(angles)
             idx = np.asarray(hit) + s
             xyz[idx] = rel + c[:, None, :]
             com[idx] = c
