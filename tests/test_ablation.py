@@ -108,3 +108,36 @@ def test_ablation_trains_scores_and_resumes(data, tmp_path):
 
     with pytest.raises(HandvoxError, match="other settings"):
         ablation.main([*argv[:-6], "--batch-size", "2", "--workers", "0", "--amp", "none"])
+
+
+def test_architectures_compares_paper_and_compact_under_one_config(data, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "handvox_architectures", SCRIPT.with_name("architectures.py")
+    )
+    arch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(arch)
+    cfg = json.loads((SCRIPT.parents[1] / "configs" / "default_model.json").read_text())
+    cfg.update(batch_size=2, num_workers=0, amp="none", val_block=4, progress=False)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    out = tmp_path / "arch"
+    argv = ["--config", str(tmp_path / "cfg.json"), "--data", f"synthetic:{data['sampler']}",
+            "--steps", "compact=3,paper=2", "--test", str(data["test"]),
+            "--val", str(tmp_path / "val"), "--frames", "8", "--out", str(out)]  # fmt: skip
+    metrics = arch.main(argv)
+    rows = {r["name"]: r for r in metrics["architectures"]["rows"]}
+    assert rows["paper"]["params"] == 59_632_503 and rows["paper"]["volume"] == "60^3 x 5 mm"
+    assert rows["compact"]["params"] == 2_593_423 and rows["compact"]["steps"] == 3
+    assert rows["paper"]["steps"] == 2
+    for r in rows.values():
+        assert math.isfinite(r["test_mm"]) and math.isfinite(r["val_mm"])
+    # only the estimator differs between the two runs
+    a, b = (json.loads((out / n / "train_config.json").read_text()) for n in ("compact", "paper"))
+    differ = {k for k in a if a[k] != b[k]}
+    assert {"estimator", "total_steps"} <= differ <= {"estimator", "total_steps", "epochs",
+                                                      "warmup_steps"}  # fmt: skip
+    assert a["estimator"]["segment"] == b["estimator"]["segment"]
+    assert "paper's pose net" in (out / "report.md").read_text()
+    # a rerun reuses both runs
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/last/model.safetensors")}
+    arch.main(argv)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/last/model.safetensors")} == before
