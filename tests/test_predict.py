@@ -191,3 +191,24 @@ def test_dataset_specs_take_reader_options():
     for bad in ("nyu:/d?camera=2", "nyu:/d?kinect=two", "nyu", "icvl:/i?split"):
         with pytest.raises(HandvoxError):
             parse_dataset(bad)
+
+
+def test_rotations_flag_overrides_the_models_setting(tmp_path, model_dir, frame, capsys):
+    np.save(tmp_path / "f.npy", frame)
+    runs = {}
+    for flag in ("none", "-20,20"):
+        out = tmp_path / flag
+        args = ["predict", str(tmp_path / "f.npy"), "--model", str(model_dir), "--exact",
+                f"--rotations={flag}", "--out", str(out), "--quiet"]  # fmt: skip
+        assert main(args) == 0
+        runs[flag] = np.array(json.loads((out / "predictions.json").read_text())["frames"][0]
+                              ["joints_xyz"])  # fmt: skip
+    est = HandPoseEstimator.from_folder(model_dir, fast=False)
+    np.testing.assert_allclose(runs["none"], est(frame, NYU).joints_xyz[0], atol=1e-3)
+    est = HandPoseEstimator.from_folder(model_dir, fast=False, test_rotations_deg=(-20, 20))
+    np.testing.assert_allclose(runs["-20,20"], est(frame, NYU).joints_xyz[0], atol=1e-3)
+    assert np.abs(runs["none"] - runs["-20,20"]).max() > 1e-2
+    for bad in ("0", "a,b"):
+        assert main(["predict", str(tmp_path / "f.npy"), "--model", str(model_dir),
+                     f"--rotations={bad}", "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+        assert "--rotations" in capsys.readouterr().err
