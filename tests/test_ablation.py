@@ -122,7 +122,7 @@ def test_architectures_compares_paper_and_compact_under_one_config(data, tmp_pat
     out = tmp_path / "arch"
     argv = ["--config", str(tmp_path / "cfg.json"), "--data", f"synthetic:{data['sampler']}",
             "--steps", "compact=3,paper=2", "--test", str(data["test"]),
-            "--val", str(tmp_path / "val"), "--frames", "8", "--out", str(out)]  # fmt: skip
+            "--val", str(tmp_path / "val"), "--frames", "12", "--out", str(out)]  # fmt: skip
     metrics = arch.main(argv)
     rows = {r["name"]: r for r in metrics["architectures"]["rows"]}
     assert rows["paper"]["params"] == 59_632_503 and rows["paper"]["volume"] == "60^3 x 5 mm"
