@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     joint_set = get_joint_set(base.joint_set)
     metrics = build_metrics("synthetic", joint_set, test.camera, args.test, results)
     metrics["architectures"] = {"config": str(args.config), "rows": rows,
-                                "data": [str(d) for d in base.data]}  # fmt: skip
+                                "data": [d.spec for d in base.data]}  # fmt: skip
     md = ["# The paper's pose network against handvox's compact one", "",
-          f"Same data ({', '.join(str(d) for d in base.data)}), same training config "
+          f"Same data ({', '.join(d.spec for d in base.data)}), same training config "
           f"(`{args.config}`: batch {base.batch_size}, Adam {base.lr:g}, cosine schedule over "
           "each run's steps, bf16 autocast as configured, the same augmentation and "
           "segmentation); the budget is training time on one machine, set as steps. Scored as "
