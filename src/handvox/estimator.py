@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from handvox.augment import augmented_tsdf
+from handvox.augment import augmented_tsdf, rotation_z
 from handvox.camera import Camera, as_camera
 from handvox.checkpoint import Estimator, load_model
 from handvox.errors import DataError, HandvoxError
@@ -135,13 +135,6 @@ def hand_volumes(
         return projective_tsdf(d, com, camera, volume, mask=mask)
     angle = torch.full((len(d),), np.deg2rad(angle_deg), dtype=torch.float64, device=device)
     return augmented_tsdf(d, com, camera, volume, angle, torch.ones_like(angle), mask=mask)
-
-
-def _rotation_z_deg(angle_deg: float) -> np.ndarray:
-    """``(3, 3)`` rotation about the camera's z axis (:func:`handvox.augment.rotation_z`)."""
-    t = np.deg2rad(angle_deg)
-    c, s = np.cos(t), np.sin(t)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def _bf16_native() -> bool:
@@ -401,9 +394,10 @@ class HandPoseEstimator:
                     with clock("refinement"):
                         tsdf = self.refine(tsdf)
                     with clock("pose"):
-                        off = self.pose(tsdf).double().cpu().numpy()
+                        off = self.pose(tsdf).double().cpu()
                     # Offsets come in the rotated cube's axes (augment.joints_to_grid).
-                    rel += off @ _rotation_z_deg(a).T
+                    rot = rotation_z(torch.tensor([np.deg2rad(a)], dtype=torch.float64))[0]
+                    rel += (off @ rot.T).numpy()
                 rel /= len(angles)
             idx = np.asarray(hit) + s
             xyz[idx] = rel + c[:, None, :]
