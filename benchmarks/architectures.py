@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from handvox.checkpoint import build_networks
 from handvox.estimator import HandPoseEstimator
@@ -63,20 +64,16 @@ def arch_config(base: TrainConfig, name: str, steps: int) -> TrainConfig:
 
 def train_arch(cfg: TrainConfig, run: Path) -> dict:
     """Train (or resume, or reuse) ``run``; returns steps, minutes and the final validation."""
-    import torch
-
     state = run / STATE_NAME
-    if not (state.is_file() and _steps_done(state) >= cfg.total_steps):
+
+    def load() -> dict:
+        return torch.load(state, map_location="cpu", weights_only=True)
+
+    if not (state.is_file() and load()["step"] >= cfg.total_steps):
         train(cfg, run)
-    st = torch.load(state, map_location="cpu", weights_only=True)
+    st = load()
     return {"steps": int(st["step"]), "train_min": float(st["time_s"]) / 60,
             "final": st["log"][-1] if st["log"] else {}}  # fmt: skip
-
-
-def _steps_done(state: Path) -> int:
-    import torch
-
-    return int(torch.load(state, map_location="cpu", weights_only=True)["step"])
 
 
 def size_of(cfg: TrainConfig) -> dict:
