@@ -161,6 +161,34 @@ def test_refine_pretraining_then_finetuning(toy, tmp_path):
         config(toy, mode="finetune")
 
 
+def test_pose_run_continues_from_init(toy, tmp_path):
+    """A pose run with ``init`` starts from that model's pose net (its first validation is the
+    init's best); a pose net of another shape is refused instead of silently started afresh."""
+    first = train(config(toy, epochs=2), tmp_path / "first")
+    cont = train(config(toy, epochs=1, lr=3e-4, init=str(tmp_path / "first" / "best")),
+                 tmp_path / "cont")  # fmt: skip
+    assert cont.log[0]["val_mm"] == pytest.approx(first.best["val_mm"], rel=1e-5)
+    assert cont.log[0]["val_mm"] < 0.9 * first.log[0]["val_mm"]
+    other = dataclasses.replace(
+        tiny_estimator(), pose=dataclasses.replace(tiny_estimator().pose, fc=(32,))
+    )
+    with pytest.raises(HandvoxError, match="pose net differs"):
+        train(config(toy, estimator=other, init=str(tmp_path / "first" / "best")),
+              tmp_path / "bad")  # fmt: skip
+
+
+def test_shipped_recipe_configs_chain():
+    """configs/: the shipped model's recipe: the fine-tuning config starts from the base run's
+    best checkpoint with the same networks and data (only the schedule and augmentation move)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    base, ft = (TrainConfig.from_dict(json.loads((root / f).read_text()))
+                for f in ("default_model.json", "default_finetune.json"))  # fmt: skip
+    assert ft.init == "runs/default/best" and ft.mode == base.mode == "pose"
+    assert ft.estimator.pose == base.estimator.pose and ft.estimator.volume == base.estimator.volume
+    assert ft.data == base.data and ft.lr < base.lr
+    assert ft.augment.label_centre_prob == 0 and ft.estimator.recentre == 0
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 

@@ -163,8 +163,13 @@ def synthetic_section(est, model_name: str, args, out: Path) -> tuple[list[str],
         "",
         *_table(
             ["model", "mean error (mm)", "≤20 mm", "≤40 mm", "≤50 mm"],
-            [[model_name, f"{m['mean_error_mm']:.2f}",
-              *(f"{pct[t]:.1f} %" for t in ("20", "40", "50"))]],
+            [
+                [
+                    model_name,
+                    f"{m['mean_error_mm']:.2f}",
+                    *(f"{pct[t]:.1f} %" for t in ("20", "40", "50")),
+                ]
+            ],
         ),  # fmt: skip
         "",
         "≤D mm: share of frames whose *worst* joint is within D mm. Per-joint table: "

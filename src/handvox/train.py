@@ -500,6 +500,12 @@ def _build_model(
             raise HandvoxError(f"{cfg.init}: no refinement net to fine-tune")
         if "pose" in trained and init.config.pose == est.pose:
             pose.load_state_dict(init.pose_net.state_dict())
+        elif "pose" in trained and cfg.mode != "refine":
+            # Silently starting from scratch would waste the run that was meant to continue it.
+            raise HandvoxError(
+                f"{cfg.init}: its pose net differs from the config's (estimator.pose), so its "
+                "weights cannot start this run"
+            )
     return pose, refine
 
 
