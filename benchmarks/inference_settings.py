@@ -1,20 +1,21 @@
 """Choose a model's inference settings on the validation set, never on the test set.
 
 Scores every combination of the segmentation's centre shifts (``finger_shift_mm`` /
-``ray_shift_mm`` at their defaults, or 0), re-centring passes (0, 1) and sets of test-time
-rotations (``--rotations``) on the protocol's validation set
+``ray_shift_mm`` at their defaults, or 0), re-centring passes (0, 1), sets of test-time
+rotations (``--rotations``) and of test-time scales (``--scales``) on the protocol's validation set
 (:func:`handvox.protocol.make_test_set` with ``validation=True``: seed 98, the training
 shapes), and prints the table the model card quotes. The shipped model's ``config.json``
 takes the row with the lowest mean joint error.
 
     python benchmarks/inference_settings.py --model runs/default/best --data /tmp/val \
-        --frames 500 --rotations "none;-20,20;-30,-15,15,30"
+        --frames 500 --rotations "none;-20,20;-30,-15,15,30" --scales "none;0.9,1.1"
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -36,22 +37,27 @@ def main() -> None:
     ap.add_argument("--rotations", default="none",
                     help="';'-separated sets of test-time rotations in degrees ('none': only "
                          "the plain cube)")  # fmt: skip
+    ap.add_argument(
+        "--scales",
+        default="none",
+        help="';'-separated sets of test-time cube scales ('none': only scale 1)",
+    )
     ap.add_argument("--shifts", default="on,off", help="segmentation centre shifts to try")
     ap.add_argument("--recentre", default="0,1", help="re-centring passes to try")
     args = ap.parse_args()
-    rotation_sets = [
-        () if r.strip() == "none" else tuple(float(a) for a in r.split(","))
-        for r in args.rotations.split(";")
-    ]
+    rotation_sets, scale_sets = (
+        [() if r.strip() == "none" else tuple(float(a) for a in r.split(",")) for r in s.split(";")]
+        for s in (args.rotations, args.scales)
+    )
     torch.set_num_threads(args.threads)
     ds = make_test_set(args.data, args.frames, workers=1, progress=False, validation=True)
-    print("| shifts | re-centring passes | test-time rotations (deg) | validation mean (mm) "
-          "| ≤20 / 40 / 50 mm (%) | ms a frame |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| shifts | re-centring passes | test-time rotations (deg) | test-time scales "
+          "| validation mean (mm) | ≤20 / 40 / 50 mm (%) | ms a frame |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     defaults = SegmentConfig()
     for shift in args.shifts.split(","):
         for passes in (int(p) for p in args.recentre.split(",")):
-            for rotations in rotation_sets:
+            for rotations, scales in itertools.product(rotation_sets, scale_sets):
                 model = load_model(args.model)
                 on = shift.strip() == "on"
                 seg = dataclasses.replace(
@@ -60,14 +66,17 @@ def main() -> None:
                     ray_shift_mm=defaults.ray_shift_mm if on else 0.0,
                 )
                 model.config = dataclasses.replace(model.config, segment=seg)
-                est = HandPoseEstimator(model, recentre=passes, test_rotations_deg=rotations)
+                est = HandPoseEstimator(
+                    model, recentre=passes, test_rotations_deg=rotations, test_scales=scales
+                )
                 t0 = time.perf_counter()
                 pred, gt, _ = predict_dataset(est, ds, progress=False)
                 ms = (time.perf_counter() - t0) * 1000 / len(ds)
                 res = score(failures_as_far(pred, gt), gt, "model", None, "xyz")
                 t = res.table()
                 rot = ", ".join(f"{a:g}" for a in rotations) or "none"
-                print(f"| {shift} | {passes} | {rot} | {res.mean_error:.2f} | "
+                sca = ", ".join(f"{a:g}" for a in scales) or "none"
+                print(f"| {shift} | {passes} | {rot} | {sca} | {res.mean_error:.2f} | "
                       f"{t[20]:.1f} / {t[40]:.1f} / {t[50]:.1f} | {ms:.1f} |",
                       flush=True)  # fmt: skip
 

@@ -22,6 +22,7 @@ def tiny_model(tmp_path_factory) -> Path:
         pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32,), num_joints=21),
         recentre=1,
         test_rotations_deg=(-20.0, 20.0),
+        test_scales=(1.1,),
     )
     folder = tmp_path_factory.mktemp("model")
     save_model(folder, cfg, *build_networks(cfg))
@@ -72,8 +73,9 @@ def test_demo_writes_the_report(shared, tiny_model, tmp_path, monkeypatch, capsy
                     "Published methods"):  # fmt: skip
         assert heading in report
     assert "DeepPrior++" in report and "report.md" in capsys.readouterr().out
-    # (1 + 1 re-centring) x (1 + 2 rotations) passes, said next to the timings
-    assert "6 TSDF and network passes a frame" in report and "-20°, 20°" in report
+    # (1 + 1 re-centring) x (1 + 2 rotations + 1 scale) passes, said next to the timings
+    assert "8 TSDF and network passes a frame" in report and "-20°, 20°" in report
+    assert "scales of 1.1" in report
 
 
 def test_demo_without_shared_says_so(tiny_model, tmp_path, monkeypatch, capsys):

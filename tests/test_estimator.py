@@ -242,19 +242,22 @@ def test_test_time_rotations_average_rotated_back_predictions(model_dir, synthet
     from handvox.augment import augmented_tsdf, grid_to_joints
 
     plain = HandPoseEstimator.from_folder(model_dir, fast=False)
-    tta = HandPoseEstimator.from_folder(model_dir, fast=False, test_rotations_deg=(25.0, -40.0))
+    tta = HandPoseEstimator.from_folder(
+        model_dir, fast=False, test_rotations_deg=(25.0, -40.0), test_scales=(1.15,)
+    )
+    assert tta.test_views() == [(0.0, 1.0), (25.0, 1.0), (-40.0, 1.0), (0.0, 1.15)]
     p0, p = plain(synthetic_frame, NYU), tta(synthetic_frame, NYU)
     seg = segment_hand(synthetic_frame, NYU, plain.config.segment)
     com = torch.from_numpy(seg.com_xyz[None])
     depth = torch.from_numpy(synthetic_frame[None])
     mask = torch.from_numpy(seg.mask[None])
     preds = [p0.joints_xyz[0]]
-    for deg in (25.0, -40.0):
+    for deg, s in ((25.0, 1.0), (-40.0, 1.0), (0.0, 1.15)):
         angle = torch.tensor([np.deg2rad(deg)], dtype=torch.float64)
-        one = torch.ones(1, dtype=torch.float64)
-        vol = augmented_tsdf(depth, com, NYU, plain.config.volume, angle, one, mask=mask)
+        scale = torch.tensor([s], dtype=torch.float64)
+        vol = augmented_tsdf(depth, com, NYU, plain.config.volume, angle, scale, mask=mask)
         off = plain.relative_joints(vol, exact=True).double()
-        preds.append(grid_to_joints(off, com, angle, one).numpy()[0])
+        preds.append(grid_to_joints(off, com, angle, scale).numpy()[0])
     np.testing.assert_allclose(p.joints_xyz[0], np.mean(preds, axis=0), atol=1e-6)
     assert np.abs(p.joints_xyz[0] - p0.joints_xyz[0]).max() > 1e-3
     # A rotated cube is not the plain one; angle 0 is exactly it.
@@ -262,12 +265,18 @@ def test_test_time_rotations_average_rotated_back_predictions(model_dir, synthet
     v0 = plain.volumes(synthetic_frame[None], segs, NYU)
     assert torch.equal(v0, hand_volumes(synthetic_frame[None], segs, NYU, plain.config.volume))
     assert not torch.equal(v0, plain.volumes(synthetic_frame[None], segs, NYU, angle_deg=25.0))
+    assert not torch.equal(v0, plain.volumes(synthetic_frame[None], segs, NYU, scale=1.15))
 
 
 def test_test_rotations_saved_with_the_model_and_checked(tmp_path):
-    cfg = EstimatorConfig(**{**small_config(False).__dict__, "test_rotations_deg": (-15.0, 15.0)})
+    tta = {"test_rotations_deg": (-15.0, 15.0), "test_scales": (0.9, 1.1)}
+    cfg = EstimatorConfig(**{**small_config(False).__dict__, **tta})
     assert EstimatorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     save_model(tmp_path, cfg, *build_networks(cfg))
-    assert HandPoseEstimator.from_folder(tmp_path).config.test_rotations_deg == (-15.0, 15.0)
+    loaded = HandPoseEstimator.from_folder(tmp_path).config
+    assert (loaded.test_rotations_deg, loaded.test_scales) == ((-15.0, 15.0), (0.9, 1.1))
     with pytest.raises(ValueError, match="test_rotations_deg"):
         EstimatorConfig(**{**cfg.__dict__, "test_rotations_deg": (0.0,)})
+    for bad in (1.0, 0.0, -1.1, float("nan")):
+        with pytest.raises(ValueError, match="test_scales"):
+            EstimatorConfig(**{**cfg.__dict__, "test_scales": (bad,)})

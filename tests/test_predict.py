@@ -212,3 +212,30 @@ def test_rotations_flag_overrides_the_models_setting(tmp_path, model_dir, frame,
         assert main(["predict", str(tmp_path / "f.npy"), "--model", str(model_dir),
                      f"--rotations={bad}", "--out", str(tmp_path / "x")]) == 2  # fmt: skip
         assert "--rotations" in capsys.readouterr().err
+    # --scales likewise
+    out = tmp_path / "scales"
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "f.npy"),
+                "--model",
+                str(model_dir),
+                "--exact",
+                "--rotations=none",
+                "--scales=0.9,1.1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    got = np.array(json.loads((out / "predictions.json").read_text())["frames"][0]["joints_xyz"])
+    est = HandPoseEstimator.from_folder(model_dir, fast=False, test_scales=(0.9, 1.1))
+    np.testing.assert_allclose(got, est(frame, NYU).joints_xyz[0], atol=1e-3)
+    assert np.abs(got - runs["none"]).max() > 1e-2
+    for bad in ("1", "x"):
+        assert main(["predict", str(tmp_path / "f.npy"), "--model", str(model_dir),
+                     f"--scales={bad}", "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+        assert "--scales" in capsys.readouterr().err

@@ -49,11 +49,18 @@ class EstimatorConfig:
     # on the cube rotated by each angle, as training's augmentation rotates it, and the
     # predictions, rotated back, are averaged.
     test_rotations_deg: tuple[float, ...] = ()
+    # Test-time scales (besides 1): the plain cube also scaled by each factor (> 1: the hand
+    # looks smaller to the network), as training's augmentation scales it.
+    test_scales: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if any(not math.isfinite(a) or a == 0 for a in self.test_rotations_deg):
             raise ValueError(
                 f"test_rotations_deg must be finite and non-zero, got {self.test_rotations_deg}"
+            )
+        if any(not math.isfinite(s) or s <= 0 or s == 1 for s in self.test_scales):
+            raise ValueError(
+                f"test_scales must be finite, positive and not 1, got {self.test_scales}"
             )
         if self.pose.input_size != self.volume.size:
             raise ValueError(
@@ -73,6 +80,7 @@ class EstimatorConfig:
             segment=_build(SegmentConfig, d.get("segment", {})),
             recentre=int(d.get("recentre", 0)),
             test_rotations_deg=tuple(float(a) for a in d.get("test_rotations_deg", ())),
+            test_scales=tuple(float(s) for s in d.get("test_scales", ())),
         )
 
 

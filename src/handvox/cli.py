@@ -95,8 +95,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 # --- predict, export, bench ---------------------------------------------------------------------
-def _parse_rotations(text: str | None) -> tuple[float, ...] | None:
-    """``--rotations``: None (the model's), 'none' (), or comma-separated degrees."""
+def _parse_numbers(text: str | None, flag: str, example: str) -> tuple[float, ...] | None:
+    """A test-time option: None (the model's), 'none' (), or comma-separated numbers."""
     if text is None:
         return None
     if text.strip().lower() == "none":
@@ -105,14 +105,25 @@ def _parse_rotations(text: str | None) -> tuple[float, ...] | None:
         return tuple(float(a) for a in text.split(",") if a.strip())
     except ValueError:
         raise HandvoxError(
-            f"--rotations: expected degrees like -20,20 or 'none', got {text!r}"
+            f"{flag}: expected numbers like {example} or 'none', got {text!r}"
         ) from None
 
 
-def _load_estimator(model: Path | None, device: str, exact: bool, rotations: str | None = None):
+def _load_estimator(
+    model: Path | None,
+    device: str,
+    exact: bool,
+    rotations: str | None = None,
+    scales: str | None = None,
+):
     from handvox.estimator import HandPoseEstimator
 
-    kw = {"device": device, "fast": not exact, "test_rotations_deg": _parse_rotations(rotations)}
+    kw = {
+        "device": device,
+        "fast": not exact,
+        "test_rotations_deg": _parse_numbers(rotations, "--rotations", "-20,20"),
+        "test_scales": _parse_numbers(scales, "--scales", "0.9,1.1"),
+    }
     if model is None:
         return HandPoseEstimator.default(**kw)
     return HandPoseEstimator.from_folder(model, **kw)
@@ -126,9 +137,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     try:
-        est = _load_estimator(args.model, args.device, args.exact, args.rotations)
-    except ValueError as e:  # a rotation of 0, inf or NaN
-        raise HandvoxError(f"--rotations: {e}") from None
+        est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales)
+    except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
+        raise HandvoxError(f"--rotations/--scales: {e}") from None
     frames = collect_frames(args.inputs, as_camera(args.camera), args.dataset, args.limit)
     summary = predict_frames(
         est,
@@ -271,6 +282,11 @@ def _add_inference_commands(sub) -> None:
         help="test-time rotations about the viewing axis, degrees (--rotations=-20,20), whose "
         "predictions are averaged with the plain one; 'none' turns them off (default: the "
         "model's, the shipped model's -20,20; each costs one more TSDF and network pass)",
+    )
+    p.add_argument(
+        "--scales",
+        help="test-time cube scales (--scales=0.9,1.1; > 1: the hand looks smaller), averaged "
+        "likewise; 'none' turns them off (default: the model's)",
     )
     p.add_argument(
         "--skip-errors",

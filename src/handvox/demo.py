@@ -243,14 +243,17 @@ def nyu_frame_section(est, shared: Path, out: Path) -> tuple[list[str], dict]:
 
 def _passes_note(est: HandPoseEstimator) -> str:
     """How many TSDF and network passes a frame takes, and why."""
-    rot = est.config.test_rotations_deg
-    n = (1 + est.recentre) * (1 + len(rot))
+    rot, scales = est.config.test_rotations_deg, est.config.test_scales
+    n = (1 + est.recentre) * len(est.test_views())
     why = []
     if est.recentre:
         why.append(f"{est.recentre} re-centring pass(es)")
     if rot:
         angles = ", ".join(f"{a:g}°" for a in rot)
         why.append(f"test-time rotations of {angles} averaged with the plain cube")
+    if scales:
+        factors = ", ".join(f"{s:g}" for s in scales)
+        why.append(f"test-time scales of {factors} averaged with the plain cube")
     if not why:
         return "One TSDF and network pass a frame."
     return f"{n} TSDF and network passes a frame ({'; '.join(why)})."

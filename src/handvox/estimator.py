@@ -111,6 +111,7 @@ def hand_volumes(
     use_mask: bool = True,
     centres: np.ndarray | None = None,
     angle_deg: float = 0.0,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """TSDF volumes of found hands: each frame's depth inside its hand mask (or all of it with
     ``use_mask=False``), around its COM (or ``centres``).
@@ -121,6 +122,8 @@ def hand_volumes(
         centres: ``(B, 3)`` mm cube centres instead of the segmentations' COMs.
         angle_deg: the cube rotated about the viewing axis, as training's augmentation rotates
             it (:func:`handvox.augment.augmented_tsdf`); 0 is the plain cube.
+        scale: the cube scaled by this factor about its centre, as training's augmentation
+            scales it (> 1: the hand looks smaller); 1 is the plain cube.
     Returns:
         ``(B, 1, D, D, D)`` float32 on ``device``.
     """
@@ -131,10 +134,10 @@ def hand_volumes(
     if use_mask:
         mask = torch.from_numpy(np.stack([s.mask for s in segs])).to(device)
     d = torch.from_numpy(depth).to(device)
-    if angle_deg == 0:
+    if angle_deg == 0 and scale == 1:
         return projective_tsdf(d, com, camera, volume, mask=mask)
     angle = torch.full((len(d),), np.deg2rad(angle_deg), dtype=torch.float64, device=device)
-    return augmented_tsdf(d, com, camera, volume, angle, torch.ones_like(angle), mask=mask)
+    return augmented_tsdf(d, com, camera, volume, angle, torch.full_like(angle, scale), mask=mask)
 
 
 def _bf16_native() -> bool:
@@ -218,6 +221,8 @@ class HandPoseEstimator:
         test_rotations_deg: angles (besides 0) of extra cubes rotated about the viewing axis
             whose predictions, rotated back, are averaged with the plain one (default: the
             model's ``config.test_rotations_deg``); each costs one more TSDF and network pass.
+        test_scales: factors (besides 1) of extra unrotated cubes scaled about their centre,
+            averaged likewise (default: the model's ``config.test_scales``).
 
     Raises:
         HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
@@ -233,10 +238,13 @@ class HandPoseEstimator:
         use_mask: bool | None = None,
         recentre: int | None = None,
         test_rotations_deg: tuple[float, ...] | None = None,
+        test_scales: tuple[float, ...] | None = None,
     ):
         self.config = estimator.config
         if test_rotations_deg is not None:
             self.config = replace(self.config, test_rotations_deg=tuple(test_rotations_deg))
+        if test_scales is not None:
+            self.config = replace(self.config, test_scales=tuple(test_scales))
         self.meta = estimator.meta
         trained = self.meta.get("trained")
         if trained is not None and "pose" not in trained:
@@ -295,8 +303,9 @@ class HandPoseEstimator:
         """The same estimator with the refinement net skipped (the pose path alone; for timing,
         or for models trained without it)."""
         est = Estimator(replace(self.config, refine=None), self.pose_net, None, self.meta)
-        keep = (self.batch_size, self.use_mask, self.recentre, self.config.test_rotations_deg)
-        return HandPoseEstimator(est, self.device, self.fast, *keep)
+        keep = (self.batch_size, self.use_mask, self.recentre)
+        tta = (self.config.test_rotations_deg, self.config.test_scales)
+        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta)
 
     # --- stages ---------------------------------------------------------------------------------
     def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
@@ -310,12 +319,14 @@ class HandPoseEstimator:
         camera: Camera,
         centres: np.ndarray | None = None,
         angle_deg: float = 0.0,
+        scale: float = 1.0,
     ) -> torch.Tensor:
         """``(B, H, W)`` depth of found hands -> ``(B, 1, D, D, D)`` TSDF on the device, around
-        the COMs (or ``centres`` ``(B, 3)``), the cube rotated by ``angle_deg``."""
+        the COMs (or ``centres`` ``(B, 3)``), the cube rotated by ``angle_deg`` and scaled by
+        ``scale``."""
         cfg = self.config.volume
         return hand_volumes(
-            depth, segs, camera, cfg, self.device, self.use_mask, centres, angle_deg
+            depth, segs, camera, cfg, self.device, self.use_mask, centres, angle_deg, scale
         )
 
     @torch.inference_mode()
@@ -348,6 +359,13 @@ class HandPoseEstimator:
         return self.pose(self.refine(tsdf))
 
     # --- the whole estimator --------------------------------------------------------------------
+    def test_views(self) -> list[tuple[float, float]]:
+        """The cubes each frame's prediction averages, as (angle in degrees, scale): the plain
+        cube, then ``config.test_rotations_deg``, then ``config.test_scales``."""
+        cfg = self.config
+        return [(0.0, 1.0), *((a, 1.0) for a in cfg.test_rotations_deg),
+                *((0.0, s) for s in cfg.test_scales)]  # fmt: skip
+
     def __call__(
         self,
         depth: np.ndarray | torch.Tensor,
@@ -387,18 +405,18 @@ class HandPoseEstimator:
                 if p:  # the cube re-centred on the joints just predicted
                     c = rel.mean(1) + c
                 rel = np.zeros_like(rel)
-                angles = (0.0, *self.config.test_rotations_deg)
-                for a in angles:
+                views = self.test_views()
+                for a, sc in views:
                     with clock("tsdf"):
-                        tsdf = self.volumes(chunk[hit], found_segs, cam, c, a)
+                        tsdf = self.volumes(chunk[hit], found_segs, cam, c, a, sc)
                     with clock("refinement"):
                         tsdf = self.refine(tsdf)
                     with clock("pose"):
                         off = self.pose(tsdf).double().cpu()
-                    # Offsets come in the rotated cube's axes (augment.joints_to_grid).
+                    # Offsets come in the cube's axes and scale (augment.joints_to_grid).
                     rot = rotation_z(torch.tensor([np.deg2rad(a)], dtype=torch.float64))[0]
-                    rel += (off @ rot.T).numpy()
-                rel /= len(angles)
+                    rel += (sc * off @ rot.T).numpy()
+                rel /= len(views)
             idx = np.asarray(hit) + s
             xyz[idx] = rel + c[:, None, :]
             com[idx] = c
