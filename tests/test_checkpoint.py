@@ -65,3 +65,42 @@ def test_errors_name_the_file(tmp_path):
 def test_mismatched_sizes_rejected():
     with pytest.raises(ValueError, match="volume size"):
         EstimatorConfig(volume=VolumeConfig(size=32), pose=PoseNetConfig(input_size=60))
+
+
+def test_average_models_is_the_mean_of_the_weights(tmp_path):
+    import dataclasses
+
+    from handvox.checkpoint import average_models
+    from handvox.cli import main
+    from handvox.errors import HandvoxError
+
+    cfg = small_config(True)
+    cfg = dataclasses.replace(cfg, pose=dataclasses.replace(cfg.pose, batch_norm=True))
+    nets = []
+    for i in range(3):
+        torch.manual_seed(i)
+        pose, ref = build_networks(cfg)
+        pose.train()(torch.rand(4, 1, 16, 16, 16))  # moves the batch-norm statistics apart
+        save_model(tmp_path / f"m{i}", cfg, pose, ref, meta={"step": 10 * i})
+        nets.append((pose, ref))
+    assert main(["average", *(str(tmp_path / f"m{i}") for i in range(3)),
+                 "--out", str(tmp_path / "avg")]) == 0  # fmt: skip
+    avg = load_model(tmp_path / "avg")
+    for name, net in (("pose", avg.pose_net), ("refine", avg.refine_net)):
+        srcs = [dict((p if name == "pose" else r).state_dict()) for p, r in nets]
+        for k, v in net.state_dict().items():
+            if v.is_floating_point():
+                want = sum(s[k].double() for s in srcs) / 3
+                torch.testing.assert_close(v.double(), want, rtol=1e-6, atol=1e-7)
+    bn = [k for k in avg.pose_net.state_dict() if k.endswith("running_mean")]
+    assert bn and not torch.equal(nets[0][0].state_dict()[bn[0]], nets[1][0].state_dict()[bn[0]])
+    assert [s["step"] for s in avg.meta["averaged_from"]] == [0, 10, 20]
+    assert avg.config == cfg
+
+    other = dataclasses.replace(cfg, refine=None)
+    save_model(tmp_path / "other", other, *build_networks(other))
+    with pytest.raises(HandvoxError, match="refine differs"):
+        average_models([tmp_path / "m0", tmp_path / "other"], tmp_path / "bad")
+    with pytest.raises(HandvoxError, match="at least two"):
+        average_models([tmp_path / "m0"], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

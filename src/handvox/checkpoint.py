@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from handvox.errors import DataError
+from handvox.errors import DataError, HandvoxError
 from handvox.models import PoseNet, PoseNetConfig, RefineNet, RefineNetConfig
 from handvox.segment import SegmentConfig
 from handvox.tsdf import VolumeConfig
@@ -212,3 +212,44 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Estima
             raise DataError(weights, f"weights do not match config.json ({e})") from None
         net.to(device).eval()
     return Estimator(config, pose_net, refine_net, meta)
+
+
+def average_models(folders: list[str | Path], out: str | Path) -> Path:
+    """Write the element-wise mean of the weights of model folders that share their networks
+    (checkpoints of one run, or of runs continuing one another: weight averaging, as in SWA).
+
+    Batch-norm running statistics are averaged like the weights (not recomputed); the config
+    (inference settings included) and meta are the first folder's, with ``meta["averaged_from"]``
+    naming every source. Writes atomically (:func:`save_model`).
+
+    Raises:
+        HandvoxError: fewer than two folders, or networks that differ.
+    """
+    if len(folders) < 2:
+        raise HandvoxError("averaging needs at least two model folders")
+    models = [load_model(f) for f in folders]
+    first = models[0]
+    for f, m in zip(folders[1:], models[1:], strict=True):
+        for part in ("joint_set", "volume", "pose", "refine"):
+            if getattr(m.config, part) != getattr(first.config, part):
+                raise HandvoxError(
+                    f"{f}: its {part} differs from {folders[0]}'s; only models with the same "
+                    "networks can be averaged"
+                )
+    states = [_state(m.pose_net, m.refine_net) for m in models]
+    mean = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            mean[k] = (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+        else:  # batch-norm step counters
+            mean[k] = max(s[k] for s in states)
+    pose_net, refine_net = build_networks(first.config)
+    for prefix, net in (("pose", pose_net), ("refine", refine_net)):
+        if net is not None:
+            net.load_state_dict({k[len(prefix) + 1 :]: v for k, v in mean.items()
+                                 if k.startswith(prefix + ".")})  # fmt: skip
+    keep = ("epoch", "step", "best_val", "time_s", "command")
+    sources = [{"folder": str(f), **{k: m.meta[k] for k in keep if k in m.meta}}
+               for f, m in zip(folders, models, strict=True)]  # fmt: skip
+    meta = {**first.meta, "averaged_from": sources}
+    return save_model(out, first.config, pose_net, refine_net, meta)

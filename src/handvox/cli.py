@@ -172,6 +172,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
               f"{res.max_diff_mm:.2e} mm")  # fmt: skip
 
 
+def _cmd_average(args: argparse.Namespace) -> None:
+    from handvox.checkpoint import average_models
+
+    out = average_models(args.models, args.out)
+    print(f"wrote {out}: the mean of {len(args.models)} models' weights")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from handvox.bench import BenchSettings, format_markdown, run_bench, write_json
 
@@ -302,6 +309,14 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "average",
+        help="a model folder holding the mean of several models' weights (checkpoints of one run)",
+    )
+    p.add_argument("models", nargs="+", type=Path, help="model folders with the same networks")
+    p.add_argument("--out", required=True, type=Path, help="model folder to write")
+    p.set_defaults(func=_cmd_average)
 
     p = sub.add_parser("bench", help="time per stage and frames/s of the estimator")
     p.add_argument("--model", type=Path, help="model folder")
