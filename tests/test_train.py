@@ -177,6 +177,26 @@ def test_pose_run_continues_from_init(toy, tmp_path):
               tmp_path / "bad")  # fmt: skip
 
 
+def test_keep_checkpoints_then_average(toy, tmp_path):
+    """keep_checkpoints keeps the model of every validation; their average is a working model."""
+    from handvox.checkpoint import average_models
+
+    args = build_parser().parse_args(["train", "--data", f"synthetic:{toy}", "--out", "x",
+                                      "--keep-checkpoints"])  # fmt: skip
+    assert config_from_args(args)[0].keep_checkpoints
+    out = tmp_path / "run"
+    res = train(config(toy, epochs=2, keep_checkpoints=True), out)
+    kept = sorted((out / "checkpoints").iterdir())
+    assert [p.name for p in kept] == ["step0000000", "step0000015", f"step{res.step:07d}"]
+    assert _weights(kept[-1]).keys() == _weights(out / "last").keys()
+    for k, v in _weights(out / "last").items():
+        assert torch.equal(v, _weights(kept[-1])[k])
+    first, final = _weights(kept[0]), _weights(kept[-1])
+    assert any(not torch.equal(first[k], final[k]) for k in first)  # training moved them
+    average_models(kept[1:], tmp_path / "avg")
+    assert load_model(tmp_path / "avg").meta["averaged_from"][0]["step"] == 15
+
+
 def test_shipped_recipe_configs_chain():
     """configs/: the shipped model's recipe: the fine-tuning config starts from the base run's
     best checkpoint with the same networks and data (only the schedule and augmentation move)."""

@@ -242,6 +242,11 @@ def _add_train_command(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (500)")
     p.add_argument("--val-every", type=int, help="steps between extra validations (0)")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the model at every validation in OUT/checkpoints/ (for handvox average)",
+    )
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -26,6 +26,7 @@ Output folder::
                         each validation; a rerun with the same folder resumes from it
     log.csv, curves.png losses and validation errors (one row per validation)
     best/, last/        model folders (handvox.checkpoint): best validation error, latest
+    checkpoints/        with keep_checkpoints: the model at every validation, stepNNNNNNN/
     scan/               cached COMs and segmentation failures of every frame
     split.json          the training and validation frames of each source
 
@@ -108,6 +109,8 @@ class TrainConfig:
             init made its first epochs worse, toy data 16^3: 54 vs 33 mm after one epoch).
         checkpoint_every: steps between train-state checkpoints (also written at each
             validation); val_every: steps between validations besides each epoch's end (0: none).
+        keep_checkpoints: also keep the model at every validation, in
+            ``checkpoints/stepNNNNNNN/`` (for weight averaging: ``handvox average``).
         channels_last: channels-last 3D memory format on CPU (the same numbers, ~1.5x faster).
         total_steps: > 0: the run ends after this many optimiser steps (validated and saved
             there, even within an epoch) and a cosine schedule spans them; ``epochs`` still
@@ -147,6 +150,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 500
     val_every: int = 0
+    keep_checkpoints: bool = False
     weight_init: str = "prior"
     channels_last: bool = True
     amp: str = "none"
@@ -886,6 +890,8 @@ class _Trainer:
             if improved:
                 self._save_model("best")
             self._save_model("last")
+            if self.cfg.keep_checkpoints:
+                self._save_model(f"checkpoints/step{self.step:07d}")
             self._save_state()
             msg = ", ".join(f"{k} {v:.4g}" for k, v in res.items())
             from tqdm import tqdm
@@ -973,6 +979,8 @@ def config_from_args(args) -> tuple[TrainConfig, bool | None]:
         over["val_data"] = [DataSource.parse(s) for s in args.val_data]
     if args.no_augment:
         over["augment"] = AugmentConfig(enabled=False)
+    if getattr(args, "keep_checkpoints", False):
+        over["keep_checkpoints"] = True
     if args.quiet:
         over["progress"] = False
     d = {**base, **over}
