@@ -201,12 +201,17 @@ def test_shipped_recipe_configs_chain():
     """configs/: the shipped model's recipe: the fine-tuning config starts from the base run's
     best checkpoint with the same networks and data (only the schedule and augmentation move)."""
     root = Path(__file__).resolve().parents[1] / "configs"
-    base, ft = (TrainConfig.from_dict(json.loads((root / f).read_text()))
-                for f in ("default_model.json", "default_finetune.json"))  # fmt: skip
+    base, ft, swa = (TrainConfig.from_dict(json.loads((root / f).read_text()))
+                     for f in ("default_model.json", "default_finetune.json",
+                               "default_swa.json"))  # fmt: skip
     assert ft.init == "runs/default/best" and ft.mode == base.mode == "pose"
     assert ft.estimator.pose == base.estimator.pose and ft.estimator.volume == base.estimator.volume
     assert ft.data == base.data and ft.lr < base.lr
     assert ft.augment.label_centre_prob == 0 and ft.estimator.recentre == 0
+    # stage 3 continues stage 2 at a constant rate, keeping a model at each validation
+    assert swa.init == "runs/default-ft/last" and swa.keep_checkpoints
+    assert swa.lr_schedule == "constant" and swa.lr < ft.lr
+    assert (swa.estimator, swa.augment, swa.data) == (ft.estimator, ft.augment, ft.data)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
