@@ -6,7 +6,7 @@ Variants (the paper's "augmentation" is data synthesized by pose transfer, Sec. 
 
 * ``base``: pose net only; pose-sampler data (``handvox synth``); no online augmentation.
 * ``aug``: pose net only; pose-sampler + pose-transfer data (``handvox transfer``) and online
-  3D augmentation (rotation, scale, COM jitter: :class:`handvox.augment.AugmentConfig`).
+  3D augmentation (rotation, scale, COM jitter: :class:`handvox.train.augment.AugmentConfig`).
 * ``refine``: refinement net pre-trained on (raw, clean) TSDF pairs (mode ``refine``), then both
   nets fine-tuned together on the pose loss (mode ``finetune``); data and augmentation of base.
 * ``both``: ``refine`` with the data and augmentation of ``aug``.
@@ -15,10 +15,10 @@ One budget: every variant takes ``--steps`` optimiser steps at ``--batch-size`` 
 variants ``--refine-steps`` of them pre-training); each training stage runs Adam with a cosine
 schedule with linear warmup spanning exactly its steps. The model at the end of the budget
 (``last/``) is scored with the exact fp32 networks on the held-out protocol
-(:mod:`handvox.protocol`: a hand shape and seed never trained on; a frame without a hand found
+(:mod:`handvox.eval.protocol`: a hand shape and seed never trained on; a frame without a hand found
 counts as a failure).
 
-Resumable: each variant trains into ``OUT/<variant>/<stage>/`` with :func:`handvox.train.train`;
+Resumable: each variant trains into ``OUT/<variant>/<stage>/`` with :func:`handvox.train.trainer.train`;
 a rerun skips finished stages, resumes killed ones and reuses the test predictions. Outputs:
 ``OUT/report.md``, ``metrics.json``, ``curve.png``, ``per_joint.png``.
 
@@ -41,16 +41,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handvox.augment import AugmentConfig
 from handvox.errors import HandvoxError
-from handvox.estimator import HandPoseEstimator
-from handvox.evaluate import MethodResult, score
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.eval.files import MethodResult, score
+from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
+from handvox.eval.report import build_metrics, render_markdown, write_report
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-from handvox.protocol import failures_as_far, make_test_set, predict_dataset
-from handvox.report import build_metrics, render_markdown, write_report
-from handvox.train import STATE_NAME, TrainConfig, small_estimator, train
-from handvox.trainset import DataSource
+from handvox.train.augment import AugmentConfig
+from handvox.train.data import DataSource
+from handvox.train.trainer import STATE_NAME, TrainConfig, small_estimator, train
 
 JOINT_SET = "canonical21"
 PAPER_SIZE = 60
@@ -96,7 +96,7 @@ FIXED = ("sampler", "transfer", "steps", "refine_steps", "volume_size", "batch_s
 
 @dataclass(frozen=True)
 class Stage:
-    """One :func:`handvox.train.train` run of a variant: folder name, mode and steps."""
+    """One :func:`handvox.train.trainer.train` run of a variant: folder name, mode and steps."""
 
     name: str
     mode: str
@@ -272,7 +272,7 @@ def render_report(args, rows: list[dict], metrics: dict, ds: SyntheticDataset) -
         f"- Volume: {s}^3 voxels of {300 / s:g} mm (the paper's 300 mm cube), **reduced from the "
         f"paper's {PAPER_SIZE}^3 x 5 mm**: a CPU cannot afford the paper's refinement net at "
         f"{PAPER_SIZE}^3. Pose net: the paper's convolutions, FC layers of 1024; refinement "
-        "net: half the paper's channels (`handvox.train.small_estimator`).",
+        "net: half the paper's channels (`handvox.train.trainer.small_estimator`).",
         f"- Budget, the same for every variant: **{args.steps} optimiser steps** at batch "
         f"{args.batch_size}; the refinement variants spend {args.refine_steps} of them "
         "pre-training the refinement net on (raw, clean) TSDF pairs and the rest training both "

@@ -1,11 +1,11 @@
 """The paper's exact pose network against handvox's compact default, under one data set and one
-budget: both trained from scratch by :func:`handvox.train.train` with the same training config
+budget: both trained from scratch by :func:`handvox.train.trainer.train` with the same training config
 (data, batch, optimiser, schedule, augmentation, segmentation), only the estimator differs, then
-scored on the held-out test set and the validation set of :mod:`handvox.protocol`.
+scored on the held-out test set and the validation set of :mod:`handvox.eval.protocol`.
 
 * ``compact``: the estimator of ``--config`` (the shipped model's: 32^3 x 9.375 mm, 2.6 M
   parameters).
-* ``paper``: :func:`handvox.train.paper_estimator` (Table 3b at 60^3 x 5 mm, 59.6 M parameters)
+* ``paper``: :func:`handvox.train.trainer.paper_estimator` (Table 3b at 60^3 x 5 mm, 59.6 M parameters)
   with the config's segmentation.
 
 The budget is wall-clock time on the machine at hand, set as optimiser steps per network
@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handvox.checkpoint import build_networks
-from handvox.estimator import HandPoseEstimator
-from handvox.evaluate import MethodResult, score
+from handvox.estimator.networks import count_flops
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.weights import build_networks
+from handvox.eval.files import MethodResult, score
+from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
+from handvox.eval.report import build_metrics, render_markdown, write_report
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-from handvox.models import count_flops
-from handvox.protocol import failures_as_far, make_test_set, predict_dataset
-from handvox.report import build_metrics, render_markdown, write_report
-from handvox.train import STATE_NAME, TrainConfig, paper_estimator, train
-from handvox.trainset import DataSource
+from handvox.train.data import DataSource
+from handvox.train.trainer import STATE_NAME, TrainConfig, paper_estimator, train
 
 NAMES = ("compact", "paper")
 LABELS = {"compact": "handvox compact (default)", "paper": "paper's pose net (Table 3b)"}

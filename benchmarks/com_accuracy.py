@@ -1,4 +1,4 @@
-"""How close does depth-only segmentation put the hand centre? (handvox.segment)
+"""How close does depth-only segmentation put the hand centre? (handvox.estimator.segment)
 
 Three inputs:
 - analytic scenes (``synthetic_scene``): a hand of ellipsoids (palm, four fingers, thumb) with a
@@ -6,11 +6,11 @@ Three inputs:
   sensor artefacts (noise, dropped pixels, near speckles), NYU camera. The true centre is the
   mean of the hand's visible points, used only to score.
 - the real NYU frame in ../shared (scored against the mean of its 14 labelled joints).
-- ``--rendered N``: kinematic hands rendered by handvox.render with forearm, person, wall and
-  handvox.noise's Kinect noise (scored against the visible hand's mean and the joints' mean).
+- ``--rendered N``: kinematic hands rendered by handvox.synth.render with forearm, person, wall and
+  handvox.synth.noise's Kinect noise (scored against the visible hand's mean and the joints' mean).
 
 Run: ``.venv/bin/python benchmarks/com_accuracy.py [--scenes 200] [--rendered 100] [--seed 0]``;
-``--generator hand [--frames 300]`` scores handvox.synth_hand frames instead (seed 99 is the
+``--generator hand [--frames 300]`` scores handvox.synth.hand frames instead (seed 99 is the
 shipped model's held-out test set: measure on others). Prints the error distribution (mm) and
 the time per frame (one thread; the machine's load matters, so compare runs on the same
 machine).
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from handvox.camera import Camera, flip_y
+from handvox.estimator.segment import SegmentConfig, segment_hand
 from handvox.io.depth import read_depth
-from handvox.segment import SegmentConfig, segment_hand
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -275,13 +275,14 @@ def bench_nyu(config: SegmentConfig) -> None:
 
 
 def rendered_scene(rng: np.random.Generator, camera: Camera) -> tuple[Scene, np.ndarray]:
-    """A kinematic hand from handvox.render (random shape, joint angles uniform within their
-    limits, random orientation) with forearm, person, wall and handvox.noise's Kinect noise;
+    """A kinematic hand from handvox.synth.render (random shape, joint angles uniform within their
+    limits, random orientation) with forearm, person, wall and handvox.synth.noise's Kinect noise;
     also returns its ``(21, 3)`` joints."""
     import torch
     from scipy.spatial.transform import Rotation
 
-    from handvox import kinematics, noise, render, shapes
+    from handvox.hand import kinematics, shapes
+    from handvox.synth import noise, render
 
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     while True:  # the forearm (hand frame +y) must recede: the person is behind the hand
@@ -311,7 +312,7 @@ def rendered_scene(rng: np.random.Generator, camera: Camera) -> tuple[Scene, np.
 
 def bench_rendered(n: int, seed: int, config: SegmentConfig) -> None:
     try:
-        from handvox import render  # noqa: F401
+        from handvox.synth import render  # noqa: F401
     except ImportError as e:
         print(f"rendered hands skipped: {e}")
         return
@@ -345,14 +346,14 @@ def _distribution(name: str, errors: np.ndarray) -> None:
 
 
 def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
-    """handvox.synth_hand frames (forearm always, body and wall each half the time, forearm up to
+    """handvox.synth.hand frames (forearm always, body and wall each half the time, forearm up to
     40 deg towards the camera, NYU camera and noise), raw depth; scored against the mean of the
     21 canonical joints and the trainer's 300 mm cube. Also splits the error: the unshifted COM
     (``finger_shift_mm = ray_shift_mm = 0``) against the visible hand's mean (from the part
     image) is the segmentation's part; the visible hand's mean moved by the same shift as the COM,
     against the joints, is what remains with a perfect segmentation."""
-    from handvox.synth import frame_rng
-    from handvox.synth_hand import HAND_PARTS, HandSynthConfig, hand_frame_generator
+    from handvox.synth.hand import HAND_PARTS, HandSynthConfig, hand_frame_generator
+    from handvox.synth.job import frame_rng
 
     if seed == 99:
         print("note: seed 99 is the shipped model's held-out test set; tune on other seeds")
@@ -396,7 +397,7 @@ def main() -> None:
         "--generator",
         choices=["analytic", "hand"],
         default="analytic",
-        help="scene source: analytic scenes (+ rendered) or handvox.synth_hand",
+        help="scene source: analytic scenes (+ rendered) or handvox.synth.hand",
     )
     parser.add_argument("--frames", type=int, default=300, help="hand generator frames")
     args = parser.parse_args()

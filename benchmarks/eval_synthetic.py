@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from handvox.estimator import HandPoseEstimator
-from handvox.evaluate import score
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.eval.files import score
+from handvox.eval.protocol import failures_as_far, predict_dataset
+from handvox.eval.report import build_metrics, render_markdown, write_report
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-from handvox.protocol import failures_as_far, predict_dataset
-from handvox.report import build_metrics, render_markdown, write_report
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Forward-kinematics throughput on CPU (handvox.kinematics).
+"""Forward-kinematics throughput on CPU (handvox.hand.kinematics).
 
 Times ``forward_kinematics`` on a batch of random poses (one hand shape for all), forward only
 and forward + backward (gradient of all joints w.r.t. the pose, as inverse kinematics needs),
@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from handvox.kinematics import forward_kinematics, markers, random_pose
-from handvox.shapes import base_shape
+from handvox.hand.kinematics import forward_kinematics, markers, random_pose
+from handvox.hand.shapes import base_shape
 
 
 def best_time(fn, repeats: int, inner: int) -> float:

@@ -1,7 +1,7 @@
-"""Pose-transfer fidelity and speed of inverse kinematics on real labels (handvox.ik).
+"""Pose-transfer fidelity and speed of inverse kinematics on real labels (handvox.hand.ik).
 
 For the NYU (8,252 frames, 14 joints) and ICVL (1,596 frames, 16 joints) test labels in
-../shared/data: learn the subject model(s) from the labels (:func:`handvox.ik.fit_subjects`,
+../shared/data: learn the subject model(s) from the labels (:func:`handvox.hand.ik.fit_subjects`,
 300 evenly spaced frames per subject), solve every frame's 30-DOF pose, and report the residual
 ``|FK(IK(x)) - x|`` per joint and per frame (mean over the joints, and the worst joint), mean
 and 95th percentile, for the gradient solver (Levenberg-Marquardt) on all frames and the
@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from handvox.camera import Camera  # noqa: E402
-from handvox.ik import IKResult, fit_subjects, solve_ik_subjects  # noqa: E402
+from handvox.hand.ik import IKResult, fit_subjects, solve_ik_subjects  # noqa: E402
+from handvox.hand.kinematics import DOF_NAMES, pose_limits  # noqa: E402
 from handvox.joints import get_joint_set  # noqa: E402
-from handvox.kinematics import DOF_NAMES, pose_limits  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATASETS = {

@@ -3,7 +3,7 @@
 Scores every combination of the segmentation's centre shifts (``finger_shift_mm`` /
 ``ray_shift_mm`` at their defaults, or 0), re-centring passes (0, 1), sets of test-time
 rotations (``--rotations``) and of test-time scales (``--scales``) on the protocol's validation set
-(:func:`handvox.protocol.make_test_set` with ``validation=True``: seed 98, the training
+(:func:`handvox.eval.protocol.make_test_set` with ``validation=True``: seed 98, the training
 shapes), and prints the table the model card quotes. The shipped model's ``config.json``
 takes the row with the lowest mean joint error.
 
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from handvox.checkpoint import load_model
-from handvox.estimator import HandPoseEstimator
-from handvox.evaluate import score
-from handvox.protocol import failures_as_far, make_test_set, predict_dataset
-from handvox.segment import SegmentConfig
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.segment import SegmentConfig
+from handvox.estimator.weights import load_model
+from handvox.eval.files import score
+from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/mesh_speed.py [--frames 200] [--repeats 5] [--backend numba]
 
-The default capsule-hand mesh (:func:`handvox.mesh.mesh_from_capsules` on
-:func:`handvox.mesh.example_hand`) is posed by a different random flexion per frame and rendered
+The default capsule-hand mesh (:func:`handvox.synth.mesh.mesh_from_capsules` on
+:func:`handvox.synth.mesh.example_hand`) is posed by a different random flexion per frame and rendered
 with the NYU camera. Prints vertex and face counts, then frames/s for skinning alone,
 rasterisation alone and both; best and median of ``--repeats`` runs, because the machine may be
 shared. Single-threaded throughout (the numba rasteriser is serial; BLAS is pinned to one
@@ -25,8 +25,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from handvox import mesh as hm  # noqa: E402
 from handvox.camera import Camera  # noqa: E402
+from handvox.synth import mesh as hm  # noqa: E402
 
 
 def random_poses(mesh: hm.RiggedMesh, n: int, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/model_speed.py [--threads 2] [--repeats 10] [--skip-refine]
 
 For each net and batch size (1, 8): frames/s, ms a batch and achieved GFLOP/s (FLOPs = 2 x MACs
-of conv and linear layers, from handvox.models.count_flops). For the pose net, whose first FC
+of conv and linear layers, from handvox.estimator.networks.count_flops). For the pose net, whose first FC
 layer holds 27000 x 2048 = 55M weights (221 MB in fp32, read once per forward: memory-bound at
 batch 1), it also times remedies and prints each one's largest deviation from fp32:
 
@@ -12,7 +12,7 @@ batch 1), it also times remedies and prints each one's largest deviation from fp
 * bf16: weights and input in bfloat16 (half the bytes; native on AVX512-BF16 / AMX CPUs)
 * int8-linear: ``torch.ao.quantization.quantize_dynamic`` of the Linear layers (a quarter of the
   bytes; convs stay fp32)
-* and combinations; all built by :func:`handvox.models.for_cpu_inference`.
+* and combinations; all built by :func:`handvox.estimator.networks.for_cpu_inference`.
 
 The refinement net is timed in fp32, channels_last_3d and bf16+channels_last.
 
@@ -28,7 +28,13 @@ import time
 import torch
 from torch import nn
 
-from handvox.models import PoseNet, RefineNet, count_flops, for_cpu_inference, layer_table
+from handvox.estimator.networks import (
+    PoseNet,
+    RefineNet,
+    count_flops,
+    for_cpu_inference,
+    layer_table,
+)
 
 POSE_VARIANTS = [
     "fp32",

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from handvox.camera import Camera
-from handvox.noise import NoiseConfig, add_sensor_noise
+from handvox.synth.noise import NoiseConfig, add_sensor_noise
 
 
 def hand_blob(camera: Camera, wall_mm: float | None) -> np.ndarray:

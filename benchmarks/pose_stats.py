@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from handvox.camera import Camera
-from handvox.kinematics import DOF_NAMES, forward_kinematics
-from handvox.poses import sample_poses
-from handvox.shapes import base_shape
+from handvox.hand.kinematics import DOF_NAMES, forward_kinematics
+from handvox.hand.poses import sample_poses
+from handvox.hand.shapes import base_shape
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Frames per second of handvox.render's exact depth renderer.
+"""Frames per second of handvox.synth.render's exact depth renderer.
 
 Renders a set of random hand poses (an open hand, randomly rotated, 400-600 mm from the camera)
 at 640x480 (NYU) and 320x240 (ICVL), forearm off and on, with each backend: numba in the calling
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from handvox.camera import Camera
-from handvox.render import available_backends, hand_primitives, render_depth
+from handvox.synth.render import available_backends, hand_primitives, render_depth
 
 
 def open_hand() -> np.ndarray:

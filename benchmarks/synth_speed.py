@@ -3,11 +3,11 @@
 Scenes: ``hand``: hand and forearm only; ``body+wall``: with a person behind the hand and a wall
 (at the default 1.3-2.8 m, so part of the time beyond the NYU preset's 2 m range, as in NYU's
 own frames); ``near wall``: body and a wall at 1.2-1.8 m (every pixel of the frame measured, the
-noise model's worst case); ``default``: :class:`handvox.synth_hand.HandSynthConfig`'s defaults.
+noise model's worst case); ``default``: :class:`handvox.synth.hand.HandSynthConfig`'s defaults.
 
 Stages (CPU ms a frame, measured in one process with one thread, as a worker runs):
 pose+FK (shape and pose sampling, kinematics, markers, the in-view check), render (primitives,
-ray casting, wall, part image), noise (:func:`handvox.noise.add_sensor_noise`), write (encoding
+ray casting, wall, part image), noise (:func:`handvox.synth.noise.add_sensor_noise`), write (encoding
 the frame: crop, uint16, zlib; then the chunk's files). End to end: ``synthesize`` with
 ``--workers`` processes, as ``handvox synth`` runs it, timed wall-clock and by the CPU time of
 all its processes. CPU time is the robust figure on a shared machine: "idle cores f/s" is what
@@ -32,8 +32,15 @@ from pathlib import Path
 
 import torch
 
-from handvox import synth
-from handvox.synth import (
+from handvox.synth import job as synth
+from handvox.synth.hand import (
+    HandSynthConfig,
+    add_noise,
+    hand_frame_generator,
+    make_frame,
+    render_hand_scene,
+)
+from handvox.synth.job import (
     _keep_freed_memory,
     _schema,
     _write_chunk,
@@ -41,13 +48,6 @@ from handvox.synth import (
     frame_rng,
     make_generator,
     synthesize,
-)
-from handvox.synth_hand import (
-    HandSynthConfig,
-    add_noise,
-    hand_frame_generator,
-    make_frame,
-    render_hand_scene,
 )
 
 SCENES = {

@@ -1,7 +1,7 @@
 """Time writing synthetic 640x480 frames (raw + clean) in handvox's format and the alternatives.
 
-Frames are made beforehand (generation is not timed): :func:`handvox.synth.toy_frame` hands with
-Kinect-like noise from :mod:`handvox.noise` (the toy's own noise where that is unavailable), in
+Frames are made beforehand (generation is not timed): :func:`handvox.synth.job.toy_frame` hands with
+Kinect-like noise from :mod:`handvox.synth.noise` (the toy's own noise where that is unavailable), in
 two scenes: the hand alone, and the hand in front of a wall (every pixel valid, nothing to crop).
 Timed per frame (CPU ms, median over chunks of 32): conversion to the stored form, encoding
 and writing the files (to the page cache; nothing is fsynced). Also timed: decoding one frame
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from handvox import synth
 from handvox.camera import Camera
 from handvox.io.synthetic import SyntheticDataset
-from handvox.synth import (
+from handvox.synth import job as synth
+from handvox.synth.job import (
     DEPTH_ENCODING,
     SynthFrame,
     _meta,
@@ -63,7 +63,7 @@ class ChunkTimer:
 
 def make_frames(camera: Camera, n: int, wall_mm: float | None) -> list[SynthFrame]:
     try:
-        from handvox.noise import add_sensor_noise
+        from handvox.synth.noise import add_sensor_noise
     except ImportError:
         add_sensor_noise = None
     frames = []

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handvox.estimator import HandPoseEstimator
-from handvox.protocol import failures_as_far, make_test_set, predict_dataset
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 
 
 def main() -> None:

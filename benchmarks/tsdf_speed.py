@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from handvox.camera import Camera
-from handvox.tsdf import VolumeConfig, projective_tsdf
+from handvox.estimator.volume import VolumeConfig, projective_tsdf
 
 SHARED_FRAME = Path(__file__).resolve().parents[2] / "shared/data/nyu/depth_1_0000001.png"
 

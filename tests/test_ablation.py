@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from handvox.camera import Camera
-from handvox.checkpoint import load_model
 from handvox.errors import HandvoxError
-from handvox.protocol import TRAIN_SHAPES
-from handvox.synth import make_generator, synthesize
-from handvox.synth_hand import HandSynthConfig
-from handvox.transfer import run_transfer
+from handvox.estimator.weights import load_model
+from handvox.eval.protocol import TRAIN_SHAPES
+from handvox.synth.hand import HandSynthConfig
+from handvox.synth.job import make_generator, synthesize
+from handvox.synth.transfer import run_transfer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 VARIANTS = ("base", "aug", "refine", "both")

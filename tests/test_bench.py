@@ -6,11 +6,11 @@ import json
 
 import torch
 
-from handvox.bench import STAGES, format_markdown, measure_peak
-from handvox.checkpoint import EstimatorConfig, build_networks, save_model
-from handvox.cli import main
-from handvox.models import PoseNetConfig, RefineNetConfig
-from handvox.tsdf import VolumeConfig
+from handvox.cli.bench import STAGES, format_markdown, measure_peak
+from handvox.cli.main import main
+from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
+from handvox.estimator.volume import VolumeConfig
+from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
 
 
 def test_bench_cli_writes_all_stages(tmp_path, capsys):

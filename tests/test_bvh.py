@@ -3,7 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from handvox.bvh import (
+from handvox.errors import DataError
+from handvox.hand.bvh import (
     BVH,
     BVHJoint,
     bvh_positions,
@@ -15,7 +16,6 @@ from handvox.bvh import (
     read_bvh,
     write_bvh,
 )
-from handvox.errors import DataError
 
 ROOT_CHANNELS = ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation")
 ORDERS = ("ZXY", "XYZ", "YZX", "ZYX", "XZY", "YXZ")

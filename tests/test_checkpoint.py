@@ -3,10 +3,16 @@ import json
 import pytest
 import torch
 
-from handvox.checkpoint import EstimatorConfig, build_networks, load_model, read_config, save_model
 from handvox.errors import DataError
-from handvox.models import PoseNetConfig, RefineNetConfig
-from handvox.tsdf import VolumeConfig
+from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
+from handvox.estimator.volume import VolumeConfig
+from handvox.estimator.weights import (
+    EstimatorConfig,
+    build_networks,
+    load_model,
+    read_config,
+    save_model,
+)
 
 
 def small_config(refine: bool) -> EstimatorConfig:
@@ -70,9 +76,9 @@ def test_mismatched_sizes_rejected():
 def test_average_models_is_the_mean_of_the_weights(tmp_path):
     import dataclasses
 
-    from handvox.checkpoint import average_models
-    from handvox.cli import main
+    from handvox.cli.main import main
     from handvox.errors import HandvoxError
+    from handvox.estimator.weights import average_models
 
     cfg = small_config(True)
     cfg = dataclasses.replace(cfg, pose=dataclasses.replace(cfg.pose, batch_norm=True))

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from handvox import demo
-from handvox.checkpoint import EstimatorConfig, build_networks, save_model
-from handvox.models import PoseNetConfig
-from handvox.tsdf import VolumeConfig
+from handvox.cli import demo
+from handvox.estimator.networks import PoseNetConfig
+from handvox.estimator.volume import VolumeConfig
+from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,8 @@ def test_demo_writes_the_report(shared, tiny_model, tmp_path, monkeypatch, capsy
     assert w > h > 0  # 3 rows (best, median, worst) of 4
 
     # the test set is the protocol's: seed and held-out shape
+    from handvox.eval.protocol import TEST_SEED, TEST_SHAPES
     from handvox.io.synthetic import SyntheticDataset
-    from handvox.protocol import TEST_SEED, TEST_SHAPES
 
     ds = SyntheticDataset(out / "testset", load_clean=False)
     assert ds.meta["seed"] == TEST_SEED and len(ds) == 12
@@ -89,7 +89,7 @@ def test_demo_without_shared_says_so(tiny_model, tmp_path, monkeypatch, capsys):
 
 
 def test_validation_and_test_sets_are_disjoint_by_seed_and_shape(tmp_path):
-    from handvox.protocol import (
+    from handvox.eval.protocol import (
         TEST_SEED,
         TEST_SHAPES,
         TRAIN_SHAPES,

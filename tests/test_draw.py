@@ -10,8 +10,12 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from handvox.camera import Camera
-from handvox.cli import main
-from handvox.draw import (
+from handvox.cli.main import main
+from handvox.errors import DataError
+from handvox.io.depth import read_depth
+from handvox.io.labels import write_labels
+from handvox.joints import GROUP_COLORS, NYU14
+from handvox.viz.draw import (
     hand_crop_box,
     joints_to_uvd,
     render_frame,
@@ -19,10 +23,6 @@ from handvox.draw import (
     save_png,
     show_file,
 )
-from handvox.errors import DataError
-from handvox.io.depth import read_depth
-from handvox.io.labels import write_labels
-from handvox.joints import GROUP_COLORS, NYU14
 
 NYU = Camera.preset("nyu")
 

@@ -1,4 +1,4 @@
-"""handvox.evaluate / handvox.report: metrics, reproduction of the community scorer, outputs."""
+"""handvox.eval.files / handvox.eval.report: metrics, reproduction of the community scorer, outputs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from handvox.camera import Camera, flip_y
-from handvox.cli import main
+from handvox.cli.main import main
 from handvox.errors import DataError, HandvoxError
-from handvox.evaluate import (
+from handvox.eval.files import (
     CURVE_THRESHOLDS_MM,
     evaluate_files,
     fraction_within,
@@ -21,8 +21,8 @@ from handvox.evaluate import (
     per_joint_error,
     score,
 )
+from handvox.eval.report import joint_label
 from handvox.io.labels import read_labels, write_labels
-from handvox.report import joint_label
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -299,7 +299,7 @@ def test_synthetic_dataset_folder_as_ground_truth(tmp_path, capsys):
     # `handvox evaluate --dataset synthetic --gt DIR`: the folder's camera and canonical-21
     # labels; a uvd prediction 4 mm off along x scores 4 mm.
     from handvox.io.synthetic import SyntheticDataset
-    from handvox.synth import make_generator, synthesize
+    from handvox.synth.job import make_generator, synthesize
 
     cam = Camera(300.0, 300.0, 80.0, 60.0, 160, 120)
     gen, info = make_generator("toy", cam)

@@ -1,4 +1,4 @@
-"""ONNX export of refinement + pose (handvox.export): ONNX Runtime matches torch."""
+"""ONNX export of refinement + pose (handvox.estimator.export): ONNX Runtime matches torch."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.bench import synthetic_frame
 from handvox.camera import Camera
-from handvox.checkpoint import EstimatorConfig, build_networks, save_model
-from handvox.cli import main
-from handvox.estimator import HandPoseEstimator
-from handvox.models import PoseNetConfig, RefineNetConfig
-from handvox.tsdf import VolumeConfig
+from handvox.cli.bench import synthetic_frame
+from handvox.cli.main import main
+from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.volume import VolumeConfig
+from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from handvox.export import export_onnx, run_onnx  # noqa: E402
+from handvox.estimator.export import export_onnx, run_onnx  # noqa: E402
 
 NYU = Camera.preset("nyu")
 

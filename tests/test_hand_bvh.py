@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.bvh import BVH, bvh_positions, decode_motion, read_bvh, write_bvh
-from handvox.hand_bvh import (
+from handvox.hand.bvh import BVH, bvh_positions, decode_motion, read_bvh, write_bvh
+from handvox.hand.hand_bvh import (
     BVH_NAMES,
     bones_from_bvh,
     bvh_offsets,
@@ -12,9 +12,9 @@ from handvox.hand_bvh import (
     hand_to_bvh,
     retarget,
 )
+from handvox.hand.kinematics import HandBones, forward_kinematics, random_pose, zero_pose
+from handvox.hand.shapes import SHAPE_NAMES, base_shape, sample_shape
 from handvox.joints import CANONICAL21
-from handvox.kinematics import HandBones, forward_kinematics, random_pose, zero_pose
-from handvox.shapes import SHAPE_NAMES, base_shape, sample_shape
 
 F64 = torch.float64
 

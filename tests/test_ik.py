@@ -1,4 +1,4 @@
-"""Inverse kinematics (handvox.ik): synthetic round trips, limits, real NYU labels, PSO, errors."""
+"""Inverse kinematics (handvox.hand.ik): synthetic round trips, limits, real NYU labels, PSO, errors."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from handvox import ik
 from handvox.camera import Camera
 from handvox.errors import DataError
-from handvox.joints import CANONICAL21
-from handvox.kinematics import (
-    axis_angle_to_matrix,
+from handvox.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from handvox.hand import ik
+from handvox.hand.kinematics import (
     forward_kinematics,
     get_marker_set,
     markers,
     pose_limits,
     random_pose,
 )
-from handvox.shapes import base_shape, sample_shape
+from handvox.hand.shapes import base_shape, sample_shape
+from handvox.joints import CANONICAL21
 
 F64 = torch.float64
 SETS = ["nyu14", "icvl16", "msra21", "canonical21"]
@@ -58,7 +58,7 @@ def test_matrix_to_axis_angle_matches_scipy():
     # include the awkward angles: none, tiny, and close to pi
     rv[:3] = [[0, 0, 0], [1e-9, 0, 0], [0, math.pi - 1e-7, 0]]
     mats = torch.tensor(Rotation.from_rotvec(rv).as_matrix())
-    got = ik.matrix_to_axis_angle(mats)
+    got = matrix_to_axis_angle(mats)
     assert torch.allclose(axis_angle_to_matrix(got), mats, atol=1e-9)
     assert float(got.norm(dim=-1).max()) <= math.pi + 1e-9
 

@@ -1,4 +1,4 @@
-"""Kinematic hand (handvox.kinematics) and hand shapes (handvox.shapes)."""
+"""Kinematic hand (handvox.hand.kinematics) and hand shapes (handvox.hand.shapes)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from handvox.camera import Camera
-from handvox.joints import CANONICAL21, FINGERS, ICVL16, MSRA21, NYU14, convert_joints
-from handvox.kinematics import (
+from handvox.geometry import axis_angle_to_matrix
+from handvox.hand.kinematics import (
     DOF_NAMES,
     LIMITS_DEG,
     MARKER_SETS,
     NUM_DOF,
     HandBones,
-    axis_angle_to_matrix,
     clamp_to_limits,
     dof_index,
     forward_kinematics,
@@ -27,7 +26,7 @@ from handvox.kinematics import (
     random_pose,
     zero_pose,
 )
-from handvox.shapes import (
+from handvox.hand.shapes import (
     BASE_SHAPES,
     SHAPE_NAMES,
     base_shape,
@@ -37,6 +36,7 @@ from handvox.shapes import (
     measure,
     sample_shape,
 )
+from handvox.joints import CANONICAL21, FINGERS, ICVL16, MSRA21, NYU14, convert_joints
 
 F64 = torch.float64
 CHAIN_BONES = [(1 + 4 * c + k, 2 + 4 * c + k) for c in range(5) for k in range(3)]

@@ -11,9 +11,9 @@ from scipy.ndimage import binary_fill_holes
 from scipy.spatial import Delaunay
 from scipy.spatial.transform import Rotation
 
-from handvox import mesh as hm
 from handvox.camera import Camera
 from handvox.errors import DataError
+from handvox.synth import mesh as hm
 
 CAM = Camera.preset("nyu")
 BACKENDS = hm.available_backends()

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.models import (
+from handvox.estimator.networks import (
     PoseNet,
     PoseNetConfig,
     RefineNet,
     RefineNetConfig,
     count_flops,
     for_cpu_inference,
-    joints_to_target,
     layer_table,
-    target_to_joints,
 )
 
 
@@ -167,19 +165,6 @@ def test_pose_net_trains_one_step():
     torch.testing.assert_close(net(x), net(x))
 
 
-def test_target_round_trip():
-    rng = np.random.default_rng(0)
-    com = rng.normal(0, 100, (5, 3)) + [0, 0, 700]
-    xyz = com[:, None] + rng.normal(0, 60, (5, 14, 3))
-    target = joints_to_target(xyz, com)
-    np.testing.assert_allclose(target * 150, xyz - com[:, None])
-    np.testing.assert_allclose(target_to_joints(target, com), xyz)
-    t = joints_to_target(
-        torch.from_numpy(xyz), torch.from_numpy(com), PoseNetConfig(target_scale_mm=75)
-    )
-    np.testing.assert_allclose(t.numpy(), 2 * target)
-
-
 def test_layer_table_leaves_model_untouched():
     net = PoseNet(PoseNetConfig(input_size=16, kernel=3, fc=(8,)))
     before = [p.clone() for p in net.parameters()]
@@ -213,7 +198,7 @@ def test_for_cpu_inference_variants_agree_with_fp32():
 
 
 def test_pose_net_levels_with_several_convs_and_batch_norm():
-    from handvox.models import PoseNet, PoseNetConfig
+    from handvox.estimator.networks import PoseNet, PoseNetConfig
 
     cfg = PoseNetConfig(input_size=32, channels=((16,), (32, 32), (64,)), kernel=3,
                         batch_norm=True, fc=(128,), num_joints=21)  # fmt: skip

@@ -10,7 +10,7 @@ from PIL import Image
 from scipy import ndimage
 
 from handvox.camera import Camera
-from handvox.noise import (
+from handvox.synth.noise import (
     NoiseConfig,
     add_sensor_noise,
     axial_sigma,
@@ -404,7 +404,7 @@ def test_noise_on_smoothed_real_frame_looks_like_the_real_frame(shared):
 
 
 def test_edge_distance_kernel_is_a_capped_chessboard_distance():
-    from handvox.noise import _edge_distance_kernel
+    from handvox.synth.noise import _edge_distance_kernel
 
     z = scene()
     z[:60, :200] = 0  # background, at the image border too
@@ -427,7 +427,7 @@ def test_edge_distance_kernel_is_a_capped_chessboard_distance():
 
 
 def test_banded_field_matches_the_dense_sum_and_has_unit_variance():
-    from handvox.noise import _smooth_field
+    from handvox.synth.noise import _smooth_field
 
     h, w, scale = 90, 130, 10.0
     field = _smooth_field(np.random.default_rng(4), h, w, scale)
@@ -448,7 +448,7 @@ def test_banded_field_matches_the_dense_sum_and_has_unit_variance():
 
 
 def test_hole_centres_are_the_drawn_valid_pixels():
-    from handvox.noise import _nth_unset, _unset_per_row
+    from handvox.synth.noise import _nth_unset, _unset_per_row
 
     mask = np.random.default_rng(0).random((37, 53)) < 0.7
     mask[5] = True  # a row without any candidate
@@ -461,7 +461,7 @@ def test_hole_centres_are_the_drawn_valid_pixels():
 
 
 def test_valid_box_and_crop_match_numpy():
-    from handvox.noise import _crop_kernel, _valid_box
+    from handvox.synth.noise import _crop_kernel, _valid_box
 
     clean = scene()
     clean[:, :100] = np.nan

@@ -5,15 +5,15 @@ import pytest
 import torch
 
 from handvox.camera import Camera
-from handvox.kinematics import (
+from handvox.geometry import axis_angle_to_matrix
+from handvox.hand.kinematics import (
     DOF_NAMES,
     LIMITS_DEG,
-    axis_angle_to_matrix,
     clamp_to_limits,
     forward_kinematics,
     random_pose,
 )
-from handvox.poses import (
+from handvox.hand.poses import (
     ARTICULATION_NAMES,
     COMPONENTS,
     GESTURE_NAMES,
@@ -30,7 +30,7 @@ from handvox.poses import (
     sample_poses,
     self_overlap,
 )
-from handvox.shapes import base_shape, sample_shape
+from handvox.hand.shapes import base_shape, sample_shape
 
 F64 = torch.float64
 TIPS = [4, 8, 12, 16, 20]

@@ -1,4 +1,4 @@
-"""`handvox predict` over files, folders and datasets (handvox.predict, handvox.cli)."""
+"""`handvox predict` over files, folders and datasets (handvox.cli.predict, handvox.cli.main)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from handvox.bench import synthetic_frame
 from handvox.camera import Camera
-from handvox.checkpoint import EstimatorConfig, build_networks, save_model
-from handvox.cli import main
+from handvox.cli.bench import synthetic_frame
+from handvox.cli.main import main
 from handvox.errors import HandvoxError
-from handvox.estimator import HandPoseEstimator
+from handvox.estimator.networks import PoseNetConfig
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.volume import VolumeConfig
+from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
 from handvox.io.depth import write_nyu_depth, write_png16
 from handvox.io.labels import read_labels
-from handvox.models import PoseNetConfig
-from handvox.tsdf import VolumeConfig
 
 NYU = Camera.preset("nyu")
 
@@ -120,7 +120,7 @@ def test_wrong_size_for_camera_is_named(tmp_path, model_dir, mixed_folder, capsy
 
 
 def test_synthetic_dataset_and_joint_set_conversion(tmp_path, model_dir, capsys):
-    from handvox.synth import make_generator, synthesize
+    from handvox.synth.job import make_generator, synthesize
 
     cam = Camera.preset("icvl")
     generator, info = make_generator("hand", cam)
@@ -167,15 +167,15 @@ def test_no_inputs_no_hand_and_no_default_model(tmp_path, capsys, monkeypatch):
     assert frame["found"] is False and "no hand found" in frame["reason"]
     assert frame["joints_xyz"] is None
     # without a shipped model the error says what to do
-    import handvox.estimator
+    import handvox.estimator.pipeline
 
-    monkeypatch.setattr(handvox.estimator, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    monkeypatch.setattr(handvox.estimator.pipeline, "DEFAULT_MODEL_DIR", tmp_path / "none")
     assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o2")]) == 2
     assert "no trained model" in capsys.readouterr().err
 
 
 def test_dataset_specs_take_reader_options():
-    from handvox.predict import parse_dataset
+    from handvox.cli.predict import parse_dataset
 
     assert parse_dataset("nyu:/d/nyu?kinect=2&split=train") == (
         "nyu",

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from handvox.camera import Camera
-from handvox.render import (
+from handvox.synth.render import (
     BACKGROUND,
     BODY,
     INDEX,

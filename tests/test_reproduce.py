@@ -26,13 +26,13 @@ import scipy.io
 from PIL import Image
 
 from handvox.camera import Camera, flip_y
-from handvox.checkpoint import load_model
-from handvox.cli import build_parser, main
+from handvox.cli.main import build_parser, main
+from handvox.estimator.weights import load_model
 from handvox.io.depth import write_nyu_depth, write_png16
 from handvox.io.labels import read_labels, write_labels
 from handvox.joints import NYU14_FROM_NYU36, NYU36
-from handvox.synth import frame_rng, make_generator
-from handvox.synth_hand import HandSynthConfig
+from handvox.synth.hand import HandSynthConfig
+from handvox.synth.job import frame_rng, make_generator
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproduce.md"
 # The only additions to the doc's commands: CPU-sized, a handful of steps.

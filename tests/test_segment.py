@@ -1,4 +1,4 @@
-"""Hand segmentation and centre of mass from depth alone (handvox.segment)."""
+"""Hand segmentation and centre of mass from depth alone (handvox.estimator.segment)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from handvox.camera import Camera, flip_y
 from handvox.errors import DataError
+from handvox.estimator.segment import Segmentation, SegmentConfig, segment_batch, segment_hand
 from handvox.io.depth import read_depth
-from handvox.segment import Segmentation, SegmentConfig, segment_batch, segment_hand
 
 NYU = Camera.preset("nyu")
 # The analytic scenes' truth is the visible hand's mean (they have no joints): no shifts.
@@ -228,9 +228,9 @@ def test_real_hands17_frame(shared):
 
 @pytest.fixture(scope="module")
 def hand_frames():
-    """handvox.synth_hand frames (seed 0, not the held-out 99) with their default COMs."""
-    from handvox.synth import frame_rng
-    from handvox.synth_hand import HandSynthConfig, hand_frame_generator
+    """handvox.synth.hand frames (seed 0, not the held-out 99) with their default COMs."""
+    from handvox.synth.hand import HandSynthConfig, hand_frame_generator
+    from handvox.synth.job import frame_rng
 
     make = hand_frame_generator(HandSynthConfig.for_camera(NYU))
     frames = [make(i, frame_rng(0, i)) for i in range(60)]
@@ -248,7 +248,7 @@ def _errors(frames, segs, pick=lambda frame: True) -> np.ndarray:
 
 
 def _part(frame, name: str) -> np.ndarray:
-    from handvox.synth_hand import HAND_PARTS
+    from handvox.synth.hand import HAND_PARTS
 
     part = frame.extra["part"]
     if name == "hand":

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handvox import synth
 from handvox.camera import Camera
-from handvox.cli import main
+from handvox.cli.main import main
 from handvox.errors import DataError
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import convert_joints
-from handvox.synth import (
+from handvox.synth import job as synth
+from handvox.synth.job import (
     TOY_VERSION,
     SynthFrame,
     crop_box,
@@ -190,7 +190,7 @@ def test_image_codec_row_delta_and_crop_box():
 
 
 def test_depth_quantisation_rounds_like_numpy():
-    from handvox.synth import _to_uint
+    from handvox.synth.job import _to_uint
 
     rng = np.random.default_rng(1)
     depth = (rng.random((60, 80)) * 4000).astype(np.float32)
@@ -240,7 +240,7 @@ def test_worker_processes_write_the_same_frames(tmp_path):
 _KILLED_JOB = """
 import sys, time
 from handvox.camera import Camera
-from handvox.synth import TOY_VERSION, synthesize, toy_frame
+from handvox.synth.job import TOY_VERSION, synthesize, toy_frame
 
 CAM = Camera(150.0, 150.0, 80.0, 60.0, 160, 120)
 

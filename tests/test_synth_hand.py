@@ -13,13 +13,11 @@ from PIL import Image
 from scipy import ndimage
 
 from handvox.camera import Camera
-from handvox.cli import main
+from handvox.cli.main import main
+from handvox.hand.kinematics import forward_kinematics, pose_limits
+from handvox.hand.shapes import SHAPE_NAMES
 from handvox.io.synthetic import SyntheticDataset
-from handvox.kinematics import forward_kinematics, pose_limits
-from handvox.render import PART_NAMES
-from handvox.shapes import SHAPE_NAMES
-from handvox.synth import frame_rng, make_generator
-from handvox.synth_hand import (
+from handvox.synth.hand import (
     HAND_PARTS,
     MARKER_SETS,
     SCENE_FLAGS,
@@ -28,6 +26,8 @@ from handvox.synth_hand import (
     hand_frame_generator,
     in_view,
 )
+from handvox.synth.job import frame_rng, make_generator
+from handvox.synth.render import PART_NAMES
 
 NYU = Camera.preset("nyu")
 CANON_PALM = [0, 5, 9, 13, 17]  # wrist and the finger MCPs

@@ -19,16 +19,16 @@ import torch
 from safetensors.torch import load_file
 
 from handvox.camera import Camera
-from handvox.checkpoint import EstimatorConfig, load_model
-from handvox.cli import build_parser
+from handvox.cli.main import build_parser
 from handvox.errors import HandvoxError
+from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
+from handvox.estimator.segment import segment_hand
+from handvox.estimator.volume import VolumeConfig, decode_joints, projective_tsdf
+from handvox.estimator.weights import EstimatorConfig, load_model
 from handvox.io.synthetic import SyntheticDataset
-from handvox.models import PoseNetConfig, RefineNetConfig, target_to_joints
-from handvox.segment import segment_hand
-from handvox.synth import make_generator, synthesize
-from handvox.train import LOG_FIELDS, TrainConfig, config_from_args, train
-from handvox.trainset import DataSource, epoch_plan, split_frames
-from handvox.tsdf import VolumeConfig, projective_tsdf
+from handvox.synth.job import make_generator, synthesize
+from handvox.train.data import DataSource, epoch_plan, split_frames
+from handvox.train.trainer import LOG_FIELDS, TrainConfig, config_from_args, train
 
 # A quarter-size NYU camera keeps images, segmentation and TSDFs cheap.
 CAMERA = Camera.from_string("147,147,80,60,160,120")
@@ -106,7 +106,7 @@ def test_training_learns_and_writes_a_loadable_model(toy, tmp_path):
         vol = projective_tsdf(torch.from_numpy(rec.depth)[None], com, CAMERA, est.config.volume,
                               torch.from_numpy(seg.mask)[None])  # fmt: skip
         with torch.no_grad():
-            xyz = target_to_joints(est.pose_net(vol).double(), com, est.config.pose)
+            xyz = decode_joints(est.pose_net(vol), com, est.config.pose.target_scale_mm)
         errs.append(np.linalg.norm(xyz[0].numpy() - rec.joints_xyz, axis=-1))
     assert np.mean(errs) == pytest.approx(best, rel=1e-5)
 
@@ -179,7 +179,7 @@ def test_pose_run_continues_from_init(toy, tmp_path):
 
 def test_keep_checkpoints_then_average(toy, tmp_path):
     """keep_checkpoints keeps the model of every validation; their average is a working model."""
-    from handvox.checkpoint import average_models
+    from handvox.estimator.weights import average_models
 
     args = build_parser().parse_args(["train", "--data", f"synthetic:{toy}", "--out", "x",
                                       "--keep-checkpoints"])  # fmt: skip
@@ -337,7 +337,7 @@ def test_scan_keeps_the_segmentation_masks(toy, tmp_path):
     res = train(config(toy, epochs=0), tmp_path / "run")
     assert res.finished
     (scan_file,) = (tmp_path / "run" / "scan").glob("*.npz")
-    from handvox.trainset import Scan
+    from handvox.train.data import Scan
 
     with np.load(scan_file) as z:
         scan = Scan(**{k: z[k] for k in z.files})
@@ -350,9 +350,9 @@ def test_scan_keeps_the_segmentation_masks(toy, tmp_path):
 
 
 def test_label_centred_samples_and_bf16_autocast(toy, tmp_path):
-    from handvox.augment import AugmentConfig
-    from handvox.train import _Dist
-    from handvox.trainset import Samples, _prepare_frames
+    from handvox.train.augment import AugmentConfig
+    from handvox.train.data import Samples, _prepare_frames
+    from handvox.train.trainer import _Dist
 
     aug = AugmentConfig(rotation_deg=0, scale=(1, 1), com_jitter_mm=0, label_centre_prob=1.0)
     cfg = config(toy, augment=aug, amp="bf16", epochs=1)

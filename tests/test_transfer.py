@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.bvh import read_bvh
 from handvox.camera import Camera
-from handvox.cli import main
+from handvox.cli.main import main
 from handvox.errors import DataError
-from handvox.hand_bvh import bvh_to_pose
+from handvox.hand.bvh import read_bvh
+from handvox.hand.hand_bvh import bvh_to_pose
+from handvox.hand.kinematics import forward_kinematics
 from handvox.io.labels import read_labels, write_labels
 from handvox.io.synthetic import SyntheticDataset
-from handvox.kinematics import forward_kinematics
-from handvox.synth_hand import bones_from_vector
-from handvox.transfer import (
+from handvox.synth.hand import bones_from_vector
+from handvox.synth.transfer import (
     POSES_NAME,
     RecoveredPoses,
     TransferGenerator,
@@ -129,7 +129,7 @@ def test_generator_is_a_function_of_the_frame_index():
 
 
 def _config():
-    from handvox.synth_hand import HandSynthConfig
+    from handvox.synth.hand import HandSynthConfig
 
     return HandSynthConfig(body_prob=0.0, wall_prob=0.0)
 

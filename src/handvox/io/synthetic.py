@@ -1,6 +1,6 @@
-"""handvox's own synthetic datasets, as :func:`handvox.synth.synthesize` writes them.
+"""handvox's own synthetic datasets, as :func:`handvox.synth.job.synthesize` writes them.
 
-Layout and encodings: see :mod:`handvox.synth`. Opening reads ``meta.json`` and the label arrays
+Layout and encodings: see :mod:`handvox.synth.job`. Opening reads ``meta.json`` and the label arrays
 of every complete chunk; a frame's depth is decoded when it is indexed, from a memory map of its
 chunk's blob (only that frame's bytes are read).
 """
@@ -20,7 +20,7 @@ from handvox.errors import DataError
 from handvox.io.datasets import FrameDataset
 from handvox.io.record import HandRecord
 from handvox.joints import convert_joints, get_joint_set
-from handvox.synth import (
+from handvox.synth.job import (
     CHUNK_DIR,
     FORMAT,
     META_NAME,

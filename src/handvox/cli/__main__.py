@@ -1,0 +1,7 @@
+"""``python -m handvox.cli``: what torchrun starts (``torchrun ... -m handvox.cli train ...``)."""
+
+import sys
+
+from handvox.cli.main import main
+
+sys.exit(main())

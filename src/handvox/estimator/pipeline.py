@@ -1,0 +1,445 @@
+"""The estimator as one callable: depth image(s) in, 3D joints out.
+
+Pipeline (paper Sec. 3), per frame:
+
+1. :func:`handvox.estimator.segment.segment_hand`: the hand's mask and centre of mass (COM) from depth
+   alone. No hand -> ``found=False``, NaN joints and the segmenter's reason.
+2. :func:`handvox.estimator.volume.projective_tsdf` of the masked depth in the cube around the COM (pixels
+   outside the mask count as background, so body and forearm beyond the wrist cut are not seen),
+   as ``handvox train`` builds its volumes (without the mask where the model was trained so).
+   :func:`hand_volumes` is this step.
+3. Refinement net (when the model has one), then the pose net: joints relative to the COM, in
+   units of ``pose.target_scale_mm``, decoded by :func:`handvox.estimator.volume.decode_joints`.
+
+``fast=True`` (the default) on CPU runs the networks as :func:`handvox.estimator.networks.for_cpu_inference`
+variants, the fastest measured (``handvox bench``, docs/benchmarks.md; paper-size networks, 2
+cores with AVX512-BF16):
+
+* pose net: FC layers dynamically quantised to int8, convolutions channels_last in bf16 (fp32
+  without native bf16). The first FC layer (55M weights) is read from memory once per forward:
+  at batch 1 that read, not arithmetic, sets its speed, and int8 weights quarter it (FC head
+  ~8 ms -> ~1 ms); bf16 roughly halves the convolutions. Pose net ~15 ms -> ~5 ms a frame.
+* refinement net: ``bf16 + channels_last`` where the CPU has native bf16 (AVX512-BF16 / AMX;
+  ~3x fp32), else ``channels_last`` in fp32.
+
+Joints move by hundredths to tenths of a millimetre against fp32; int8 quantises activations
+with one scale per batch, so in fast mode a frame's joints also depend (as little) on its
+batch-mates. ``fast=False`` runs the networks exactly as trained (fp32, eager). On GPUs the
+networks run in fp32 either way.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from handvox.camera import Camera, as_camera
+from handvox.errors import DataError, HandvoxError
+from handvox.estimator.networks import PoseNet, for_cpu_inference
+from handvox.estimator.segment import Segmentation, SegmentConfig, segment_hand
+from handvox.estimator.volume import VolumeConfig, decode_joints, projective_tsdf
+from handvox.estimator.weights import Estimator, load_model
+from handvox.joints import JointSet, get_joint_set
+
+# Where a model shipped with the package would live (a model folder: model.safetensors +
+# config.json). Nothing is shipped yet.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "default_model"
+
+
+@dataclass
+class Prediction:
+    """Joints of a batch of frames. Frames where no hand was found have ``found=False``, NaN
+    joints and COM, and a reason.
+
+    Attributes:
+        joints_xyz: ``(B, J, 3)`` float64 mm, camera frame (OpenCV: x right, y down, z forward).
+        joints_uvd: ``(B, J, 3)`` float64 u, v (px), d (mm).
+        com_xyz: ``(B, 3)`` float64 mm: the centre of the volume the networks saw.
+        com_uvd: ``(B, 3)`` float64.
+        found: ``(B,)`` bool.
+        reason: ``B`` strings, "" where found.
+        joint_set: name of the joint set of ``joints_*``.
+    """
+
+    joints_xyz: np.ndarray
+    joints_uvd: np.ndarray
+    com_xyz: np.ndarray
+    com_uvd: np.ndarray
+    found: np.ndarray
+    reason: list[str]
+    joint_set: str
+
+    def __len__(self) -> int:
+        return len(self.found)
+
+
+def as_depth_batch(depth: np.ndarray | torch.Tensor, camera: Camera) -> np.ndarray:
+    """``(H, W)`` or ``(B, H, W)`` depth (mm, any real dtype, NumPy or torch on any device) as
+    ``(B, H, W)`` float32 NumPy; DataError unless the size is the camera's."""
+    if isinstance(depth, torch.Tensor):
+        depth = depth.detach().to("cpu", torch.float32).numpy()
+    depth = np.asarray(depth)
+    if depth.dtype.kind not in "fiu":
+        raise DataError(None, f"depth must be numeric, got {depth.dtype}")
+    if depth.ndim == 2:
+        depth = depth[None]
+    if depth.ndim != 3:
+        raise DataError(None, f"depth must be (H, W) or (B, H, W), got shape {depth.shape}")
+    if depth.shape[1:] != (camera.height, camera.width):
+        h, w = depth.shape[1:]
+        raise DataError(
+            None,
+            f"depth is {w}x{h} but the camera is {camera.width}x{camera.height}: "
+            "its intrinsics do not apply",
+        )
+    return np.ascontiguousarray(depth, dtype=np.float32)
+
+
+def hand_volumes(
+    depth: np.ndarray,
+    segs: list[Segmentation],
+    camera: Camera,
+    volume: VolumeConfig,
+    device: str | torch.device = "cpu",
+    use_mask: bool = True,
+    centres: np.ndarray | None = None,
+    angle_deg: float = 0.0,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """TSDF volumes of found hands: each frame's depth inside its hand mask (or all of it with
+    ``use_mask=False``), around its COM (or ``centres``).
+
+    Args:
+        depth: ``(B, H, W)`` float32 mm.
+        segs: ``B`` segmentations of those frames, all found.
+        centres: ``(B, 3)`` mm cube centres instead of the segmentations' COMs.
+        angle_deg: the cube rotated about the viewing axis, as training's augmentation rotates
+            it; 0 is the plain cube.
+        scale: the cube scaled by this factor about its centre, as training's augmentation
+            scales it (> 1: the hand looks smaller); 1 is the plain cube.
+    Returns:
+        ``(B, 1, D, D, D)`` float32 on ``device``.
+    """
+    if centres is None:
+        centres = np.stack([s.com_xyz for s in segs])
+    com = torch.from_numpy(np.asarray(centres, np.float64)).to(device)
+    mask = None
+    if use_mask:
+        mask = torch.from_numpy(np.stack([s.mask for s in segs])).to(device)
+    d = torch.from_numpy(depth).to(device)
+    view = {}
+    if angle_deg != 0 or scale != 1:
+        angle = torch.full((len(d),), np.deg2rad(angle_deg), dtype=torch.float64, device=device)
+        view = {"angle": angle, "scale": torch.full_like(angle, scale)}
+    return projective_tsdf(d, com, camera, volume, mask=mask, **view)
+
+
+def _bf16_native() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class _SplitPose(nn.Module):
+    """A pose net with its convolutions and its FC head converted separately."""
+
+    def __init__(self, features: nn.Module, head: nn.Module, num_joints: int):
+        super().__init__()
+        self.features, self.head, self.num_joints = features, head, num_joints
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(volume)).view(-1, self.num_joints, 3)
+
+
+def _int8_available() -> bool:
+    engines = torch.backends.quantized.supported_engines
+    return "x86" in engines or "fbgemm" in engines
+
+
+def fast_cpu_networks(
+    pose_net: PoseNet, refine_net: nn.Module | None
+) -> tuple[nn.Module, nn.Module | None, dict[str, str]]:
+    """The fastest measured CPU variants of both networks, and a name for each.
+
+    Pose net: convolutions in bf16 (native bf16 CPUs) or fp32, channels_last; FC layers int8.
+    """
+    bf16, int8 = _bf16_native(), _int8_available()
+    features = for_cpu_inference(pose_net.features, bf16=bf16)
+    head = for_cpu_inference(pose_net.head, channels_last=False, int8_linear=int8)
+    pose = _SplitPose(features, head, pose_net.cfg.num_joints).eval()
+    conv = "bf16" if bf16 else "fp32"
+    names = {"pose": f"{conv}-conv+{'int8' if int8 else 'fp32'}-linear+channels_last"}
+    refine = None
+    if refine_net is not None:
+        refine = for_cpu_inference(refine_net, bf16=bf16)
+        names["refine"] = f"{conv}+channels_last"
+    return pose, refine, names
+
+
+class _Clock:
+    """``with clock(stage):`` adds the block's wall time to ``timings[stage]`` (no-op for None)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, stage: str):
+        if self.timings is None:
+            yield
+            return
+        t0 = time.perf_counter()
+        yield
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
+class HandPoseEstimator:
+    """Load a model folder once, then call on depth images.
+
+    Example::
+
+        est = HandPoseEstimator.from_folder("runs/nyu/model")
+        pred = est(read_depth("depth_1_0000001.png"), "nyu")
+        pred.joints_xyz[0]  # (J, 3) mm
+
+    Args:
+        estimator: networks and config (:func:`handvox.estimator.weights.load_model`).
+        device: where volumes are built and networks run.
+        fast: on CPU, the fast network variants (module docstring); False: exact fp32.
+        batch_size: frames per network pass (bounds memory on large inputs).
+        use_mask: TSDF of the hand mask only; default: as the model was trained (its
+            ``meta["input"]["mask"]`` from ``handvox train``), else True.
+        recentre: extra passes with the cube re-centred on the mean of the joints just
+            predicted (default: the model's ``config.recentre``). The COM reported is the last
+            cube centre.
+        test_rotations_deg: angles (besides 0) of extra cubes rotated about the viewing axis
+            whose predictions, rotated back, are averaged with the plain one (default: the
+            model's ``config.test_rotations_deg``); each costs one more TSDF and network pass.
+        test_scales: factors (besides 1) of extra unrotated cubes scaled about their centre,
+            averaged likewise (default: the model's ``config.test_scales``).
+
+    Raises:
+        HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
+            trains the refinement net alone).
+    """
+
+    def __init__(
+        self,
+        estimator: Estimator,
+        device: str | torch.device = "cpu",
+        fast: bool = True,
+        batch_size: int = 8,
+        use_mask: bool | None = None,
+        recentre: int | None = None,
+        test_rotations_deg: tuple[float, ...] | None = None,
+        test_scales: tuple[float, ...] | None = None,
+    ):
+        self.config = estimator.config
+        if test_rotations_deg is not None:
+            self.config = replace(self.config, test_rotations_deg=tuple(test_rotations_deg))
+        if test_scales is not None:
+            self.config = replace(self.config, test_scales=tuple(test_scales))
+        self.meta = estimator.meta
+        trained = self.meta.get("trained")
+        if trained is not None and "pose" not in trained:
+            raise HandvoxError(
+                f"this model's pose net was not trained (trained: {', '.join(trained)}); "
+                "train a pose net on it (handvox train --mode finetune --init DIR, or --mode pose)"
+            )
+        if use_mask is None:
+            use_mask = bool(self.meta.get("input", {}).get("mask", True))
+        self.recentre = int(self.config.recentre if recentre is None else recentre)
+        self.use_mask = use_mask
+        self.joint_set: JointSet = get_joint_set(self.config.joint_set)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise HandvoxError(f"device {device}: CUDA is not available to this torch build")
+        self.batch_size = max(1, int(batch_size))
+        # The exact networks stay available (export, comparisons) next to the fast ones.
+        self.pose_net = estimator.pose_net.to(self.device).eval()
+        self.refine_net = None
+        if estimator.refine_net is not None:
+            self.refine_net = estimator.refine_net.to(self.device).eval()
+        self.fast = fast and self.device.type == "cpu"
+        if self.fast:
+            self._pose, self._refine, self.variants = fast_cpu_networks(
+                self.pose_net, self.refine_net
+            )
+        else:
+            self._pose, self._refine = self.pose_net, self.refine_net
+            self.variants = {"pose": "fp32"} | ({"refine": "fp32"} if self.refine_net else {})
+
+    @classmethod
+    def from_folder(
+        cls, path: str | Path, device: str | torch.device = "cpu", fast: bool = True, **kwargs
+    ) -> HandPoseEstimator:
+        """Load a model folder (``model.safetensors`` + ``config.json``)."""
+        return cls(load_model(path, device="cpu"), device=device, fast=fast, **kwargs)
+
+    @classmethod
+    def default(
+        cls, device: str | torch.device = "cpu", fast: bool = True, **kwargs
+    ) -> HandPoseEstimator:
+        """The model shipped with handvox (:data:`DEFAULT_MODEL_DIR`)."""
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise HandvoxError(
+                f"handvox ships no trained model yet (looked in {DEFAULT_MODEL_DIR}); "
+                "train one with `handvox train` and load its folder "
+                "(HandPoseEstimator.from_folder(DIR), or --model DIR on the command line)"
+            )
+        return cls.from_folder(DEFAULT_MODEL_DIR, device=device, fast=fast, **kwargs)
+
+    @property
+    def segment_config(self) -> SegmentConfig:
+        return self.config.segment
+
+    def without_refinement(self) -> HandPoseEstimator:
+        """The same estimator with the refinement net skipped (the pose path alone; for timing,
+        or for models trained without it)."""
+        est = Estimator(replace(self.config, refine=None), self.pose_net, None, self.meta)
+        keep = (self.batch_size, self.use_mask, self.recentre)
+        tta = (self.config.test_rotations_deg, self.config.test_scales)
+        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta)
+
+    # --- stages ---------------------------------------------------------------------------------
+    def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
+        """``(B, H, W)`` float32 mm -> B segmentations (mask, COM, found, reason)."""
+        return [segment_hand(d, camera, self.config.segment) for d in depth]
+
+    def volumes(
+        self,
+        depth: np.ndarray,
+        segs: list[Segmentation],
+        camera: Camera,
+        centres: np.ndarray | None = None,
+        angle_deg: float = 0.0,
+        scale: float = 1.0,
+    ) -> torch.Tensor:
+        """``(B, H, W)`` depth of found hands -> ``(B, 1, D, D, D)`` TSDF on the device, around
+        the COMs (or ``centres`` ``(B, 3)``), the cube rotated by ``angle_deg`` and scaled by
+        ``scale``."""
+        cfg = self.config.volume
+        return hand_volumes(
+            depth, segs, camera, cfg, self.device, self.use_mask, centres, angle_deg, scale
+        )
+
+    @torch.inference_mode()
+    def refine(self, tsdf: torch.Tensor) -> torch.Tensor:
+        """Refined TSDF (the input unchanged for a model without refinement).
+
+        On CPU one volume at a time: a 60^3 volume's feature maps (tens of MB) mostly stay in
+        cache, a batch's do not, and batches came out slower per frame (docs/benchmarks.md).
+        """
+        if self._refine is None:
+            return tsdf
+        if self.device.type == "cpu" and len(tsdf) > 1:
+            return torch.cat([self._refine(t[None]) for t in tsdf])
+        return self._refine(tsdf)
+
+    @torch.inference_mode()
+    def pose(self, tsdf: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, D, D, D)`` (refined) TSDF -> ``(B, J, 3)`` pose net output: the target of
+        :func:`handvox.estimator.volume.encode_joints` (decode it with ``decode_joints``)."""
+        return self._pose(tsdf)
+
+    @torch.inference_mode()
+    def relative_joints(self, tsdf: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """Both networks: raw TSDF ``(B, 1, D, D, D)`` -> ``(B, J, 3)`` joints - COM, mm.
+
+        ``exact`` uses the fp32 networks whatever ``fast`` says (what ONNX export contains).
+        """
+        if exact:
+            x = tsdf if self.refine_net is None else self.refine_net(tsdf)
+            return self.pose_net(x) * self.config.pose.target_scale_mm
+        return self.pose(self.refine(tsdf)) * self.config.pose.target_scale_mm
+
+    # --- the whole estimator --------------------------------------------------------------------
+    def test_views(self) -> list[tuple[float, float]]:
+        """The cubes each frame's prediction averages, as (angle in degrees, scale): the plain
+        cube, then ``config.test_rotations_deg``, then ``config.test_scales``."""
+        cfg = self.config
+        return [(0.0, 1.0), *((a, 1.0) for a in cfg.test_rotations_deg),
+                *((0.0, s) for s in cfg.test_scales)]  # fmt: skip
+
+    def __call__(
+        self,
+        depth: np.ndarray | torch.Tensor,
+        camera: Camera | str,
+        timings: dict[str, float] | None = None,
+    ) -> Prediction:
+        """Joints of one depth image ``(H, W)`` or a batch ``(B, H, W)``, mm (0 / NaN = no
+        reading), taken with ``camera`` (a Camera, a preset name or ``fx,fy,cx,cy,w,h``).
+
+        ``timings``, when given, accumulates wall-clock seconds per stage: ``segmentation``
+        (mask and COM), ``tsdf``, ``refinement``, ``pose`` (all passes of each).
+
+        Raises:
+            DataError: depth not (H, W) / (B, H, W) numbers of the camera's size.
+        """
+        cam = as_camera(camera)
+        depth = as_depth_batch(depth, cam)
+        b, j = len(depth), len(self.joint_set)
+        xyz = np.full((b, j, 3), np.nan)
+        com = np.full((b, 3), np.nan)
+        found = np.zeros(b, bool)
+        reason = [""] * b
+        clock = _Clock(timings)
+        for s in range(0, b, self.batch_size):
+            chunk = depth[s : s + self.batch_size]
+            with clock("segmentation"):
+                segs = self.segment(chunk, cam)
+            hit = [i for i, g in enumerate(segs) if g.found]
+            for i, g in enumerate(segs):
+                reason[s + i] = g.reason
+            if not hit:
+                continue
+            found_segs = [segs[i] for i in hit]
+            c = np.stack([g.com_xyz for g in found_segs])
+            joints = None
+            for p in range(1 + self.recentre):
+                if p:  # the cube re-centred on the joints just predicted
+                    c = joints.mean(1)
+                joints = np.zeros((len(hit), j, 3))
+                views = self.test_views()
+                for a, sc in views:
+                    with clock("tsdf"):
+                        tsdf = self.volumes(chunk[hit], found_segs, cam, c, a, sc)
+                    with clock("refinement"):
+                        tsdf = self.refine(tsdf)
+                    with clock("pose"):
+                        out = self.pose(tsdf).cpu()
+                    angle = torch.full((len(hit),), np.deg2rad(a), dtype=torch.float64)
+                    unit = self.config.pose.target_scale_mm
+                    centre = torch.from_numpy(c)
+                    joints += decode_joints(
+                        out, centre, unit, angle, torch.full_like(angle, sc)
+                    ).numpy()
+                joints /= len(views)
+            idx = np.asarray(hit) + s
+            xyz[idx] = joints
+            com[idx] = c
+            found[idx] = True
+        return Prediction(
+            joints_xyz=xyz,
+            joints_uvd=cam.xyz_to_uvd(xyz),
+            com_xyz=com,
+            com_uvd=cam.xyz_to_uvd(com),
+            found=found,
+            reason=reason,
+            joint_set=self.joint_set.name,
+        )
+
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "HandPoseEstimator",
+    "Prediction",
+    "as_camera",
+    "hand_volumes",
+]

@@ -1,0 +1,92 @@
+"""Rotations, all conversions in one place: batched torch functions, any device and float dtype.
+
+Conventions: right-handed; a matrix rotates column vectors (``p' = R @ p``); axis-angle is the
+axis times the angle in radians; angles about the camera's z axis follow the OpenCV frame
+(x right, y down), so a positive angle turns +x towards +y, clockwise on the image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def rotation_z(angle: Tensor) -> Tensor:
+    """``(B,)`` angles (rad) -> ``(B, 3, 3)`` rotations about the z axis."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
+    return torch.stack([c, -s, zero, s, c, zero, zero, zero, one], -1).view(-1, 3, 3)
+
+
+def skew(v: Tensor) -> Tensor:
+    """``(..., 3)`` -> ``(..., 3, 3)`` cross-product matrices (``skew(a) @ b == a x b``)."""
+    z = torch.zeros_like(v[..., 0])
+    x, y, w = v[..., 0], v[..., 1], v[..., 2]
+    return torch.stack([z, -w, y, w, z, -x, -y, x, z], -1).view(*v.shape[:-1], 3, 3)
+
+
+def axis_angle_to_matrix(rotvec: Tensor) -> Tensor:
+    """Rodrigues' formula, safe (value and gradient) at zero angle.
+
+    Args:
+        rotvec: ``(..., 3)`` axis * angle (rad).
+    Returns:
+        ``(..., 3, 3)`` rotation matrices.
+    """
+    th2 = (rotvec * rotvec).sum(-1)
+    small = th2 < 1e-8
+    th2_safe = torch.where(small, torch.ones_like(th2), th2)
+    th = th2_safe.sqrt()
+    # Taylor branches keep both the value and its gradient finite at theta -> 0.
+    a = torch.where(small, 1.0 - th2 / 6.0, torch.sin(th) / th)
+    b = torch.where(small, 0.5 - th2 / 24.0, (1.0 - torch.cos(th)) / th2_safe)
+    a, b = a[..., None, None], b[..., None, None]
+    outer = rotvec[..., :, None] * rotvec[..., None, :]
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    # K @ K = r r^T - |r|^2 I, so no matrix product is needed.
+    return eye + a * skew(rotvec) + b * (outer - th2[..., None, None] * eye)
+
+
+def matrix_to_axis_angle(rot: Tensor) -> Tensor:
+    """Rotation matrices ``(..., 3, 3)`` to axis-angle ``(..., 3)`` (angle in ``[0, pi]``).
+
+    Through the quaternion, picking for each matrix the best-conditioned of Shepperd's four
+    formulas, so it is accurate at any angle including 0 and pi.
+    """
+    m = rot
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    cands = torch.stack(
+        [
+            torch.stack([1 + m00 + m11 + m22, m[..., 2, 1] - m[..., 1, 2],
+                         m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22,
+                         m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
+                         1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
+            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
+                         m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
+        ],
+        -2,
+    )  # fmt: skip
+    best = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
+                        1 - m00 - m11 + m22], -1).argmax(-1)  # fmt: skip
+    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
+    q = q / q.norm(dim=-1, keepdim=True)
+    q = torch.where(q[..., :1] < 0, -q, q)
+    w, v = q[..., 0], q[..., 1:]
+    vn = v.norm(dim=-1)
+    angle = 2 * torch.atan2(vn, w)
+    # sin(angle/2) / (angle/2) -> 1 as the angle goes to 0.
+    factor = torch.where(vn > 1e-7, angle / vn.clamp_min(1e-12), 2.0 / w.clamp_min(1e-12))
+    return v * factor[..., None]
+
+
+def euler_zxy_deg(z: float, x: float, y: float) -> Tensor:
+    """``Rz(z) @ Rx(x) @ Ry(y)`` (degrees, intrinsic z-x-y) as a float64 ``(3, 3)``."""
+    cz, sz, cx, sx, cy, sy = (f(math.radians(v)) for v in (z, x, y) for f in (math.cos, math.sin))
+    rz = torch.tensor([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]], dtype=torch.float64)
+    ry = torch.tensor([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]], dtype=torch.float64)
+    return rz @ rx @ ry

@@ -1,0 +1,1 @@
+"""Pictures: depth frames with skeletons, tiles and plots."""

@@ -1,0 +1,496 @@
+"""Pictures of depth frames with hand skeletons: crop, draw, render to RGB, save PNG.
+
+Array-level functions take a depth map ``(H, W)`` in mm and joints ``(J, 3)`` as uvd (u, v pixel
+coordinates with pixel centres at integers, d in mm); :func:`joints_to_uvd` converts xyz joints.
+A crop box is ``(u0, v0, u1, v1)``: integer, half-open pixel ranges ``[u0, u1) x [v0, v1)``.
+Only :func:`show_file` reads files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib import patheffects
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from handvox.camera import Camera, as_camera
+from handvox.errors import DataError, HandvoxError
+from handvox.estimator.segment import SegmentConfig, segment_hand
+from handvox.joints import GROUP_COLORS, JointSet, get_joint_set
+
+# Figures are built on FigureCanvasAgg directly, never through pyplot, so drawing needs no display
+# and leaves the caller's matplotlib backend alone.
+
+Box = tuple[int, int, int, int]
+
+# NYU marks background as 2001 mm and other sensors use large sentinels; nothing in a hand
+# dataset is that far, so everything at or beyond this counts as background.
+FAR_MM = 2000.0
+# Shown value 0..HAND_SPAN covers the hand's depth window (near = light, far = mid grey); the
+# scene behind it fades from dark grey to black above HAND_SPAN, with a step between the two so
+# the hand stands out yet the scene still gives context. Invalid depth is black.
+_HAND_SPAN = 0.8
+_DEPTH_CMAP = LinearSegmentedColormap.from_list(
+    "handvox_depth",
+    [(0.0, "#f7f7f7"), (_HAND_SPAN, "#5c5c5c"), (_HAND_SPAN, "#2c2c2c"), (1.0, "#111111")],
+).with_extremes(under="#ffffff", bad="#000000")
+
+
+def joints_to_uvd(joints: np.ndarray, camera: Camera | str, kind: str = "uvd") -> np.ndarray:
+    """Joints as uvd for drawing.
+
+    Args:
+        joints: ``(..., J, 3)`` uvd (px, px, mm) or xyz (mm, OpenCV frame).
+        kind: ``"uvd"`` (returned as is) or ``"xyz"`` (projected with the camera).
+    Returns:
+        ``(..., J, 3)`` float64 uvd.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    if kind == "uvd":
+        return joints
+    if kind == "xyz":
+        return as_camera(camera).xyz_to_uvd(joints)
+    raise ValueError(f"kind must be 'uvd' or 'xyz', got {kind!r}")
+
+
+def render_px(uv: np.ndarray, box: Box, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Where depth-image pixels land in an image made by :func:`render_frame`.
+
+    Args:
+        uv: ``(..., 2+)`` depth-image pixel coordinates (extra columns ignored).
+        box: the crop box the image shows.
+        image_shape: ``(H_out, W_out, ...)`` of the rendered image.
+    Returns:
+        ``(..., 2)`` (x, y) pixel coordinates in the rendered image.
+    """
+    uv = np.asarray(uv, dtype=np.float64)[..., :2]
+    u0, v0, u1, v1 = box
+    sx = image_shape[1] / (u1 - u0)
+    sy = image_shape[0] / (v1 - v0)
+    return np.stack([(uv[..., 0] - u0 + 0.5) * sx, (uv[..., 1] - v0 + 0.5) * sy], axis=-1)
+
+
+def _valid(depth: np.ndarray, far_mm: float) -> np.ndarray:
+    return np.isfinite(depth) & (depth > 0) & (depth < far_mm)
+
+
+def _square_box(cu: float, cv: float, side: float, width: int, height: int) -> Box:
+    """A square of ``side`` px centred at (cu, cv), shifted (not shrunk) to lie in the image."""
+    side = max(int(np.ceil(side)), 8)
+
+    def span(c: float, size: int) -> tuple[int, int]:
+        if side >= size:
+            return 0, size
+        lo = int(round(c - side / 2))
+        lo = min(max(lo, 0), size - side)
+        return lo, lo + side
+
+    u0, u1 = span(cu, width)
+    v0, v1 = span(cv, height)
+    return u0, v0, u1, v1
+
+
+def _segment_box(
+    depth: np.ndarray, cam: Camera, margin: float, cube_mm: float, config: SegmentConfig
+) -> Box:
+    """Square around the hand found by :func:`segment_hand`; the whole image when none is."""
+    height, width = depth.shape
+    seg = segment_hand(depth, cam, config)
+    if not seg.found:
+        return 0, 0, width, height
+    # The mask stops at the wrist cut and may miss thin fingers; the cube around the COM holds a
+    # whole hand of any pose; both together never cut off what the mask does hold.
+    cu, cv, cd = seg.com_uvd
+    half = 0.5 * cube_mm * 0.5 * (cam.fx + cam.fy) / cd
+    vs, us = np.nonzero(seg.mask)
+    pad = max(margin * max(np.ptp(us), np.ptp(vs)), 4.0)
+    lo = np.minimum([cu - half, cv - half], [us.min() - pad, vs.min() - pad])
+    hi = np.maximum([cu + half, cv + half], [us.max() + pad, vs.max() + pad])
+    center = 0.5 * (lo + hi)
+    return _square_box(center[0], center[1], float((hi - lo).max()), width, height)
+
+
+def hand_crop_box(
+    depth: np.ndarray,
+    camera: Camera | str,
+    uvd_points: np.ndarray | None = None,
+    margin: float = 0.15,
+    margin_mm: float = 30.0,
+    cube_mm: float = 300.0,
+    config: SegmentConfig | None = None,
+) -> Box:
+    """A square crop around the hand, clamped to the image.
+
+    With ``uvd_points`` (joints to draw; any number of skeletons stacked) the box holds them all
+    plus a margin of ``margin`` x the joints' extent or ``margin_mm`` at their depth, whichever is
+    larger (joints lie inside the skin, so fingertips need room). Without, the hand is found from
+    depth alone by :func:`handvox.estimator.segment.segment_hand` (``config``, default settings when None)
+    and the box holds both the projection of a ``cube_mm`` cube centred on its centre of mass and
+    its mask plus ``margin`` x the mask's extent. When no hand is found, the whole image.
+
+    Args:
+        depth: ``(H, W)`` mm.
+        uvd_points: ``(..., 3)`` uvd; non-finite rows are ignored.
+    Returns:
+        ``(u0, v0, u1, v1)``.
+    Raises:
+        DataError: without joints, depth not of the camera's size.
+    """
+    cam = as_camera(camera)
+    pts = None
+    if uvd_points is not None:
+        pts = np.asarray(uvd_points, dtype=np.float64).reshape(-1, 3)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+    if pts is None or not len(pts):
+        depth = np.asarray(depth, dtype=np.float32)
+        return _segment_box(depth, cam, margin, cube_mm, config or SegmentConfig())
+    height, width = np.shape(depth)[:2]
+    focal = 0.5 * (cam.fx + cam.fy)
+    pad_mm = margin_mm * focal / max(float(np.median(pts[:, 2])), 1.0)
+    lo, hi = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
+    extent = float((hi - lo).max())
+    side = extent + 2 * max(margin * extent, pad_mm, 4.0)
+    center = 0.5 * (lo + hi)
+    return _square_box(center[0], center[1], side, width, height)
+
+
+def _depth_window(
+    crop: np.ndarray, joints_d: np.ndarray | None, far_mm: float
+) -> tuple[float, float]:
+    """Depth limits of the hand, so the grey levels spread over it, not over the whole scene."""
+    vals = crop[_valid(crop, far_mm)]
+    if joints_d is not None:
+        joints_d = joints_d[np.isfinite(joints_d)]
+    if joints_d is not None and len(joints_d):
+        # Skin lies a little in front of the joints; anything far in front of them is noise.
+        vals = vals[vals > joints_d.min() - 100.0]
+    if not len(vals):
+        return 0.0, 1.0
+    near = float(np.percentile(vals, 1.0))
+    if joints_d is not None and len(joints_d):
+        return near, max(near + 80.0, float(joints_d.max()) + 25.0)
+    return near, near + 150.0
+
+
+def _shade(depth: np.ndarray, near: float, far: float, far_mm: float) -> np.ndarray:
+    """Depth -> 0..1 for :data:`_DEPTH_CMAP`: the hand window onto ``[0, _HAND_SPAN]``, the scene
+    behind it onto ``(_HAND_SPAN, 1]``, invalid -> NaN."""
+    valid = _valid(depth, far_mm)
+    hand = (depth - near) / (far - near) * _HAND_SPAN
+    behind = _HAND_SPAN + 1e-3 + (depth - far) / max(far_mm - far, 1.0) * (1.0 - _HAND_SPAN)
+    shade = np.where(depth <= far, hand, np.minimum(behind, 1.0))
+    return np.where(valid, shade, np.nan)
+
+
+def _draw_skeleton(ax: Axes, uvd: np.ndarray, js: JointSet, style: str, scale: float) -> None:
+    uv = uvd[:, :2]
+    segments = [uv[[a, b]] for a, b in js.bones]
+    bone_colors = js.bone_colors()
+    joint_colors = [GROUP_COLORS[g] for g in js.groups]
+    if style == "gt":
+        outline = [
+            patheffects.Stroke(linewidth=4.4 * scale, foreground="black"),
+            patheffects.Normal(),
+        ]
+        ax.add_collection(
+            LineCollection(
+                segments,
+                colors=bone_colors,
+                linewidths=3.0 * scale,
+                capstyle="round",
+                path_effects=outline,
+                zorder=3,
+            )
+        )
+        ax.scatter(
+            uv[:, 0],
+            uv[:, 1],
+            s=(6.0 * scale) ** 2,
+            c=joint_colors,
+            edgecolors="black",
+            linewidths=0.8 * scale,
+            zorder=4,
+        )
+    else:
+        ax.add_collection(
+            LineCollection(
+                segments,
+                colors="white",
+                linewidths=2.0 * scale,
+                linestyles=(0, (2.5, 1.5)),
+                path_effects=[
+                    patheffects.Stroke(linewidth=3.4 * scale, foreground="black"),
+                    patheffects.Normal(),
+                ],
+                zorder=5,
+            )
+        )
+        ax.scatter(
+            uv[:, 0],
+            uv[:, 1],
+            s=(6.0 * scale) ** 2,
+            c=joint_colors,
+            marker="D",
+            edgecolors="white",
+            linewidths=1.2 * scale,
+            zorder=6,
+        )
+
+
+def draw_frame(
+    ax: Axes,
+    depth: np.ndarray,
+    camera: Camera | str,
+    joint_set: str | JointSet,
+    gt_uvd: np.ndarray | None = None,
+    pred_uvd: np.ndarray | None = None,
+    box: Box | None = None,
+    title: str | None = None,
+    far_mm: float = FAR_MM,
+    line_scale: float = 1.0,
+) -> Box:
+    """Draw a depth frame and its skeleton(s) into a matplotlib axes.
+
+    Depth is grey (near = light), windowed to the hand's depth range; the scene behind the hand is
+    a darker grey and invalid depth black.
+    Ground truth: solid bones and dots in the finger colours of ``GROUP_COLORS``. Prediction:
+    dashed white bones with diamonds in the finger colours. A legend appears when both are drawn.
+
+    Args:
+        depth: ``(H, W)`` mm.
+        gt_uvd, pred_uvd: ``(J, 3)`` uvd joints of ``joint_set`` (see :func:`joints_to_uvd`).
+        box: crop box; default :func:`hand_crop_box` around the given joints (or the depth).
+        line_scale: multiplies line widths and marker sizes (for small or large panels).
+    Returns:
+        The box drawn.
+    """
+    js = get_joint_set(joint_set)
+    depth = np.asarray(depth, dtype=np.float32)
+    skeletons = [np.asarray(j, dtype=np.float64) for j in (gt_uvd, pred_uvd) if j is not None]
+    for j in skeletons:
+        if j.shape != (len(js), 3):
+            raise ValueError(f"joints of shape {j.shape} do not fit {js.name} ({len(js)}, 3)")
+    if box is None:
+        box = hand_crop_box(depth, camera, np.concatenate(skeletons) if skeletons else None)
+    u0, v0, u1, v1 = box
+    crop = depth[v0:v1, u0:u1]
+    window_d = gt_uvd if gt_uvd is not None else pred_uvd
+    near, far = _depth_window(
+        crop, None if window_d is None else np.asarray(window_d)[:, 2], far_mm
+    )
+    ax.imshow(
+        _shade(crop, near, far, far_mm),
+        cmap=_DEPTH_CMAP,
+        vmin=0.0,
+        vmax=1.0,
+        interpolation="nearest",
+        extent=(u0 - 0.5, u1 - 0.5, v1 - 0.5, v0 - 0.5),
+    )
+    if gt_uvd is not None:
+        _draw_skeleton(ax, np.asarray(gt_uvd, dtype=np.float64), js, "gt", line_scale)
+    if pred_uvd is not None:
+        _draw_skeleton(ax, np.asarray(pred_uvd, dtype=np.float64), js, "pred", line_scale)
+    ax.set_xlim(u0 - 0.5, u1 - 0.5)
+    ax.set_ylim(v1 - 0.5, v0 - 0.5)
+    ax.set_axis_off()
+    if gt_uvd is not None and pred_uvd is not None:
+        edge = patheffects.withStroke(linewidth=3.4, foreground="black")
+        handles = [
+            Line2D([], [], color=GROUP_COLORS["middle"], lw=2.4, marker="o", ms=6,
+                   mec="black", path_effects=[edge], label="ground truth"),
+            Line2D([], [], color="white", lw=1.8, ls=(0, (2.5, 1.5)), marker="D", ms=5,
+                   mfc=GROUP_COLORS["middle"], mec="white", path_effects=[edge],
+                   label="prediction"),
+        ]  # fmt: skip
+        legend = ax.legend(
+            handles=handles,
+            loc="lower right",
+            fontsize=max(7.0, 8 * line_scale),
+            framealpha=0.6,
+            facecolor="#303030",
+            edgecolor="none",
+            labelcolor="white",
+            handlelength=2.5,
+        )
+        legend.set_zorder(10)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return box
+
+
+def render_frame(
+    depth: np.ndarray,
+    camera: Camera | str,
+    joint_set: str | JointSet,
+    gt_uvd: np.ndarray | None = None,
+    pred_uvd: np.ndarray | None = None,
+    crop: bool = True,
+    size_px: int = 512,
+    box: Box | None = None,
+    title: str | None = None,
+) -> np.ndarray:
+    """Render a depth frame with skeleton(s) to an image.
+
+    The image shows exactly the crop box, edge to edge (use :func:`render_px` to locate depth
+    pixels in it); ``title`` is written inside it, top left.
+
+    Args:
+        depth: ``(H, W)`` mm.
+        crop: crop around the hand (else the whole frame), unless ``box`` is given.
+        size_px: the longer side of the output image.
+    Returns:
+        ``(H_out, W_out, 3)`` uint8 RGB.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    height, width = depth.shape[:2]
+    if box is None:
+        if crop:
+            pts = [np.asarray(j, dtype=np.float64) for j in (gt_uvd, pred_uvd) if j is not None]
+            box = hand_crop_box(depth, camera, np.concatenate(pts) if pts else None)
+        else:
+            box = (0, 0, width, height)
+    u0, v0, u1, v1 = box
+    bw, bh = u1 - u0, v1 - v0
+    out_w = size_px if bw >= bh else max(1, round(size_px * bw / bh))
+    out_h = size_px if bh >= bw else max(1, round(size_px * bh / bw))
+    dpi = 100.0
+    fig = Figure(figsize=(out_w / dpi, out_h / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    draw_frame(ax, depth, camera, joint_set, gt_uvd, pred_uvd, box=box, line_scale=size_px / 512)
+    if title:
+        ax.text(
+            0.02,
+            0.98,
+            title,
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            color="white",
+            fontsize=9 * size_px / 512,
+            bbox={"facecolor": "#303030", "alpha": 0.6, "lw": 0},
+        )
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return rgb
+
+
+def tile_images(images: list[np.ndarray], cols: int, pad: int = 4) -> np.ndarray:
+    """``(H_i, W_i, 3)`` uint8 images -> one ``(H, W, 3)`` grid, ``cols`` a row, each cell the
+    size of the largest image (smaller ones centred), on white."""
+    if not images:
+        raise ValueError("no images to tile")
+    ch = max(im.shape[0] for im in images)
+    cw = max(im.shape[1] for im in images)
+    rows = -(-len(images) // cols)
+    grid = np.full((rows * (ch + pad) + pad, cols * (cw + pad) + pad, 3), 255, np.uint8)
+    for k, im in enumerate(images):
+        r, c = divmod(k, cols)
+        y = pad + r * (ch + pad) + (ch - im.shape[0]) // 2
+        x = pad + c * (cw + pad) + (cw - im.shape[1]) // 2
+        grid[y : y + im.shape[0], x : x + im.shape[1]] = im
+    return grid
+
+
+def save_png(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an ``(H, W, 3)`` uint8 image as PNG atomically (temp file, then rename)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- files --------------------------------------------------------------------------------------
+_SET_BY_COUNT = {14: "nyu14", 16: "icvl16", 36: "nyu36"}
+
+
+def _infer_joint_set(num_joints: int, cam_name: str, path: Path) -> JointSet:
+    if num_joints == 21:
+        # MSRA and canonical both have 21 joints; the camera is the only hint.
+        return get_joint_set("msra21" if cam_name == "msra" else "canonical21")
+    if num_joints in _SET_BY_COUNT:
+        return get_joint_set(_SET_BY_COUNT[num_joints])
+    raise DataError(
+        path, f"{num_joints} joints a line: cannot tell the joint set, give --joint-set"
+    )
+
+
+def _frame_joints(path: Path, frame: int, cam: Camera) -> np.ndarray:
+    from handvox.io.labels import read_labels
+
+    labels = read_labels(path)
+    n = len(labels.joints)
+    if not 0 <= frame < n:
+        raise DataError(path, f"frame {frame} out of range: the file has {n} frames (0..{n - 1})")
+    return joints_to_uvd(labels.joints[frame], cam, "xyz" if labels.kind == "xyz" else "uvd")
+
+
+def show_file(
+    depth: Path,
+    camera: str | Camera,
+    out: Path,
+    gt: Path | None = None,
+    pred: Path | None = None,
+    frame: int = 0,
+    joint_set: str | None = None,
+    crop: bool = True,
+    size_px: int = 512,
+) -> None:
+    """Draw a depth file with line ``frame`` of the label files on it and save a PNG.
+
+    Args:
+        camera: preset name or ``fx,fy,cx,cy,w,h`` (or a Camera); also projects xyz label files.
+        joint_set: default: by joint count (14 nyu14, 16 icvl16, 36 nyu36, 21 msra21 with the
+            msra camera else canonical21).
+    Raises:
+        DataError: unreadable depth or labels, depth size not the camera's, ``frame`` beyond a
+            label file, joint count not the joint set's (or not inferable).
+        HandvoxError: unknown camera or joint set name.
+    """
+    from handvox.io.depth import read_depth
+
+    cam = as_camera(camera)
+    cam_name = camera.lower() if isinstance(camera, str) else ""
+    try:
+        js = get_joint_set(joint_set) if joint_set else None
+    except ValueError as e:
+        raise HandvoxError(str(e)) from None
+    depth_mm = read_depth(depth)
+    if depth_mm.shape[:2] != (cam.height, cam.width):
+        h, w = depth_mm.shape[:2]
+        raise DataError(
+            depth, f"depth is {w}x{h} but the camera ({camera}) is {cam.width}x{cam.height}"
+        )
+    found = {p: _frame_joints(Path(p), frame, cam) for p in (gt, pred) if p is not None}
+    for p, joints in found.items():
+        if js is None:
+            js = _infer_joint_set(len(joints), cam_name, Path(p))
+        elif len(joints) != len(js):
+            raise DataError(
+                p, f"{len(joints)} joints a line, but joint set {js.name} has {len(js)}"
+            )
+    if js is None:
+        js = get_joint_set(cam_name if cam_name in ("nyu", "icvl", "msra") else "canonical21")
+    rgb = render_frame(
+        depth_mm,
+        cam,
+        js,
+        gt_uvd=found.get(gt) if gt is not None else None,
+        pred_uvd=found.get(pred) if pred is not None else None,
+        crop=crop,
+        size_px=size_px,
+    )
+    save_png(out, rgb)
