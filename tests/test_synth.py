@@ -272,7 +272,7 @@ def test_killed_job_resumes_without_redoing_chunks(tmp_path):
     with pytest.raises(DataError, match="missing"):
         SyntheticDataset(root, require_complete=True)
     # A kill in the middle of writing a chunk leaves a partial folder like this one.
-    stale = chunks / ".chunk_000009.4242-deadbeef.partial"
+    stale = chunks / ".chunk_000009.4242-deadbeef.tmp"
     stale.mkdir(exist_ok=True)
     (stale / "raw.npy").write_bytes(b"\x93NUMPY truncated")
     before = _mtimes(root)
@@ -280,7 +280,7 @@ def test_killed_job_resumes_without_redoing_chunks(tmp_path):
     res = _run(root, frames=40)
     assert [f"chunk_{c:06d}" for c in res.chunks_skipped] == done
     assert len(res.chunks_written) == 10 - len(done) and res.partials_removed >= 1
-    assert not list(chunks.glob(".*partial"))
+    assert not list(chunks.glob(".*.tmp"))
     after = _mtimes(root)
     assert len(before) == 5 * len(done)  # per chunk: folder, labels, raw, clean, part
     assert {k: after[k] for k in before} == before

@@ -31,7 +31,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from handvox.atomic import write_text
 from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator, Prediction
@@ -338,12 +338,6 @@ def _list(a: np.ndarray) -> list | None:
     return np.round(a, 3).tolist()
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
 
 def write_json(path: Path, results: list[FrameResult], joint_set: str, model: str = "") -> Path:
     js = get_joint_set(joint_set)
@@ -368,7 +362,7 @@ def write_json(path: Path, results: list[FrameResult], joint_set: str, model: st
             for r in results
         ],
     }
-    return _atomic_text(path, json.dumps(doc, indent=1) + "\n")
+    return write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def _cells(a: np.ndarray) -> list[str]:
@@ -389,7 +383,7 @@ def write_csv(path: Path, results: list[FrameResult], joint_set: str) -> Path:
         w.writerow(
             [r.frame.id, r.frame.source, int(r.found), r.reason, *_cells(com), *_cells(joints)]
         )
-    return _atomic_text(path, buf.getvalue())
+    return write_text(path, buf.getvalue())
 
 
 def write_txt(path: Path, results: list[FrameResult]) -> Path:

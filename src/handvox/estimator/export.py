@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from handvox.atomic import atomic_path
 from handvox.errors import HandvoxError
 from handvox.estimator.weights import Estimator, load_model
 from handvox.joints import get_joint_set
@@ -118,9 +119,8 @@ def export_onnx(
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(proto)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
     if not check:
         return ExportResult(out, None, 0)
     if check_tsdf is None:

@@ -211,7 +211,8 @@ def decode_joints(
 ) -> torch.Tensor:
     """Inverse of :func:`encode_joints`: the pose net's output ``(B, J, 3)`` -> camera-frame mm
     (``com``'s dtype when it is floating point)."""
-    off = target.to(com.dtype) * unit_mm
+    # Scaled in the network's precision first: the product is what a float32 net means.
+    off = (target * unit_mm).to(com.dtype)
     if scale is not None:
         off = off * scale.to(off.dtype)[:, None, None]
     if angle is not None:

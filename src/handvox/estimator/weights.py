@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from handvox.atomic import atomic_path, write_text
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.networks import PoseNet, PoseNetConfig, RefineNet, RefineNetConfig
 from handvox.estimator.segment import SegmentConfig
@@ -151,13 +151,10 @@ def save_model(
     folder.mkdir(parents=True, exist_ok=True)
     if (config.refine is None) != (refine_net is None):
         raise ValueError("refine_net must be given exactly when config.refine is set")
-    tmp = folder / f".model.safetensors.tmp{os.getpid()}"
-    save_file(_state(pose_net, refine_net), str(tmp))
-    os.replace(tmp, folder / "model.safetensors")
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(_state(pose_net, refine_net), str(tmp))
     doc = {"format": FORMAT, "version": VERSION, "estimator": config.to_dict(), "meta": meta or {}}
-    tmp = folder / f".config.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(doc, indent=2, default=_default) + "\n")
-    os.replace(tmp, folder / "config.json")
+    write_text(folder / "config.json", json.dumps(doc, indent=2, default=_default) + "\n")
     return folder
 
 

@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
 from handvox.errors import HandvoxError
 from handvox.joints import JointSet
@@ -225,14 +224,6 @@ def plot_per_joint(results: list[MethodResult], joint_set: JointSet, dataset: st
 
 
 # --- writing ----------------------------------------------------------------------------------
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 def write_report(
     out: Path, metrics: dict, markdown: str, results: list[MethodResult], joint_set: JointSet
@@ -244,11 +235,12 @@ def write_report(
     dataset = metrics["dataset"]
     paths = [out / n for n in ("metrics.json", "report.md", "curve.png", "per_joint.png")]
     text = json.dumps(metrics, indent=2) + "\n"
-    _atomic(paths[0], lambda p: p.write_text(text, encoding="utf-8"))
-    _atomic(paths[1], lambda p: p.write_text(markdown, encoding="utf-8"))
+    write_text(paths[0], text)
+    write_text(paths[1], markdown)
     for path, fig in (
         (paths[2], plot_curve(results, dataset)),
         (paths[3], plot_per_joint(results, joint_set, dataset)),
     ):
-        _atomic(path, lambda p, f=fig: f.savefig(p, format="png", dpi=DPI))
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
     return paths

@@ -16,8 +16,6 @@ MOTION line, so ``parent[j] < j`` always holds.
 
 from __future__ import annotations
 
-import os
-import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from handvox.atomic import atomic_path
 from handvox.errors import DataError
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
@@ -416,18 +415,11 @@ def write_bvh(path: str | Path, bvh: BVH, precision: int = 6, indent: str = "\t"
 
     emit(0, 0)
     lines += ["MOTION", f"Frames: {bvh.num_frames}", f"Frame Time: {bvh.frame_time:.8f}"]
-    path = Path(path)
-    # not mkstemp: its 0600 mode would outlive os.replace; "x" mode honours the umask
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(lines) + "\n")
-            if bvh.num_channels:
-                np.savetxt(f, bvh.motion, fmt=f"%.{precision}f", delimiter=" ")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # not mkstemp: its 0600 mode would outlive the rename; open() honours the umask
+    with atomic_path(path, mkdir=False) as tmp, open(tmp, "x", encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+        if bvh.num_channels:
+            np.savetxt(f, bvh.motion, fmt=f"%.{precision}f", delimiter=" ")
 
 
 class _Tokens:

@@ -13,12 +13,12 @@ An image with no valid pixel is returned as is: whether it holds a hand is for s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from handvox.atomic import atomic_path
 from handvox.errors import DataError
 
 ENCODINGS = ("auto", "nyu", "png16", "msra", "npy")
@@ -165,31 +165,21 @@ def _to_uint16(depth: np.ndarray) -> np.ndarray:
     return np.rint(depth).astype(np.uint16)
 
 
-def _atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename over ``path`` so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_nyu_depth(path: str | Path, depth: np.ndarray) -> None:
     """Write ``(H, W)`` mm as an NYU RGB PNG (rounded to whole mm)."""
     d = _to_uint16(depth)
     rgb = np.zeros((*d.shape, 3), np.uint8)
     rgb[..., 1] = d >> 8
     rgb[..., 2] = d & 0xFF
-    _atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
 
 
 def write_png16(path: str | Path, depth: np.ndarray) -> None:
     """Write ``(H, W)`` mm as a 16-bit grayscale PNG (rounded to whole mm)."""
     d = _to_uint16(depth)
-    _atomic_write(path, lambda tmp: Image.fromarray(d).save(tmp, format="PNG"))
+    with atomic_path(path) as tmp:
+        Image.fromarray(d).save(tmp, format="PNG")
 
 
 def write_msra_bin(path: str | Path, depth: np.ndarray) -> None:
@@ -210,4 +200,5 @@ def write_msra_bin(path: str | Path, depth: np.ndarray) -> None:
     h, w = depth.shape
     header = np.array([w, h, left, top, right, bottom], _MSRA_HEADER)
     box = np.ascontiguousarray(depth[top:bottom, left:right], _MSRA_VALUES)
-    _atomic_write(path, lambda tmp: tmp.write_bytes(header.tobytes() + box.tobytes()))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header.tobytes() + box.tobytes())

@@ -11,12 +11,12 @@ Variants read here:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from handvox.atomic import write_text
 from handvox.errors import DataError
 
 HEADER_PREFIX = "# handvox labels"
@@ -145,7 +145,4 @@ def write_labels(
     for i, frame in enumerate(joints):
         nums = " ".join(f"{v:.3f}" for v in frame.reshape(-1))
         lines.append(f"{names[i]} {nums}" if names is not None else nums)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")

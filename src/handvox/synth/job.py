@@ -55,7 +55,7 @@ Sharding: shard ``i/N`` (1-based) writes the chunks ``c`` with ``c % N == i - 1`
 touch each other's files, so N machines may share one folder. Every shard writes the same
 ``meta.json`` (derived from the arguments and frame 0, never from time or host).
 
-Resumption: a chunk is built in ``chunks/.chunk_XXXXXX.<tag>.partial/`` and renamed to its final
+Resumption: a chunk is built in ``chunks/.chunk_XXXXXX.<tag>.tmp/`` and renamed to its final
 name when complete, so a killed job leaves only complete chunks and partial folders. A restart
 deletes its shard's partial folders, skips chunks that exist (checked: labels readable, frame
 count and blob sizes as expected) and writes the rest. The rename protects against the process
@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from handvox.atomic import temp_path, write_text
 from handvox.camera import Camera
 from handvox.errors import DataError
 
@@ -414,7 +415,7 @@ def _write_chunk(chunks_dir: Path, c: int, first: int, encoded: list[dict]) -> b
     """Write one chunk of :func:`encode_frame` outputs atomically; False when another process
     wrote it first."""
     final = chunks_dir / chunk_name(c)
-    tmp = chunks_dir / f".{chunk_name(c)}.{os.getpid()}-{os.urandom(4).hex()}.partial"
+    tmp = temp_path(final)
     tmp.mkdir()
     try:
         labels = {
@@ -484,7 +485,7 @@ def check_chunk(path: Path, frames: int, images: Sequence[str]) -> str | None:
 def _clean_partials(chunks_dir: Path, mine: set[int]) -> int:
     """Delete partial chunk folders of the chunks in ``mine`` (left by a killed run)."""
     n = 0
-    for p in chunks_dir.glob(".chunk_*.partial"):
+    for p in chunks_dir.glob(".chunk_*.tmp"):
         m = re.match(r"\.chunk_(\d+)\.", p.name)
         if m and int(m[1]) in mine:
             shutil.rmtree(p, ignore_errors=True)
@@ -532,9 +533,7 @@ def _write_meta(root: Path, meta: dict) -> None:
                 path, f"the folder holds another dataset (differs in {', '.join(diff)})"
             )
         return
-    tmp = path.with_name(f".{META_NAME}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 # --- the job ------------------------------------------------------------------------------------

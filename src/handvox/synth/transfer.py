@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from handvox.atomic import temp_path
 from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.synth.hand import (
@@ -146,7 +147,7 @@ class RecoveredPoses:
 
     def save(self, path: Path) -> None:
         """Write to ``path`` unless it exists (first writer wins, atomically)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp.npz")
+        tmp = temp_path(path)
         subjects = json.dumps([s.to_dict() for s in self.subjects])
         np.savez(tmp, pose=self.pose, residual=self.residual, subject=self.subject,
                  frame_ids=np.asarray(self.frame_ids, dtype=np.str_),

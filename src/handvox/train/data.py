@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from handvox.atomic import atomic_path
 from handvox.errors import HandvoxError
 from handvox.estimator.segment import SEGMENT_VERSION, segment_hand
 from handvox.estimator.volume import encode_joints, projective_tsdf
@@ -420,10 +420,8 @@ def _load_scans(
         if cached is None:
             cached = scan_source(ds, est, cfg.num_workers, ctx, f"scan {src.kind}", cfg.progress)
             if ctx.main:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-                np.savez(tmp, **cached.arrays())
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    np.savez(tmp, **cached.arrays())
         scans.append(cached)
     return scans
 

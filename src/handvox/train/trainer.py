@@ -55,6 +55,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from handvox.atomic import atomic_path, write_text
 from handvox.errors import HandvoxError
 from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
 from handvox.estimator.volume import VolumeConfig, decode_joints
@@ -372,18 +373,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     """``log.csv``: one row per validation (columns :data:`LOG_FIELDS`, empty when n/a)."""
 
@@ -394,7 +383,7 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
     lines = [",".join(LOG_FIELDS)]
     lines += [",".join(fmt(r.get(k)) for k in LOG_FIELDS) for r in rows]
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def plot_curves(path: Path, rows: list[dict[str, Any]], title: str = "") -> None:
@@ -429,10 +418,9 @@ def plot_curves(path: Path, rows: list[dict[str, Any]], title: str = "") -> None
     b.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -605,7 +593,8 @@ class _Trainer:
             "skipped": self.frames.skipped,
             **extra,
         }
-        _atomic_save(state, self.out / STATE_NAME)
+        with atomic_path(self.out / STATE_NAME) as tmp:
+            torch.save(state, tmp)
 
     def elapsed(self) -> float:
         return self.time_before + time.perf_counter() - self.t0
@@ -628,11 +617,11 @@ class _Trainer:
             self.est = resolve_estimator(cfg)
         torch.use_deterministic_algorithms(cfg.deterministic)
         if ctx.main:
-            _write_text(self.out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_text(self.out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.frames = _prepare_frames(cfg, self.est, self.out, ctx)
         if ctx.main:
             specs = [src.spec for src in cfg.data + cfg.val_data]
-            _write_text(self.out / "split.json", json.dumps(self.frames.split(specs)) + "\n")
+            write_text(self.out / "split.json", json.dumps(self.frames.split(specs)) + "\n")
 
         # The refinement net's starting point (init_refine) needs the data's mean clean TSDF.
         prior = 1.0

@@ -8,7 +8,6 @@ Only :func:`show_file` reads files.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from handvox.atomic import atomic_path
 from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.segment import SegmentConfig, segment_hand
@@ -403,14 +403,8 @@ def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Write an ``(H, W, 3)`` uint8 image as PNG atomically (temp file, then rename)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- files --------------------------------------------------------------------------------------
