@@ -46,10 +46,10 @@ from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.eval.files import MethodResult, score
 from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 from handvox.eval.report import build_metrics, render_markdown, write_report
+from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig
-from handvox.train.data import DataSource
 from handvox.train.trainer import STATE_NAME, TrainConfig, small_estimator, train
 
 JOINT_SET = "canonical21"
@@ -164,9 +164,9 @@ def run_stage(cfg: TrainConfig, run: Path, steps: int, root: Path) -> dict:
 
 
 def stage_config(args, variant: Variant, stage: Stage, init: Path | None) -> TrainConfig:
-    data = [DataSource("synthetic", str(args.sampler))]
+    data = [DatasetSpec("synthetic", str(args.sampler))]
     if variant.augmented:
-        data.append(DataSource("synthetic", str(args.transfer)))
+        data.append(DatasetSpec("synthetic", str(args.transfer)))
     est = small_estimator(JOINT_SET, refine=variant.refined, size=args.volume_size)
     return TrainConfig(
         data=tuple(data),

@@ -37,9 +37,9 @@ from handvox.estimator.weights import build_networks
 from handvox.eval.files import MethodResult, score
 from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 from handvox.eval.report import build_metrics, render_markdown, write_report
+from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-from handvox.train.data import DataSource
 from handvox.train.trainer import STATE_NAME, TrainConfig, paper_estimator, train
 
 NAMES = ("compact", "paper")
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     base = TrainConfig.from_dict(json.loads(args.config.read_text()))
     if args.data:
-        base = dataclasses.replace(base, data=tuple(DataSource.parse(d) for d in args.data))
+        base = dataclasses.replace(base, data=tuple(DatasetSpec.parse(d) for d in args.data))
     test = make_test_set(args.test, args.frames, progress=False)
     val = make_test_set(args.val, args.frames // 2, progress=False, validation=True)
     rows, results = [], []

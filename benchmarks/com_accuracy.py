@@ -352,8 +352,8 @@ def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
     (``finger_shift_mm = ray_shift_mm = 0``) against the visible hand's mean (from the part
     image) is the segmentation's part; the visible hand's mean moved by the same shift as the COM,
     against the joints, is what remains with a perfect segmentation."""
+    from handvox.synth.frame import frame_rng
     from handvox.synth.hand import HAND_PARTS, HandSynthConfig, hand_frame_generator
-    from handvox.synth.job import frame_rng
 
     if seed == 99:
         print("note: seed 99 is the shipped model's held-out test set; tune on other seeds")

@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 
 from handvox.synth import job as synth
+from handvox.synth.frame import frame_rng
+from handvox.synth.generators import make_generator
 from handvox.synth.hand import (
     HandSynthConfig,
     add_noise,
@@ -40,15 +42,7 @@ from handvox.synth.hand import (
     make_frame,
     render_hand_scene,
 )
-from handvox.synth.job import (
-    _keep_freed_memory,
-    _schema,
-    _write_chunk,
-    encode_frame,
-    frame_rng,
-    make_generator,
-    synthesize,
-)
+from handvox.synth.job import _keep_freed_memory, _schema, _write_chunk, encode_frame, synthesize
 
 SCENES = {
     "hand": dict(body_prob=0.0, wall_prob=0.0, forearm_prob=1.0),

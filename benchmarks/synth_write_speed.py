@@ -26,18 +26,11 @@ from PIL import Image
 
 from handvox.camera import Camera
 from handvox.io.synthetic import SyntheticDataset
+from handvox.io.synthformat import DEPTH_ENCODING
 from handvox.synth import job as synth
-from handvox.synth.job import (
-    DEPTH_ENCODING,
-    SynthFrame,
-    _meta,
-    _schema,
-    _write_chunk,
-    _write_meta,
-    encode_frame,
-    frame_rng,
-    toy_frame,
-)
+from handvox.synth.frame import SynthFrame, frame_rng
+from handvox.synth.job import _meta, _schema, _write_chunk, _write_meta, encode_frame
+from handvox.synth.toy import toy_frame
 
 CHUNK = 32
 

@@ -14,8 +14,9 @@ from handvox.camera import Camera
 from handvox.errors import HandvoxError
 from handvox.estimator.weights import load_model
 from handvox.eval.protocol import TRAIN_SHAPES
+from handvox.synth.generators import make_generator
 from handvox.synth.hand import HandSynthConfig
-from handvox.synth.job import make_generator, synthesize
+from handvox.synth.job import synthesize
 from handvox.synth.transfer import run_transfer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"

@@ -299,7 +299,8 @@ def test_synthetic_dataset_folder_as_ground_truth(tmp_path, capsys):
     # `handvox evaluate --dataset synthetic --gt DIR`: the folder's camera and canonical-21
     # labels; a uvd prediction 4 mm off along x scores 4 mm.
     from handvox.io.synthetic import SyntheticDataset
-    from handvox.synth.job import make_generator, synthesize
+    from handvox.synth.generators import make_generator
+    from handvox.synth.job import synthesize
 
     cam = Camera(300.0, 300.0, 80.0, 60.0, 160, 120)
     gen, info = make_generator("toy", cam)

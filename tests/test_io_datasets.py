@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader
 
 from handvox.camera import Camera, flip_y
 from handvox.errors import DataError
-from handvox.io.datasets import collate_records, open_dataset
+from handvox.io.datasets import open_dataset
+from handvox.io.frames import collate_records
 from handvox.io.depth import read_depth, write_msra_bin, write_nyu_depth, write_png16
 from handvox.io.icvl import ICVLDataset
 from handvox.io.labels import read_labels, write_labels
@@ -173,7 +174,9 @@ def test_nyu_is_lazy_and_names_bad_images(tmp_path):
     with pytest.raises(DataError, match="depth_1_0000002.png: unreadable or corrupt"):
         ds[1]
     write_nyu_depth(tmp_path / "test/depth_1_0000001.png", np.zeros((240, 320)))
-    with pytest.raises(DataError, match="depth_1_0000001.png: depth image is 320x240"):
+    with pytest.raises(
+        DataError, match="depth_1_0000001.png: depth is 320x240 but the camera is 640x480"
+    ):
         ds[0]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from PIL import Image
 from handvox.camera import Camera
 from handvox.cli.bench import synthetic_frame
 from handvox.cli.main import main
-from handvox.errors import HandvoxError
 from handvox.estimator.networks import PoseNetConfig
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.volume import VolumeConfig
@@ -120,7 +118,8 @@ def test_wrong_size_for_camera_is_named(tmp_path, model_dir, mixed_folder, capsy
 
 
 def test_synthetic_dataset_and_joint_set_conversion(tmp_path, model_dir, capsys):
-    from handvox.synth.job import make_generator, synthesize
+    from handvox.synth.generators import make_generator
+    from handvox.synth.job import synthesize
 
     cam = Camera.preset("icvl")
     generator, info = make_generator("hand", cam)
@@ -175,22 +174,28 @@ def test_no_inputs_no_hand_and_no_default_model(tmp_path, capsys, monkeypatch):
 
 
 def test_dataset_specs_take_reader_options():
-    from handvox.cli.predict import parse_dataset
+    from handvox.io.datasets import DatasetSpec
 
-    assert parse_dataset("nyu:/d/nyu?kinect=2&split=train") == (
+    s = DatasetSpec.parse("nyu:/d/nyu?kinect=2&split=train")
+    assert (s.kind, s.root, s.reader_options()) == (
         "nyu",
-        Path("/d/nyu"),
+        "/d/nyu",
         {"kinect": 2, "split": "train"},
     )
-    assert parse_dataset("msra:/m?subjects=P0,P1") == (
-        "msra",
-        Path("/m"),
-        {"subjects": ["P0", "P1"]},
-    )
-    assert parse_dataset("icvl:/i") == ("icvl", Path("/i"), {})
-    for bad in ("nyu:/d?camera=2", "nyu:/d?kinect=two", "nyu", "icvl:/i?split"):
-        with pytest.raises(HandvoxError):
-            parse_dataset(bad)
+    assert DatasetSpec.parse("msra:/m?subjects=P0,P1").reader_options() == {
+        "subjects": ["P0", "P1"]
+    }
+    assert DatasetSpec.parse("icvl:/i").reader_options() == {}
+    s = DatasetSpec.parse("nyu:/data/nyu?kinect=2@0.5")
+    assert (s.weight, DatasetSpec.parse(s.spec)) == (0.5, s)
+    assert DatasetSpec.parse("synthetic:/a@b/c").root == "/a@b/c"
+    for bad in ("nyu:/d?camera=2", "nyu", "icvl:/i?split", "hands17:/h", "/just/a/path"):
+        with pytest.raises(ValueError):
+            DatasetSpec.parse(bad)
+    with pytest.raises(ValueError, match="kinect=two"):
+        DatasetSpec.parse("nyu:/d?kinect=two").reader_options()
+    for bad in ("nyu:/d?camera=2", "nyu:/d?kinect=two", "nyu", "synthetic:/s@2"):
+        assert main(["predict", "--dataset", bad, "--out", "/tmp/never-written"]) == 2
 
 
 def test_rotations_flag_overrides_the_models_setting(tmp_path, model_dir, frame, capsys):

@@ -229,8 +229,8 @@ def test_real_hands17_frame(shared):
 @pytest.fixture(scope="module")
 def hand_frames():
     """handvox.synth.hand frames (seed 0, not the held-out 99) with their default COMs."""
+    from handvox.synth.frame import frame_rng
     from handvox.synth.hand import HandSynthConfig, hand_frame_generator
-    from handvox.synth.job import frame_rng
 
     make = hand_frame_generator(HandSynthConfig.for_camera(NYU))
     frames = [make(i, frame_rng(0, i)) for i in range(60)]

@@ -15,21 +15,12 @@ from handvox.camera import Camera
 from handvox.cli.main import main
 from handvox.errors import DataError
 from handvox.io.synthetic import SyntheticDataset
+from handvox.io.synthformat import crop_box, decode_image, encode_image
 from handvox.joints import convert_joints
 from handvox.synth import job as synth
-from handvox.synth.job import (
-    TOY_VERSION,
-    SynthFrame,
-    crop_box,
-    decode_image,
-    encode_image,
-    frame_rng,
-    parse_shard,
-    shard_chunks,
-    synthesize,
-    toy_frame,
-    toy_generator,
-)
+from handvox.synth.frame import SynthFrame, frame_rng
+from handvox.synth.job import parse_shard, shard_chunks, synthesize
+from handvox.synth.toy import TOY_VERSION, toy_frame, toy_generator
 
 NYU = Camera.preset("nyu")
 # A small camera keeps the job tests cheap; the toy hand scales to any camera.
@@ -190,7 +181,7 @@ def test_image_codec_row_delta_and_crop_box():
 
 
 def test_depth_quantisation_rounds_like_numpy():
-    from handvox.synth.job import _to_uint
+    from handvox.io.synthformat import _to_uint
 
     rng = np.random.default_rng(1)
     depth = (rng.random((60, 80)) * 4000).astype(np.float32)
@@ -240,7 +231,8 @@ def test_worker_processes_write_the_same_frames(tmp_path):
 _KILLED_JOB = """
 import sys, time
 from handvox.camera import Camera
-from handvox.synth.job import TOY_VERSION, synthesize, toy_frame
+from handvox.synth.toy import TOY_VERSION, toy_frame
+from handvox.synth.job import synthesize
 
 CAM = Camera(150.0, 150.0, 80.0, 60.0, 160, 120)
 

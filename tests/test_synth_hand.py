@@ -17,6 +17,8 @@ from handvox.cli.main import main
 from handvox.hand.kinematics import forward_kinematics, pose_limits
 from handvox.hand.shapes import SHAPE_NAMES
 from handvox.io.synthetic import SyntheticDataset
+from handvox.synth.frame import frame_rng
+from handvox.synth.generators import make_generator
 from handvox.synth.hand import (
     HAND_PARTS,
     MARKER_SETS,
@@ -26,7 +28,6 @@ from handvox.synth.hand import (
     hand_frame_generator,
     in_view,
 )
-from handvox.synth.job import frame_rng, make_generator
 from handvox.synth.render import PART_NAMES
 
 NYU = Camera.preset("nyu")

@@ -10,12 +10,13 @@ shapes are ``(..., 3)`` for points and ``(..., 2)`` for pixels.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-from handvox.errors import HandvoxError
+from handvox.errors import DataError, HandvoxError
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -105,6 +106,21 @@ class Camera:
     def project(self, xyz: Array) -> Array:
         """``(..., 3)`` xyz mm -> ``(..., 2)`` pixel coordinates u, v."""
         return self.xyz_to_uvd(xyz)[..., :2]
+
+    def check_depth(
+        self, depth: np.ndarray | torch.Tensor, source: str | Path | None = None, hint: str = ""
+    ) -> None:
+        """Raise :class:`~handvox.errors.DataError` (naming ``source``) unless the image size of
+        ``depth`` (``(..., H, W)``) is this camera's: other intrinsics would not apply to it.
+        ``hint`` ends the message (e.g. which option gives the camera)."""
+        shape = tuple(depth.shape)
+        if len(shape) < 2 or shape[-2:] != (self.height, self.width):
+            size = f"{shape[-1]}x{shape[-2]}" if len(shape) >= 2 else f"of shape {shape}"
+            raise DataError(
+                source,
+                f"depth is {size} but the camera is {self.width}x{self.height}: its intrinsics "
+                "do not apply" + (f" ({hint})" if hint else ""),
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

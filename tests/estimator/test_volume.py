@@ -17,7 +17,8 @@ from handvox.estimator.volume import (
     projective_tsdf,
     voxel_centers,
 )
-from handvox.synth.job import frame_rng, make_generator
+from handvox.synth.frame import frame_rng
+from handvox.synth.generators import make_generator
 from tests.oracles import cube_points, tsdf_reference_numpy
 
 NYU = Camera.preset("nyu")

@@ -74,7 +74,8 @@ def paper_config() -> EstimatorConfig:
 
 def synthetic_frame(camera: Camera) -> np.ndarray:
     """A rendered hand (handvox's synthetic generator, frame 0 of seed 0), ``(H, W)`` mm."""
-    from handvox.synth.job import frame_rng, make_generator
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.generators import make_generator
 
     generator, _ = make_generator("hand", camera)
     return generator(0, frame_rng(0, 0)).raw

@@ -60,8 +60,10 @@ def _scene_overrides(args: argparse.Namespace) -> dict:
 
 def _cmd_synth(args: argparse.Namespace) -> None:
     from handvox.camera import Camera
+    from handvox.synth.generators import make_generator
     from handvox.synth.hand import HandSynthConfig
-    from handvox.synth.job import make_generator, parse_shard, synthesize, write_preview
+    from handvox.synth.job import parse_shard, synthesize
+    from handvox.synth.preview import write_preview
 
     try:
         camera = Camera.from_string(args.camera)
@@ -136,11 +138,12 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if not args.inputs and args.dataset is None:
         raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    # Frames first: a bad input is reported before the model is loaded.
+    frames = collect_frames(args.inputs, as_camera(args.camera), args.dataset, args.limit)
     try:
         est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales)
     except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
         raise HandvoxError(f"--rotations/--scales: {e}") from None
-    frames = collect_frames(args.inputs, as_camera(args.camera), args.dataset, args.limit)
     summary = predict_frames(
         est,
         frames,

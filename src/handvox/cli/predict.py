@@ -43,6 +43,7 @@ from handvox.atomic import write_text
 from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator, Prediction
+from handvox.io.datasets import DatasetSpec
 from handvox.io.depth import read_depth
 from handvox.joints import convert_joints, get_joint_set
 
@@ -63,49 +64,10 @@ class Frame:
 def _file_frame(path: Path, frame_id: str, camera: Camera) -> Frame:
     def read() -> np.ndarray:
         depth = read_depth(path)
-        if depth.shape != (camera.height, camera.width):
-            h, w = depth.shape
-            raise DataError(
-                path,
-                f"depth is {w}x{h} but the camera is {camera.width}x{camera.height} "
-                "(give the right --camera)",
-            )
+        camera.check_depth(depth, path, "give the right --camera")
         return depth
 
     return Frame(frame_id, str(path), camera, read)
-
-
-# Options a dataset spec may carry, and how each is read.
-_DATASET_OPTIONS = {
-    "nyu": {"split": str, "kinect": int},
-    "icvl": {"split": str},
-    "msra": {"subjects": lambda v: v.split(","), "gestures": lambda v: v.split(",")},
-    "synthetic": {},
-}
-
-
-def parse_dataset(spec: str) -> tuple[str, Path, dict[str, Any]]:
-    """``NAME:ROOT[?key=value&...]`` -> (name, root, reader options), e.g.
-    ``nyu:/data/nyu?kinect=2`` (nyu: split, kinect; icvl: split; msra: subjects, gestures as
-    comma lists). NYU and ICVL default to their test split."""
-    name, sep, rest = spec.partition(":")
-    root, _, query = rest.partition("?")
-    if not sep or not name or not root:
-        raise HandvoxError(f"dataset {spec!r}: expected NAME:ROOT, e.g. nyu:/data/nyu")
-    allowed = _DATASET_OPTIONS.get(name.lower(), {})
-    options: dict[str, Any] = {}
-    for kv in filter(None, query.split("&")):
-        key, eq, value = kv.partition("=")
-        if not eq or key not in allowed:
-            raise HandvoxError(
-                f"dataset {spec!r}: option {kv!r} is not one of "
-                f"{', '.join(f'{k}=...' for k in allowed) or 'none'} for {name}"
-            )
-        try:
-            options[key] = allowed[key](value)
-        except ValueError:
-            raise HandvoxError(f"dataset {spec!r}: bad value in {kv!r}") from None
-    return name, Path(root), options
 
 
 def collect_frames(
@@ -136,13 +98,13 @@ def collect_frames(
         else:
             raise DataError(path, "no such file or folder")
     if dataset is not None:
-        from handvox.io.datasets import open_dataset
-
-        name, root, options = parse_dataset(dataset)
         try:
-            ds = open_dataset(name, root, **options)
+            spec = DatasetSpec.parse(dataset)
+            if spec.weight is not None:
+                raise ValueError(f"dataset {dataset}: @WEIGHT mixes training data; not for predict")
+            ds = spec.open()  # NYU and ICVL default to their test split
         except ValueError as e:
-            raise HandvoxError(f"dataset {dataset}: {e}") from None
+            raise HandvoxError(str(e)) from None
         n = len(ds) if limit is None else min(limit, len(ds))
         for i in range(n):
             frames.append(_dataset_frame(ds, i, dataset))
@@ -336,7 +298,6 @@ def _list(a: np.ndarray) -> list | None:
     if not np.isfinite(a).all():
         return None
     return np.round(a, 3).tolist()
-
 
 
 def write_json(path: Path, results: list[FrameResult], joint_set: str, model: str = "") -> Path:

@@ -91,13 +91,7 @@ def as_depth_batch(depth: np.ndarray | torch.Tensor, camera: Camera) -> np.ndarr
         depth = depth[None]
     if depth.ndim != 3:
         raise DataError(None, f"depth must be (H, W) or (B, H, W), got shape {depth.shape}")
-    if depth.shape[1:] != (camera.height, camera.width):
-        h, w = depth.shape[1:]
-        raise DataError(
-            None,
-            f"depth is {w}x{h} but the camera is {camera.width}x{camera.height}: "
-            "its intrinsics do not apply",
-        )
+    camera.check_depth(depth)
     return np.ascontiguousarray(depth, dtype=np.float32)
 
 

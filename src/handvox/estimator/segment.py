@@ -136,12 +136,7 @@ def _check(depth: np.ndarray, camera: Camera) -> np.ndarray:
         raise DataError(None, f"depth must be a 2-D (H, W) array, got shape {np.shape(depth)}")
     if depth.dtype.kind != "f":
         raise DataError(None, f"depth must be float mm (float32), got {depth.dtype}")
-    if depth.shape != (camera.height, camera.width):
-        raise DataError(
-            None,
-            f"depth is {depth.shape[1]}x{depth.shape[0]} but the camera is "
-            f"{camera.width}x{camera.height}: its intrinsics do not apply",
-        )
+    camera.check_depth(depth)
     return depth
 
 

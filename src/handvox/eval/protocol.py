@@ -42,8 +42,9 @@ def make_test_set(
     """Render (or resume, or reuse) the held-out test set in ``out`` and open it with labels in
     ``joint_set`` (canonical21, or a marker set: nyu14, icvl16, msra21); with ``validation``,
     the validation set instead (:data:`VALIDATION_SEED`, training shapes)."""
+    from handvox.synth.generators import make_generator
     from handvox.synth.hand import HandSynthConfig
-    from handvox.synth.job import make_generator, synthesize
+    from handvox.synth.job import synthesize
 
     camera = Camera.preset("nyu")
     shapes = TRAIN_SHAPES if validation else TEST_SHAPES

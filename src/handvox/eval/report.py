@@ -225,6 +225,7 @@ def plot_per_joint(results: list[MethodResult], joint_set: JointSet, dataset: st
 
 # --- writing ----------------------------------------------------------------------------------
 
+
 def write_report(
     out: Path, metrics: dict, markdown: str, results: list[MethodResult], joint_set: JointSet
 ) -> list[Path]:

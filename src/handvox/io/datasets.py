@@ -1,76 +1,117 @@
-"""What the dataset readers share: lazy frame access, a DataLoader collate, and a factory.
+"""Datasets by name: one spec string for a dataset wherever one is named (``handvox predict
+--dataset``, ``handvox train --data``, config files), and the factory that opens it.
 
-Every reader parses its labels when constructed and reads a depth image only when a frame is
-indexed, so a dataset object is cheap to build and to send to DataLoader workers. Frames are
-:class:`~handvox.io.record.HandRecord` objects; to batch them keep a list::
-
-    DataLoader(dataset, batch_size=8, collate_fn=collate_records)  # batches are lists
-    DataLoader(dataset, batch_size=None)                           # one record at a time
+A spec is ``KIND:ROOT[?key=value&...][@WEIGHT]``, e.g. ``nyu:/data/nyu?kinect=2`` or
+``synthetic:/data/synth@0.5``. Each reader declares the options a spec may give it
+(``OPTIONS``: name -> how the text is read); ``@WEIGHT`` is a mixing weight for training.
 """
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from inspect import signature
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-from torch.utils.data import Dataset
+from handvox.io.frames import FrameDataset
+from handvox.io.icvl import ICVLDataset
+from handvox.io.msra import MSRADataset
+from handvox.io.nyu import NYUDataset
+from handvox.io.synthetic import SyntheticDataset
 
-from handvox.camera import Camera
-from handvox.errors import DataError
-from handvox.io.depth import read_depth
-from handvox.io.record import HandRecord
-
-
-class FrameDataset(Dataset):
-    """Base class: subclasses fill ``frame_ids`` and implement ``_load(i)`` for ``0 <= i < len``."""
-
-    frame_ids: list[str]
-
-    def __len__(self) -> int:
-        return len(self.frame_ids)
-
-    def __getitem__(self, index: int) -> HandRecord:
-        i = operator.index(index)
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"frame index {i} out of range for {n} frames")
-        return self._load(i % n)
-
-    def _load(self, i: int) -> HandRecord:
-        raise NotImplementedError
+READERS: dict[str, type[FrameDataset]] = {
+    "nyu": NYUDataset,
+    "icvl": ICVLDataset,
+    "msra": MSRADataset,
+    "synthetic": SyntheticDataset,
+}
 
 
-def read_frame(path: Path, encoding: str, camera: Camera) -> np.ndarray:
-    """Read a depth image and check that it has the camera's size."""
-    depth = read_depth(path, encoding)
-    if depth.shape != (camera.height, camera.width):
-        h, w = depth.shape
-        raise DataError(path, f"depth image is {w}x{h}, expected {camera.width}x{camera.height}")
-    return depth
-
-
-def collate_records(records: list[HandRecord]) -> list[HandRecord]:
-    """DataLoader ``collate_fn`` that keeps a batch as a list of records (frames differ in size)."""
-    return list(records)
-
-
-def open_dataset(name: str, root: str | Path, **kwargs) -> FrameDataset:
-    """Open a dataset by name: nyu, icvl, msra or synthetic; kwargs go to its class."""
-    # Imported here: the readers import this module for FrameDataset.
-    from handvox.io.icvl import ICVLDataset
-    from handvox.io.msra import MSRADataset
-    from handvox.io.nyu import NYUDataset
-    from handvox.io.synthetic import SyntheticDataset
-
-    classes = {
-        "nyu": NYUDataset,
-        "icvl": ICVLDataset,
-        "msra": MSRADataset,
-        "synthetic": SyntheticDataset,
-    }
+def _reader(kind: str) -> type[FrameDataset]:
     try:
-        cls = classes[name.lower()]
+        return READERS[kind.lower()]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(classes)}") from None
-    return cls(root, **kwargs)
+        raise ValueError(f"unknown dataset {kind!r}; choose one of {sorted(READERS)}") from None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset to read: ``kind`` (a key of :data:`READERS`), its ``root``, reader ``options``
+    as given (``(key, text)`` pairs, sorted; each key one of the reader's ``OPTIONS``) and an
+    optional mixing ``weight`` (training only)."""
+
+    kind: str
+    root: str
+    options: tuple[tuple[str, str], ...] = ()
+    weight: float | None = None
+
+    def __post_init__(self) -> None:
+        allowed: dict[str, Callable[[str], Any]] = _reader(self.kind).OPTIONS
+        for key, _ in self.options:
+            if key not in allowed:
+                raise ValueError(
+                    f"{self.spec}: option {key!r} is not one of "
+                    f"{', '.join(f'{k}=...' for k in allowed) or 'none'} for {self.kind}"
+                )
+        if self.weight is not None and not self.weight > 0:
+            raise ValueError(f"{self.spec}: weight must be > 0")
+
+    @classmethod
+    def parse(cls, spec: str) -> DatasetSpec:
+        """``KIND:ROOT[?key=value&...][@WEIGHT]`` -> DatasetSpec (ValueError naming the spec)."""
+        kind, sep, rest = spec.partition(":")
+        if not sep or not kind or not rest:
+            raise ValueError(f"dataset {spec!r}: expected KIND:ROOT, e.g. nyu:/data/nyu")
+        weight = None
+        head, at, tail = rest.rpartition("@")
+        if at:
+            try:
+                weight, rest = float(tail), head
+            except ValueError:
+                pass  # an @ inside the path
+        root, _, query = rest.partition("?")
+        if not root:
+            raise ValueError(f"dataset {spec!r}: expected KIND:ROOT, e.g. nyu:/data/nyu")
+        options = []
+        for kv in filter(None, query.split("&")):
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise ValueError(f"dataset {spec!r}: option {kv!r} is not key=value")
+            options.append((k, v))
+        return cls(kind.lower(), root, tuple(sorted(options)), weight)
+
+    @property
+    def spec(self) -> str:
+        """The spec string (``parse(spec)`` gives this object back)."""
+        s = f"{self.kind}:{self.root}"
+        if self.options:
+            s += "?" + "&".join(f"{k}={v}" for k, v in self.options)
+        return s + ("" if self.weight is None else f"@{self.weight:g}")
+
+    def reader_options(self) -> dict[str, Any]:
+        """The options, read as the reader declares (ValueError naming the spec)."""
+        allowed = _reader(self.kind).OPTIONS
+        out = {}
+        for key, text in self.options:
+            try:
+                out[key] = allowed[key](text)
+            except ValueError:
+                raise ValueError(f"dataset {self.spec}: bad value in {key}={text}") from None
+        return out
+
+    def open(self, **defaults: Any) -> FrameDataset:
+        """The dataset, with the spec's options over ``defaults``. A default the reader does not
+        take is left out (ICVL has one joint set; its caller checks the one it gets)."""
+        cls = _reader(self.kind)
+        takes = signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in defaults.items() if k in takes} | self.reader_options()
+        try:
+            return cls(self.root, **kwargs)
+        except ValueError as e:
+            raise ValueError(f"dataset {self.spec}: {e}") from None
+
+
+def open_dataset(name: str, root: str | Path, **kwargs: Any) -> FrameDataset:
+    """Open a dataset by name: nyu, icvl, msra or synthetic; kwargs go to its class."""
+    return _reader(name)(root, **kwargs)

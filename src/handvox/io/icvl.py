@@ -14,7 +14,7 @@ import numpy as np
 
 from handvox.camera import Camera
 from handvox.errors import DataError
-from handvox.io.datasets import FrameDataset, read_frame
+from handvox.io.frames import FrameDataset, read_frame
 from handvox.io.labels import read_labels
 from handvox.io.record import HandRecord
 from handvox.joints import ICVL16
@@ -33,6 +33,8 @@ class ICVLDataset(FrameDataset):
         split: ``"train"`` or ``"test"`` (1596 frames: 702 in test_seq_1, 894 in test_seq_2).
     Frame ids are the image paths as the label files give them (``test_seq_1/image_0000.png``).
     """
+
+    OPTIONS = {"split": str}
 
     def __init__(self, root: str | Path, split: str = "test"):
         if split not in LABEL_FILES:

@@ -20,7 +20,7 @@ import numpy as np
 
 from handvox.camera import Camera
 from handvox.errors import DataError
-from handvox.io.datasets import FrameDataset, read_frame
+from handvox.io.frames import FrameDataset, read_frame
 from handvox.io.record import HandRecord
 from handvox.joints import MSRA21, convert_joints, get_joint_set
 
@@ -61,6 +61,10 @@ def _subject_name(s: int | str) -> str:
     return str(s) if str(s).startswith("P") else f"P{s}"
 
 
+def _comma_list(text: str) -> list[str]:
+    return [s for s in text.split(",") if s]
+
+
 class MSRADataset(FrameDataset):
     """Frames of chosen subjects and gestures of MSRA 2015, read lazily.
 
@@ -72,6 +76,8 @@ class MSRADataset(FrameDataset):
         joint_set: ``"msra21"`` or ``"canonical21"`` (an exact re-ordering).
     Frame ids are ``P0/1/000000``.
     """
+
+    OPTIONS = {"subjects": _comma_list, "gestures": _comma_list}
 
     def __init__(
         self,

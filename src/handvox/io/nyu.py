@@ -15,7 +15,7 @@ import scipy.io
 
 from handvox.camera import Camera, flip_y
 from handvox.errors import DataError
-from handvox.io.datasets import FrameDataset, read_frame
+from handvox.io.frames import FrameDataset, read_frame
 from handvox.io.record import HandRecord
 from handvox.joints import NYU36, convert_joints, get_joint_set
 
@@ -56,6 +56,8 @@ class NYUDataset(FrameDataset):
         joint_set: ``"nyu14"`` (the evaluation subset) or ``"nyu36"`` (all labelled points).
         load_clean: also read the ``synthdepth`` image into ``clean_depth``.
     """
+
+    OPTIONS = {"split": str, "kinect": int}
 
     def __init__(
         self,

@@ -17,10 +17,9 @@ import numpy as np
 
 from handvox.camera import Camera
 from handvox.errors import DataError
-from handvox.io.datasets import FrameDataset
+from handvox.io.frames import FrameDataset
 from handvox.io.record import HandRecord
-from handvox.joints import convert_joints, get_joint_set
-from handvox.synth.job import (
+from handvox.io.synthformat import (
     CHUNK_DIR,
     FORMAT,
     META_NAME,
@@ -30,6 +29,7 @@ from handvox.synth.job import (
     chunk_name,
     decode_image,
 )
+from handvox.joints import convert_joints, get_joint_set
 
 _OPEN_CHUNKS = 4  # memory maps kept open per dataset object (each holds a file descriptor)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from handvox.camera import Camera
-from handvox.synth.job import INVALID_DEPTH, SynthFrame, frame_key
+from handvox.synth.frame import INVALID_DEPTH, SynthFrame, frame_key
 
 HAND_VERSION = 1
 MARKER_SETS = ("canonical21", "nyu14", "icvl16", "msra21")

@@ -12,8 +12,9 @@ import math
 import numpy as np
 
 from handvox.camera import Camera
+from handvox.io.synthformat import crop_box
 from handvox.joints import CANONICAL21, convert_joints
-from handvox.synth.job import INVALID_DEPTH, FrameGenerator, SynthFrame, crop_box
+from handvox.synth.frame import INVALID_DEPTH, FrameGenerator, SynthFrame
 
 TOY_VERSION = 1
 # Rest layout of the toy hand (mm, hand frame of handvox.hand.kinematics: +x towards the thumb,

@@ -35,6 +35,7 @@ import numpy as np
 from handvox.atomic import temp_path
 from handvox.camera import Camera
 from handvox.errors import DataError
+from handvox.io.datasets import open_dataset
 from handvox.synth.hand import (
     HandSample,
     HandSynthConfig,
@@ -44,7 +45,8 @@ from handvox.synth.hand import (
     pose_in_view,
     render_hand_scene,
 )
-from handvox.synth.job import SynthResult, synthesize, write_preview
+from handvox.synth.job import SynthResult, synthesize
+from handvox.synth.preview import write_preview
 
 TRANSFER_VERSION = 1
 POSES_NAME = "transfer_poses.npz"
@@ -90,8 +92,6 @@ def load_source(
     if path.is_dir():
         if dataset is None:
             raise ValueError(f"{path} is a folder: name its dataset (nyu, icvl, msra)")
-        from handvox.io.datasets import open_dataset
-
         ds = open_dataset(dataset, path)
         xyz, ids = np.asarray(ds.joints_xyz, np.float64), list(ds.frame_ids)
         joint_set, camera = ds.joint_set.name, ds.camera

@@ -1,6 +1,6 @@
 """Training data of ``handvox train``: sources, frame scans, the split, epochs and samples.
 
-Pipeline of one sample: read a frame of any dataset handvox reads (:class:`DataSource`) -> hand
+Pipeline of one sample: read a frame of any dataset handvox reads (:class:`handvox.io.datasets.DatasetSpec`) -> hand
 mask and COM from :func:`handvox.estimator.segment.segment_hand` on the input depth (as at test time;
 labels never place the cube) -> random rotation / scale / COM jitter (:mod:`handvox.train.augment`) ->
 TSDF of the transformed cube -> target = joints relative to the cube centre in the cube's frame,
@@ -39,7 +39,8 @@ from handvox.errors import HandvoxError
 from handvox.estimator.segment import SEGMENT_VERSION, segment_hand
 from handvox.estimator.volume import encode_joints, projective_tsdf
 from handvox.estimator.weights import EstimatorConfig
-from handvox.io.datasets import FrameDataset
+from handvox.io.datasets import DatasetSpec
+from handvox.io.frames import FrameDataset
 from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig, AugmentParams
 from handvox.train.augment import sample_params as sample_augment
@@ -47,88 +48,19 @@ from handvox.train.augment import sample_params as sample_augment
 if TYPE_CHECKING:
     from handvox.train.trainer import TrainConfig, _Dist
 
-KINDS = ("synthetic", "nyu", "icvl", "msra")
 # Scan status of a frame.
 OK, NO_HAND, UNLABELLED = 0, 1, 2
 
 
 # --- sources --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DataSource:
-    """A dataset to read: ``kind`` (synthetic, nyu, icvl, msra), its ``root``, an optional
-    mixing ``weight`` and reader options (nyu: ``split``, ``kinect``; icvl: ``split``; msra:
-    ``subjects``, ``gestures`` as comma lists). The test split is refused."""
-
-    kind: str
-    root: str
-    weight: float | None = None
-    options: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown dataset kind {self.kind!r}; choose one of {KINDS}")
-        if self.weight is not None and not self.weight > 0:
-            raise ValueError(f"{self.spec}: weight must be > 0")
-        if dict(self.options).get("split") == "test":
-            raise ValueError(f"{self.spec}: training and validation never read the test split")
-
-    @classmethod
-    def parse(cls, spec: str) -> DataSource:
-        """``KIND:ROOT[?key=value&...][@WEIGHT]``, e.g. ``nyu:/data/nyu?kinect=1@0.5``."""
-        kind, sep, rest = spec.partition(":")
-        if not sep or not rest:
-            raise ValueError(f"data {spec!r}: expected KIND:ROOT, e.g. synthetic:/data/synth")
-        weight = None
-        head, at, tail = rest.rpartition("@")
-        if at:
-            try:
-                weight, rest = float(tail), head
-            except ValueError:
-                pass  # an @ inside the path
-        root, _, query = rest.partition("?")
-        options = []
-        for kv in filter(None, query.split("&")):
-            k, eq, v = kv.partition("=")
-            if not eq:
-                raise ValueError(f"data {spec!r}: option {kv!r} is not key=value")
-            options.append((k, v))
-        return cls(kind.lower(), root, weight, tuple(sorted(options)))
-
-    @property
-    def spec(self) -> str:
-        s = f"{self.kind}:{self.root}"
-        if self.options:
-            s += "?" + "&".join(f"{k}={v}" for k, v in self.options)
-        return s + ("" if self.weight is None else f"@{self.weight:g}")
-
-    def open(self, joint_set: str, load_clean: bool) -> FrameDataset:
-        """The dataset's training frames in ``joint_set``."""
-        from handvox.io.datasets import open_dataset
-
-        opts = dict(self.options)
-        kw: dict[str, Any] = {}
-        if self.kind in ("nyu", "icvl"):
-            kw["split"] = opts.pop("split", "train")
-        if self.kind == "nyu":
-            kw.update(kinect=int(opts.pop("kinect", 1)), joint_set=joint_set, load_clean=load_clean)
-        elif self.kind == "msra":
-            for key in ("subjects", "gestures"):
-                if key in opts:
-                    kw[key] = opts.pop(key).split(",")
-            kw["joint_set"] = joint_set
-        elif self.kind == "synthetic":
-            kw.update(joint_set=joint_set, load_clean=load_clean, require_complete=True)
-        if opts:
-            raise ValueError(f"data {self.spec}: unknown options {sorted(opts)} for {self.kind}")
-        try:
-            ds = open_dataset(self.kind, self.root, **kw)
-        except ValueError as e:
-            raise ValueError(f"data {self.spec}: {e}") from None
-        if ds.joint_set.name != get_joint_set(joint_set).name:
-            raise ValueError(
-                f"data {self.spec}: provides {ds.joint_set.name} joints, not {joint_set}"
-            )
-        return ds
+def open_training_data(spec: DatasetSpec, joint_set: str, load_clean: bool) -> FrameDataset:
+    """The frames of ``spec`` that training (or validation) reads, in ``joint_set``: NYU's and
+    ICVL's train split unless the spec names another (never the test split: TrainConfig
+    refuses it)."""
+    ds = spec.open(split="train", joint_set=joint_set, load_clean=load_clean, require_complete=True)
+    if ds.joint_set.name != get_joint_set(joint_set).name:
+        raise ValueError(f"data {spec.spec}: provides {ds.joint_set.name} joints, not {joint_set}")
+    return ds
 
 
 # --- frames: scan, split, epochs ------------------------------------------------------------
@@ -195,7 +127,7 @@ class _ScanFrames(Dataset):
         return i, seg.com_xyz, OK, reach, *_pack_mask(seg.mask)
 
 
-def _scan_key(src: DataSource, ds: FrameDataset, est: EstimatorConfig, joint_set: str) -> str:
+def _scan_key(src: DatasetSpec, ds: FrameDataset, est: EstimatorConfig, joint_set: str) -> str:
     ident = [
         "scan-v2",  # v2: with masks
         SEGMENT_VERSION,
@@ -399,11 +331,11 @@ class _Keyed(Dataset):
 
 # --- the run's frames -----------------------------------------------------------------------
 def _open_sources(
-    sources: tuple[DataSource, ...], cfg: TrainConfig, clean: bool
+    sources: tuple[DatasetSpec, ...], cfg: TrainConfig, clean: bool
 ) -> list[FrameDataset]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an incomplete synthetic dataset is an error here
-        return [s.open(get_joint_set(cfg.joint_set).name, clean) for s in sources]
+        return [open_training_data(s, get_joint_set(cfg.joint_set).name, clean) for s in sources]
 
 
 def _load_scans(

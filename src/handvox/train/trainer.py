@@ -60,10 +60,10 @@ from handvox.errors import HandvoxError
 from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
 from handvox.estimator.volume import VolumeConfig, decode_joints
 from handvox.estimator.weights import EstimatorConfig, build_networks, load_model, save_model
+from handvox.io.datasets import DatasetSpec
 from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig
 from handvox.train.data import (
-    DataSource,
     _Batches,
     _Frames,
     _interval,
@@ -123,9 +123,9 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms``.
     """
 
-    data: tuple[DataSource, ...] = ()
+    data: tuple[DatasetSpec, ...] = ()
     joint_set: str = "canonical21"
-    val_data: tuple[DataSource, ...] = ()
+    val_data: tuple[DatasetSpec, ...] = ()
     val_fraction: float = 0.1
     val_block: int = 50
     val_seed: int = 0
@@ -173,6 +173,9 @@ class TrainConfig:
             raise ValueError("mode 'finetune' needs init: a model folder with a refinement net")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.total_steps < 0:
             raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and total_steps >= 0 required")
+        for s in self.data + self.val_data:
+            if dict(s.options).get("split") == "test":
+                raise ValueError(f"{s.spec}: training and validation never read the test split")
         if not self.val_data and not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must lie in (0, 1) without val_data")
         get_joint_set(self.joint_set)
@@ -207,7 +210,7 @@ class TrainConfig:
         for key in ("data", "val_data"):
             if key in d:
                 d[key] = tuple(
-                    s if isinstance(s, DataSource) else DataSource.parse(s) for s in d[key]
+                    s if isinstance(s, DatasetSpec) else DatasetSpec.parse(s) for s in d[key]
                 )
         if isinstance(d.get("estimator"), dict):
             d["estimator"] = EstimatorConfig.from_dict(d["estimator"])
@@ -959,9 +962,9 @@ def config_from_args(args) -> tuple[TrainConfig, bool | None]:
         if v is not None:
             over[key] = str(v) if key == "init" else v
     if args.data:
-        over["data"] = [DataSource.parse(s) for s in args.data]
+        over["data"] = [DatasetSpec.parse(s) for s in args.data]
     if args.val_data:
-        over["val_data"] = [DataSource.parse(s) for s in args.val_data]
+        over["val_data"] = [DatasetSpec.parse(s) for s in args.val_data]
     if args.no_augment:
         over["augment"] = AugmentConfig(enabled=False)
     if getattr(args, "keep_checkpoints", False):

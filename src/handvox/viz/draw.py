@@ -463,11 +463,7 @@ def show_file(
     except ValueError as e:
         raise HandvoxError(str(e)) from None
     depth_mm = read_depth(depth)
-    if depth_mm.shape[:2] != (cam.height, cam.width):
-        h, w = depth_mm.shape[:2]
-        raise DataError(
-            depth, f"depth is {w}x{h} but the camera ({camera}) is {cam.width}x{cam.height}"
-        )
+    cam.check_depth(depth_mm, depth, f"--camera {camera}")
     found = {p: _frame_joints(Path(p), frame, cam) for p in (gt, pred) if p is not None}
     for p, joints in found.items():
         if js is None:
