@@ -43,6 +43,7 @@ import torch
 
 from handvox.errors import HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.presets import small_estimator
 from handvox.eval.files import MethodResult, score
 from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 from handvox.eval.report import build_metrics, render_markdown, write_report
@@ -50,7 +51,7 @@ from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig
-from handvox.train.trainer import STATE_NAME, TrainConfig, small_estimator, train
+from handvox.train.trainer import STATE_NAME, TrainConfig, train
 
 JOINT_SET = "canonical21"
 PAPER_SIZE = 60
@@ -272,7 +273,7 @@ def render_report(args, rows: list[dict], metrics: dict, ds: SyntheticDataset) -
         f"- Volume: {s}^3 voxels of {300 / s:g} mm (the paper's 300 mm cube), **reduced from the "
         f"paper's {PAPER_SIZE}^3 x 5 mm**: a CPU cannot afford the paper's refinement net at "
         f"{PAPER_SIZE}^3. Pose net: the paper's convolutions, FC layers of 1024; refinement "
-        "net: half the paper's channels (`handvox.train.trainer.small_estimator`).",
+        "net: half the paper's channels (`handvox.estimator.presets.small_estimator`).",
         f"- Budget, the same for every variant: **{args.steps} optimiser steps** at batch "
         f"{args.batch_size}; the refinement variants spend {args.refine_steps} of them "
         "pre-training the refinement net on (raw, clean) TSDF pairs and the rest training both "

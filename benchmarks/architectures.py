@@ -5,7 +5,7 @@ scored on the held-out test set and the validation set of :mod:`handvox.eval.pro
 
 * ``compact``: the estimator of ``--config`` (the shipped model's: 32^3 x 9.375 mm, 2.6 M
   parameters).
-* ``paper``: :func:`handvox.train.trainer.paper_estimator` (Table 3b at 60^3 x 5 mm, 59.6 M parameters)
+* ``paper``: :func:`handvox.estimator.presets.paper_estimator` (Table 3b at 60^3 x 5 mm, 59.6 M parameters)
   with the config's segmentation.
 
 The budget is wall-clock time on the machine at hand, set as optimiser steps per network
@@ -33,6 +33,7 @@ import torch
 
 from handvox.estimator.networks import count_flops
 from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.presets import paper_estimator
 from handvox.estimator.weights import build_networks
 from handvox.eval.files import MethodResult, score
 from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
@@ -40,7 +41,7 @@ from handvox.eval.report import build_metrics, render_markdown, write_report
 from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-from handvox.train.trainer import STATE_NAME, TrainConfig, paper_estimator, train
+from handvox.train.trainer import STATE_NAME, TrainConfig, train
 
 NAMES = ("compact", "paper")
 LABELS = {"compact": "handvox compact (default)", "paper": "paper's pose net (Table 3b)"}

@@ -32,3 +32,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model folder of :func:`tests.tiny.tiny_config` (NYU's 14 joints, no refinement,
+    untrained); shared by the whole session, so tests must not write into it."""
+    from tests.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"))

@@ -8,8 +8,8 @@ from torch.utils.data import DataLoader
 from handvox.camera import Camera, flip_y
 from handvox.errors import DataError
 from handvox.io.datasets import open_dataset
-from handvox.io.frames import collate_records
 from handvox.io.depth import read_depth, write_msra_bin, write_nyu_depth, write_png16
+from handvox.io.frames import collate_records
 from handvox.io.icvl import ICVLDataset
 from handvox.io.labels import read_labels, write_labels
 from handvox.io.msra import MSRADataset

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from handvox.camera import Camera
 from handvox.cli.main import build_parser
+from handvox.cli.train import config_from_args
 from handvox.errors import HandvoxError
 from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
 from handvox.estimator.segment import segment_hand
@@ -30,7 +31,7 @@ from handvox.io.synthetic import SyntheticDataset
 from handvox.synth.generators import make_generator
 from handvox.synth.job import synthesize
 from handvox.train.data import epoch_plan, split_frames
-from handvox.train.trainer import LOG_FIELDS, TrainConfig, config_from_args, train
+from handvox.train.trainer import LOG_FIELDS, TrainConfig, train
 
 # A quarter-size NYU camera keeps images, segmentation and TSDFs cheap.
 CAMERA = Camera.from_string("147,147,80,60,160,120")

@@ -48,28 +48,16 @@ import handvox.estimator.segment as _segment
 from handvox.camera import Camera, as_camera
 from handvox.errors import HandvoxError
 from handvox.estimator.networks import (
-    PoseNetConfig,
-    RefineNetConfig,
     count_flops,
     for_cpu_inference,
 )
 from handvox.estimator.pipeline import HandPoseEstimator
-from handvox.estimator.volume import VolumeConfig
-from handvox.estimator.weights import Estimator, EstimatorConfig, build_networks, load_model
+from handvox.estimator.presets import paper_estimator
+from handvox.estimator.weights import Estimator, build_networks, load_model
 from handvox.io.depth import read_depth
 
 STAGES = ("segmentation", "com", "tsdf", "refinement", "pose")
 NYU_FRAME = Path(__file__).resolve().parents[3].parent / "shared/data/nyu/depth_1_0000001.png"
-
-
-def paper_config() -> EstimatorConfig:
-    """The paper's estimator for NYU: 60^3 volume of 5 mm, Table 3 networks, 14 joints."""
-    return EstimatorConfig(
-        joint_set="nyu14",
-        volume=VolumeConfig(),
-        pose=PoseNetConfig(num_joints=14),
-        refine=RefineNetConfig(),
-    )
 
 
 def synthetic_frame(camera: Camera) -> np.ndarray:
@@ -319,7 +307,7 @@ def _load(model: str | Path | None, paper_arch: bool) -> tuple[Estimator, str]:
     if not paper_arch:
         raise ValueError("give a model folder or paper_arch=True")
     torch.manual_seed(0)
-    cfg = paper_config()
+    cfg = paper_estimator("nyu14", refine=True)  # the paper's estimator for NYU
     pose, refine = build_networks(cfg)
     return Estimator(cfg, pose.eval(), None if refine is None else refine.eval()), "paper-arch"
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from handvox.cli.train import add_train_command
 from handvox.errors import HandvoxError
 
 
@@ -204,56 +205,6 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(format_markdown(result))
     if args.json:
         print(f"wrote {write_json(result, args.json)}")
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    from handvox.train.trainer import run_cli
-
-    run_cli(args)
-
-
-def _add_train_command(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train the estimator (resumable; multi-GPU/multi-node with torchrun)",
-        description="Train the volumetric estimator; defaults are the paper's (30 epochs, "
-        "batch 6, Adam lr 1e-4, L2 loss, 60^3 x 5 mm volume). Rerunning with the same --out "
-        "resumes. Multi-process: torchrun --nproc_per_node N -m handvox.cli train ...",
-    )
-    p.add_argument(
-        "--data",
-        action="append",
-        help="training data KIND:ROOT[?key=value&...][@WEIGHT], KIND one of synthetic, nyu, "
-        "icvl, msra (repeat to mix; weights share each epoch); nyu/icvl read the train split",
-    )
-    p.add_argument("--val-data", action="append", help="explicit validation data (same form)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--config", type=Path, help="TrainConfig JSON (flags override it)")
-    p.add_argument("--joint-set", help="joint set to train (default canonical21)")
-    p.add_argument("--mode", choices=["pose", "refine", "finetune", "joint"])
-    p.add_argument("--init", type=Path, help="model folder to start from (finetune: required)")
-    p.add_argument("--refine-weight", type=float, help="TSDF loss weight (finetune/joint)")
-    p.add_argument("--epochs", type=int, help="default 30")
-    p.add_argument("--batch-size", type=int, help="per process; default 6")
-    p.add_argument("--lr", type=float, help="Adam learning rate; default 1e-4")
-    p.add_argument("--volume-size", type=int, help="voxels per axis of the 300 mm cube")
-    p.add_argument("--small", action="store_true", help="CPU-sized networks, 32^3 volume")
-    p.add_argument("--val-fraction", type=float, help="default 0.1 (without --val-data)")
-    p.add_argument("--no-augment", action="store_true", help="no rotation/scale/COM jitter")
-    p.add_argument("--workers", type=int, help="DataLoader worker processes; default 2")
-    p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (500)")
-    p.add_argument("--val-every", type=int, help="steps between extra validations (0)")
-    p.add_argument(
-        "--keep-checkpoints",
-        action="store_true",
-        help="keep the model at every validation in OUT/checkpoints/ (for handvox average)",
-    )
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
 
 
 def _add_inference_commands(sub) -> None:
@@ -529,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_transfer)
 
     _add_inference_commands(sub)
-    _add_train_command(sub)
+    add_train_command(sub)
     return parser
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from handvox import config as cfgio
 from handvox.atomic import atomic_path, write_text
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.networks import PoseNet, PoseNetConfig, RefineNet, RefineNetConfig
@@ -68,45 +69,11 @@ class EstimatorConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return cfgio.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EstimatorConfig:
-        return cls(
-            joint_set=d["joint_set"],
-            volume=_build(VolumeConfig, d["volume"]),
-            pose=_build(PoseNetConfig, d["pose"]),
-            refine=None if d.get("refine") is None else _build(RefineNetConfig, d["refine"]),
-            segment=_build(SegmentConfig, d.get("segment", {})),
-            recentre=int(d.get("recentre", 0)),
-            test_rotations_deg=tuple(float(a) for a in d.get("test_rotations_deg", ())),
-            test_scales=tuple(float(s) for s in d.get("test_scales", ())),
-        )
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and x == float("inf"):
-        return "inf"
-    return x
-
-
-def _tuples(x: Any) -> Any:
-    # JSON has no tuples; config dataclasses are frozen and hashable, so nested lists -> tuples.
-    if isinstance(x, list):
-        return tuple(_tuples(v) for v in x)
-    return float("inf") if x == "inf" else x
-
-
-def _build(cls: type, d: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    return cls(**{k: _tuples(v) for k, v in d.items()})
+        return cfgio.from_dict(cls, d)
 
 
 @dataclass
@@ -160,7 +127,7 @@ def save_model(
 
 def _default(o: Any) -> Any:
     if is_dataclass(o):
-        return asdict(o)
+        return cfgio.to_dict(o)
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -57,8 +57,9 @@ from torch.utils.data import DataLoader
 
 from handvox.atomic import atomic_path, write_text
 from handvox.errors import HandvoxError
-from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
-from handvox.estimator.volume import VolumeConfig, decode_joints
+from handvox.estimator.networks import RefineNetConfig
+from handvox.estimator.presets import paper_estimator
+from handvox.estimator.volume import decode_joints
 from handvox.estimator.weights import EstimatorConfig, build_networks, load_model, save_model
 from handvox.io.datasets import DatasetSpec
 from handvox.joints import get_joint_set
@@ -220,29 +221,6 @@ class TrainConfig:
                 a["scale"] = tuple(a["scale"])
             d["augment"] = AugmentConfig(**a)
         return cls(**d)
-
-
-def paper_estimator(joint_set: str, refine: bool) -> EstimatorConfig:
-    """The paper's estimator (60^3 voxels of 5 mm, Table 3 networks) for ``joint_set``."""
-    j = len(get_joint_set(joint_set))
-    return EstimatorConfig(
-        joint_set=joint_set,
-        pose=PoseNetConfig(num_joints=j),
-        refine=RefineNetConfig() if refine else None,
-    )
-
-
-def small_estimator(joint_set: str, refine: bool, size: int = 32) -> EstimatorConfig:
-    """A CPU-sized estimator: the same 300 mm cube in ``size``^3 voxels (32: 9.375 mm), the
-    paper's convolutions, FC layers of 1024 and a refinement net of half the channels."""
-    j = len(get_joint_set(joint_set))
-    return EstimatorConfig(
-        joint_set=joint_set,
-        volume=VolumeConfig(size=size, voxel_mm=300.0 / size),
-        pose=PoseNetConfig(input_size=size, fc=(1024, 1024), num_joints=j),
-        refine=RefineNetConfig(encoder=((16, 16), (32, 32)), bottleneck=(64, 64),
-                               decoder=((32, 32), (16, 8))) if refine else None,
-    )  # fmt: skip
 
 
 def resolve_estimator(cfg: TrainConfig) -> EstimatorConfig:
@@ -930,76 +908,3 @@ class _Trainer:
 
 
 # --- command line ---------------------------------------------------------------------------
-def config_from_args(args) -> tuple[TrainConfig, bool | None]:
-    """The TrainConfig of ``handvox train`` arguments (see cli.py), and the resume flag.
-
-    Precedence: explicit flags, then ``--config FILE``, then a state in ``--out`` (resuming),
-    then the defaults.
-    """
-    base: dict[str, Any] = {}
-    state_cfg = Path(args.out) / "train_config.json"
-    if args.config is not None:
-        base = json.loads(Path(args.config).read_text())
-    elif (args.resume or not args.data) and state_cfg.is_file():
-        base = json.loads(state_cfg.read_text())
-    over: dict[str, Any] = {}
-    for name, key in [
-        ("mode", "mode"),
-        ("epochs", "epochs"),
-        ("batch_size", "batch_size"),
-        ("lr", "lr"),
-        ("val_fraction", "val_fraction"),
-        ("workers", "num_workers"),
-        ("device", "device"),
-        ("seed", "seed"),
-        ("init", "init"),
-        ("joint_set", "joint_set"),
-        ("refine_weight", "refine_weight"),
-        ("checkpoint_every", "checkpoint_every"),
-        ("val_every", "val_every"),
-    ]:
-        v = getattr(args, name, None)
-        if v is not None:
-            over[key] = str(v) if key == "init" else v
-    if args.data:
-        over["data"] = [DatasetSpec.parse(s) for s in args.data]
-    if args.val_data:
-        over["val_data"] = [DatasetSpec.parse(s) for s in args.val_data]
-    if args.no_augment:
-        over["augment"] = AugmentConfig(enabled=False)
-    if getattr(args, "keep_checkpoints", False):
-        over["keep_checkpoints"] = True
-    if args.quiet:
-        over["progress"] = False
-    d = {**base, **over}
-    if not d.get("data"):
-        raise HandvoxError("no training data: give --data KIND:ROOT (or --config, or --resume)")
-    try:
-        cfg = TrainConfig.from_dict(d)
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
-    if args.small or args.volume_size:
-        size = args.volume_size or 32
-        make = small_estimator if args.small else None
-        if make is not None:
-            est = make(cfg.joint_set, refine=cfg.mode != "pose", size=size)
-        else:
-            est = paper_estimator(cfg.joint_set, refine=cfg.mode != "pose")
-            est = dataclasses.replace(
-                est,
-                volume=dataclasses.replace(est.volume, size=size, voxel_mm=300.0 / size),
-                pose=dataclasses.replace(est.pose, input_size=size),
-            )
-        cfg = dataclasses.replace(cfg, estimator=est)
-    return cfg, (True if args.resume else None)
-
-
-def run_cli(args) -> None:
-    """``handvox train``."""
-    cfg, resume = config_from_args(args)
-    try:
-        res = train(cfg, args.out, resume=resume, max_steps=args.max_steps)
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
-    if res.finished and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"best": res.best, "step": res.step, "skipped": res.skipped}))
