@@ -12,7 +12,7 @@ batch 1), it also times remedies and prints each one's largest deviation from fp
 * bf16: weights and input in bfloat16 (half the bytes; native on AVX512-BF16 / AMX CPUs)
 * int8-linear: ``torch.ao.quantization.quantize_dynamic`` of the Linear layers (a quarter of the
   bytes; convs stay fp32)
-* and combinations; all built by :func:`handvox.estimator.networks.for_cpu_inference`.
+* and combinations; all built by :func:`handvox.estimator.cpu.for_cpu_inference`.
 
 The refinement net is timed in fp32, channels_last_3d and bf16+channels_last.
 
@@ -28,13 +28,8 @@ import time
 import torch
 from torch import nn
 
-from handvox.estimator.networks import (
-    PoseNet,
-    RefineNet,
-    count_flops,
-    for_cpu_inference,
-    layer_table,
-)
+from handvox.estimator.cpu import for_cpu_inference
+from handvox.estimator.networks import PoseNet, RefineNet, count_flops, layer_table
 
 POSE_VARIANTS = [
     "fp32",

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# As the command line does (handvox.cli): OpenMP threads that sleep instead of spinning keep
+# small batched solves fast on a shared machine. Set before any test imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 

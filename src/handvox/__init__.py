@@ -1,11 +1,5 @@
 """handvox: 3D hand pose estimation from a single depth image with volumetric 3D CNNs."""
 
-import os
-
-# Busy-waiting OpenMP threads made small batched solves up to 7x slower on a shared 2-core
-# machine (benchmarks/ik_real_labels.py); must be set before torch starts its thread pool.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
 from handvox.io.record import HandRecord

@@ -4,25 +4,36 @@ Internal frame: OpenCV (x right, y down, z forward), millimetres. u, v are pixel
 (column, row) and d is depth along z in mm, so uvd and xyz share the same z.
 
 Every function works on NumPy arrays and torch tensors alike, batched over leading dimensions:
-shapes are ``(..., 3)`` for points and ``(..., 2)`` for pixels.
+shapes are ``(..., 3)`` for points and ``(..., 2)`` for pixels. This module does not import torch
+itself (a tensor argument means it is loaded already), so that ``import handvox`` leaves the
+process free to configure OpenMP before torch starts (see :mod:`handvox.cli`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
 from handvox.errors import DataError, HandvoxError
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+if TYPE_CHECKING:  # annotations only: see the module docstring
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
+
+
+def is_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch."""
+    return type(x).__module__.partition(".")[0] == "torch"
 
 
 def _stack(parts: list, like: Array) -> Array:
-    if isinstance(like, torch.Tensor):
+    if is_tensor(like):
+        import torch  # loaded already (a tensor exists); not at the top: see the module docstring
+
         return torch.stack(parts, dim=-1)
     return np.stack(parts, axis=-1)
 

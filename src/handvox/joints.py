@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
+
+from handvox.camera import is_tensor
 
 FINGERS = ("thumb", "index", "middle", "ring", "little")
 GROUP_COLORS = {
@@ -256,7 +257,9 @@ def convert_joints(joints, src: str | JointSet, dst: str | JointSet, exact_only:
         raise ValueError(f"mapping {m.src.name}->{m.dst.name} is approximate")
     if joints.shape[-2] != len(m.src):
         raise ValueError(f"expected {len(m.src)} {m.src.name} joints, got shape {joints.shape}")
-    if isinstance(joints, torch.Tensor):
+    if is_tensor(joints):
+        import torch  # loaded already (a tensor exists); see handvox.camera's docstring
+
         w = torch.as_tensor(m.weights, dtype=joints.dtype, device=joints.device)
         return torch.einsum("ds,...sc->...dc", w, joints)
     return np.einsum("ds,...sc->...dc", m.weights, joints).astype(joints.dtype, copy=False)

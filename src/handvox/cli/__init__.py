@@ -1,2 +1,10 @@
 """The ``handvox`` command line: every argument parser, and the commands that are only runs of
 the library (predict over files, bench, demo)."""
+
+import os
+
+# The command line owns its process, so it, not the library, sets OpenMP's wait policy:
+# busy-waiting OpenMP threads made small batched solves (IK) up to 7x slower on a shared 2-core
+# machine (benchmarks/ik_real_labels.py). OpenMP reads it when torch loads, so it is set here,
+# before any command module imports torch (``import handvox`` itself does not).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

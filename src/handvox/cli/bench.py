@@ -47,14 +47,14 @@ import torch
 import handvox.estimator.segment as _segment
 from handvox.camera import Camera, as_camera
 from handvox.errors import HandvoxError
-from handvox.estimator.networks import (
-    count_flops,
-    for_cpu_inference,
-)
+from handvox.estimator.cpu import for_cpu_inference
+from handvox.estimator.networks import count_flops
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.presets import paper_estimator
 from handvox.estimator.weights import Estimator, build_networks, load_model
 from handvox.io.depth import read_depth
+from handvox.synth.frame import frame_rng
+from handvox.synth.generators import make_generator
 
 STAGES = ("segmentation", "com", "tsdf", "refinement", "pose")
 NYU_FRAME = Path(__file__).resolve().parents[3].parent / "shared/data/nyu/depth_1_0000001.png"
@@ -62,9 +62,6 @@ NYU_FRAME = Path(__file__).resolve().parents[3].parent / "shared/data/nyu/depth_
 
 def synthetic_frame(camera: Camera) -> np.ndarray:
     """A rendered hand (handvox's synthetic generator, frame 0 of seed 0), ``(H, W)`` mm."""
-    from handvox.synth.frame import frame_rng
-    from handvox.synth.generators import make_generator
-
     generator, _ = make_generator("hand", camera)
     return generator(0, frame_rng(0, 0)).raw
 

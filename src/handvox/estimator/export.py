@@ -61,13 +61,15 @@ class ExportResult:
     batch: int
 
 
-def _require_onnx() -> None:
+def _require_onnx():
+    """The onnx module; HandvoxError naming the extra that installs it."""
     try:
-        import onnx  # noqa: F401
+        import onnx  # optional dependency: the `onnx` extra
     except ImportError:
         raise HandvoxError(
             "ONNX export needs the onnx package: pip install 'handvox[onnx]'"
         ) from None
+    return onnx
 
 
 def export_onnx(
@@ -85,8 +87,7 @@ def export_onnx(
             two volumes of uniform noise in [-1, 1] (equivalence must hold on any input).
         check: run the comparison (needs onnxruntime).
     """
-    _require_onnx()
-    import onnx
+    onnx = _require_onnx()
 
     est = model if isinstance(model, Estimator) else load_model(model)
     net = WholeNetwork(est).eval()
@@ -135,7 +136,7 @@ def export_onnx(
 def run_onnx(path: str | Path, tsdf: np.ndarray) -> np.ndarray:
     """ONNX Runtime (CPU) on ``(B, 1, D, D, D)`` float32 volumes -> ``(B, J, 3)`` mm - COM."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency: the `onnx` extra
     except ImportError:
         raise HandvoxError(
             "running an ONNX model needs onnxruntime: pip install 'handvox[onnx]'"

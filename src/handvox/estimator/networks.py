@@ -36,8 +36,6 @@ pooling and up-sampling are not counted), the convention behind "~1 GFLOP" for t
 
 from __future__ import annotations
 
-import copy
-import warnings
 from dataclasses import dataclass, field
 from math import prod
 from typing import TypeVar
@@ -272,46 +270,3 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass on a batch of ``input_shape``: 2 x the multiply-accumulates of
     conv, transposed-conv and linear layers (bias, activations, pooling not counted)."""
     return 2 * sum(r.macs for r in layer_table(model, input_shape))
-
-
-class _Cast(nn.Module):
-    """Runs ``model`` in ``dtype``, taking and returning float32."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.model = model.to(dtype)
-        self.dtype = dtype
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.dtype)).float()
-
-
-def for_cpu_inference(
-    model: nn.Module, *, channels_last: bool = True, bf16: bool = False, int8_linear: bool = False
-) -> nn.Module:
-    """An eval-mode copy of ``model`` tuned for CPU inference; ``model`` is left as it is.
-
-    Measured options (benchmarks/model_speed.py):
-
-    * ``channels_last``: conv weights in ``channels_last_3d``, so oneDNN runs NDHWC kernels
-      (same numbers; max pooling on 8 x 60^3 drops from ~8 ms to ~1 ms).
-    * ``bf16``: the whole model in bfloat16 (input cast in, output cast back to float32); fast
-      on CPUs with AVX512-BF16 / AMX; outputs differ from float32 by ~1e-3.
-    * ``int8_linear``: Linear layers dynamically quantised to int8
-      (``torch.ao.quantization.quantize_dynamic``): a quarter of the weight bytes, which is what
-      limits the pose net's 55M-weight first FC layer at batch 1. Not combinable with ``bf16``.
-    """
-    if bf16 and int8_linear:
-        raise ValueError("bf16 and int8_linear do not combine")
-    m = copy.deepcopy(model).eval()
-    if channels_last:
-        m = m.to(memory_format=torch.channels_last_3d)
-    if int8_linear:
-        from torch.ao.quantization import quantize_dynamic
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated for torchao
-            m = quantize_dynamic(m, {nn.Linear}, dtype=torch.qint8)
-    if bf16:
-        m = _Cast(m, torch.bfloat16)
-    return m

@@ -11,21 +11,8 @@ Pipeline (paper Sec. 3), per frame:
 3. Refinement net (when the model has one), then the pose net: joints relative to the COM, in
    units of ``pose.target_scale_mm``, decoded by :func:`handvox.estimator.volume.decode_joints`.
 
-``fast=True`` (the default) on CPU runs the networks as :func:`handvox.estimator.networks.for_cpu_inference`
-variants, the fastest measured (``handvox bench``, docs/benchmarks.md; paper-size networks, 2
-cores with AVX512-BF16):
-
-* pose net: FC layers dynamically quantised to int8, convolutions channels_last in bf16 (fp32
-  without native bf16). The first FC layer (55M weights) is read from memory once per forward:
-  at batch 1 that read, not arithmetic, sets its speed, and int8 weights quarter it (FC head
-  ~8 ms -> ~1 ms); bf16 roughly halves the convolutions. Pose net ~15 ms -> ~5 ms a frame.
-* refinement net: ``bf16 + channels_last`` where the CPU has native bf16 (AVX512-BF16 / AMX;
-  ~3x fp32), else ``channels_last`` in fp32.
-
-Joints move by hundredths to tenths of a millimetre against fp32; int8 quantises activations
-with one scale per batch, so in fast mode a frame's joints also depend (as little) on its
-batch-mates. ``fast=False`` runs the networks exactly as trained (fp32, eager). On GPUs the
-networks run in fp32 either way.
+``fast=True`` (the default) on CPU runs the networks as the fastest measured CPU variants
+(:mod:`handvox.estimator.cpu`); ``fast=False`` runs them exactly as trained (fp32, eager).
 """
 
 from __future__ import annotations
@@ -37,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
-from handvox.estimator.networks import PoseNet, for_cpu_inference
+from handvox.estimator.cpu import fast_cpu_networks
 from handvox.estimator.segment import Segmentation, SegmentConfig, segment_hand
 from handvox.estimator.volume import VolumeConfig, decode_joints, projective_tsdf
 from handvox.estimator.weights import Estimator, load_model
@@ -132,49 +118,6 @@ def hand_volumes(
         angle = torch.full((len(d),), np.deg2rad(angle_deg), dtype=torch.float64, device=device)
         view = {"angle": angle, "scale": torch.full_like(angle, scale)}
     return projective_tsdf(d, com, camera, volume, mask=mask, **view)
-
-
-def _bf16_native() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-class _SplitPose(nn.Module):
-    """A pose net with its convolutions and its FC head converted separately."""
-
-    def __init__(self, features: nn.Module, head: nn.Module, num_joints: int):
-        super().__init__()
-        self.features, self.head, self.num_joints = features, head, num_joints
-
-    def forward(self, volume: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(volume)).view(-1, self.num_joints, 3)
-
-
-def _int8_available() -> bool:
-    engines = torch.backends.quantized.supported_engines
-    return "x86" in engines or "fbgemm" in engines
-
-
-def fast_cpu_networks(
-    pose_net: PoseNet, refine_net: nn.Module | None
-) -> tuple[nn.Module, nn.Module | None, dict[str, str]]:
-    """The fastest measured CPU variants of both networks, and a name for each.
-
-    Pose net: convolutions in bf16 (native bf16 CPUs) or fp32, channels_last; FC layers int8.
-    """
-    bf16, int8 = _bf16_native(), _int8_available()
-    features = for_cpu_inference(pose_net.features, bf16=bf16)
-    head = for_cpu_inference(pose_net.head, channels_last=False, int8_linear=int8)
-    pose = _SplitPose(features, head, pose_net.cfg.num_joints).eval()
-    conv = "bf16" if bf16 else "fp32"
-    names = {"pose": f"{conv}-conv+{'int8' if int8 else 'fp32'}-linear+channels_last"}
-    refine = None
-    if refine_net is not None:
-        refine = for_cpu_inference(refine_net, bf16=bf16)
-        names["refine"] = f"{conv}+channels_last"
-    return pose, refine, names
 
 
 class _Clock:

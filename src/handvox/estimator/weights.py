@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from handvox import config as cfgio
@@ -112,8 +114,6 @@ def save_model(
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` atomically (each file is
     written to a temporary name and renamed)."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if (config.refine is None) != (refine_net is None):
@@ -154,9 +154,6 @@ def read_config(folder: str | Path) -> tuple[EstimatorConfig, dict[str, Any]]:
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Estimator:
     """Rebuild the networks of a model folder and load their weights (eval mode)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     config, meta = read_config(folder)
     weights = Path(folder) / "model.safetensors"
     try:

@@ -8,21 +8,12 @@ import torch
 
 from handvox.cli.bench import STAGES, format_markdown, measure_peak
 from handvox.cli.main import main
-from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
-from handvox.estimator.volume import VolumeConfig
-from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
+from tests.tiny import save_tiny_model, tiny_config
 
 
 def test_bench_cli_writes_all_stages(tmp_path, capsys):
     torch.manual_seed(0)
-    cfg = EstimatorConfig(
-        joint_set="nyu14",
-        volume=VolumeConfig(size=16, voxel_mm=18.75),
-        pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32, 32), num_joints=14),
-        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(8, 8),
-                               decoder=((8, 8), (4, 4))),
-    )  # fmt: skip
-    save_model(tmp_path / "model", cfg, *build_networks(cfg))
+    save_tiny_model(tmp_path / "model", tiny_config(refine=True))
     out = tmp_path / "bench.json"
     args = ["bench", "--model", str(tmp_path / "model"), "--frames", "2", "--refine-frames", "1",
             "--batch", "1,2", "--threads", "1", "--no-peak", "--quiet",

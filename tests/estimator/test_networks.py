@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from handvox.estimator.cpu import for_cpu_inference
 from handvox.estimator.networks import (
     PoseNet,
     PoseNetConfig,
     RefineNet,
     RefineNetConfig,
     count_flops,
-    for_cpu_inference,
     layer_table,
 )
 

@@ -10,7 +10,7 @@ from handvox.estimator.networks import PoseNetConfig
 from handvox.estimator.volume import VolumeConfig
 from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from handvox.errors import DataError
-from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
+from handvox.estimator.networks import PoseNetConfig
 from handvox.estimator.volume import VolumeConfig
 from handvox.estimator.weights import (
     EstimatorConfig,
@@ -13,21 +13,12 @@ from handvox.estimator.weights import (
     read_config,
     save_model,
 )
-
-
-def small_config(refine: bool) -> EstimatorConfig:
-    return EstimatorConfig(
-        joint_set="nyu14",
-        volume=VolumeConfig(size=16, voxel_mm=18.75),
-        pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32, 32), num_joints=14),
-        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(8, 8),
-                               decoder=((8, 8), (4, 4))) if refine else None,
-    )  # fmt: skip
+from tests.tiny import tiny_config
 
 
 @pytest.mark.parametrize("refine", [False, True])
 def test_round_trip_same_outputs(tmp_path, refine):
-    cfg = small_config(refine)
+    cfg = tiny_config(refine=refine)
     pose, ref = build_networks(cfg)
     save_model(tmp_path, cfg, pose, ref, meta={"command": "test"})
     est = load_model(tmp_path)
@@ -42,7 +33,7 @@ def test_round_trip_same_outputs(tmp_path, refine):
 
 
 def test_config_is_plain_json_with_inf(tmp_path):
-    cfg = small_config(False)
+    cfg = tiny_config()
     save_model(tmp_path, cfg, *build_networks(cfg))
     doc = json.loads((tmp_path / "config.json").read_text())
     assert doc["estimator"]["volume"]["max_depth_mm"] == "inf"
@@ -52,12 +43,12 @@ def test_config_is_plain_json_with_inf(tmp_path):
 def test_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="config.json"):
         load_model(tmp_path)
-    cfg = small_config(False)
+    cfg = tiny_config()
     save_model(tmp_path, cfg, *build_networks(cfg))
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(DataError, match="model.safetensors"):
         load_model(tmp_path)
-    other = small_config(True)
+    other = tiny_config(refine=True)
     save_model(tmp_path, cfg, *build_networks(cfg))
     # weights of a pose-only model under a config that expects refinement too
     (tmp_path / "config.json").write_text(
@@ -80,7 +71,7 @@ def test_average_models_is_the_mean_of_the_weights(tmp_path):
     from handvox.errors import HandvoxError
     from handvox.estimator.weights import average_models
 
-    cfg = small_config(True)
+    cfg = tiny_config(refine=True)
     cfg = dataclasses.replace(cfg, pose=dataclasses.replace(cfg.pose, batch_norm=True))
     nets = []
     for i in range(3):

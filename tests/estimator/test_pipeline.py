@@ -11,32 +11,21 @@ import torch
 
 from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
-from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
 from handvox.estimator.pipeline import DEFAULT_MODEL_DIR, HandPoseEstimator, hand_volumes
 from handvox.estimator.segment import segment_hand
-from handvox.estimator.volume import VolumeConfig
 from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
 from handvox.io.depth import read_depth
+from tests.tiny import tiny_config
 
 NYU = Camera.preset("nyu")
 # HANDS17 / BigHand2.2M's depth camera (the challenge's published intrinsics).
 HANDS17 = Camera(475.065948, 475.065948, 315.944855, 245.287079, 640, 480)
 
 
-def small_config(refine: bool = True) -> EstimatorConfig:
-    return EstimatorConfig(
-        joint_set="nyu14",
-        volume=VolumeConfig(size=16, voxel_mm=18.75),
-        pose=PoseNetConfig(input_size=16, channels=(4, 4), fc=(32, 32), num_joints=14),
-        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(8, 8),
-                               decoder=((8, 8), (4, 4))) if refine else None,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = small_config()
+    cfg = tiny_config(refine=True)
     folder = tmp_path_factory.mktemp("model")
     save_model(folder, cfg, *build_networks(cfg))
     return folder
@@ -145,7 +134,7 @@ def test_wrong_size_for_camera(model_dir, synthetic_frame):
 
 
 def test_pose_only_model(tmp_path, synthetic_frame):
-    cfg = small_config(refine=False)
+    cfg = tiny_config()
     save_model(tmp_path, cfg, *build_networks(cfg))
     est = HandPoseEstimator.from_folder(tmp_path, fast=False)
     assert est.refine_net is None and "refine" not in est.variants
@@ -201,7 +190,7 @@ def test_shipped_default_model(nyu_frame, synthetic_frame, shared, tmp_path):
 
 
 def test_training_meta_decides_mask_and_refuses_untrained_pose(tmp_path, synthetic_frame):
-    cfg = small_config()
+    cfg = tiny_config(refine=True)
     nets = build_networks(cfg)
     save_model(tmp_path / "nomask", cfg, *nets, meta={"input": {"mask": False}})
     save_model(tmp_path / "mask", cfg, *nets, meta={"input": {"mask": True}})
@@ -268,7 +257,7 @@ def test_test_time_rotations_average_rotated_back_predictions(model_dir, synthet
 
 def test_test_rotations_saved_with_the_model_and_checked(tmp_path):
     tta = {"test_rotations_deg": (-15.0, 15.0), "test_scales": (0.9, 1.1)}
-    cfg = EstimatorConfig(**{**small_config(False).__dict__, **tta})
+    cfg = EstimatorConfig(**{**tiny_config().__dict__, **tta})
     assert EstimatorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     save_model(tmp_path, cfg, *build_networks(cfg))
     loaded = HandPoseEstimator.from_folder(tmp_path).config

@@ -23,7 +23,7 @@ DEFAULT = SegmentConfig()
 
 def _load_scenes_module():
     # The benchmark's analytic scene model, so the test and the benchmark score the same scenes.
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "com_accuracy.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "com_accuracy.py"
     spec = importlib.util.spec_from_file_location("_bench_com_accuracy", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclass needs to find its module
