@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m handvox.cli.demo --out demo-output
+	$(BIN)/handvox demo --out demo-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from handvox.estimator.pipeline import HandPoseEstimator
-from handvox.eval.files import score
+from handvox.eval.metrics import score
 from handvox.eval.protocol import failures_as_far, predict_dataset
 from handvox.eval.report import build_metrics, render_markdown, write_report
 from handvox.io.synthetic import SyntheticDataset

@@ -24,7 +24,7 @@ import torch
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.segment import SegmentConfig
 from handvox.estimator.weights import load_model
-from handvox.eval.files import score
+from handvox.eval.metrics import score
 from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 
 

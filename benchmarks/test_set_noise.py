@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.eval.metrics import joint_errors
 from handvox.eval.protocol import failures_as_far, make_test_set, predict_dataset
 
 
@@ -27,7 +28,7 @@ def main() -> None:
     ds = make_test_set(args.data, args.frames, workers=1, progress=False)
     est = HandPoseEstimator.from_folder(args.model) if args.model else HandPoseEstimator.default()
     pred, gt, _ = predict_dataset(est, ds, progress=False)
-    per_frame = np.linalg.norm(failures_as_far(pred, gt) - gt, axis=2).mean(1)
+    per_frame = joint_errors(failures_as_far(pred, gt), gt).mean(1)
     rng = np.random.default_rng(0)
     n = len(per_frame)
     boot = [per_frame[rng.integers(0, n, n)].mean() for _ in range(args.resamples)]

@@ -167,7 +167,7 @@ def test_cuda_without_gpu_is_a_clear_error(model_dir):
 def test_shipped_default_model(nyu_frame, synthetic_frame, shared, tmp_path):
     # The model in the package: at most 25 MB, loads by default, finds the real NYU hand and
     # puts its 21 joints on it (the labels' 14, mapped approximately, within a few cm).
-    from handvox.eval.files import load_xyz
+    from handvox.io.predictions import load_xyz
     from handvox.joints import convert_joints, get_joint_set
 
     weights = DEFAULT_MODEL_DIR / "model.safetensors"

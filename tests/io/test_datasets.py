@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from handvox.camera import Camera, flip_y
 from handvox.errors import DataError
-from handvox.io.datasets import open_dataset
+from handvox.io.datasets import DatasetSpec, open_dataset
 from handvox.io.depth import read_depth, write_msra_bin, write_nyu_depth, write_png16
 from handvox.io.frames import collate_records
 from handvox.io.icvl import ICVLDataset
@@ -364,3 +364,24 @@ def test_open_dataset(tmp_path, msra_root):
     assert isinstance(open_dataset("msra", msra_root[0], subjects=[0]), MSRADataset)
     with pytest.raises(ValueError, match="unknown dataset"):
         open_dataset("hands17", tmp_path)
+
+
+def test_dataset_specs_take_reader_options():
+    s = DatasetSpec.parse("nyu:/d/nyu?kinect=2&split=train")
+    assert (s.kind, s.root, s.reader_options()) == (
+        "nyu",
+        "/d/nyu",
+        {"kinect": 2, "split": "train"},
+    )
+    assert DatasetSpec.parse("msra:/m?subjects=P0,P1").reader_options() == {
+        "subjects": ["P0", "P1"]
+    }
+    assert DatasetSpec.parse("icvl:/i").reader_options() == {}
+    s = DatasetSpec.parse("nyu:/data/nyu?kinect=2@0.5")
+    assert (s.weight, DatasetSpec.parse(s.spec)) == (0.5, s)
+    assert DatasetSpec.parse("synthetic:/a@b/c").root == "/a@b/c"
+    for bad in ("nyu:/d?camera=2", "nyu", "icvl:/i?split", "hands17:/h", "/just/a/path"):
+        with pytest.raises(ValueError):
+            DatasetSpec.parse(bad)
+    with pytest.raises(ValueError, match="kinect=two"):
+        DatasetSpec.parse("nyu:/d?kinect=two").reader_options()

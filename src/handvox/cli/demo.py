@@ -13,17 +13,30 @@ Everything lands in ``--out`` (default ``demo-output/``); ``report.md`` there li
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # the estimator pulls in torch; the demo imports it when it runs
-    from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.atomic import write_text
+from handvox.camera import Camera
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.eval.files import evaluate_files
+from handvox.eval.metrics import score
+from handvox.eval.protocol import (
+    TEST_FRAMES,
+    TEST_SEED,
+    TEST_SHAPES,
+    failures_as_far,
+    make_test_set,
+    predict_dataset,
+)
+from handvox.eval.report import build_metrics, render_markdown, write_report
+from handvox.io.depth import read_depth
+from handvox.io.predictions import load_xyz
+from handvox.joints import convert_joints, get_joint_set
+from handvox.viz.draw import render_frame, save_png, tile_images
 
 # Evaluated first (the "method under test"), then the rest, in the order papers list them.
 PUBLISHED = {
@@ -54,8 +67,6 @@ def find_shared(start: Path | None = None) -> Path | None:
 
 def run_published_evaluation(shared: Path, out: Path) -> dict[str, str]:
     """Score every published method on NYU and ICVL; returns dataset -> Markdown table."""
-    from handvox.eval.files import evaluate_files
-
     tables = {}
     for dataset, methods in PUBLISHED.items():
         folder = shared / "data" / "published" / dataset
@@ -77,8 +88,6 @@ def run_published_evaluation(shared: Path, out: Path) -> dict[str, str]:
 def overlay_grid(ds, pred: np.ndarray, errors: np.ndarray, size_px: int = 256) -> np.ndarray:
     """Best, median and worst frames (a row each) by mean joint error, ground truth solid and
     prediction dashed. ``errors``: ``(N, J)`` mm."""
-    from handvox.viz.draw import render_frame, tile_images
-
     frame_err = errors.mean(1)
     order = np.argsort(frame_err, kind="stable")
     n, k = len(order), GRID_PER_ROW
@@ -118,31 +127,26 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def synthetic_section(est, model_name: str, args, out: Path) -> tuple[list[str], dict]:
+def synthetic_section(
+    est: HandPoseEstimator,
+    model_name: str,
+    testset: Path,
+    frames: int,
+    workers: int,
+    progress: bool,
+    out: Path,
+) -> tuple[list[str], dict]:
     """Render, run, score and draw the held-out synthetic test set; the report's lines."""
-    from handvox.eval.files import score
-    from handvox.eval.protocol import (
-        TEST_SEED,
-        TEST_SHAPES,
-        failures_as_far,
-        make_test_set,
-        predict_dataset,
-    )
-    from handvox.eval.report import build_metrics, render_markdown, write_report
-    from handvox.joints import get_joint_set
-    from handvox.viz.draw import save_png
-
     t0 = time.perf_counter()
-    ds = make_test_set(args.testset, args.frames, args.workers, progress=not args.quiet,
-                       joint_set=est.config.joint_set)  # fmt: skip
+    ds = make_test_set(testset, frames, workers, progress=progress, joint_set=est.config.joint_set)
     render_s = time.perf_counter() - t0
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    pred, gt, found = predict_dataset(est, ds, batch=16, progress=not args.quiet, timings=timings)
+    pred, gt, found = predict_dataset(est, ds, batch=16, progress=progress, timings=timings)
     wall_s = time.perf_counter() - t0
     js = get_joint_set(est.config.joint_set)
     result = score(failures_as_far(pred, gt), gt, model_name, None, "xyz")
-    metrics = build_metrics("synthetic", js, ds.camera, args.testset, [result])
+    metrics = build_metrics("synthetic", js, ds.camera, testset, [result])
     metrics["frames_without_hand"] = int((~found).sum())
     metrics["timings_ms_per_frame"] = {s: 1000 * timings.get(s, 0.0) / len(ds) for s in STAGES}
     syn = out / "synthetic"
@@ -157,7 +161,7 @@ def synthetic_section(est, model_name: str, args, out: Path) -> tuple[list[str],
         f"{len(ds)} frames rendered by handvox (seed {TEST_SEED}, hand shape "
         f"{', '.join(TEST_SHAPES)}: neither used in training; noisy depth of a NYU-like camera; "
         f"forearm always, body and wall each in half the frames) in {render_s:.1f} s, into "
-        f"`{args.testset}`. The hand centre comes from segmenting the noisy depth (no labels "
+        f"`{testset}`. The hand centre comes from segmenting the noisy depth (no labels "
         f"at input); frames without a hand found count as failures "
         f"({metrics['frames_without_hand']} here). Joints: {js.name}.",
         "",
@@ -195,18 +199,13 @@ def synthetic_section(est, model_name: str, args, out: Path) -> tuple[list[str],
     summary = {"mean_error_mm": m["mean_error_mm"], "percent_within_mm": pct,
                "frames": len(ds), "frames_without_hand": metrics["frames_without_hand"],
                "timings_ms_per_frame": metrics["timings_ms_per_frame"],
-               "frames_per_s": len(ds) / wall_s}  # fmt: skip
+               "frames_per_s": len(ds) / wall_s,
+               "passes_per_frame": (1 + est.recentre) * len(est.test_views())}  # fmt: skip
     return lines, summary
 
 
 def nyu_frame_section(est, shared: Path, out: Path) -> tuple[list[str], dict]:
     """The model on the real NYU test frame 1 (approximate comparison with its 14 labels)."""
-    from handvox.camera import Camera
-    from handvox.eval.files import load_xyz
-    from handvox.io.depth import read_depth
-    from handvox.joints import convert_joints, get_joint_set
-    from handvox.viz.draw import render_frame, save_png, tile_images
-
     nyu = shared / "data" / "nyu"
     cam = Camera.preset("nyu")
     depth = read_depth(nyu / "depth_1_0000001.png")
@@ -259,34 +258,32 @@ def _passes_note(est: HandPoseEstimator) -> str:
     return f"{n} TSDF and network passes a frame ({'; '.join(why)})."
 
 
-def main(argv: list[str] | None = None) -> int:
-    from handvox.errors import HandvoxError
-    from handvox.estimator.pipeline import HandPoseEstimator
-    from handvox.eval.protocol import TEST_FRAMES
+def run_demo(
+    out: Path,
+    model: Path | None = None,
+    frames: int | None = None,
+    testset: Path | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """``handvox demo``: the held-out synthetic test set through ``model`` (default: the
+    shipped one), then, with ``../shared``, the real NYU frame and the published methods;
+    ``out/report.md`` and ``out/summary.json``. ``frames``: the protocol's test set size
+    (:data:`handvox.eval.protocol.TEST_FRAMES`) unless given. Returns the summary.
 
-    parser = argparse.ArgumentParser(prog="python -m handvox.cli.demo", description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("demo-output"))
-    parser.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
-    parser.add_argument("--frames", type=int, default=TEST_FRAMES, help="test frames to render")
-    parser.add_argument("--testset", type=Path, help="where the test set goes (OUT/testset)")
-    parser.add_argument("--workers", type=int, default=2, help="rendering processes")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    out = args.out
+    Raises:
+        HandvoxError: a model folder that cannot be loaded.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    args.testset = args.testset or out / "testset"
+    frames = TEST_FRAMES if frames is None else frames
+    testset = testset or out / "testset"
     start = time.perf_counter()
-
-    try:
-        if args.model:
-            est = HandPoseEstimator.from_folder(args.model)
-            model_name = args.model.name
-        else:
-            est = HandPoseEstimator.default()
-            model_name = "handvox default"
-    except HandvoxError as e:
-        print(f"handvox demo: {e}", file=sys.stderr)
-        return 1
+    if model:
+        est = HandPoseEstimator.from_folder(model)
+        model_name = model.name
+    else:
+        est = HandPoseEstimator.default()
+        model_name = "handvox default"
     cfg = est.config
     lines = [
         "# handvox demo",
@@ -297,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         "What it is and how it was trained: docs/model-card.md.",
         "",
     ]
-    print(f"handvox demo: held-out synthetic test set ({args.frames} frames)")
-    syn_lines, summary = synthetic_section(est, model_name, args, out)
+    print(f"handvox demo: held-out synthetic test set ({frames} frames)")
+    syn_lines, summary = synthetic_section(est, model_name, testset, frames, workers, progress, out)
     lines += syn_lines
     m = summary
     print(f"  mean joint error {m['mean_error_mm']:.2f} mm; frames with every joint within "
@@ -332,11 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - start
     summary["demo_seconds"] = total
     lines += [f"_Demo ran in {total:.0f} s on this machine._", ""]
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "report.md", "\n".join(lines))
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"handvox demo: wrote {out / 'report.md'} ({total:.0f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return summary

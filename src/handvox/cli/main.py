@@ -11,6 +11,7 @@ from handvox.errors import HandvoxError
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    # Each command loads only what it runs (here matplotlib, for the figures).
     from handvox.eval.files import evaluate_files
 
     report = evaluate_files(
@@ -27,7 +28,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    from handvox.viz.draw import show_file
+    # Each command loads only what it runs (here matplotlib, and torch for the segmentation).
+    from handvox.cli.show import show_file
 
     show_file(
         depth=args.depth,
@@ -133,14 +135,14 @@ def _load_estimator(
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from handvox.camera import as_camera
+    # Each command loads only what it runs (here torch, for the estimator).
     from handvox.cli.predict import collect_frames, predict_frames
 
     if not args.inputs and args.dataset is None:
         raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     # Frames first: a bad input is reported before the model is loaded.
-    frames = collect_frames(args.inputs, as_camera(args.camera), args.dataset, args.limit)
+    frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit)
     try:
         est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales)
     except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
@@ -481,7 +483,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_inference_commands(sub)
     add_train_command(sub)
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job: a model on the held-out synthetic test set, the real NYU frame and "
+        "the published methods, in one report",
+        description="Render the held-out synthetic test set, run a model on it (the shipped one "
+        "unless --model), score it, and with ../shared beside the checkout also run the real NYU "
+        "frame and score the published NYU and ICVL predictions; OUT/report.md links it all.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder")
+    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    p.add_argument("--frames", type=int, help="test frames to render (default: the protocol's)")
+    p.add_argument("--testset", type=Path, help="where the test set goes (default OUT/testset)")
+    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    # Each command loads only what it runs (here all of it: torch, numba, matplotlib).
+    from handvox.cli.demo import run_demo
+
+    run_demo(args.out, args.model, args.frames, args.testset, args.workers, not args.quiet)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,2 +1,3 @@
-"""Evaluation as the community does it: metrics, prediction and label files, reports, and the
-synthetic test protocol."""
+"""Evaluation as the community does it, in layers: metrics on arrays (:mod:`.metrics`), reports
+of scores (:mod:`.report`), prediction files scored against test labels (:mod:`.files`); and the
+synthetic test protocol of handvox's model (:mod:`.protocol`)."""

@@ -15,10 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from handvox.camera import Camera
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.io.synthetic import SyntheticDataset
+from handvox.synth.generators import make_generator
+from handvox.synth.hand import HandSynthConfig
+from handvox.synth.job import synthesize
 
 TEST_SHAPES: tuple[str, ...] = ("small_female",)
 TRAIN_SHAPES: tuple[str, ...] = ("child_7y", "average_adult", "large_male", "slender", "broad")
@@ -42,10 +46,6 @@ def make_test_set(
     """Render (or resume, or reuse) the held-out test set in ``out`` and open it with labels in
     ``joint_set`` (canonical21, or a marker set: nyu14, icvl16, msra21); with ``validation``,
     the validation set instead (:data:`VALIDATION_SEED`, training shapes)."""
-    from handvox.synth.generators import make_generator
-    from handvox.synth.hand import HandSynthConfig
-    from handvox.synth.job import synthesize
-
     camera = Camera.preset("nyu")
     shapes = TRAIN_SHAPES if validation else TEST_SHAPES
     config = HandSynthConfig.for_camera(camera, shapes=shapes)
@@ -76,8 +76,6 @@ def predict_dataset(
     Returns:
         pred ``(N, J, 3)`` mm (NaN where no hand was found), gt ``(N, J, 3)`` mm, found ``(N,)``.
     """
-    from tqdm import tqdm
-
     preds, gts, found = [], [], []
     bar = tqdm(total=len(ds), desc="estimate", unit="frame", disable=not progress)
     for start in range(0, len(ds), batch):

@@ -3,23 +3,26 @@
 ``curve.png`` is the success curve (fraction of frames whose worst joint is within D mm) and
 ``per_joint.png`` the per-joint mean error bars. Figures are drawn on bare ``Figure`` objects
 (Agg canvas), so nothing touches pyplot's global state or needs a display.
+
+The middle layer of :mod:`handvox.eval`: it turns scores
+(:class:`handvox.eval.metrics.MethodResult`, however obtained: files, :mod:`handvox.eval.protocol`,
+a benchmark) into the report; it reads no prediction files (that is :mod:`handvox.eval.files`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
 from handvox.errors import HandvoxError
+from handvox.eval.metrics import PROTOCOL, SYNTHETIC_PROTOCOL, TABLE_THRESHOLDS_MM, MethodResult
 from handvox.joints import JointSet
-
-if TYPE_CHECKING:
-    from handvox.eval.files import MethodResult
 
 DPI = 150
 # The evaluated method is red and drawn on top; the rest take distinct colours and dash patterns so
@@ -64,8 +67,6 @@ def build_metrics(
     dataset: str, joint_set: JointSet, camera: Camera, gt_path: Path, results: list[MethodResult]
 ) -> dict:
     """Everything the report shows, as plain JSON-ready data."""
-    from handvox.eval.files import PROTOCOL, SYNTHETIC_PROTOCOL, TABLE_THRESHOLDS_MM
-
     total = results[0].frames_total
     methods = []
     for res in results:
@@ -165,10 +166,8 @@ def _legend_label(res: MethodResult) -> str:
     return f"{res.name} ({res.mean_error:.2f} mm{extra})"
 
 
-def plot_curve(results: list[MethodResult], dataset: str):
+def plot_curve(results: list[MethodResult], dataset: str) -> Figure:
     """Success curve: % of frames with worst joint error <= D, D = 0..80 mm. Returns a Figure."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(6.0, 4.5), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     for i, res in enumerate(results):
@@ -189,11 +188,8 @@ def plot_curve(results: list[MethodResult], dataset: str):
     return fig
 
 
-def plot_per_joint(results: list[MethodResult], joint_set: JointSet, dataset: str):
+def plot_per_joint(results: list[MethodResult], joint_set: JointSet, dataset: str) -> Figure:
     """Grouped bars of per-joint mean error, one group per joint plus "Mean". Returns a Figure."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     labels = [joint_label(n) for n in joint_set.names] + ["Mean"]
     k = len(results)
     x = np.arange(len(labels), dtype=np.float64)
@@ -224,8 +220,6 @@ def plot_per_joint(results: list[MethodResult], joint_set: JointSet, dataset: st
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-
 def write_report(
     out: Path, metrics: dict, markdown: str, results: list[MethodResult], joint_set: JointSet
 ) -> list[Path]:

@@ -6,6 +6,10 @@ Variants read here:
 - lines ending in ``\\r\\r\\n``, trailing spaces, blank lines (skipped);
 - handvox's own files, which start with a ``# handvox labels kind=xyz ...`` header so that xyz
   predictions (mm, OpenCV frame) are not mistaken for uvd. Other ``#`` lines are comments.
+
+This module is the text, as it is on disk (uvd or xyz as the file says);
+:mod:`handvox.io.predictions` reads and writes prediction files on top of it (joints as xyz with
+a camera, ``handvox predict``'s files).
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 Array-level functions take a depth map ``(H, W)`` in mm and joints ``(J, 3)`` as uvd (u, v pixel
 coordinates with pixel centres at integers, d in mm); :func:`joints_to_uvd` converts xyz joints.
 A crop box is ``(u0, v0, u1, v1)``: integer, half-open pixel ranges ``[u0, u1) x [v0, v1)``.
-Only :func:`show_file` reads files.
+
+Drawing only: nothing here reads files or looks for the hand. A caller that wants a crop around a
+hand found from depth alone computes the box (``handvox show`` segments the hand,
+:mod:`handvox.cli.show`) and passes it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from handvox.atomic import atomic_path
 from handvox.camera import Camera, as_camera
-from handvox.errors import DataError, HandvoxError
-from handvox.estimator.segment import SegmentConfig, segment_hand
 from handvox.joints import GROUP_COLORS, JointSet, get_joint_set
 
 # Figures are built on FigureCanvasAgg directly, never through pyplot, so drawing needs no display
@@ -81,8 +83,9 @@ def _valid(depth: np.ndarray, far_mm: float) -> np.ndarray:
     return np.isfinite(depth) & (depth > 0) & (depth < far_mm)
 
 
-def _square_box(cu: float, cv: float, side: float, width: int, height: int) -> Box:
-    """A square of ``side`` px centred at (cu, cv), shifted (not shrunk) to lie in the image."""
+def square_box(cu: float, cv: float, side: float, width: int, height: int) -> Box:
+    """A square of ``side`` px (at least 8) centred at (cu, cv), shifted (not shrunk) to lie in a
+    ``width`` x ``height`` image; the whole extent along an axis the side does not fit in."""
     side = max(int(np.ceil(side)), 8)
 
     def span(c: float, size: int) -> tuple[int, int]:
@@ -97,68 +100,41 @@ def _square_box(cu: float, cv: float, side: float, width: int, height: int) -> B
     return u0, v0, u1, v1
 
 
-def _segment_box(
-    depth: np.ndarray, cam: Camera, margin: float, cube_mm: float, config: SegmentConfig
-) -> Box:
-    """Square around the hand found by :func:`segment_hand`; the whole image when none is."""
-    height, width = depth.shape
-    seg = segment_hand(depth, cam, config)
-    if not seg.found:
-        return 0, 0, width, height
-    # The mask stops at the wrist cut and may miss thin fingers; the cube around the COM holds a
-    # whole hand of any pose; both together never cut off what the mask does hold.
-    cu, cv, cd = seg.com_uvd
-    half = 0.5 * cube_mm * 0.5 * (cam.fx + cam.fy) / cd
-    vs, us = np.nonzero(seg.mask)
-    pad = max(margin * max(np.ptp(us), np.ptp(vs)), 4.0)
-    lo = np.minimum([cu - half, cv - half], [us.min() - pad, vs.min() - pad])
-    hi = np.maximum([cu + half, cv + half], [us.max() + pad, vs.max() + pad])
-    center = 0.5 * (lo + hi)
-    return _square_box(center[0], center[1], float((hi - lo).max()), width, height)
-
-
 def hand_crop_box(
     depth: np.ndarray,
     camera: Camera | str,
     uvd_points: np.ndarray | None = None,
     margin: float = 0.15,
     margin_mm: float = 30.0,
-    cube_mm: float = 300.0,
-    config: SegmentConfig | None = None,
 ) -> Box:
-    """A square crop around the hand, clamped to the image.
+    """A square crop around the joints to draw, clamped to the image.
 
-    With ``uvd_points`` (joints to draw; any number of skeletons stacked) the box holds them all
-    plus a margin of ``margin`` x the joints' extent or ``margin_mm`` at their depth, whichever is
-    larger (joints lie inside the skin, so fingertips need room). Without, the hand is found from
-    depth alone by :func:`handvox.estimator.segment.segment_hand` (``config``, default settings when None)
-    and the box holds both the projection of a ``cube_mm`` cube centred on its centre of mass and
-    its mask plus ``margin`` x the mask's extent. When no hand is found, the whole image.
+    The box holds every point of ``uvd_points`` (any number of skeletons stacked) plus a margin
+    of ``margin`` x the joints' extent or ``margin_mm`` at their depth, whichever is larger
+    (joints lie inside the skin, so fingertips need room). Without points (or none finite), the
+    whole image.
 
     Args:
-        depth: ``(H, W)`` mm.
+        depth: ``(H, W)`` mm (only its size is used).
         uvd_points: ``(..., 3)`` uvd; non-finite rows are ignored.
     Returns:
         ``(u0, v0, u1, v1)``.
-    Raises:
-        DataError: without joints, depth not of the camera's size.
     """
     cam = as_camera(camera)
-    pts = None
+    height, width = np.shape(depth)[:2]
+    pts = np.empty((0, 3))
     if uvd_points is not None:
         pts = np.asarray(uvd_points, dtype=np.float64).reshape(-1, 3)
         pts = pts[np.isfinite(pts).all(axis=1)]
-    if pts is None or not len(pts):
-        depth = np.asarray(depth, dtype=np.float32)
-        return _segment_box(depth, cam, margin, cube_mm, config or SegmentConfig())
-    height, width = np.shape(depth)[:2]
+    if not len(pts):
+        return 0, 0, width, height
     focal = 0.5 * (cam.fx + cam.fy)
     pad_mm = margin_mm * focal / max(float(np.median(pts[:, 2])), 1.0)
     lo, hi = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
     extent = float((hi - lo).max())
     side = extent + 2 * max(margin * extent, pad_mm, 4.0)
     center = 0.5 * (lo + hi)
-    return _square_box(center[0], center[1], side, width, height)
+    return square_box(center[0], center[1], side, width, height)
 
 
 def _depth_window(
@@ -266,7 +242,8 @@ def draw_frame(
     Args:
         depth: ``(H, W)`` mm.
         gt_uvd, pred_uvd: ``(J, 3)`` uvd joints of ``joint_set`` (see :func:`joints_to_uvd`).
-        box: crop box; default :func:`hand_crop_box` around the given joints (or the depth).
+        box: crop box; default :func:`hand_crop_box` around the given joints (the whole frame
+            without joints).
         line_scale: multiplies line widths and marker sizes (for small or large panels).
     Returns:
         The box drawn.
@@ -343,7 +320,8 @@ def render_frame(
 
     Args:
         depth: ``(H, W)`` mm.
-        crop: crop around the hand (else the whole frame), unless ``box`` is given.
+        crop: crop around the joints (:func:`hand_crop_box`; without joints, or with
+            ``crop=False``, the whole frame), unless ``box`` is given.
         size_px: the longer side of the output image.
     Returns:
         ``(H_out, W_out, 3)`` uint8 RGB.
@@ -401,86 +379,5 @@ def tile_images(images: list[np.ndarray], cols: int, pad: int = 4) -> np.ndarray
 
 def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Write an ``(H, W, 3)`` uint8 image as PNG atomically (temp file, then rename)."""
-    from PIL import Image
-
     with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
-
-
-# --- files --------------------------------------------------------------------------------------
-_SET_BY_COUNT = {14: "nyu14", 16: "icvl16", 36: "nyu36"}
-
-
-def _infer_joint_set(num_joints: int, cam_name: str, path: Path) -> JointSet:
-    if num_joints == 21:
-        # MSRA and canonical both have 21 joints; the camera is the only hint.
-        return get_joint_set("msra21" if cam_name == "msra" else "canonical21")
-    if num_joints in _SET_BY_COUNT:
-        return get_joint_set(_SET_BY_COUNT[num_joints])
-    raise DataError(
-        path, f"{num_joints} joints a line: cannot tell the joint set, give --joint-set"
-    )
-
-
-def _frame_joints(path: Path, frame: int, cam: Camera) -> np.ndarray:
-    from handvox.io.labels import read_labels
-
-    labels = read_labels(path)
-    n = len(labels.joints)
-    if not 0 <= frame < n:
-        raise DataError(path, f"frame {frame} out of range: the file has {n} frames (0..{n - 1})")
-    return joints_to_uvd(labels.joints[frame], cam, "xyz" if labels.kind == "xyz" else "uvd")
-
-
-def show_file(
-    depth: Path,
-    camera: str | Camera,
-    out: Path,
-    gt: Path | None = None,
-    pred: Path | None = None,
-    frame: int = 0,
-    joint_set: str | None = None,
-    crop: bool = True,
-    size_px: int = 512,
-) -> None:
-    """Draw a depth file with line ``frame`` of the label files on it and save a PNG.
-
-    Args:
-        camera: preset name or ``fx,fy,cx,cy,w,h`` (or a Camera); also projects xyz label files.
-        joint_set: default: by joint count (14 nyu14, 16 icvl16, 36 nyu36, 21 msra21 with the
-            msra camera else canonical21).
-    Raises:
-        DataError: unreadable depth or labels, depth size not the camera's, ``frame`` beyond a
-            label file, joint count not the joint set's (or not inferable).
-        HandvoxError: unknown camera or joint set name.
-    """
-    from handvox.io.depth import read_depth
-
-    cam = as_camera(camera)
-    cam_name = camera.lower() if isinstance(camera, str) else ""
-    try:
-        js = get_joint_set(joint_set) if joint_set else None
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
-    depth_mm = read_depth(depth)
-    cam.check_depth(depth_mm, depth, f"--camera {camera}")
-    found = {p: _frame_joints(Path(p), frame, cam) for p in (gt, pred) if p is not None}
-    for p, joints in found.items():
-        if js is None:
-            js = _infer_joint_set(len(joints), cam_name, Path(p))
-        elif len(joints) != len(js):
-            raise DataError(
-                p, f"{len(joints)} joints a line, but joint set {js.name} has {len(js)}"
-            )
-    if js is None:
-        js = get_joint_set(cam_name if cam_name in ("nyu", "icvl", "msra") else "canonical21")
-    rgb = render_frame(
-        depth_mm,
-        cam,
-        js,
-        gt_uvd=found.get(gt) if gt is not None else None,
-        pred_uvd=found.get(pred) if pred is not None else None,
-        crop=crop,
-        size_px=size_px,
-    )
-    save_png(out, rgb)

@@ -1,0 +1,231 @@
+"""``handvox predict`` over files, folders and datasets (handvox.cli.predict, handvox.cli.main);
+its files are read back with handvox.io.predictions."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handvox.estimator.pipeline
+from handvox.camera import Camera
+from handvox.cli.bench import synthetic_frame
+from handvox.cli.main import main
+from handvox.cli.predict import collect_frames, predict_frames
+from handvox.errors import HandvoxError
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.io.depth import write_nyu_depth, write_png16
+from handvox.io.predictions import read_csv, read_json, read_txt
+from handvox.synth.generators import make_generator
+from handvox.synth.job import synthesize
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+NYU = Camera.preset("nyu")
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return np.rint(synthetic_frame(NYU)).astype(np.float32)  # whole mm, as the files hold
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, frame):
+    """The same hand as NYU RGB PNG, 16-bit PNG and .npy, plus an empty frame."""
+    folder = tmp_path / "frames"
+    write_nyu_depth(folder / "a_nyu.png", frame)
+    write_png16(folder / "b_png16.png", frame)
+    np.save(folder / "c_array.npy", frame)
+    np.save(folder / "d_empty.npy", np.zeros_like(frame))
+    (folder / "notes.txt").write_text("not a depth file: ignored")
+    return folder
+
+
+@pytest.mark.integration
+def test_folder_all_formats_and_overlays(tmp_path, tiny_model, mixed_folder, frame, capsys):
+    out = tmp_path / "out"
+    args = ["predict", str(mixed_folder), "--model", str(tiny_model), "--camera", "nyu",
+            "--out", str(out), "--overlay", "--quiet", "--exact"]  # fmt: skip
+    assert main(args) == 0
+    assert "4 frames, hand found in 3" in capsys.readouterr().out
+
+    doc = json.loads((out / "predictions.json").read_text())
+    frames = doc["frames"]
+    assert [f["id"] for f in frames] == [
+        "frames/a_nyu.png", "frames/b_png16.png", "frames/c_array.npy", "frames/d_empty.npy"
+    ]  # fmt: skip
+    assert [f["found"] for f in frames] == [True, True, True, False]
+    assert doc["joint_set"] == "nyu14" and len(doc["joint_names"]) == 14
+    assert doc["model"] == str(tiny_model) and frames[0]["camera"] == NYU.to_dict()
+    want = HandPoseEstimator.from_folder(tiny_model, fast=False)(frame, NYU)
+    for f in frames[:3]:  # three encodings of one frame: one answer, the library's
+        np.testing.assert_allclose(f["joints_xyz"], want.joints_xyz[0], atol=2e-3)
+        np.testing.assert_allclose(f["com_xyz"], want.com_xyz[0], atol=2e-3)
+        np.testing.assert_allclose(f["joints_uvd"], want.joints_uvd[0], atol=2e-3)
+    empty = frames[3]
+    assert empty["joints_xyz"] is None and empty["com_xyz"] is None
+    assert empty["reason"].startswith("no hand found")
+
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and rows[0]["found"] == "1" and rows[3]["found"] == "0"
+    assert float(rows[0]["com_z"]) == pytest.approx(want.com_xyz[0, 2], abs=1e-3)
+    assert rows[3]["little_tip_x"] == "" and rows[3]["reason"]
+    assert len(rows[0]) == 4 + 6 + 14 * 6
+    # The three files say the same, as io.predictions reads them.
+    js, cs = read_json(out / "predictions.json"), read_csv(out / "predictions.csv")
+    np.testing.assert_allclose(cs.joints_xyz, js.joints_xyz, atol=1e-3, equal_nan=True)
+    np.testing.assert_array_equal(cs.found, js.found)
+    assert [f.reason for f in cs.frames] == [f.reason for f in js.frames]
+
+    uvd = read_txt(out / "predictions.txt", num_joints=14)  # community format: NaN-free
+    np.testing.assert_allclose(uvd[0], want.joints_uvd[0], atol=1e-3)
+    np.testing.assert_allclose(uvd, js.joints_uvd, atol=1e-3, equal_nan=True)
+    assert np.isnan(uvd[3]).all()  # written as zeros
+    assert (out / "predictions.txt").read_text().splitlines()[3] == " ".join(["0.000"] * 42)
+
+    pngs = sorted(p.name for p in (out / "overlays").iterdir())
+    assert len(pngs) == 4 and pngs[0].startswith("00000_a_nyu")
+    assert [f["overlay"] for f in frames] == [f"overlays/{p}" for p in pngs]
+    with Image.open(out / "overlays" / pngs[0]) as im:
+        assert im.mode == "RGB" and max(im.size) == 512
+
+
+@pytest.mark.integration
+def test_unreadable_file_is_named(tmp_path, tiny_model, mixed_folder, capsys):
+    (mixed_folder / "e_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    args = ["predict", str(mixed_folder), "--model", str(tiny_model), "--out",
+            str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    assert "e_broken.png" in capsys.readouterr().err
+    # --skip-errors: the file becomes a frame without a hand, the reason says why.
+    assert main([*args, "--skip-errors"]) == 0
+    assert "1 unreadable" in capsys.readouterr().out
+    broken = read_json(tmp_path / "out/predictions.json").frames[-1]
+    assert broken.id.endswith("e_broken.png") and not broken.found
+    assert broken.reason.startswith("unreadable:") and "e_broken.png" in broken.reason
+    assert np.isnan(broken.joints_xyz).all() and broken.overlay is None
+
+
+@pytest.mark.integration
+def test_wrong_size_for_camera_is_named(tmp_path, tiny_model, mixed_folder, capsys):
+    args = ["predict", str(mixed_folder / "a_nyu.png"), "--model", str(tiny_model),
+            "--camera", "icvl", "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "a_nyu.png" in err and "640x480" in err and "320x240" in err
+
+
+@pytest.mark.integration
+def test_synthetic_dataset_and_joint_set_conversion(tmp_path, tiny_model, capsys):
+    cam = Camera.preset("icvl")
+    generator, info = make_generator("hand", cam)
+    root = tmp_path / "synth"
+    synthesize(root, generator, cam, frames=3, seed=1, chunk_size=8, generator_info=info,
+               progress=False)  # fmt: skip
+    out = tmp_path / "out"
+    args = ["predict", "--dataset", f"synthetic:{root}", "--limit", "2", "--model",
+            str(tiny_model), "--out", str(out), "--format", "json,txt", "--quiet",
+            "--joint-set", "nyu14"]  # fmt: skip
+    assert main(args) == 0
+    preds = read_json(out / "predictions.json")
+    assert len(preds) == 2 and preds.frames[0].camera == cam and preds.found.all()
+    assert preds.frames[0].source == f"synthetic:{root}#0"
+    assert not (out / "predictions.csv").exists()
+    # A model's joints in a set that has no mapping from them: a clear error.
+    bad = [*args[:-2], "--joint-set", "msra21"]
+    assert main(bad) == 2
+    assert "no mapping from nyu14 to msra21" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_real_frames(tmp_path, tiny_model, shared):
+    out = tmp_path / "out"
+    nyu = shared / "data/nyu/depth_1_0000001.png"
+    assert main(["predict", str(nyu), "--model", str(tiny_model), "--out", str(out), "--quiet",
+                 "--overlay"]) == 0  # fmt: skip
+    assert read_json(out / "predictions.json").frames[0].found
+    hands17 = shared / "data/hands17/image_D00000030.png"
+    cam = "475.065948,475.065948,315.944855,245.287079,640,480"
+    assert main(["predict", str(hands17), "--model", str(tiny_model), "--camera", cam,
+                 "--out", str(out), "--quiet", "--overlay"]) == 0  # fmt: skip
+    frame = read_json(out / "predictions.json").frames[0]
+    assert frame.found and np.isfinite(frame.joints_xyz).all()
+    assert frame.camera == Camera.from_string(cam) and (out / frame.overlay).is_file()
+
+
+@pytest.mark.integration
+def test_no_inputs_no_hand_and_no_default_model(tmp_path, capsys, monkeypatch):
+    assert main(["predict", "--out", str(tmp_path)]) == 2
+    assert "give depth files" in capsys.readouterr().err
+    # an empty frame through the shipped model: a clear "no hand found", not a crash or zeros
+    np.save(tmp_path / "x.npy", np.zeros((480, 640), np.float32))
+    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 0
+    frame = read_json(tmp_path / "o" / "predictions.json").frames[0]
+    assert frame.found is False and "no hand found" in frame.reason
+    assert np.isnan(frame.joints_xyz).all()
+    # without a shipped model the error says what to do
+    monkeypatch.setattr(handvox.estimator.pipeline, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o2")]) == 2
+    assert "no trained model" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_bad_dataset_specs_exit_2(capsys):
+    for bad in ("nyu:/d?camera=2", "nyu:/d?kinect=two", "nyu", "synthetic:/s@2"):
+        assert main(["predict", "--dataset", bad, "--out", "/tmp/never-written"]) == 2
+        assert "error" in capsys.readouterr().err
+
+
+def test_frames_ids_and_bad_arguments(tmp_path, tiny_model, frame):
+    np.save(tmp_path / "f.npy", frame)
+    (tmp_path / "sub").mkdir()
+    np.save(tmp_path / "sub" / "f.npy", frame)
+    frames = collect_frames([tmp_path / "f.npy", tmp_path / "f.npy", tmp_path / "sub"], "nyu")
+    assert [f.id for f in frames] == ["f.npy", "f.npy#1", "sub/f.npy"]
+    assert frames[0].camera == NYU and frames[0].source == str(tmp_path / "f.npy")
+    with pytest.raises(HandvoxError, match="camera"):
+        collect_frames([tmp_path / "f.npy"], "nope")
+    est = HandPoseEstimator.from_folder(tiny_model)
+    with pytest.raises(HandvoxError, match="unknown format"):
+        predict_frames(est, frames, tmp_path / "out", formats=("json", "xml"), progress=False)
+    with pytest.raises(HandvoxError, match="unknown joint set"):
+        predict_frames(est, frames, tmp_path / "out", joint_set="nope", progress=False)
+    assert not (tmp_path / "out" / "predictions.json").exists()
+    summary = predict_frames(est, [], tmp_path / "empty", progress=False)  # nothing to predict
+    assert summary.frames == 0 and [p.name for p in summary.files] == [
+        "predictions.json", "predictions.csv", "predictions.txt"
+    ]  # fmt: skip
+    assert len(read_json(summary.files[0])) == 0
+
+
+@pytest.mark.integration
+def test_rotations_flag_overrides_the_models_setting(tmp_path, tiny_model, frame, capsys):
+    np.save(tmp_path / "f.npy", frame)
+    base = ["predict", str(tmp_path / "f.npy"), "--model", str(tiny_model), "--quiet"]
+
+    def run(*flags: str) -> np.ndarray:
+        out = tmp_path / "-".join(flags)
+        assert main([*base, "--exact", *flags, "--out", str(out)]) == 0
+        return read_json(out / "predictions.json").frames[0].joints_xyz
+
+    runs = {flag: run(f"--rotations={flag}") for flag in ("none", "-20,20")}
+    est = HandPoseEstimator.from_folder(tiny_model, fast=False)
+    np.testing.assert_allclose(runs["none"], est(frame, NYU).joints_xyz[0], atol=1e-3)
+    est = HandPoseEstimator.from_folder(tiny_model, fast=False, test_rotations_deg=(-20, 20))
+    np.testing.assert_allclose(runs["-20,20"], est(frame, NYU).joints_xyz[0], atol=1e-3)
+    assert np.abs(runs["none"] - runs["-20,20"]).max() > 1e-2
+    for bad in ("0", "a,b"):
+        assert main([*base, f"--rotations={bad}", "--out", str(tmp_path / "x")]) == 2
+        assert "--rotations" in capsys.readouterr().err
+    # --scales likewise
+    got = run("--rotations=none", "--scales=0.9,1.1")
+    est = HandPoseEstimator.from_folder(tiny_model, fast=False, test_scales=(0.9, 1.1))
+    np.testing.assert_allclose(got, est(frame, NYU).joints_xyz[0], atol=1e-3)
+    assert np.abs(got - runs["none"]).max() > 1e-2
+    for bad in ("1", "x"):
+        assert main([*base, f"--scales={bad}", "--out", str(tmp_path / "x")]) == 2
+        assert "--scales" in capsys.readouterr().err
