@@ -6,8 +6,9 @@ Three inputs:
   sensor artefacts (noise, dropped pixels, near speckles), NYU camera. The true centre is the
   mean of the hand's visible points, used only to score.
 - the real NYU frame in ../shared (scored against the mean of its 14 labelled joints).
-- ``--rendered N``: kinematic hands rendered by handvox.synth.render with forearm, person, wall and
-  handvox.synth.noise's Kinect noise (scored against the visible hand's mean and the joints' mean).
+- ``--rendered N``: kinematic hands ray cast by handvox.synth.raycast with forearm, person, wall
+  and handvox.synth.noise's Kinect noise (scored against the visible hand's mean and the joints'
+  mean).
 
 Run: ``.venv/bin/python benchmarks/com_accuracy.py [--scenes 200] [--rendered 100] [--seed 0]``;
 ``--generator hand [--frames 300]`` scores handvox.synth.hand frames instead (seed 99 is the
@@ -30,18 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from handvox.camera import Camera, flip_y
 from handvox.estimator.segment import SegmentConfig, segment_hand
+from handvox.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from handvox.hand import kinematics, shapes
 from handvox.io.depth import read_depth
+from handvox.synth import noise
+from handvox.synth.frame import frame_rng
+from handvox.synth.hand import HAND_PARTS, HandSynthConfig, hand_frame_generator
+from handvox.synth.primitives import FOREARM, hand_primitives, scene_primitives
+from handvox.synth.raycast import render_depth
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rodrigues: ``(3,)`` unit axis, radians -> ``(3, 3)``."""
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+    """``(3,)`` unit axis, radians -> ``(3, 3)``."""
+    return axis_angle_to_matrix(torch.from_numpy(axis * angle)).numpy()
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -275,22 +283,16 @@ def bench_nyu(config: SegmentConfig) -> None:
 
 
 def rendered_scene(rng: np.random.Generator, camera: Camera) -> tuple[Scene, np.ndarray]:
-    """A kinematic hand from handvox.synth.render (random shape, joint angles uniform within their
-    limits, random orientation) with forearm, person, wall and handvox.synth.noise's Kinect noise;
-    also returns its ``(21, 3)`` joints."""
-    import torch
-    from scipy.spatial.transform import Rotation
-
-    from handvox.hand import kinematics, shapes
-    from handvox.synth import noise, render
-
+    """A kinematic hand ray cast by handvox.synth.raycast (random shape, joint angles uniform
+    within their limits, random orientation) with forearm, person, wall and handvox.synth.noise's
+    Kinect noise; also returns its ``(21, 3)`` joints."""
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     while True:  # the forearm (hand frame +y) must recede: the person is behind the hand
         rot = _random_rotation(rng)
         if rot[2, 1] > 0.15:
             break
     pose = kinematics.random_pose(1, gen, torch.float64)
-    pose[0, 3:6] = torch.from_numpy(Rotation.from_matrix(rot).as_rotvec())
+    pose[0, 3:6] = matrix_to_axis_angle(torch.from_numpy(rot))
     bones = shapes.sample_shape(gen, 1, dtype=torch.float64)
     joints = kinematics.forward_kinematics(pose, bones).joints[0].numpy()
     z = rng.uniform(500, 1000)  # NYU's range; a Kinect sees little nearer than ~450 mm
@@ -298,11 +300,11 @@ def rendered_scene(rng: np.random.Generator, camera: Camera) -> tuple[Scene, np.
     joints = joints - joints.mean(0) + target * [0.6 * z, 0.6 * z, z]
 
     body = (rng.uniform(-150, 150), rng.uniform(100, 300), rng.uniform(250, 400) + 110)
-    prims = render.hand_primitives(joints, forearm=True) + render.scene_primitives(
+    prims = hand_primitives(joints, forearm=True) + scene_primitives(
         joints.mean(0), body_offset=body, wall_depth=rng.uniform(1600, 3500)
     )
-    out = render.render_depth(prims, camera, return_ids=True, return_normals=True)
-    is_hand = (out.ids >= 0) & (prims.part[np.maximum(out.ids, 0)] < render.FOREARM)
+    out = render_depth(prims, camera, return_ids=True, return_normals=True)
+    is_hand = (out.ids >= 0) & (prims.part[np.maximum(out.ids, 0)] < FOREARM)
     v, u = np.nonzero(is_hand)
     hand_xyz = camera.uvd_to_xyz(np.stack([u, v, out.depth[v, u]], -1).astype(float))
     raw = noise.add_sensor_noise(out.depth, camera, rng, normals=out.normals)
@@ -311,11 +313,6 @@ def rendered_scene(rng: np.random.Generator, camera: Camera) -> tuple[Scene, np.
 
 
 def bench_rendered(n: int, seed: int, config: SegmentConfig) -> None:
-    try:
-        from handvox.synth import render  # noqa: F401
-    except ImportError as e:
-        print(f"rendered hands skipped: {e}")
-        return
     rng = np.random.default_rng(seed)
     cam = Camera.preset("nyu")
     errors, to_joints, found = [], [], 0
@@ -352,9 +349,6 @@ def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
     (``finger_shift_mm = ray_shift_mm = 0``) against the visible hand's mean (from the part
     image) is the segmentation's part; the visible hand's mean moved by the same shift as the COM,
     against the joints, is what remains with a perfect segmentation."""
-    from handvox.synth.frame import frame_rng
-    from handvox.synth.hand import HAND_PARTS, HandSynthConfig, hand_frame_generator
-
     if seed == 99:
         print("note: seed 99 is the shipped model's held-out test set; tune on other seeds")
     cam = Camera.preset("nyu")

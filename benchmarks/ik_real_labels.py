@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from handvox.atomic import write_text  # noqa: E402
 from handvox.camera import Camera  # noqa: E402
 from handvox.hand.ik import IKResult, fit_subjects, solve_ik_subjects  # noqa: E402
 from handvox.hand.kinematics import DOF_NAMES, pose_limits  # noqa: E402
@@ -251,7 +252,7 @@ def main() -> None:
           f"end {results['load_average_end']} on {os.cpu_count()} CPUs, "
           f"OMP_WAIT_POLICY={results['omp_wait_policy']}")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        write_text(args.json, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

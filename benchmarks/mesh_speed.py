@@ -1,10 +1,10 @@
 """Mesh route throughput: LBS + z-buffer rasterisation of the capsule hand at 640x480.
 
-    .venv/bin/python benchmarks/mesh_speed.py [--frames 200] [--repeats 5] [--backend numba]
+    .venv/bin/python benchmarks/mesh_speed.py [--frames 200] [--repeats 5]
 
 The default capsule-hand mesh (:func:`handvox.synth.mesh.mesh_from_capsules` on
-:func:`handvox.synth.mesh.example_hand`) is posed by a different random flexion per frame and rendered
-with the NYU camera. Prints vertex and face counts, then frames/s for skinning alone,
+:func:`handvox.synth.mesh.example_hand`) is posed by a different random flexion per frame and
+rendered with the NYU camera. Prints vertex and face counts, then frames/s for skinning alone,
 rasterisation alone and both; best and median of ``--repeats`` runs, because the machine may be
 shared. Single-threaded throughout (the numba rasteriser is serial; BLAS is pinned to one
 thread here because a multi-threaded BLAS on a tiny matmul only adds contention on a shared
@@ -55,7 +55,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--backend", default="numba", choices=hm.available_backends())
     args = ap.parse_args()
     cam = Camera.preset("nyu")
     joints, radii = hm.example_hand()
@@ -63,20 +62,19 @@ def main() -> None:
     poses = random_poses(mesh, args.frames)
     verts = hm.skin(mesh, poses)
     print(f"capsule hand: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, 21 joints")
-    print(f"camera {cam.width}x{cam.height}, backend {args.backend}, one thread")
+    print(f"camera {cam.width}x{cam.height}, one thread")
 
     def lbs(i: int) -> None:
         hm.skin(mesh, poses[i])
 
     def raster(i: int) -> None:
-        hm.rasterize_depth(verts[i], mesh.faces, cam, backend=args.backend)
+        hm.rasterize_depth(verts[i], mesh.faces, cam)
 
     def both(i: int) -> None:
-        hm.rasterize_depth(hm.skin(mesh, poses[i]), mesh.faces, cam, backend=args.backend)
+        hm.rasterize_depth(hm.skin(mesh, poses[i]), mesh.faces, cam)
 
-    frames = args.frames if args.backend == "numba" else min(args.frames, 20)
     for name, fn in (("LBS", lbs), ("rasterise", raster), ("LBS + rasterise", both)):
-        best, median = rate(fn, frames, args.repeats)
+        best, median = rate(fn, args.frames, args.repeats)
         print(f"{name:>16}: {best:8.1f} frames/s best, {median:8.1f} median")
     runs = []
     for _ in range(args.repeats):

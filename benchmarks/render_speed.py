@@ -1,10 +1,10 @@
-"""Frames per second of handvox.synth.render's exact depth renderer.
+"""Frames per second of handvox.synth.raycast's exact depth renderer.
 
-Renders a set of random hand poses (an open hand, randomly rotated, 400-600 mm from the camera)
-at 640x480 (NYU) and 320x240 (ICVL), forearm off and on, with each backend: numba in the calling
-thread (``threads=1``), numba on two threads, and numpy. numba is timed after a warm-up
-(compilation). Prints the number of primitives, frames/s (best and median over repeats) and the
-CPU time per frame of the serial numba path (robust to other processes sharing the machine).
+Renders a set of random hand poses (an open hand of :mod:`handvox.synth.primitives`, randomly
+rotated, 400-600 mm from the camera) at 640x480 (NYU) and 320x240 (ICVL), forearm off and on, in
+the calling thread (``threads=1``) and on two threads, after a warm-up (numba compiles or loads
+its cache). Prints the number of primitives, frames/s (best and median over repeats) and the CPU
+time per frame (robust to other processes sharing the machine).
 
 Run: ``.venv/bin/python benchmarks/render_speed.py [--frames 400] [--repeats 5] [--png out.png]``.
 """
@@ -15,9 +15,12 @@ import argparse
 import time
 
 import numpy as np
+from PIL import Image
 
+from handvox.atomic import atomic_path
 from handvox.camera import Camera
-from handvox.synth.render import available_backends, hand_primitives, render_depth
+from handvox.synth.primitives import hand_primitives
+from handvox.synth.raycast import render_depth
 
 
 def open_hand() -> np.ndarray:
@@ -73,7 +76,7 @@ def fps(scenes, cam: Camera, frames: int, repeats: int, **kw) -> tuple[float, fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=400, help="renders per timed run (numba)")
+    ap.add_argument("--frames", type=int, default=400, help="renders per timed run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--poses", type=int, default=32)
     ap.add_argument("--png", help="save one rendered frame (forearm on, 640x480) here")
@@ -81,32 +84,26 @@ def main() -> None:
 
     poses = random_poses(args.poses)
     cams = {"640x480 (nyu)": Camera.preset("nyu"), "320x240 (icvl)": Camera.preset("icvl")}
-    print(f"backends: {available_backends()}")
     for forearm in (False, True):
         scenes = [hand_primitives(j, forearm=forearm) for j in poses]
         print(f"\nforearm={forearm}: {len(scenes[0])} primitives")
         for name, cam in cams.items():
             hits = np.mean([(render_depth(s, cam) > 0).sum() for s in scenes])
             print(f"  {name}: mean hand pixels {hits:.0f}")
-            runs = [("numba threads=1", dict(backend="numba", threads=1), args.frames)]
-            runs.append(("numba threads=2", dict(backend="numba", threads=2), args.frames))
-            runs.append(("numpy", dict(backend="numpy"), max(20, args.frames // 20)))
-            for label, kw, frames in runs:
-                if kw["backend"] not in available_backends():
-                    continue
-                best, med, cpu = fps(scenes, cam, frames, args.repeats, **kw)
+            for threads in (1, 2):
+                best, med, cpu = fps(scenes, cam, args.frames, args.repeats, threads=threads)
+                label = f"threads={threads}"
                 print(
                     f"    {label:20s} best {best:7.0f} fps  median {med:7.0f} fps  "
                     f"cpu {cpu:6.2f} ms/frame"
                 )
     if args.png:
-        from PIL import Image  # noqa: PLC0415
-
         d = render_depth(hand_primitives(poses[0], forearm=True), Camera.preset("nyu"))
         hit = d > 0
         lo, hi = d[hit].min(), d[hit].max()
         img = np.where(hit, 255 - (d - lo) / max(hi - lo, 1e-6) * 200, 0).astype(np.uint8)
-        Image.fromarray(img).save(args.png)
+        with atomic_path(args.png) as tmp:
+            Image.fromarray(img).save(tmp)
         print(f"\nsaved {args.png}")
 
 

@@ -7,8 +7,8 @@ noise model's worst case); ``default``: :class:`handvox.synth.hand.HandSynthConf
 
 Stages (CPU ms a frame, measured in one process with one thread, as a worker runs):
 pose+FK (shape and pose sampling, kinematics, markers, the in-view check), render (primitives,
-ray casting, wall, part image), noise (:func:`handvox.synth.noise.add_sensor_noise`), write (encoding
-the frame: crop, uint16, zlib; then the chunk's files). End to end: ``synthesize`` with
+ray casting, wall, part image), noise (:func:`handvox.synth.noise.add_sensor_noise`), write
+(encoding the frame: crop, uint16, zlib; then the chunk's files). End to end: ``synthesize`` with
 ``--workers`` processes, as ``handvox synth`` runs it, timed wall-clock and by the CPU time of
 all its processes. CPU time is the robust figure on a shared machine: "idle cores f/s" is what
 that many otherwise idle cores give at the measured CPU cost a frame. The write stage deflates
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from handvox.synth import job as synth
+from handvox.io import synthformat
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
 from handvox.synth.hand import (
@@ -136,9 +136,9 @@ def main() -> None:
     torch.set_num_threads(1)
     _keep_freed_memory()  # as synthesize does
     if args.stdlib_zlib:
-        synth._deflater = zlib
+        synthformat._deflater = zlib
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; 640x480 NYU camera; "
-          f"deflate: {synth._deflater.__name__}")  # fmt: skip
+          f"deflate: {synthformat._deflater.__name__}")  # fmt: skip
     print("| scene | pose+FK | render | noise | write | total | 1 core f/s | job CPU ms/frame "
           f"| {args.workers} idle cores f/s | measured f/s (after start-up) "
           "| MB/frame |")  # fmt: skip

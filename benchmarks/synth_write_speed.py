@@ -1,8 +1,8 @@
 """Time writing synthetic 640x480 frames (raw + clean) in handvox's format and the alternatives.
 
-Frames are made beforehand (generation is not timed): :func:`handvox.synth.job.toy_frame` hands with
-Kinect-like noise from :mod:`handvox.synth.noise` (the toy's own noise where that is unavailable), in
-two scenes: the hand alone, and the hand in front of a wall (every pixel valid, nothing to crop).
+Frames are made beforehand (generation is not timed): :func:`handvox.synth.toy.toy_frame` hands
+with Kinect-like noise from :mod:`handvox.synth.noise`, in two scenes: the hand alone, and the hand
+in front of a wall (every pixel valid, nothing to crop).
 Timed per frame (CPU ms, median over chunks of 32): conversion to the stored form, encoding
 and writing the files (to the page cache; nothing is fsynced). Also timed: decoding one frame
 back by random access. handvox deflates with isal when it is installed (the same zlib streams,
@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image
 
 from handvox.camera import Camera
+from handvox.io import synthformat
 from handvox.io.synthetic import SyntheticDataset
 from handvox.io.synthformat import DEPTH_ENCODING
-from handvox.synth import job as synth
 from handvox.synth.frame import SynthFrame, frame_rng
 from handvox.synth.job import _meta, _schema, _write_chunk, _write_meta, encode_frame
+from handvox.synth.noise import add_sensor_noise
 from handvox.synth.toy import toy_frame
 
 CHUNK = 32
@@ -55,20 +56,12 @@ class ChunkTimer:
 
 
 def make_frames(camera: Camera, n: int, wall_mm: float | None) -> list[SynthFrame]:
-    try:
-        from handvox.synth.noise import add_sensor_noise
-    except ImportError:
-        add_sensor_noise = None
     frames = []
     for i in range(n):
         f = toy_frame(i, frame_rng(0, i), camera)
         if wall_mm is not None:
             f.clean = np.where(f.clean > 0, f.clean, np.float32(wall_mm))
-        if add_sensor_noise is not None:
-            f.raw = add_sensor_noise(f.clean, camera, frame_rng(1, i))
-        elif wall_mm is not None:
-            noise = np.random.default_rng(i).normal(0, 2, f.raw.shape)
-            f.raw = np.where(f.raw > 0, f.raw, f.clean + noise).astype(np.float32)
+        f.raw = add_sensor_noise(f.clean, camera, frame_rng(1, i))
         frames.append(f)
     return frames
 
@@ -140,8 +133,8 @@ def main() -> None:
     parser.add_argument("--stdlib-zlib", action="store_true", help="not isal, if installed")
     args = parser.parse_args()
     if args.stdlib_zlib:
-        synth._deflater = zlib
-    print(f"handvox deflates with {synth._deflater.__name__}")
+        synthformat._deflater = zlib
+    print(f"handvox deflates with {synthformat._deflater.__name__}")
     camera = Camera.preset("nyu")
     base = Path(tempfile.mkdtemp(prefix="synth_bench_", dir=args.out))
     try:

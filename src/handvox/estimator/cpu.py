@@ -1,15 +1,15 @@
 """CPU inference variants of the networks: the same weights, laid out and typed for speed.
 
-The estimator's ``fast=True`` (its default) on CPU runs the networks as :func:`for_cpu_inference`
-variants, the fastest measured (``handvox bench``, docs/benchmarks.md; paper-size networks, 2
-cores with AVX512-BF16):
+The estimator's ``fast=True`` (its default) on CPU runs the networks as the variants below, the
+fastest measured (``handvox bench`` and ``benchmarks/model_speed.py``; figures in
+docs/benchmarks.md, "The pose path and its CPU remedies"):
 
 * pose net: FC layers dynamically quantised to int8, convolutions channels_last in bf16 (fp32
-  without native bf16). The first FC layer (55M weights) is read from memory once per forward:
-  at batch 1 that read, not arithmetic, sets its speed, and int8 weights quarter it (FC head
-  ~8 ms -> ~1 ms); bf16 roughly halves the convolutions. Pose net ~15 ms -> ~5 ms a frame.
-* refinement net: ``bf16 + channels_last`` where the CPU has native bf16 (AVX512-BF16 / AMX;
-  ~3x fp32), else ``channels_last`` in fp32.
+  without native bf16). Most of the pose net's weights sit in its first FC layer, read from
+  memory once per forward: at batch 1 that read, not arithmetic, sets its speed, and int8
+  weights quarter it; bf16 speeds up the convolutions.
+* refinement net: ``bf16 + channels_last`` where the CPU has native bf16 (AVX512-BF16 / AMX),
+  else ``channels_last`` in fp32.
 
 Joints move by hundredths to tenths of a millimetre against fp32; int8 quantises activations
 with one scale per batch, so in fast mode a frame's joints also depend (as little) on its
@@ -92,7 +92,7 @@ def for_cpu_inference(
     Measured options (benchmarks/model_speed.py):
 
     * ``channels_last``: conv weights in ``channels_last_3d``, so oneDNN runs NDHWC kernels
-      (same numbers; max pooling on 8 x 60^3 drops from ~8 ms to ~1 ms).
+      (same numbers; much faster max pooling).
     * ``bf16``: the whole model in bfloat16 (input cast in, output cast back to float32); fast
       on CPUs with AVX512-BF16 / AMX; outputs differ from float32 by ~1e-3.
     * ``int8_linear``: Linear layers dynamically quantised to int8

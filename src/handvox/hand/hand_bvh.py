@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 from torch import Tensor
 
+from handvox.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from handvox.hand.bvh import BVH, BVHJoint, bvh_positions, encode_motion, global_transforms
 from handvox.hand.kinematics import (
     NUM_DOF,
@@ -202,9 +202,11 @@ def retarget(bvh: BVH, bones: HandBones) -> BVH:
 def _twist(rot: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """Angle ``(...,)`` of the rotation ``(..., 3, 3)`` about ``axis`` ``(..., 3)`` (swing-twist
     decomposition; exact for a rotation about that axis)."""
-    q = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(*rot.shape[:-2], 4)
-    along = np.einsum("...i,...i->...", q[..., :3], axis)
-    ang = 2.0 * np.arctan2(along, q[..., 3])
+    # The quaternion (cos(a/2), sin(a/2) n) of the rotation by a about n, from its axis-angle.
+    rotvec = matrix_to_axis_angle(torch.from_numpy(rot)).numpy()
+    angle = np.linalg.norm(rotvec, axis=-1)
+    along = 0.5 * np.sinc(angle / (2.0 * np.pi)) * np.einsum("...i,...i->...", rotvec, axis)
+    ang = 2.0 * np.arctan2(along, np.cos(0.5 * angle))
     return (ang + np.pi) % (2.0 * np.pi) - np.pi
 
 
@@ -215,7 +217,7 @@ def _two_axes(rot: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> tuple[np.ndarr
     u = a2 - (a2 @ a1) * a1
     w = v - (v @ a1)[..., None] * a1
     t1 = np.arctan2(np.cross(u, w) @ a1, w @ u)
-    r1 = Rotation.from_rotvec(t1.reshape(-1, 1) * a1).as_matrix().reshape(rot.shape)
+    r1 = axis_angle_to_matrix(torch.from_numpy(t1[..., None] * a1)).numpy()
     return t1, _twist(np.swapaxes(r1, -1, -2) @ rot, np.broadcast_to(a2, rot.shape[:-1]))
 
 
@@ -232,7 +234,7 @@ def _axes(bones: HandBones) -> np.ndarray:
         fk = forward_kinematics(pose, bones)
         for c in range(5):
             local = fk.metacarpal_rotations[c, c].T @ fk.rotations[c, 1 + 4 * c]
-            out[c, k] = Rotation.from_matrix(local.numpy()).as_rotvec() / 0.5
+            out[c, k] = matrix_to_axis_angle(local).numpy() / 0.5
     return out
 
 
@@ -260,7 +262,7 @@ def bvh_to_pose(bvh: BVH, bones: HandBones | None = None) -> np.ndarray:
     x = np.array([1.0, 0.0, 0.0])
     pose = np.zeros((bvh.num_frames, NUM_DOF))
     pose[:, :3] = world_t[:, 0]
-    pose[:, 3:6] = Rotation.from_matrix(world_r[:, 0]).as_rotvec()
+    pose[:, 3:6] = matrix_to_axis_angle(torch.from_numpy(world_r[:, 0])).numpy()
     for c, finger in enumerate(FINGERS):
         i = BVH_NAMES.index(_chain_names(finger)[0])
         parent = world_r[:, 0] @ mc_rest[c]  # the frame the chain's first joint turns in

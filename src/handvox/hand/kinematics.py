@@ -310,7 +310,8 @@ def _joint_axes() -> Tensor:
     return torch.tensor([thumb] + [[x, x, z, x, x]] * 4, dtype=torch.float64)
 
 
-_AXIS_K = skew(_joint_axes())  # (5, 5, 3, 3)
+JOINT_AXES: Tensor = _joint_axes()  # float64, see _joint_axes
+_AXIS_K = skew(JOINT_AXES)  # (5, 5, 3, 3)
 _AXIS_K2 = _AXIS_K @ _AXIS_K
 
 

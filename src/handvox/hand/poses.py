@@ -34,6 +34,7 @@ from scipy.spatial.transform import Rotation
 from torch import Tensor
 
 from handvox.camera import Camera
+from handvox.geometry import matrix_to_axis_angle
 from handvox.hand.kinematics import (
     DOF_NAMES,
     HandBones,
@@ -44,7 +45,6 @@ from handvox.hand.kinematics import (
 from handvox.hand.shapes import base_shape
 from handvox.joints import FINGERS
 
-NUM_ARTICULATION = 24
 ARTICULATION_NAMES: tuple[str, ...] = DOF_NAMES[6:]
 
 # --- gesture library ----------------------------------------------------------------------------
@@ -498,8 +498,7 @@ def sample_global(
         uv.append(lo + (hi - lo) * _rand(generator, n))
     target = cam.uvd_to_xyz(torch.stack([uv[0], uv[1], depth], 1))
     trans = target - (rot @ centre[..., None])[..., 0]
-    rotvec = torch.from_numpy(Rotation.from_matrix(rot.numpy()).as_rotvec())
-    return torch.cat([trans, rotvec], 1).float()
+    return torch.cat([trans, matrix_to_axis_angle(rot)], 1).float()
 
 
 # --- full poses ---------------------------------------------------------------------------------

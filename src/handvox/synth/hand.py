@@ -2,34 +2,40 @@
 
 :func:`hand_frame_generator` makes each frame from a hand shape of :mod:`handvox.hand.shapes`, a
 natural pose from :mod:`handvox.hand.poses` kept in view, the kinematics of
-:mod:`handvox.hand.kinematics`, a scene of hand, forearm, body and wall ray cast by
-:mod:`handvox.synth.render` (:func:`render_hand_scene`) and the sensor noise of :mod:`handvox.synth.noise`
-(:func:`add_noise`); :class:`HandSynthConfig` says what it draws. The parts are public so that
-:mod:`handvox.synth.transfer` can put labelled real poses on the same hands and scenes.
-
-It lives apart from :mod:`handvox.synth.job` (the job runner and storage format, which know nothing
-of hands) and imports from it; :func:`handvox.synth.job.make_generator` imports this module lazily,
-so the two never import each other at load time.
+:mod:`handvox.hand.kinematics`, a scene of hand, forearm, body and wall
+(:mod:`handvox.synth.primitives`) ray cast by :mod:`handvox.synth.raycast`
+(:func:`render_hand_scene`) and the sensor noise of :mod:`handvox.synth.noise` (:func:`add_noise`);
+:class:`HandSynthConfig` says what it draws. The parts are public so that
+:mod:`handvox.synth.transfer` can put labelled real poses on the same hands and scenes. The job
+runner (:mod:`handvox.synth.job`) knows nothing of hands; :mod:`handvox.synth.generators` names
+this generator.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from handvox.camera import Camera
+from handvox.config import to_dict
+from handvox.hand.kinematics import HandBones, forward_kinematics, markers
+from handvox.hand.poses import ArticulationConfig, PoseSamplerConfig, ViewConfig, sample_poses
+from handvox.hand.shapes import SHAPE_NAMES, base_shape, sample_shape
 from handvox.synth.frame import INVALID_DEPTH, SynthFrame, frame_key
+from handvox.synth.noise import NoiseConfig, add_sensor_noise
+from handvox.synth.primitives import PART_NAMES, hand_primitives, scene_primitives
+from handvox.synth.raycast import render_depth
 
 HAND_VERSION = 1
 MARKER_SETS = ("canonical21", "nyu14", "icvl16", "msra21")
 # The shape vector stored per frame: the HandBones fields flattened in this order (62 numbers).
 SHAPE_LAYOUT = (("base", (5, 3)), ("length", (5, 3)), ("radius", (5, 4)), ("cmc", (4, 3)))
-# Part ids of the "part" image: 0 = nothing rendered, k + 1 = handvox.synth.render.PART_NAMES[k].
-HAND_PARTS = ("none", "palm", "thumb", "index", "middle", "ring", "little", "forearm", "body",
-              "background")  # fmt: skip
+# Part ids of the "part" image: 0 = nothing rendered, k + 1 = PART_NAMES[k] of the primitives.
+HAND_PARTS = ("none", *PART_NAMES)
 # Flags of the "scene" extra array, in order.
 SCENE_FLAGS = ("forearm", "body", "head", "wall")
 
@@ -75,7 +81,7 @@ class HandSynthConfig:
     camera: Camera = field(default_factory=lambda: Camera.preset("nyu"))
     view: str = "nyu"
     depth_mm: tuple[float, float] | None = None
-    articulation: object | None = None
+    articulation: ArticulationConfig | None = None
     shapes: tuple[str, ...] | None = None
     shape_variation: float = 0.05
     forearm_prob: float = 1.0
@@ -84,7 +90,7 @@ class HandSynthConfig:
     wall_prob: float = 0.5
     wall_depth_mm: tuple[float, float] = (1300.0, 2800.0)
     wall_tilt_deg: float = 25.0
-    noise: object = "nyu"
+    noise: NoiseConfig | str = "nyu"
     margin_px: float = 2.0
     margin_mm: float = 12.0
     forearm_max_toward_deg: float | None = 40.0
@@ -99,20 +105,15 @@ class HandSynthConfig:
         noise model describes structured light only, see :mod:`handvox.synth.noise`)."""
         if camera.width >= 640:
             return cls(camera=camera, **kwargs)
-        from handvox.synth.noise import NoiseConfig
-
         return cls(**{"camera": camera, "view": "icvl",
                       "noise": NoiseConfig(min_depth_mm=150.0), **kwargs})  # fmt: skip
 
     def to_dict(self) -> dict:
-        """JSON-ready description (for meta.json)."""
-        import dataclasses
-
-        # Nested dataclasses (Camera, NoiseConfig, ArticulationConfig) become dicts, tuples lists.
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-ready description (for meta.json): :func:`handvox.config.to_dict`."""
+        return to_dict(self)
 
 
-def bones_to_vector(bones) -> np.ndarray:
+def bones_to_vector(bones: HandBones) -> np.ndarray:
     """:class:`~handvox.hand.kinematics.HandBones` of batch ``B`` -> ``(B, 62)`` float32
     (:data:`SHAPE_LAYOUT`)."""
     parts = [
@@ -121,12 +122,8 @@ def bones_to_vector(bones) -> np.ndarray:
     return np.concatenate([p.cpu().numpy() for p in parts], axis=1).astype(np.float32)
 
 
-def bones_from_vector(vec: np.ndarray):
+def bones_from_vector(vec: np.ndarray) -> HandBones:
     """``(62,)`` or ``(B, 62)`` shape vectors -> :class:`~handvox.hand.kinematics.HandBones`."""
-    import torch
-
-    from handvox.hand.kinematics import HandBones
-
     v = torch.as_tensor(np.atleast_2d(np.asarray(vec, np.float32)))
     out, k = {}, 0
     for name, shape in SHAPE_LAYOUT:
@@ -138,14 +135,14 @@ def bones_from_vector(vec: np.ndarray):
     return HandBones(**out)
 
 
-def joint_radii(bones) -> np.ndarray:
+def joint_radii(bones: HandBones) -> np.ndarray:
     """``(21,)`` finger radius at each canonical joint (mm) of a batch-1 hand, for
-    :func:`handvox.synth.render.hand_primitives`.
+    :func:`handvox.synth.primitives.hand_primitives`.
 
     A joint takes the mean of the bones meeting there (a fingertip 0.92 of its distal phalanx,
     a finger MCP its proximal phalanx's, the thumb CMC its metacarpal's thenar radius); the
     wrist entry (the forearm's half-thickness) is 20 mm scaled with the hand's thickness.
-    With the average adult this reproduces ``render.DEFAULT_RADII`` within 1 mm.
+    With the average adult this reproduces ``primitives.DEFAULT_RADII`` within 1 mm.
     """
     r = bones.radius[0].detach().double().cpu().numpy()  # (5, 4) per chain: bone 0..3
     out = np.empty(21)
@@ -159,16 +156,14 @@ def joint_radii(bones) -> np.ndarray:
     return out
 
 
-_AVERAGE_RADIUS: list[float] = []
+@functools.cache
+def _average_radius() -> float:
+    return float(base_shape("average_adult").radius.mean())
 
 
-def thickness_scale(bones) -> float:
+def thickness_scale(bones: HandBones) -> float:
     """Mean bone radius of a batch-1 hand relative to the average adult's."""
-    if not _AVERAGE_RADIUS:
-        from handvox.hand.shapes import base_shape
-
-        _AVERAGE_RADIUS.append(float(base_shape("average_adult").radius.mean()))
-    return float(bones.radius[0].mean()) / _AVERAGE_RADIUS[0]
+    return float(bones.radius[0].mean()) / _average_radius()
 
 
 def in_view(points: np.ndarray, camera: Camera, margin_px: float, margin_mm: float) -> np.ndarray:
@@ -210,8 +205,6 @@ def render_hand_scene(
     Randomness: ``rng`` only. Rendering runs in the calling thread (``threads=1``): the job
     runner's parallelism is one process per core.
     """
-    from handvox.synth.render import hand_primitives, render_depth, scene_primitives
-
     cam = config.camera
     j = np.asarray(joints21, np.float64)
     s_t = thickness_scale(bones)
@@ -276,25 +269,19 @@ def render_hand_scene(
 def add_noise(scene: Scene, rng: np.random.Generator, config: HandSynthConfig) -> np.ndarray:
     """The scene's raw depth: :func:`handvox.synth.noise.add_sensor_noise` with ``config.noise``,
     invalid pixels 0 (:data:`INVALID_DEPTH`)."""
-    from handvox.synth.noise import add_sensor_noise
-
     return add_sensor_noise(scene.clean, config.camera, rng, _noise_config(config),
                             normals=scene.normals, invalid_value=INVALID_DEPTH)  # fmt: skip
 
 
-def _noise_config(config: HandSynthConfig):
-    from handvox.synth.noise import NoiseConfig
-
+def _noise_config(config: HandSynthConfig) -> NoiseConfig:
     return (
         config.noise if isinstance(config.noise, NoiseConfig) else NoiseConfig.preset(config.noise)
     )
 
 
-def _pose_config(config: HandSynthConfig):
-    from dataclasses import replace
-
-    from handvox.hand.poses import ArticulationConfig, PoseSamplerConfig, ViewConfig
-
+def pose_sampler_config(config: HandSynthConfig) -> PoseSamplerConfig:
+    """The pose sampler's configuration for ``config``: its articulation and its view preset
+    with ``config``'s camera and depth range."""
     view = ViewConfig.preset(config.view)
     view = replace(view, camera=config.camera, depth_mm=config.depth_mm or view.depth_mm)
     return PoseSamplerConfig(articulation=config.articulation or ArticulationConfig(), view=view)
@@ -306,7 +293,7 @@ class HandSample:
     every set in :data:`MARKER_SETS` (``(J, 3)`` float32, camera frame, mm)."""
 
     shape_id: str
-    bones: object
+    bones: HandBones
     pose: np.ndarray
     joints: dict[str, np.ndarray]
 
@@ -315,15 +302,13 @@ def check_poses(poses, bones, config: HandSynthConfig) -> tuple[dict[str, np.nda
     """Joints ``(n, J, 3)`` per :data:`MARKER_SETS` of ``(n, 30)`` poses on ``bones`` (batch 1
     or n), and whether each keeps every joint in view (:func:`in_view`) and its forearm within
     ``config.forearm_max_toward_deg``."""
-    from handvox.hand.kinematics import forward_kinematics, markers
-
     fk = forward_kinematics(poses, bones)
     sets = {name: markers(fk, name).numpy() for name in MARKER_SETS}
     ok = in_view(np.concatenate(list(sets.values()), axis=1), config.camera,
                  config.margin_px, config.margin_mm)  # fmt: skip
     if config.forearm_max_toward_deg is not None:
         j = sets["canonical21"]
-        arm = j[:, 0] - j[:, 9]  # as handvox.synth.render.hand_primitives lays the forearm
+        arm = j[:, 0] - j[:, 9]  # as handvox.synth.primitives.hand_primitives lays the forearm
         limit = -np.sin(np.radians(config.forearm_max_toward_deg))
         ok &= arm[:, 2] >= limit * np.linalg.norm(arm, axis=1)
     return sets, ok
@@ -349,7 +334,7 @@ class _HandBlock:
     """Shapes and poses drawn together for ``pose_block`` consecutive frames."""
 
     names: list[str]
-    bones: object
+    bones: HandBones
     poses: np.ndarray
     joints: dict[str, np.ndarray]
     ok: np.ndarray
@@ -360,12 +345,6 @@ _BLOCK_TAG = 0x5EED
 
 
 def _hand_block(config: HandSynthConfig, seed: int, block: int) -> _HandBlock:
-    import torch
-
-    from handvox.hand.kinematics import HandBones
-    from handvox.hand.poses import sample_poses
-    from handvox.hand.shapes import SHAPE_NAMES, base_shape, sample_shape
-
     key = (config, seed, block)
     if key in _BLOCKS:
         return _BLOCKS[key]
@@ -376,7 +355,7 @@ def _hand_block(config: HandSynthConfig, seed: int, block: int) -> _HandBlock:
     picks = [names[k] for k in rng.integers(len(names), size=n)]
     base = HandBones.cat([base_shape(name) for name in picks])
     bones = sample_shape(gen, n, base, config.shape_variation)
-    poses = sample_poses(gen, n, _pose_config(config))
+    poses = sample_poses(gen, n, pose_sampler_config(config))
     sets, ok = check_poses(poses, bones, config)
     _BLOCKS[key] = _HandBlock(picks, bones, poses.numpy().astype(np.float32), sets, ok)
     while len(_BLOCKS) > 2:  # a worker walks through its chunks' blocks in order
@@ -392,11 +371,6 @@ class HandFrameGenerator:
 
     def sample_hand(self, index: int, rng: np.random.Generator) -> HandSample:
         """Shape, pose in view and joints of frame ``index`` (the first draws from ``rng``)."""
-        import torch
-
-        from handvox.hand.poses import sample_poses
-        from handvox.hand.shapes import SHAPE_NAMES, sample_shape
-
         cfg = self.config
         gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         names = cfg.shapes or SHAPE_NAMES
@@ -412,7 +386,7 @@ class HandFrameGenerator:
             shape_id, bones = blk.names[k], blk.bones[k]  # keep the shape, redraw the pose
         else:
             shape_id, bones = pick, sample_shape(gen, 1, pick, cfg.shape_variation)
-        pose_cfg = _pose_config(cfg)
+        pose_cfg = pose_sampler_config(cfg)
         pose, joints = pose_in_view(lambda n: sample_poses(gen, n, pose_cfg), bones, cfg,
                                     f"frame {index}")  # fmt: skip
         return HandSample(shape_id, bones, pose, joints)

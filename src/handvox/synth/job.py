@@ -7,12 +7,12 @@ depends on ``(seed, i)`` alone: not on sharding, worker count, or how often the 
 :func:`synthesize` runs the job; :class:`handvox.io.synthetic.SyntheticDataset` reads the result.
 
 Generators: :func:`handvox.synth.hand.hand_frame_generator` (the kinematic hand of
-:mod:`handvox.hand.kinematics` in a natural pose from :mod:`handvox.hand.poses`, with forearm, body and
-wall, ray cast by :mod:`handvox.synth.render` and noised by :mod:`handvox.synth.noise`; configured by
-:class:`handvox.synth.hand.HandSynthConfig`), :class:`handvox.synth.transfer.TransferGenerator`
-(labelled real poses on new hands and views) and the toy stand-in of :mod:`handvox.synth.toy`;
-:func:`handvox.synth.generators.make_generator` picks one by name. ``benchmarks/synth_speed.py`` times them per stage and
-end to end.
+:mod:`handvox.hand.kinematics` in a natural pose from :mod:`handvox.hand.poses`, with forearm,
+body and wall, ray cast by :mod:`handvox.synth.raycast` and noised by :mod:`handvox.synth.noise`;
+configured by :class:`handvox.synth.hand.HandSynthConfig`),
+:class:`handvox.synth.transfer.TransferGenerator` (labelled real poses on new hands and views)
+and the toy stand-in of :mod:`handvox.synth.toy`; :func:`handvox.synth.generators.make_generator`
+picks one by name. ``benchmarks/synth_speed.py`` times them per stage and end to end.
 
 The folder's layout and encodings are the storage contract of :mod:`handvox.io.synthformat`,
 which the reader (:class:`handvox.io.synthetic.SyntheticDataset`) imports too.
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from handvox.atomic import temp_path, write_text
 from handvox.camera import Camera
@@ -175,9 +176,6 @@ def encode_frame(
         else:
             blobs[key] = encode_image(a[v0:v1, u0:u1], compression, filt)
     return {"box": box, "blobs": blobs, "arrays": arrays}
-
-
-# --- image codec --------------------------------------------------------------------------------
 
 
 # --- chunks -------------------------------------------------------------------------------------
@@ -424,8 +422,6 @@ def synthesize(
     job = _Job(root, generator, camera, frames, seed, chunk_size, compression, schema)
     total = sum(len(chunk_frames(c, frames, chunk_size)) for c in todo)
     written = 0
-    from tqdm import tqdm
-
     label = f"synth {shard[0]}/{shard[1]}" if shard[1] > 1 else "synth"
     with tqdm(total=total, unit="frame", desc=label, disable=None if progress else True) as bar:
         if workers == 1 or len(todo) <= 1:
@@ -438,9 +434,3 @@ def synthesize(
                     written += n
                     bar.update(len(chunk_frames(c, frames, chunk_size)))
     return SynthResult(root, todo, skipped, written, removed, time.perf_counter() - t0)
-
-
-# --- preview ------------------------------------------------------------------------------------
-
-
-# --- generators by name -------------------------------------------------------------------------

@@ -1,20 +1,21 @@
 """Rigged triangle meshes: linear blend skinning, a capsule hand mesh, z-buffer depth, glTF files.
 
 The mesh route renders synthetic hands as a skinned triangle mesh instead of handvox's analytic
-primitives (:mod:`handvox.synth.render`): a user's own rigged hand (glTF 2.0 with a skin) or the capsule
-hand of :func:`mesh_from_capsules`, posed by linear blend skinning (:func:`skin`) and drawn by a
-z-buffer rasteriser (:func:`rasterize_depth`).
+primitives (:mod:`handvox.synth.primitives`, ray cast by :mod:`handvox.synth.raycast`): a user's
+own rigged hand (glTF 2.0 with a skin) or the capsule hand of :func:`mesh_from_capsules`, posed
+by linear blend skinning (:func:`skin`) and drawn by a z-buffer rasteriser
+(:func:`rasterize_depth`). No frame generator uses it yet.
 
 Frames: vertices and transforms are in millimetres in handvox's OpenCV camera frame (x right,
 y down, z forward). glTF files are in metres, y up, and a glTF camera looks along ``-z``; the
 reader and the writer convert with ``(x, y, z)_cv = 1000 (x, -y, -z)_gltf``, a rotation, so a
 scene seen by a default glTF camera is the scene handvox's camera sees.
 
-Joint frames of :func:`mesh_from_capsules` follow :mod:`handvox.hand.kinematics`: joint ``j``'s frame
-has its origin at the joint, ``-y`` along the bone to its child, ``+z`` dorsal and ``+x = y x z``
-(the flexion axis: a positive rotation about ``+x`` curls the bone towards the palm). Tips carry
-their parent bone's orientation. Skinning depends only on each joint's motion ``T T_rest^-1``, so
-any rigid frames work as long as posed frames are the same frames moved.
+Joint frames of :func:`mesh_from_capsules` follow :mod:`handvox.hand.kinematics`: joint ``j``'s
+frame has its origin at the joint, ``-y`` along the bone to its child, ``+z`` dorsal and
+``+x = y x z`` (the flexion axis: a positive rotation about ``+x`` curls the bone towards the
+palm). Tips carry their parent bone's orientation. Skinning depends only on each joint's motion
+``T T_rest^-1``, so any rigid frames work as long as posed frames are the same frames moved.
 """
 
 from __future__ import annotations
@@ -24,17 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import numba
 import numpy as np
 import torch
+from scipy.spatial import ConvexHull, Delaunay
 
+from handvox.atomic import atomic_path
 from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.joints import CANONICAL21
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; the fallback keeps renders working
-    numba = None
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -135,9 +134,9 @@ def skin(mesh: RiggedMesh, posed_transforms: Array) -> Array:
 
 def retarget(rest_transforms: Array, skeleton_rest: Array, skeleton_posed: Array) -> Array:
     """Posed transforms for a mesh whose joint frames differ from those of the skeleton driving
-    it (a user's glTF hand driven by :mod:`handvox.hand.kinematics`): each mesh joint gets its skeleton
-    joint's world-space motion, ``S_posed S_rest^-1 T_rest``. Right when the mesh's rest pose is
-    the skeleton's rest pose (same joint positions, in the same frame).
+    it (a user's glTF hand driven by :mod:`handvox.hand.kinematics`): each mesh joint gets its
+    skeleton joint's world-space motion, ``S_posed S_rest^-1 T_rest``. Right when the mesh's
+    rest pose is the skeleton's rest pose (same joint positions, in the same frame).
 
     Args:
         rest_transforms: ``(J, 4, 4)`` the mesh's rest transforms.
@@ -457,8 +456,6 @@ def _palm_slab(
 
     Returns vertices ``(N, 3)`` and faces ``(M, 3)``.
     """
-    from scipy.spatial import ConvexHull, Delaunay
-
     e1 = _unit(lateral - (lateral @ normal) * normal)
     to3 = np.stack([e1, np.cross(normal, e1)])  # (2, 3) in-plane axes
     origin = points.mean(axis=0)
@@ -520,196 +517,101 @@ def _palm_slab(
 #
 # Coverage is decided on a fixed-point grid (1/256 px) with integer edge functions, so shared
 # edges are watertight, each pixel on a shared edge goes to exactly one triangle (top-left style
-# rule) and both backends agree bit for bit. Depth is exact: the pixel's ray meets the triangle's
-# plane at 1/z = a u + b v + c (1/z is affine in screen space), computed in float64 from the
-# unsnapped vertices and clamped to the triangle's z range against snapping at silhouettes.
+# rule). Depth is exact: the pixel's ray meets the triangle's plane at 1/z = a u + b v + c (1/z
+# is affine in screen space), computed in float64 from the unsnapped vertices and clamped to the
+# triangle's z range against snapping at silhouettes.
 
 SUBPIXEL = 256
 _GUARD = float(2**21)  # px; keeps fixed-point edge products inside int64
 
 
-def available_backends() -> tuple[str, ...]:
-    return ("numba", "numpy") if numba is not None else ("numpy",)
-
-
-def _setup(vertices: np.ndarray, faces: np.ndarray, camera: Camera, near: float) -> tuple:
-    """Screen data of the drawable triangles (the numpy backend's input; the numba kernel
-    repeats it inline): fixed-point corners, edge biases, pixel boxes, 1/z coefficients, z range,
-    face index."""
-    fx, fy, cx, cy = camera.intrinsics
-    tri = vertices[faces]  # (F, 3, 3)
-    face_id = np.nonzero((tri[:, :, 2] > near).all(axis=1))[0]
-    tri = tri[face_id]
-    z = tri[:, :, 2]
-    u = tri[:, :, 0] / z * fx + cx
-    v = tri[:, :, 1] / z * fy + cy
-    ok = (np.abs(u) < _GUARD).all(axis=1) & (np.abs(v) < _GUARD).all(axis=1)
-    u, v = np.where(ok[:, None], u, 0.0), np.where(ok[:, None], v, 0.0)  # no int overflow
-    x = np.rint(u * SUBPIXEL).astype(np.int64)
-    y = np.rint(v * SUBPIXEL).astype(np.int64)
-    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
-    flip = area < 0
-    x[flip] = x[flip][:, [0, 2, 1]]
-    y[flip] = y[flip][:, [0, 2, 1]]
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    dist = np.einsum("fk,fk->f", normal, tri[:, 0])
-    ok &= (area != 0) & (dist != 0)
-    box = np.stack(
-        [
-            -(-x.min(1) // SUBPIXEL),
-            x.max(1) // SUBPIXEL,
-            -(-y.min(1) // SUBPIXEL),
-            y.max(1) // SUBPIXEL,
-        ],
-        axis=1,
-    )
-    box[:, 0::2] = np.maximum(box[:, 0::2], 0)
-    box[:, 1] = np.minimum(box[:, 1], camera.width - 1)
-    box[:, 3] = np.minimum(box[:, 3], camera.height - 1)
-    ok &= (box[:, 0] <= box[:, 1]) & (box[:, 2] <= box[:, 3])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        coef = np.stack(
-            [
-                normal[:, 0] / (fx * dist),
-                normal[:, 1] / (fy * dist),
-                (normal[:, 2] - normal[:, 0] * cx / fx - normal[:, 1] * cy / fy) / dist,
-            ],
-            axis=1,
-        )
-    # A pixel on an edge belongs to the triangle whose edge runs "up", or right when flat; the
-    # triangle on the other side sees the same edge reversed, so exactly one of them takes it.
-    dx = np.roll(x, -1, axis=1) - x
-    dy = np.roll(y, -1, axis=1) - y
-    bias = np.where((dy < 0) | ((dy == 0) & (dx > 0)), 0, 1).astype(np.int64)
-    zr = np.stack([z.min(1), z.max(1)], axis=1)
-    keep = np.nonzero(ok)[0]
-    return tuple(np.ascontiguousarray(a[keep]) for a in (x, y, bias, box, coef, zr, face_id))
-
-
-def _raster_numpy(setup: tuple, zbuf: np.ndarray, ids: np.ndarray, chunk: int = 1 << 21) -> None:
-    x, y, bias, box, coef, zr, _ = setup
-    w = zbuf.shape[1]
-    bw, bh = box[:, 1] - box[:, 0] + 1, box[:, 3] - box[:, 2] + 1
-    counts = bw * bh
-    ends = np.cumsum(counts)
-    t0 = 0
-    while t0 < len(counts):  # triangles in order, a bounded number of candidate pixels at a time
-        base = ends[t0] - counts[t0]
-        t1 = max(t0 + 1, int(np.searchsorted(ends, base + chunk, side="right")))
-        cnt = counts[t0:t1]
-        t = np.repeat(np.arange(t0, t1), cnt)
-        k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        jj = box[t, 0] + k % bw[t]
-        ii = box[t, 2] + k // bw[t]
-        px, py = jj * SUBPIXEL, ii * SUBPIXEL
-        inside = np.ones(len(t), bool)
-        for e in range(3):
-            a, b = e, (e + 1) % 3
-            ew = (x[t, b] - x[t, a]) * (py - y[t, a]) - (y[t, b] - y[t, a]) * (px - x[t, a])
-            inside &= ew >= bias[t, e]
-        t, jj, ii = t[inside], jj[inside], ii[inside]
-        inv = coef[t, 0] * jj + coef[t, 1] * ii + coef[t, 2]
-        with np.errstate(divide="ignore"):
-            z = np.where(inv > 0, 1.0 / inv, zr[t, 1])
-        z = np.minimum(np.maximum(z, zr[t, 0]), zr[t, 1])
-        pix = ii * w + jj
-        order = np.lexsort((t, z, pix))  # nearest first, then lowest triangle, per pixel
-        first = order[np.r_[True, pix[order][1:] != pix[order][:-1]]]
-        pix, z, t = pix[first], z[first], t[first]
-        better = z < zbuf.flat[pix]
-        zbuf.flat[pix[better]] = z[better]
-        ids.flat[pix[better]] = t[better]
-        t0 = t1
-
-
-if numba is not None:
-
-    @numba.njit(cache=True, nogil=True)
-    def _raster_numba(verts, faces, fx, fy, cx, cy, near, width, height):  # pragma: no cover
-        """:func:`_setup` and the raster loop of :func:`_raster_numpy`, fused, with the same
-        formulas; z-buffers only the region the triangles' boxes span. Serial: a frame is about
-        a millisecond of work, and ``nogil`` lets callers render frames in threads."""
-        n = faces.shape[0]
-        xs = np.empty((n, 3), np.int64)
-        ys = np.empty((n, 3), np.int64)
-        bias = np.empty((n, 3), np.int64)
-        box = np.empty((n, 4), np.int64)
-        coef = np.empty((n, 3))
-        zr = np.empty((n, 2))
-        ok = np.zeros(n, np.bool_)
-        for f in range(n):
-            a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-            if verts[a, 2] <= near or verts[b, 2] <= near or verts[c, 2] <= near:
-                continue
-            guard = True
-            for k in range(3):
-                p = faces[f, k]
-                u = verts[p, 0] / verts[p, 2] * fx + cx
-                v = verts[p, 1] / verts[p, 2] * fy + cy
-                guard = guard and abs(u) < _GUARD and abs(v) < _GUARD
-                xs[f, k] = np.int64(np.rint(u * SUBPIXEL)) if guard else 0
-                ys[f, k] = np.int64(np.rint(v * SUBPIXEL)) if guard else 0
-            if not guard:
-                continue
-            x0, x1, x2 = xs[f, 0], xs[f, 1], xs[f, 2]
-            y0, y1, y2 = ys[f, 0], ys[f, 1], ys[f, 2]
-            area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-            if area < 0:
-                xs[f, 1], xs[f, 2], ys[f, 1], ys[f, 2] = x2, x1, y2, y1
-            e1 = verts[b] - verts[a]
-            e2 = verts[c] - verts[a]
-            nx = e1[1] * e2[2] - e1[2] * e2[1]
-            ny = e1[2] * e2[0] - e1[0] * e2[2]
-            nz = e1[0] * e2[1] - e1[1] * e2[0]
-            dist = nx * verts[a, 0] + ny * verts[a, 1] + nz * verts[a, 2]
-            if area == 0 or dist == 0:
-                continue
-            box[f, 0] = max(-(-min(x0, x1, x2) // SUBPIXEL), 0)
-            box[f, 1] = min(max(x0, x1, x2) // SUBPIXEL, width - 1)
-            box[f, 2] = max(-(-min(y0, y1, y2) // SUBPIXEL), 0)
-            box[f, 3] = min(max(y0, y1, y2) // SUBPIXEL, height - 1)
-            if box[f, 0] > box[f, 1] or box[f, 2] > box[f, 3]:
-                continue
-            coef[f, 0] = nx / (fx * dist)
-            coef[f, 1] = ny / (fy * dist)
-            coef[f, 2] = (nz - nx * cx / fx - ny * cy / fy) / dist
-            for k in range(3):
-                dx = xs[f, (k + 1) % 3] - xs[f, k]
-                dy = ys[f, (k + 1) % 3] - ys[f, k]
-                bias[f, k] = 0 if (dy < 0 or (dy == 0 and dx > 0)) else 1
-            zr[f, 0] = min(verts[a, 2], verts[b, 2], verts[c, 2])
-            zr[f, 1] = max(verts[a, 2], verts[b, 2], verts[c, 2])
-            ok[f] = True
-        c0, c1, r0, r1 = width, -1, height, -1
-        for f in range(n):
-            if ok[f]:
-                c0, c1 = min(c0, box[f, 0]), max(c1, box[f, 1])
-                r0, r1 = min(r0, box[f, 2]), max(r1, box[f, 3])
-        c0, r0 = min(c0, c1 + 1), min(r0, r1 + 1)  # an empty region when nothing is drawn
-        zbuf = np.full((r1 - r0 + 1, c1 - c0 + 1), np.inf)
-        ids = np.full((r1 - r0 + 1, c1 - c0 + 1), -1, np.int32)
-        for f in range(n):
-            if not ok[f]:
-                continue
-            x0, x1, x2 = xs[f, 0], xs[f, 1], xs[f, 2]
-            y0, y1, y2 = ys[f, 0], ys[f, 1], ys[f, 2]
-            for i in range(box[f, 2], box[f, 3] + 1):
-                py = i * SUBPIXEL
-                for j in range(box[f, 0], box[f, 1] + 1):
-                    px = j * SUBPIXEL
-                    if (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0) < bias[f, 0]:
-                        continue
-                    if (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1) < bias[f, 1]:
-                        continue
-                    if (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2) < bias[f, 2]:
-                        continue
-                    inv = coef[f, 0] * j + coef[f, 1] * i + coef[f, 2]
-                    z = 1.0 / inv if inv > 0 else zr[f, 1]
-                    z = min(max(z, zr[f, 0]), zr[f, 1])
-                    if z < zbuf[i - r0, j - c0]:
-                        zbuf[i - r0, j - c0] = z
-                        ids[i - r0, j - c0] = f
-        return zbuf, ids, r0, c0
+@numba.njit(cache=True, nogil=True)
+def _raster_numba(verts, faces, fx, fy, cx, cy, near, width, height):
+    """Per triangle: its fixed-point corners, edge biases, pixel box, 1/z coefficients and z
+    range; then the z-buffer of the pixels they cover, only over the region the triangles'
+    boxes span. Serial: a frame is about a millisecond of work, and ``nogil`` lets callers render
+    frames in threads. (``tests/synth/oracles.py`` holds a vectorised numpy twin.)"""
+    n = faces.shape[0]
+    xs = np.empty((n, 3), np.int64)
+    ys = np.empty((n, 3), np.int64)
+    bias = np.empty((n, 3), np.int64)
+    box = np.empty((n, 4), np.int64)
+    coef = np.empty((n, 3))
+    zr = np.empty((n, 2))
+    ok = np.zeros(n, np.bool_)
+    for f in range(n):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        if verts[a, 2] <= near or verts[b, 2] <= near or verts[c, 2] <= near:
+            continue
+        guard = True
+        for k in range(3):
+            p = faces[f, k]
+            u = verts[p, 0] / verts[p, 2] * fx + cx
+            v = verts[p, 1] / verts[p, 2] * fy + cy
+            guard = guard and abs(u) < _GUARD and abs(v) < _GUARD
+            xs[f, k] = np.int64(np.rint(u * SUBPIXEL)) if guard else 0
+            ys[f, k] = np.int64(np.rint(v * SUBPIXEL)) if guard else 0
+        if not guard:
+            continue
+        x0, x1, x2 = xs[f, 0], xs[f, 1], xs[f, 2]
+        y0, y1, y2 = ys[f, 0], ys[f, 1], ys[f, 2]
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        if area < 0:
+            xs[f, 1], xs[f, 2], ys[f, 1], ys[f, 2] = x2, x1, y2, y1
+        e1 = verts[b] - verts[a]
+        e2 = verts[c] - verts[a]
+        nx = e1[1] * e2[2] - e1[2] * e2[1]
+        ny = e1[2] * e2[0] - e1[0] * e2[2]
+        nz = e1[0] * e2[1] - e1[1] * e2[0]
+        dist = nx * verts[a, 0] + ny * verts[a, 1] + nz * verts[a, 2]
+        if area == 0 or dist == 0:
+            continue
+        box[f, 0] = max(-(-min(x0, x1, x2) // SUBPIXEL), 0)
+        box[f, 1] = min(max(x0, x1, x2) // SUBPIXEL, width - 1)
+        box[f, 2] = max(-(-min(y0, y1, y2) // SUBPIXEL), 0)
+        box[f, 3] = min(max(y0, y1, y2) // SUBPIXEL, height - 1)
+        if box[f, 0] > box[f, 1] or box[f, 2] > box[f, 3]:
+            continue
+        coef[f, 0] = nx / (fx * dist)
+        coef[f, 1] = ny / (fy * dist)
+        coef[f, 2] = (nz - nx * cx / fx - ny * cy / fy) / dist
+        for k in range(3):
+            dx = xs[f, (k + 1) % 3] - xs[f, k]
+            dy = ys[f, (k + 1) % 3] - ys[f, k]
+            bias[f, k] = 0 if (dy < 0 or (dy == 0 and dx > 0)) else 1
+        zr[f, 0] = min(verts[a, 2], verts[b, 2], verts[c, 2])
+        zr[f, 1] = max(verts[a, 2], verts[b, 2], verts[c, 2])
+        ok[f] = True
+    c0, c1, r0, r1 = width, -1, height, -1
+    for f in range(n):
+        if ok[f]:
+            c0, c1 = min(c0, box[f, 0]), max(c1, box[f, 1])
+            r0, r1 = min(r0, box[f, 2]), max(r1, box[f, 3])
+    c0, r0 = min(c0, c1 + 1), min(r0, r1 + 1)  # an empty region when nothing is drawn
+    zbuf = np.full((r1 - r0 + 1, c1 - c0 + 1), np.inf)
+    ids = np.full((r1 - r0 + 1, c1 - c0 + 1), -1, np.int32)
+    for f in range(n):
+        if not ok[f]:
+            continue
+        x0, x1, x2 = xs[f, 0], xs[f, 1], xs[f, 2]
+        y0, y1, y2 = ys[f, 0], ys[f, 1], ys[f, 2]
+        for i in range(box[f, 2], box[f, 3] + 1):
+            py = i * SUBPIXEL
+            for j in range(box[f, 0], box[f, 1] + 1):
+                px = j * SUBPIXEL
+                if (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0) < bias[f, 0]:
+                    continue
+                if (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1) < bias[f, 1]:
+                    continue
+                if (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2) < bias[f, 2]:
+                    continue
+                inv = coef[f, 0] * j + coef[f, 1] * i + coef[f, 2]
+                z = 1.0 / inv if inv > 0 else zr[f, 1]
+                z = min(max(z, zr[f, 0]), zr[f, 1])
+                if z < zbuf[i - r0, j - c0]:
+                    zbuf[i - r0, j - c0] = z
+                    ids[i - r0, j - c0] = f
+    return zbuf, ids, r0, c0
 
 
 def rasterize_depth(
@@ -719,13 +621,13 @@ def rasterize_depth(
     background: float = 0.0,
     *,
     near: float = 1.0,
-    backend: str = "auto",
     return_ids: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render a triangle mesh's z-depth with exact visibility (z-buffer).
 
     Pixel ``(row i, column j)`` samples the ray through ``u = j, v = i`` (pixel centres at
-    integer coordinates, as in :mod:`handvox.synth.render`). Both sides of every triangle are drawn.
+    integer coordinates, as in :mod:`handvox.synth.raycast`). Both sides of every triangle are
+    drawn.
     Triangles with a vertex at ``z <= near`` are dropped whole (no clipping: a hand never comes
     that close), as are triangles reaching beyond 2^21 px of the image.
 
@@ -735,15 +637,10 @@ def rasterize_depth(
         camera: intrinsics and image size.
         background: depth of pixels no triangle covers.
         near: near plane, mm.
-        backend: ``"numba"``, ``"numpy"`` or ``"auto"`` (numba when importable).
         return_ids: also return the visible face index per pixel (-1 where none).
     Returns:
         ``(H, W)`` float32 depth, mm; with ``return_ids`` also ``(H, W)`` int32 face indices.
     """
-    if backend == "auto":
-        backend = available_backends()[0]
-    if backend not in available_backends():
-        raise ValueError(f"backend {backend!r} not available; choose from {available_backends()}")
     if isinstance(vertices, torch.Tensor):
         vertices = vertices.detach().cpu().numpy()
     if isinstance(faces, torch.Tensor):
@@ -754,23 +651,14 @@ def rasterize_depth(
         raise ValueError("rasterize_depth: face index out of range")
     depth = np.full((camera.height, camera.width), background, np.float32)
     face_ids = np.full((camera.height, camera.width), -1, np.int32)
-    if backend == "numba":
-        zbuf, ids, r0, c0 = _raster_numba(
-            np.ascontiguousarray(vertices), np.ascontiguousarray(faces), *camera.intrinsics,
-            float(near), camera.width, camera.height,
-        )  # fmt: skip
-        region = (slice(r0, r0 + zbuf.shape[0]), slice(c0, c0 + zbuf.shape[1]))
-        hit = ids >= 0
-        depth[region][hit] = zbuf[hit]
-        face_ids[region] = ids
-    else:
-        setup = _setup(vertices, faces, camera, near)
-        zbuf = np.full((camera.height, camera.width), np.inf)
-        ids = np.full((camera.height, camera.width), -1, np.int64)
-        _raster_numpy(setup, zbuf, ids)
-        hit = ids >= 0
-        depth[hit] = zbuf[hit]
-        face_ids[hit] = setup[6][ids[hit]]
+    zbuf, ids, r0, c0 = _raster_numba(
+        np.ascontiguousarray(vertices), np.ascontiguousarray(faces), *camera.intrinsics,
+        float(near), camera.width, camera.height,
+    )  # fmt: skip
+    region = (slice(r0, r0 + zbuf.shape[0]), slice(c0, c0 + zbuf.shape[1]))
+    hit = ids >= 0
+    depth[region][hit] = zbuf[hit]
+    face_ids[region] = ids
     return (depth, face_ids) if return_ids else depth
 
 
@@ -851,7 +739,7 @@ def load_gltf_rigged(path: str | Path, joint_map: dict[str, int] | None = None) 
             ``JOINTS_0``/``WEIGHTS_0``, holds weights that do not sum to 1 or indices out of
             range, or does not match ``joint_map``.
     """
-    import pygltflib
+    import pygltflib  # the optional "gltf" extra: only reading and writing glTF files need it
 
     path = Path(path)
     if not path.is_file():
@@ -977,11 +865,12 @@ def _remap(mesh: RiggedMesh, joint_map: dict[str, int], path: Path) -> RiggedMes
 
 
 def save_gltf_rigged(path: str | Path, mesh: RiggedMesh) -> None:
-    """Write a rigged mesh as glTF 2.0 with a skin: ``.glb`` (binary) or ``.gltf`` (one JSON file,
-    buffer embedded as a data URI). Joints become nodes named after ``mesh.joint_names``, nested
-    by ``mesh.parents`` and posed at the rest transforms; metres, y up (see the module docstring).
+    """Write a rigged mesh as glTF 2.0 with a skin, atomically: ``.glb`` (binary) or ``.gltf``
+    (one JSON file, buffer embedded as a data URI). Joints become nodes named after
+    ``mesh.joint_names``, nested by ``mesh.parents`` and posed at the rest transforms; metres,
+    y up (see the module docstring).
     """
-    import pygltflib as g
+    import pygltflib as g  # the optional "gltf" extra, as in load_gltf_rigged
 
     path = Path(path)
     n_joints = len(mesh.joint_names)
@@ -1048,4 +937,5 @@ def save_gltf_rigged(path: str | Path, mesh: RiggedMesh) -> None:
         gltf.buffers[0].uri = "data:application/octet-stream;base64," + base64.b64encode(
             blob
         ).decode("ascii")
-    gltf.save(str(path), g.Asset(generator="handvox"))
+    with atomic_path(path, mkdir=False) as tmp:
+        gltf.save(str(tmp), g.Asset(generator="handvox"))

@@ -34,7 +34,7 @@ import numpy as np
 
 from handvox.camera import Camera
 
-__all__ = ["NoiseConfig", "add_sensor_noise", "axial_sigma", "lateral_sigma", "surface_normals"]
+__all__ = ["NoiseConfig", "add_sensor_noise"]
 
 
 @dataclass(frozen=True)
@@ -158,105 +158,6 @@ _THETA_CAP = math.radians(89.0)
 _RANGE_SLACK = 0.1
 
 
-def axial_sigma(z_mm: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Axial (depth) noise std of [N12], mm.
-
-    sigma_z = 1.2 + 1.9 (z - 0.4)^2 mm (z in m) for theta <= 60 deg, plus
-    0.1 / sqrt(z) * theta^2 / (pi/2 - theta)^2 mm beyond 60 deg ([N12] eq. for the axial noise;
-    the Kinect v2 fit 1.5 - 0.5 z + 0.3 z^2 + ... is another sensor's).
-
-    Args:
-        z_mm: ``(...)`` depth, mm.
-        theta: ``(...)`` incidence angle, rad; clipped at 89 deg, where the formula explodes.
-    """
-    theta = np.minimum(theta, _THETA_CAP)
-    z = z_mm * 1e-3
-    sigma = 1.2 + 1.9 * (z - 0.4) ** 2
-    steep = theta > math.pi / 3
-    extra = 0.1 / np.sqrt(np.maximum(z, 1e-3)) * theta**2 / (math.pi / 2 - theta) ** 2
-    return sigma + steep * extra
-
-
-def lateral_sigma(theta: np.ndarray) -> np.ndarray:
-    """Lateral noise std of [N12], px: 0.8 + 0.035 theta / (pi/2 - theta), theta in rad
-    (clipped at 89 deg)."""
-    theta = np.minimum(theta, _THETA_CAP)
-    return 0.8 + 0.035 * theta / (math.pi / 2 - theta)
-
-
-def _valid(depth: np.ndarray) -> np.ndarray:
-    return np.isfinite(depth) & (depth > 0)
-
-
-def _gradient(z: np.ndarray, valid: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Depth derivative along ``axis`` by the one-sided difference with the smaller jump.
-
-    Picking the smaller of forward and backward differences keeps a pixel on the silhouette of
-    a surface from taking its slope across the depth edge. Returns ``(grad, ok)``.
-    """
-
-    def part(start: int | None, stop: int | None) -> tuple[slice, ...]:
-        return (slice(None),) * axis + (slice(start, stop),)
-
-    hi, lo = part(1, None), part(None, -1)
-    pair = valid[hi] & valid[lo]
-    d = (z[hi] - z[lo]) * pair
-    big = np.float32(1e30)
-    ad = np.where(pair, np.abs(d), big)
-    fwd, back = np.zeros_like(z), np.zeros_like(z)
-    afwd, aback = np.full_like(z, big), np.full_like(z, big)
-    fwd[lo], afwd[lo] = d, ad
-    back[hi], aback[hi] = d, ad
-    use_fwd = afwd < aback
-    return np.where(use_fwd, fwd, back), np.minimum(afwd, aback) < big
-
-
-def _normals_and_cos(
-    depth: np.ndarray, camera: Camera, u0: int = 0, v0: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unnormalised camera-facing normals, cos(incidence), validity, for a crop at (u0, v0)."""
-    z = depth.astype(np.float32, copy=False)
-    valid = _valid(z)
-    z = np.where(valid, z, np.float32(0))
-    zu, oku = _gradient(z, valid, axis=1)
-    zv, okv = _gradient(z, valid, axis=0)
-    h, w = z.shape
-    rx = ((np.arange(w, dtype=np.float32) + (u0 - camera.cx)) / camera.fx)[None, :]
-    ry = ((np.arange(h, dtype=np.float32) + (v0 - camera.cy)) / camera.fy)[:, None]
-    # P(u, v) = z K^-1 (u, v, 1); dP/du x dP/dv scaled by fx fy / z is
-    # (-fx z_u, -fy z_v, fx z_u rx + fy z_v ry + z) and its dot with the ray (rx, ry, 1) is z.
-    a = camera.fx * zu
-    c = camera.fy * zv
-    nz = a * rx + c * ry + z
-    norm = np.sqrt(a * a + c * c + nz * nz)
-    ok = oku & okv
-    cos = z / (norm * np.sqrt(rx * rx + ry * ry + 1) + (~ok))
-    return (a, c, -nz, norm), np.clip(cos, 0.0, 1.0) * ok, ok
-
-
-def surface_normals(depth: np.ndarray, camera: Camera) -> np.ndarray:
-    """Unit surface normals facing the camera, from the back-projected depth image.
-
-    The normal is dP/du x dP/dv of the back-projected surface P(u, v) = z(u, v) K^-1 (u, v, 1),
-    with z_u, z_v taken as the one-sided finite difference (forward or backward) with the smaller
-    depth jump, so silhouette pixels keep their own surface's slope.
-
-    Args:
-        depth: ``(H, W)`` depth, mm; <= 0 or non-finite is background.
-        camera: the intrinsics the image was taken with.
-    Returns:
-        ``(H, W, 3)`` float32 unit normals in the OpenCV camera frame, pointing towards the
-        camera (n . P < 0); (0, 0, 0) where a pixel or both of its neighbours along u or v are
-        invalid.
-    """
-    depth = np.asarray(depth)
-    if depth.ndim != 2:
-        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
-    (a, c, nz, norm), _, ok = _normals_and_cos(depth, camera)
-    inv = ok / np.where(ok, norm, 1)
-    return np.stack([a * inv, c * inv, nz * inv], axis=-1).astype(np.float32)
-
-
 def _field_factors(
     rng: np.random.Generator, h: int, w: int, scale: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -285,16 +186,6 @@ def _field_factors(
     sx = np.empty(w, np.float32)
     _field_columns(g, ax, bx, tmp, sx)
     return ay, by, tmp, sx
-
-
-def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
-    """``(h, w)`` float32 unit-variance Gaussian random field correlated over ~``scale`` px:
-    :func:`_field_factors`, evaluated."""
-    ay, by, tmp, sx = _field_factors(rng, h, w, scale)
-    field = np.empty((h, w), np.float32)
-    for i in range(h):
-        _field_row(ay, by, tmp, sx, i, field[i])
-    return field
 
 
 # --- per-pixel kernels (numba) -------------------------------------------------------------------
@@ -445,9 +336,13 @@ def _cos_kernel(normals, u0, v0, fx, fy, cx, cy, cos_min, out):
 
 @_jit
 def _cos_from_depth_kernel(z, u0, v0, fx, fy, cx, cy, cos_min, out):
-    """cos(incidence) from the depth itself, as :func:`surface_normals` finds the normal (the
-    one-sided difference with the smaller jump, 0 where a pixel or both neighbours along u or v
-    are invalid), at least ``cos_min``. ``z``: crop at (u0, v0), 0 where invalid."""
+    """cos(incidence) from the depth itself, at least ``cos_min``; 0 where a pixel or both of
+    its neighbours along u or v are invalid. ``z``: crop at (u0, v0), 0 where invalid.
+
+    The normal is dP/du x dP/dv of the back-projected surface P(u, v) = z(u, v) K^-1 (u, v, 1),
+    with z_u, z_v the one-sided difference (forward or backward) with the smaller depth jump, so
+    silhouette pixels keep their own surface's slope. dP/du x dP/dv scaled by fx fy / z is
+    (-fx z_u, -fy z_v, fx z_u rx + fy z_v ry + z) and its dot with the ray (rx, ry, 1) is z."""
     h, w = z.shape
     big = np.float32(1e30)
     for i in range(h):
@@ -547,7 +442,8 @@ def _edge_distance_kernel(z, valid, jump, cap, dist):
 @_jit
 def _lateral_kernel(z, cos, drop, valid, dist, band, block, scale, key):
     """Each valid pixel within ``band`` of an edge takes the depth, angle and validity of a
-    pixel jittered by the lateral noise of [N12] (one jitter per ``block``: blocky edges)."""
+    pixel jittered by the lateral noise of [N12] (one jitter per ``block``: blocky edges), of std
+    ``scale`` (0.8 + 0.035 theta / (pi/2 - theta)) px, theta capped at 89 deg."""
     h, w = z.shape
     wb = (w + block - 1) // block
     n = 0
@@ -593,7 +489,11 @@ def _axial_quantised(zz, c, steep, field, u, axial, axial_scale, a, b, quantise,
                      round_mm):  # fmt: skip
     """Depth ``zz`` after axial noise (``field``: the correlated part, ``u``: a uniform draw for
     the white part), disparity quantisation and rounding. ``steep``: the incidence angle (cos
-    ``c``) is beyond 60 degrees, where [N12]'s angle term starts."""
+    ``c``) is beyond 60 degrees, where [N12]'s angle term starts.
+
+    The axial std of [N12]: sigma_z = 1.2 + 1.9 (z - 0.4)^2 mm (z in m) for theta <= 60 deg,
+    plus 0.1 / sqrt(z) * theta^2 / (pi/2 - theta)^2 mm beyond, theta capped at 89 deg where the
+    formula explodes (the Kinect v2 fit 1.5 - 0.5 z + 0.3 z^2 + ... is another sensor's)."""
     if axial:
         zm = zz * 1e-3
         sigma = 1.2 + 1.9 * (zm - 0.4) * (zm - 0.4)

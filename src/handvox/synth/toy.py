@@ -1,7 +1,10 @@
 """A cheap stand-in generator for tests and benchmarks: capsules on a posed 21-joint skeleton.
 
-Not the kinematic hand (:func:`handvox.synth.hand.hand_frame_generator` is); it needs nothing but
-numpy, so the job runner's tests do not pay for torch, numba or the renderer.
+Not the kinematic hand (:func:`handvox.synth.hand.hand_frame_generator` is): no kinematics, pose
+sampler, ray caster or sensor model, just numpy drawing, so frames are cheap and the job
+runner's tests stay quick. Importing it still loads torch (through :mod:`handvox.camera`
+and :mod:`handvox.geometry`) and numba (through the storage format, :mod:`handvox.io.synthformat`),
+as any generator run by the job does: the time goes to the import, not to every frame.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import functools
 import math
 
 import numpy as np
+import torch
 
 from handvox.camera import Camera
+from handvox.geometry import axis_angle_to_matrix
 from handvox.io.synthformat import crop_box
 from handvox.joints import CANONICAL21, convert_joints
 from handvox.synth.frame import INVALID_DEPTH, FrameGenerator, SynthFrame
@@ -28,15 +33,6 @@ _TOY_FINGERS = {
 _TOY_THUMB = ((22.0, -22.0), (42.0, 32.0, 27.0), (0.55, -0.835))
 # Part ids in the toy's "part" image: 0 background, then palm and the fingers.
 TOY_PARTS = ("background", "palm", "thumb", "index", "middle", "ring", "little")
-
-
-def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
-    theta = float(np.linalg.norm(rotvec))
-    if theta < 1e-12:
-        return np.eye(3)
-    k = rotvec / theta
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(theta) * kx + (1 - math.cos(theta)) * kx @ kx
 
 
 def _toy_joints(pose: np.ndarray, scale: float) -> np.ndarray:
@@ -125,7 +121,8 @@ def toy_frame(index: int, rng: np.random.Generator, camera: Camera | None = None
     scale = rng.uniform(0.85, 1.15)
     rest = _toy_joints(np.zeros(30), scale)
     hand = _toy_joints(pose, scale)
-    xyz = hand @ _rodrigues(pose[3:6]).T + pose[0:3]
+    rot = axis_angle_to_matrix(torch.from_numpy(pose[3:6])).numpy()
+    xyz = hand @ rot.T + pose[0:3]
     clean, part = _draw_capsules(xyz, scale, cam)
 
     raw = clean.copy()

@@ -13,7 +13,8 @@ camera poses. Here:
    ``(i // V) % K`` and view ``i % V``: the source's articulation on hand shape ``k`` (a base
    shape with continuous variation, the same for every view of that source and slot), with a
    new root rotation and position from the pose sampler's placement in the camera's view
-   (:func:`handvox.hand.poses.sample_global`), rendered and noised as :mod:`handvox.synth.hand` does.
+   (:func:`handvox.hand.poses.sample_global`), rendered and noised as
+   :mod:`handvox.synth.hand` does.
 4. :func:`run_transfer` writes it with :func:`handvox.synth.job.synthesize` (same format, sharding
    and resumption; :class:`handvox.io.synthetic.SyntheticDataset` reads it). The recovered poses
    are stored once in ``DIR/transfer_poses.npz``; every shard and resumed run uses that file.
@@ -31,18 +32,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from handvox.atomic import temp_path
 from handvox.camera import Camera
 from handvox.errors import DataError
+from handvox.hand import ik
+from handvox.hand.bvh import write_bvh
+from handvox.hand.hand_bvh import hand_to_bvh
+from handvox.hand.poses import articulation_to_pose, hand_extent, sample_global
+from handvox.hand.shapes import SHAPE_NAMES, sample_shape
 from handvox.io.datasets import open_dataset
+from handvox.io.labels import read_labels
+from handvox.joints import DATASET_JOINT_SETS
 from handvox.synth.hand import (
     HandSample,
     HandSynthConfig,
-    _pose_config,
     add_noise,
     make_frame,
     pose_in_view,
+    pose_sampler_config,
     render_hand_scene,
 )
 from handvox.synth.job import SynthResult, synthesize
@@ -86,8 +95,6 @@ def load_source(
     Raises:
         DataError: missing or malformed source.
     """
-    from handvox.joints import DATASET_JOINT_SETS
-
     path = Path(source)
     if path.is_dir():
         if dataset is None:
@@ -96,8 +103,6 @@ def load_source(
         xyz, ids = np.asarray(ds.joints_xyz, np.float64), list(ds.frame_ids)
         joint_set, camera = ds.joint_set.name, ds.camera
     else:
-        from handvox.io.labels import read_labels
-
         labels = read_labels(path)
         count = labels.joints.shape[1]
         by_count = {len(js): name for name, js in DATASET_JOINT_SETS.items()}
@@ -141,7 +146,7 @@ class RecoveredPoses:
     pose: np.ndarray
     residual: np.ndarray
     subject: np.ndarray
-    subjects: list
+    subjects: list[ik.SubjectModel]
     frame_ids: list[str]
     info: dict
 
@@ -161,11 +166,9 @@ class RecoveredPoses:
 
     @classmethod
     def load(cls, path: Path) -> RecoveredPoses:
-        from handvox.hand.ik import SubjectModel
-
         try:
             with np.load(path) as z:
-                subjects = [SubjectModel.from_dict(d) for d in json.loads(str(z["subjects"]))]
+                subjects = [ik.SubjectModel.from_dict(d) for d in json.loads(str(z["subjects"]))]
                 ids = [str(s) for s in z["frame_ids"]]
                 info = json.loads(str(z["info"]))
                 return cls(z["pose"], z["residual"], z["subject"], subjects, ids, info)
@@ -189,10 +192,6 @@ def recover_poses(
         fit_options: keyword arguments of :func:`handvox.hand.ik.fit_subject` (e.g. ``frames``,
             ``rounds``, ``steps``).
     """
-    import torch
-
-    from handvox.hand import ik
-
     xyz = torch.as_tensor(source.joints_xyz, dtype=torch.float32)
     opts = fit_options or {}
     if subjects == 1:
@@ -216,9 +215,6 @@ def write_pose_bvh(poses: RecoveredPoses, out: str | Path, chunk: int = 256) -> 
     """The recovered poses as BVH files (:func:`handvox.hand.hand_bvh.hand_to_bvh`), one per
     ``chunk`` consecutive source frames and subject: ``s{subject}_{first:06d}-{last:06d}.bvh``,
     each with that subject's bones."""
-    from handvox.hand.bvh import write_bvh
-    from handvox.hand.hand_bvh import hand_to_bvh
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -266,10 +262,6 @@ class TransferGenerator:
     def hand_shape(self, src: int, slot: int):
         """Base-shape name and bones (batch 1) of source ``src``'s slot ``slot``: slots take
         the base shapes in a per-source random order, each with its own variation."""
-        import torch
-
-        from handvox.hand.shapes import SHAPE_NAMES, sample_shape
-
         names = self.config.shapes or SHAPE_NAMES
         rng = np.random.default_rng([self.seed, src, 0x5A5E])
         order = rng.permutation(len(names))
@@ -279,15 +271,11 @@ class TransferGenerator:
         return name, sample_shape(gen, 1, name, self.config.shape_variation)
 
     def __call__(self, index: int, rng: np.random.Generator):
-        import torch
-
-        from handvox.hand.poses import articulation_to_pose, hand_extent, sample_global
-
         src, slot, view = self.locate(index)
         name, bones = self.hand_shape(src, slot)
         art = torch.as_tensor(self.articulation[src : src + 1])
         centre, radius = hand_extent(art)
-        view_cfg = _pose_config(self.config).view
+        view_cfg = pose_sampler_config(self.config).view
         gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
 
         def draw(n: int):

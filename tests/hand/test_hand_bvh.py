@@ -1,3 +1,5 @@
+"""The kinematic hand as BVH (handvox.hand.hand_bvh): skeleton, round trips, retargeting."""
+
 import numpy as np
 import pytest
 import torch

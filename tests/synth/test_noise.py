@@ -12,11 +12,14 @@ from scipy import ndimage
 from handvox.camera import Camera
 from handvox.synth.noise import (
     NoiseConfig,
+    _crop_kernel,
+    _edge_distance_kernel,
+    _nth_unset,
+    _unset_per_row,
+    _valid_box,
     add_sensor_noise,
-    axial_sigma,
-    lateral_sigma,
-    surface_normals,
 )
+from tests.synth.oracles import axial_sigma, lateral_sigma, smooth_field, surface_normals
 
 CAM = Camera.preset("nyu")
 BF = 75.0 * 580.0  # NoiseConfig's baseline x sensor focal length, mm px
@@ -87,7 +90,7 @@ def residual_std(clean, raw, mask=None) -> float:
     return float(np.std((raw - clean)[ok]))
 
 
-# --- normals -------------------------------------------------------------------------------
+# --- normals from the depth (the oracle, then the kernel against it) -----------------------
 
 
 def test_normals_of_tilted_plane_and_background():
@@ -356,6 +359,7 @@ def test_presets_and_bad_input():
 
 
 def test_nguyen_formulas():
+    # the oracles' formulas, which the axial and lateral tests above measure the kernels against
     th = np.radians([0.0, 60.0, 70.0])
     s = axial_sigma(np.full(3, 1000.0), th)
     assert s[0] == pytest.approx(1.884) and s[1] == pytest.approx(1.884)
@@ -404,8 +408,6 @@ def test_noise_on_smoothed_real_frame_looks_like_the_real_frame(shared):
 
 
 def test_edge_distance_kernel_is_a_capped_chessboard_distance():
-    from handvox.synth.noise import _edge_distance_kernel
-
     z = scene()
     z[:60, :200] = 0  # background, at the image border too
     z[300:310, 500:640] = 0
@@ -427,10 +429,8 @@ def test_edge_distance_kernel_is_a_capped_chessboard_distance():
 
 
 def test_banded_field_matches_the_dense_sum_and_has_unit_variance():
-    from handvox.synth.noise import _smooth_field
-
     h, w, scale = 90, 130, 10.0
-    field = _smooth_field(np.random.default_rng(4), h, w, scale)
+    field = smooth_field(np.random.default_rng(4), h, w, scale)
     # the same bumps summed densely: (Wy G Wx^T) / (|Wy row| |Wx row|)
     rng, step, sig = np.random.default_rng(4), scale * 0.75, scale * 0.6
     wts = []
@@ -442,14 +442,12 @@ def test_banded_field_matches_the_dense_sum_and_has_unit_variance():
     dense = wts[0] @ g @ wts[1].T
     dense /= np.linalg.norm(wts[0], axis=1)[:, None] * np.linalg.norm(wts[1], axis=1)[None, :]
     np.testing.assert_allclose(field, dense, atol=2e-5)
-    big = np.stack([_smooth_field(np.random.default_rng(s), 120, 160, scale) for s in range(20)])
+    big = np.stack([smooth_field(np.random.default_rng(s), 120, 160, scale) for s in range(20)])
     assert big.std() == pytest.approx(1.0, abs=0.05)
     assert np.corrcoef(big[:, :, :-3].ravel(), big[:, :, 3:].ravel())[0, 1] > 0.8  # smooth
 
 
 def test_hole_centres_are_the_drawn_valid_pixels():
-    from handvox.synth.noise import _nth_unset, _unset_per_row
-
     mask = np.random.default_rng(0).random((37, 53)) < 0.7
     mask[5] = True  # a row without any candidate
     cum = np.zeros(38, np.int64)
@@ -461,8 +459,6 @@ def test_hole_centres_are_the_drawn_valid_pixels():
 
 
 def test_valid_box_and_crop_match_numpy():
-    from handvox.synth.noise import _crop_kernel, _valid_box
-
     clean = scene()
     clean[:, :100] = np.nan
     clean[:20] = np.inf

@@ -1,55 +1,27 @@
-"""Inverse kinematics (handvox.hand.ik): synthetic round trips, limits, real NYU labels, PSO, errors."""
+"""Solving poses (handvox.hand.ik.solve): Kabsch, the analytic Jacobian, round trips with
+known subjects, joint limits, bad input, warm starts and PSO on real NYU labels."""
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from handvox.hand import ik
-from handvox.hand.kinematics import (
-    forward_kinematics,
-    get_marker_set,
-    markers,
-    pose_limits,
-    random_pose,
-)
+from handvox.hand.ik.fit import _hang_on_proximal_bones
+from handvox.hand.ik.solve import _dependency, _fk_markers
+from handvox.hand.kinematics import forward_kinematics, get_marker_set, markers, pose_limits
 from handvox.hand.shapes import base_shape, sample_shape
-from handvox.joints import CANONICAL21
+from tests.hand.ik.labels import random_poses, within_limits
 
 F64 = torch.float64
 SETS = ["nyu14", "icvl16", "msra21", "canonical21"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small batches run faster on one thread, the more so on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _poses(n: int, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    """Random articulation within limits, hands 350-550 mm away in any orientation."""
-    pose = random_pose(n, gen, torch.float64)
-    pose[:, :3] = torch.tensor([0.0, 0.0, 450.0], dtype=F64) + 40 * torch.randn(
-        n, 3, generator=gen, dtype=F64
-    )
-    pose[:, 3:6] = torch.tensor(Rotation.random(n, int(gen.initial_seed())).as_rotvec())
-    return pose.to(dtype)
-
-
-def _within_limits(pose: torch.Tensor) -> bool:
-    lo, hi = pose_limits(dtype=pose.dtype)
-    return bool(((pose >= lo - 1e-5) & (pose <= hi + 1e-5)).all())
+# Small batches run faster on one thread, the more so on a shared machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_matrix_to_axis_angle_matches_scipy():
@@ -82,19 +54,19 @@ def test_jacobian_matches_autograd(joint_set):
     gen = torch.Generator().manual_seed(3)
     bones = sample_shape(gen, 1, "average_adult", dtype=F64)
     ms = get_marker_set(joint_set)
-    ms_hung, _ = ik._hang_on_proximal_bones(ms, ms.default_offsets(bones)[0])
+    ms_hung, _ = _hang_on_proximal_bones(ms, ms.default_offsets(bones)[0])
     off = torch.randn(len(ms.parents), 3, generator=gen, dtype=F64) * 5
     subject = ik.SubjectModel(ms.joint_set.name, bones, off, torch.zeros(30, dtype=F64),
                               parents=ms_hung.parents)  # fmt: skip
-    pose = _poses(3, gen, F64)
+    pose = random_poses(3, gen, F64)
     r = axis_angle_to_matrix(pose[:, 3:6])
-    fk, mk = ik._fk_markers(r, pose[:, :3], pose[:, 6:], subject)
-    jac = ik.marker_jacobian(fk, mk, ik._dependency(subject.marker_set))
+    fk, mk = _fk_markers(r, pose[:, :3], pose[:, 6:], subject)
+    jac = ik.marker_jacobian(fk, mk, _dependency(subject.marker_set))
     for b in range(3):
 
         def f(x, b=b):  # root translation, left rotation increment, articulation
             rr = axis_angle_to_matrix(x[3:6])[None] @ r[b : b + 1]
-            return ik._fk_markers(rr, x[None, :3], x[None, 6:], subject)[1][0]
+            return _fk_markers(rr, x[None, :3], x[None, 6:], subject)[1][0]
 
         x0 = torch.cat([pose[b, :3], torch.zeros(3, dtype=F64), pose[b, 6:]])
         assert torch.allclose(torch.func.jacfwd(f)(x0), jac[b], atol=1e-9)
@@ -107,10 +79,10 @@ def test_round_trip_known_subject(joint_set):
     gen = torch.Generator().manual_seed(1)
     bones = base_shape("average_adult", F64)
     subject = ik.SubjectModel.from_bones(joint_set, bones)
-    pose = _poses(200, gen, F64)
+    pose = random_poses(200, gen, F64)
     obs = markers(forward_kinematics(pose, bones), joint_set)
     res = ik.solve_ik(obs, subject, joint_set, prior_weight=1e-3, iters=40)
-    assert _within_limits(res.pose)
+    assert within_limits(res.pose)
     frame = res.residual.mean(1)
     # measured: nyu14 0.23 / 0.69 mm (a few frames in local minima), others < 1e-4
     assert float(frame.mean()) < 0.35 and float(frame.quantile(0.9)) < 1.0
@@ -121,62 +93,26 @@ def test_round_trip_known_subject(joint_set):
         assert float((res.pose[:, :3] - pose[:, :3]).norm(dim=-1).median()) < 0.1
 
 
-@pytest.mark.parametrize("joint_set", ["canonical21", "msra21"])
-def test_fit_subject_synthetic(joint_set):
-    """Unknown hand: fit bones from 150 noisy labelled frames, then IK. Clean labels leave
-    < 0.5 mm; with 1 mm noise per axis the fit lands closer to the clean markers than the
-    labels are; bones within ~2 mm; angles within a few degrees (measured: 0.09 mm, bones
-    1.2 mm, 0.6 deg; with noise 1.1 mm, 1.04 mm from the clean markers against the labels'
-    1.57, bones 1.4 mm, 1.9 deg)."""
-    gen = torch.Generator().manual_seed(2)
-    bones = sample_shape(gen, 1, "small_female")
-    pose = _poses(150, gen)
-    clean = markers(forward_kinematics(pose, bones), joint_set)
-    for noise, max_resid, max_bone, max_angle in [(0.0, 0.3, 2.0, 1.0), (1.0, 1.5, 2.0, 3.0)]:
-        obs = clean + noise * torch.randn(clean.shape, generator=gen)
-        subject = ik.fit_subject(obs, joint_set, frames=150, steps=150)
-        res = ik.solve_ik(obs, subject)
-        assert _within_limits(res.pose)
-        assert float(res.residual.mean()) < max_resid
-        to_clean = float((res.markers - clean).norm(dim=-1).mean())
-        assert to_clean < max(max_resid, 0.8 * float((obs - clean).norm(dim=-1).mean()))
-        assert float((subject.bones.length - bones.length).abs().max()) < max_bone
-        err = torch.rad2deg((res.pose[:, 6:] - pose[:, 6:]).abs())
-        assert float(err.median()) < max_angle
-    assert subject.info["frames"] == list(range(150))
-    assert len(subject.info["rigid_pairs"]) >= 16  # every finger bone plus the thumb's
-
-
 def test_limits_hold_for_unreachable_labels():
     """Labels of hyperextended fingers (beyond the limits) still give poses within limits,
     with both solvers."""
     gen = torch.Generator().manual_seed(4)
     bones = base_shape("average_adult", F64)
     lo, hi = pose_limits(dtype=F64)
-    pose = _poses(20, gen, F64)
+    pose = random_poses(20, gen, F64)
     pose[:, 6:] = torch.where(torch.rand(20, 24, generator=gen, dtype=F64) < 0.5,
                               lo[6:] - 0.4, hi[6:] + 0.4)  # fmt: skip
     obs = markers(forward_kinematics(pose, bones), "canonical21")
     subject = ik.SubjectModel.from_bones("canonical21", bones)
     for method in ("gradient", "pso"):
         res = ik.solve_ik(obs, subject, method=method, iters=20, generator=gen)
-        assert _within_limits(res.pose)
+        assert within_limits(res.pose)
         assert float(res.residual.mean()) > 1.0  # it could not (and did not) follow them
-
-
-def test_rigid_pairs():
-    names = get_marker_set("nyu14").joint_set.names
-    nyu = {frozenset((names[a], names[b])) for a, b in ik.rigid_pairs(get_marker_set("nyu14"))}
-    want = [("wrist1", "wrist2"), ("wrist1", "palm"), ("wrist2", "palm"),
-            ("thumb_tip", "thumb_root2")]  # fmt: skip
-    assert nyu == {frozenset(p) for p in want}
-    canon = set(ik.rigid_pairs(get_marker_set("canonical21")))
-    assert set(CANONICAL21.bones) - {(0, 5), (0, 9), (0, 13), (0, 17)} <= canon
 
 
 def test_bad_input():
     subject = ik.SubjectModel.from_bones("nyu14", base_shape("average_adult"))
-    good = markers(forward_kinematics(_poses(3, torch.Generator().manual_seed(0)),
+    good = markers(forward_kinematics(random_poses(3, torch.Generator().manual_seed(0)),
                                       subject.bones), "nyu14")  # fmt: skip
     bad = good.clone()
     bad[1, 4, 2] = float("nan")
@@ -186,8 +122,6 @@ def test_bad_input():
         ik.solve_ik(good[:, :13], subject)
     with pytest.raises(DataError, match="no frames"):
         ik.solve_ik(good[:0], subject)
-    with pytest.raises(DataError, match="NaN"):
-        ik.fit_subject(bad.numpy(), "nyu14")
     with pytest.raises(ValueError, match="icvl16"):
         ik.solve_ik(good, subject, joint_set="icvl")
     with pytest.raises(ValueError, match="method"):
@@ -196,42 +130,7 @@ def test_bad_input():
         ik.solve_ik(good, subject, init=torch.zeros(2, 30))
 
 
-# --- real NYU labels -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def nyu_xyz(shared) -> np.ndarray:
-    uvd = np.loadtxt(shared / "data" / "nyu" / "nyu_test_groundtruth_label.txt")
-    return Camera.preset("nyu").uvd_to_xyz(uvd.reshape(-1, 14, 3))
-
-
-@pytest.fixture(scope="module")
-def nyu_subject(nyu_xyz):
-    """Subject 1 of the NYU test set (frames 0-2439), fitted on 300 of its frames."""
-    return ik.fit_subject(nyu_xyz[:2440], "nyu14", frames=300)
-
-
-def test_nyu_clusters_are_the_three_hand_sizes(nyu_xyz):
-    labels = ik.cluster_subjects(nyu_xyz, "nyu14", 3)
-    assert np.bincount(labels).tolist() == [2440, 696, 5116]
-    assert (labels[:2440] == 0).all()
-
-
-def test_real_nyu_residual(nyu_xyz, nyu_subject):
-    """Measured 1.36 mm mean (p95 3.65 mm) on frames of the fitted subject: pose transfer
-    keeps the annotation to about a millimetre and a half."""
-    x = nyu_xyz[:2440:7]  # other frames than the fit's
-    res = ik.solve_ik(x, nyu_subject)
-    assert _within_limits(res.pose)
-    assert float(res.residual.mean()) < 1.6
-    assert float(res.residual.quantile(0.95)) < 4.2
-    assert 1.1 < nyu_subject.info["scale"] < 1.3  # subject 1 is the large hand
-    # the model round-trips through JSON
-    again = ik.SubjectModel.from_dict(json.loads(json.dumps(nyu_subject.to_dict())))
-    res2 = ik.solve_ik(x[:20], again)
-    assert torch.allclose(res2.pose, res.pose[:20], atol=1e-4)
-
-
+@pytest.mark.slow
 def test_warm_start_from_solution(nyu_xyz, nyu_subject):
     """Starting from a frame's solution (a sequence's previous frame) stays there and stops
     sooner than a cold start."""
@@ -243,12 +142,13 @@ def test_warm_start_from_solution(nyu_xyz, nyu_subject):
     assert torch.allclose(again.residual, first.residual, atol=0.05)
 
 
+@pytest.mark.slow
 def test_pso_reduces_objective(nyu_xyz, nyu_subject):
     x = nyu_xyz[100:2440:300]
     start = ik.solve_ik(x, nyu_subject, iters=0)  # the rigid initialisation, unrefined
     res = ik.solve_ik(x, nyu_subject, method="pso", iters=30, particles=32,
                       generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert res.method == "pso" and _within_limits(res.pose)
+    assert res.method == "pso" and within_limits(res.pose)
     assert (res.objective <= start.objective + 1e-3).all()
     assert float(res.objective.mean()) < 0.15 * float(start.objective.mean())  # measured 0.054
     assert float(res.residual.mean()) < 8.0

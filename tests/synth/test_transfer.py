@@ -16,7 +16,7 @@ from handvox.hand.hand_bvh import bvh_to_pose
 from handvox.hand.kinematics import forward_kinematics
 from handvox.io.labels import read_labels, write_labels
 from handvox.io.synthetic import SyntheticDataset
-from handvox.synth.hand import bones_from_vector
+from handvox.synth.hand import HandSynthConfig, bones_from_vector
 from handvox.synth.transfer import (
     POSES_NAME,
     RecoveredPoses,
@@ -56,6 +56,7 @@ def test_source_labels_are_read_in_the_camera_frame(shared):
     assert load_source(labels(shared), None, frames_limit=5).info["dataset"] == "nyu"
 
 
+@pytest.mark.slow
 def test_frames_map_to_source_shape_and_view(transferred):
     out, ds = transferred
     assert len(ds) == SOURCE_FRAMES * K * V and ds.meta["generator"]["name"] == "transfer"
@@ -68,6 +69,7 @@ def test_frames_map_to_source_shape_and_view(transferred):
     assert poses.residual.mean() < 8.0  # the IK explains the labels
 
 
+@pytest.mark.slow
 def test_articulation_is_kept_and_the_view_replaced(transferred):
     out, ds = transferred
     src = ds.extras["transfer"][:, 0]
@@ -87,6 +89,7 @@ def test_articulation_is_kept_and_the_view_replaced(transferred):
     assert not np.allclose(joints[:, :, 0], joints[:, :, 1], atol=1.0)
 
 
+@pytest.mark.slow
 def test_shapes_differ_across_slots_and_not_across_views(transferred):
     out, ds = transferred
     shapes = ds.shapes.reshape(SOURCE_FRAMES, K, V, -1)
@@ -106,6 +109,7 @@ def test_shapes_differ_across_slots_and_not_across_views(transferred):
     )
 
 
+@pytest.mark.slow
 def test_transferred_frames_show_the_hand(transferred):
     _, ds = transferred
     near = []
@@ -120,7 +124,8 @@ def test_transferred_frames_show_the_hand(transferred):
 
 def test_generator_is_a_function_of_the_frame_index():
     art = np.zeros((3, 24), np.float32)
-    gen = TransferGenerator(art, np.zeros(3, np.float32), 2, 3, 1, _config())
+    config = HandSynthConfig(body_prob=0.0, wall_prob=0.0)
+    gen = TransferGenerator(art, np.zeros(3, np.float32), 2, 3, 1, config)
     assert len(gen) == 18 and gen.locate(13) == (2, 0, 1)
     a = gen(13, np.random.default_rng([1, 13]))
     b = gen(13, np.random.default_rng([1, 13]))
@@ -128,12 +133,8 @@ def test_generator_is_a_function_of_the_frame_index():
     np.testing.assert_array_equal(a.shape, gen(12, np.random.default_rng([1, 12])).shape)
 
 
-def _config():
-    from handvox.synth.hand import HandSynthConfig
-
-    return HandSynthConfig(body_prob=0.0, wall_prob=0.0)
-
-
+@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_resumes_from_stored_poses_and_writes_bvh(transferred, shared, tmp_path, capsys):
     out, ds = transferred
     args = ["transfer", "--from", str(labels(shared)), "--dataset", "nyu", "--shapes", str(K),
@@ -165,6 +166,8 @@ def test_bad_sources(tmp_path, shared):
         load_source(tmp_path / "missing.txt", "nyu")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_camera_and_hand_shapes(shared, tmp_path, capsys):
     # NYU labels rendered through the ICVL camera, from one base shape only
     out = tmp_path / "icvlcam"

@@ -1,3 +1,6 @@
+"""Natural hand poses (handvox.hand.poses): gestures, the articulation mixture, self-collisions,
+placement in the camera's view."""
+
 import math
 
 import numpy as np
@@ -40,14 +43,8 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small batched ops: on a shared, busy machine torch's thread pool costs more than it
-    saves (10x here); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Small batched ops: on a shared, busy machine torch's thread pool costs more than it saves.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +153,7 @@ def test_mixture_components():
         ArticulationConfig(gesture=-1).weights()
 
 
+@pytest.mark.slow
 def test_distribution_is_natural_not_uniform(avg):
     n = 6000
     art = sample_articulation(_gen(7), n).double()
@@ -190,6 +188,7 @@ def _tips_touch(art, bones) -> torch.Tensor:
     return d.amin((1, 2)) < 10.0
 
 
+@pytest.mark.slow
 def test_self_collisions_are_rejected(avg):
     n = 3000
     free = sample_articulation(_gen(11), n, ArticulationConfig(max_overlap_mm=None))
@@ -217,6 +216,7 @@ def test_segment_distance_matches_brute_force():
     np.testing.assert_allclose(_segment_distance(p1, q1, p2, q2), dense.amin((1, 2)), atol=1e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["nyu", "icvl", "generic"])
 def test_hands_land_in_view(preset):
     n = 1500

@@ -1,3 +1,5 @@
+"""BVH files (handvox.hand.bvh): round trips, layout, Euler channels, kinematics, bad files."""
+
 import os
 
 import numpy as np

@@ -1,3 +1,6 @@
+"""The synthesis job: writing, reading back, sharding, worker processes, resumption, bad input;
+and the storage format's codec as the job uses it."""
+
 import json
 import pickle
 import signal
@@ -9,14 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from handvox.camera import Camera
-from handvox.cli.main import main
 from handvox.errors import DataError
 from handvox.io.synthetic import SyntheticDataset
-from handvox.io.synthformat import crop_box, decode_image, encode_image
-from handvox.joints import convert_joints
+from handvox.io.synthformat import _to_uint, crop_box, decode_image, encode_image
 from handvox.synth import job as synth
 from handvox.synth.frame import SynthFrame, frame_rng
 from handvox.synth.job import parse_shard, shard_chunks, synthesize
@@ -63,32 +63,7 @@ def _mtimes(root: Path) -> dict:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in paths}
 
 
-# --- frames ------------------------------------------------------------------------------------
-def test_toy_frame_is_a_function_of_seed_and_index():
-    a = toy_frame(7, frame_rng(5, 7), NYU)
-    b = toy_frame(7, frame_rng(5, 7), NYU)
-    c = toy_frame(8, frame_rng(5, 8), NYU)
-    for x, y in [(a.raw, b.raw), (a.clean, b.clean), (a.pose, b.pose), (a.extra["part"],
-                 b.extra["part"])]:  # fmt: skip
-        np.testing.assert_array_equal(x, y)
-    assert not np.array_equal(a.clean, c.clean)
-    assert a.raw.shape == a.clean.shape == (480, 640) and a.raw.dtype == np.float32
-    assert a.pose.shape == (30,) and a.shape.shape == (20,)
-    # Raw is valid only on the hand, close to the clean surface; parts mark the hand exactly.
-    assert (a.raw[a.clean == 0] == 0).all() and (a.raw > 0).sum() > 0.8 * (a.clean > 0).sum()
-    valid = a.raw > 0
-    assert np.abs(a.raw[valid] - a.clean[valid]).max() < 10.0
-    assert ((a.extra["part"] > 0) == (a.clean > 0)).all()
-    # Joints: canonical inside the image and inside the hand's depth range; markers derived.
-    uvd = NYU.xyz_to_uvd(a.joints_xyz["canonical21"])
-    assert (uvd[:, 0] > 0).all() and (uvd[:, 0] < 640).all() and (uvd[:, 1] < 480).all()
-    near = a.clean[valid].min()
-    assert (uvd[:, 2] > near).all() and (uvd[:, 2] < near + 250).all()
-    np.testing.assert_allclose(
-        a.joints_xyz["msra21"], convert_joints(a.joints_xyz["canonical21"], "canonical21", "msra21")
-    )
-
-
+# --- shards -------------------------------------------------------------------------------------
 def test_shard_parsing():
     assert parse_shard("2/3") == (2, 3) and parse_shard(" 1 / 1 ") == (1, 1)
     for bad in ("0/2", "3/2", "1/0", "a/b", "2"):
@@ -181,8 +156,6 @@ def test_image_codec_row_delta_and_crop_box():
 
 
 def test_depth_quantisation_rounds_like_numpy():
-    from handvox.io.synthformat import _to_uint
-
     rng = np.random.default_rng(1)
     depth = (rng.random((60, 80)) * 4000).astype(np.float32)
     depth[::3] = np.round(depth[::3]) + 0.5  # ties: to even, as np.rint
@@ -221,6 +194,7 @@ def test_shards_fill_one_folder_like_an_unsharded_run(tmp_path):
     assert json.loads(meta)["num_chunks"] == 7
 
 
+@pytest.mark.slow
 def test_worker_processes_write_the_same_frames(tmp_path):
     _run(tmp_path / "serial", frames=12)
     res = _run(tmp_path / "pool", frames=12, workers=2)
@@ -232,7 +206,7 @@ _KILLED_JOB = """
 import sys, time
 from handvox.camera import Camera
 from handvox.synth.toy import TOY_VERSION, toy_frame
-from handvox.synth.job import synthesize
+from handvox.synth.job import parse_shard, shard_chunks, synthesize
 
 CAM = Camera(150.0, 150.0, 80.0, 60.0, 160, 120)
 
@@ -245,6 +219,7 @@ synthesize(sys.argv[1], slow, CAM, 40, 11, chunk_size=4,
 """
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_without_redoing_chunks(tmp_path):
     root = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_JOB), str(root)])
@@ -346,21 +321,3 @@ def test_bad_frames_and_folders(tmp_path):
         SyntheticDataset(tmp_path / "f")
     with pytest.raises(ValueError, match="seed"):
         _run(tmp_path / "g", seed=-1)
-
-
-# --- command line ------------------------------------------------------------------------------
-def test_cli_synth_with_preview(tmp_path, capsys):
-    out = tmp_path / "ds"
-    args = ["synth", "--out", str(out), "--frames", "6", "--seed", "2", "--generator", "toy"]
-    assert main(args + ["--chunk-size", "4", "--preview", "--quiet", "--shard", "1/1"]) == 0
-    assert "wrote 6 frames in 2 chunks" in capsys.readouterr().out
-    ds = SyntheticDataset(out, require_complete=True)
-    assert len(ds) == 6 and ds.camera == NYU and ds.meta["generator"] == TOY_INFO
-    sheet = np.asarray(Image.open(out / "preview.png"))
-    assert sheet.shape == (512, 1024, 3)  # 4 tiles a row, 2 rows for 6 frames
-    assert sheet[:256, :256].std() > 10 and not sheet[256:, 512:].any()  # tiles 7, 8 are empty
-    assert main(args + ["--chunk-size", "4", "--quiet"]) == 0
-    assert "0 frames in 0 chunks" in capsys.readouterr().out
-
-    assert main(args + ["--shard", "3/2"]) == 2
-    assert "shard 3/2" in capsys.readouterr().err
