@@ -18,9 +18,10 @@ schedule with linear warmup spanning exactly its steps. The model at the end of 
 (:mod:`handvox.eval.protocol`: a hand shape and seed never trained on; a frame without a hand found
 counts as a failure).
 
-Resumable: each variant trains into ``OUT/<variant>/<stage>/`` with :func:`handvox.train.trainer.train`;
-a rerun skips finished stages, resumes killed ones and reuses the test predictions. Outputs:
-``OUT/report.md``, ``metrics.json``, ``curve.png``, ``per_joint.png``.
+Resumable: each variant trains into ``OUT/<variant>/<stage>/`` with
+:func:`handvox.train.trainer.train`; a rerun skips finished stages, resumes killed ones and reuses
+the test predictions. Outputs: ``OUT/report.md``, ``metrics.json``, ``curve.png``,
+``per_joint.png``.
 
     handvox synth --out data/synth --frames 20000 --workers 2
     handvox transfer --labels nyu_train_labels.txt --out data/transfer --shapes 5 --views 4
@@ -34,13 +35,13 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from handvox.atomic import atomic_path, write_text
 from handvox.errors import HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.presets import small_estimator
@@ -51,7 +52,10 @@ from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig
-from handvox.train.trainer import STATE_NAME, TrainConfig, train
+from handvox.train.config import TrainConfig
+from handvox.train.logs import say
+from handvox.train.state import STATE_NAME, read_state
+from handvox.train.trainer import train
 
 JOINT_SET = "canonical21"
 PAPER_SIZE = 60
@@ -133,12 +137,12 @@ def _share_scans(root: Path, run: Path) -> None:
 
 
 def _stage_summary(run: Path) -> dict:
-    state = torch.load(run / STATE_NAME, map_location="cpu", weights_only=True)
+    state = read_state(run)
     return {
-        "step": int(state["step"]),
-        "time_s": float(state["time_s"]),
-        "final": state["log"][-1] if state["log"] else {},
-        "best": state["best"],
+        "step": state.step,
+        "time_s": state.time_s,
+        "final": state.log[-1] if state.log else {},
+        "best": state.best,
     }
 
 
@@ -160,7 +164,7 @@ def run_stage(cfg: TrainConfig, run: Path, steps: int, root: Path) -> dict:
         summary = _stage_summary(run)
     if summary["step"] != steps:
         raise HandvoxError(f"{run}: stopped at step {summary['step']}, not {steps}")
-    done.write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(done, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -237,9 +241,8 @@ def test_variant(args, variant: Variant, ds: SyntheticDataset) -> tuple[MethodRe
         _say(f"{variant.label}: scoring {model} on {len(ds)} test frames")
         est = HandPoseEstimator.from_folder(model, device=args.score_device, fast=False)
         pred, gt, _ = predict_dataset(est, ds, batch=16)
-        tmp = cache.with_name(f".{cache.stem}.tmp.npz")
-        np.savez(tmp, pred=pred, gt=gt, ident=np.array(ident))
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, pred=pred, gt=gt, ident=np.array(ident))
     # Frames without a hand found stay in, placed far from the truth: they fail every threshold.
     missed = int(np.isnan(pred).any(axis=(1, 2)).sum())
     return score(failures_as_far(pred, gt), gt, variant.label, model, "xyz"), missed
@@ -299,9 +302,7 @@ def render_report(args, rows: list[dict], metrics: dict, ds: SyntheticDataset) -
 
 
 def _say(msg: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"ablation: {msg}", file=sys.stderr)
+    say(f"ablation: {msg}")
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -366,7 +367,7 @@ def _check_settings(args) -> None:
                 "use another --out"
             )
     args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(now, indent=2) + "\n")
+    write_text(path, json.dumps(now, indent=2) + "\n")
 
 
 def _val_block(sampler: Path) -> int:

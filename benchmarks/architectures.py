@@ -1,12 +1,12 @@
 """The paper's exact pose network against handvox's compact default, under one data set and one
-budget: both trained from scratch by :func:`handvox.train.trainer.train` with the same training config
-(data, batch, optimiser, schedule, augmentation, segmentation), only the estimator differs, then
-scored on the held-out test set and the validation set of :mod:`handvox.eval.protocol`.
+budget: both trained from scratch by :func:`handvox.train.trainer.train` with the same training
+config (data, batch, optimiser, schedule, augmentation, segmentation), only the estimator differs,
+then scored on the held-out test set and the validation set of :mod:`handvox.eval.protocol`.
 
 * ``compact``: the estimator of ``--config`` (the shipped model's: 32^3 x 9.375 mm, 2.6 M
   parameters).
-* ``paper``: :func:`handvox.estimator.presets.paper_estimator` (Table 3b at 60^3 x 5 mm, 59.6 M parameters)
-  with the config's segmentation.
+* ``paper``: :func:`handvox.estimator.presets.paper_estimator` (Table 3b at 60^3 x 5 mm, 59.6 M
+  parameters) with the config's segmentation.
 
 The budget is wall-clock time on the machine at hand, set as optimiser steps per network
 (``--steps compact=N,paper=M``; a cosine schedule spans each run's steps), because a step of the
@@ -14,7 +14,7 @@ paper's network costs several of the compact one's; the report gives the minutes
 Scored as trained (fp32 networks, one pass, no test-time rotations), frames without a hand
 found count as failures. Resumable: a rerun reuses finished runs and their scores.
 
-    python benchmarks/architectures.py --config configs/default_model.json \\
+    python benchmarks/architectures.py --config configs/default_model.toml \\
         --data synthetic:data/sampler --data synthetic:data/transfer \\
         --steps compact=5000,paper=600 --test data/test --val data/val --out runs/arch
 """
@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from handvox.atomic import atomic_path
 from handvox.estimator.networks import count_flops
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.presets import paper_estimator
@@ -41,7 +41,9 @@ from handvox.eval.report import build_metrics, render_markdown, write_report
 from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-from handvox.train.trainer import STATE_NAME, TrainConfig, train
+from handvox.train.config import TrainConfig, load_config
+from handvox.train.state import STATE_NAME, read_state
+from handvox.train.trainer import train
 
 NAMES = ("compact", "paper")
 LABELS = {"compact": "handvox compact (default)", "paper": "paper's pose net (Table 3b)"}
@@ -65,16 +67,11 @@ def arch_config(base: TrainConfig, name: str, steps: int) -> TrainConfig:
 
 def train_arch(cfg: TrainConfig, run: Path) -> dict:
     """Train (or resume, or reuse) ``run``; returns steps, minutes and the final validation."""
-    state = run / STATE_NAME
-
-    def load() -> dict:
-        return torch.load(state, map_location="cpu", weights_only=True)
-
-    if not (state.is_file() and load()["step"] >= cfg.total_steps):
+    if not ((run / STATE_NAME).is_file() and read_state(run).step >= cfg.total_steps):
         train(cfg, run)
-    st = load()
-    return {"steps": int(st["step"]), "train_min": float(st["time_s"]) / 60,
-            "final": st["log"][-1] if st["log"] else {}}  # fmt: skip
+    st = read_state(run)
+    return {"steps": st.step, "train_min": st.time_s / 60,
+            "final": st.log[-1] if st.log else {}}  # fmt: skip
 
 
 def size_of(cfg: TrainConfig) -> dict:
@@ -99,9 +96,8 @@ def evaluate(model: Path, ds: SyntheticDataset, cache: Path, label: str) -> Meth
     if pred is None:
         est = HandPoseEstimator.from_folder(model, fast=False, recentre=0, test_rotations_deg=())
         pred, gt, _ = predict_dataset(est, ds, batch=8)
-        tmp = cache.with_name(f".{cache.stem}.tmp.npz")
-        np.savez(tmp, pred=pred, gt=gt, ident=np.array(ident))
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, pred=pred, gt=gt, ident=np.array(ident))
     return score(failures_as_far(pred, gt), gt, label, model, "xyz")
 
 
@@ -122,7 +118,8 @@ def table(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, required=True, help="TrainConfig JSON (the compact's)")
+    ap.add_argument("--config", type=Path, required=True,
+                    help="TrainConfig file, TOML or JSON (the compact's)")  # fmt: skip
     ap.add_argument("--data", action="append", default=[], help="replace the config's data")
     ap.add_argument("--steps", default="compact=5000,paper=600", help="NAME=STEPS,...")
     ap.add_argument("--test", type=Path, required=True, help="test set (made when missing)")
@@ -138,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    base = TrainConfig.from_dict(json.loads(args.config.read_text()))
+    base = load_config(args.config)
     if args.data:
         base = dataclasses.replace(base, data=tuple(DatasetSpec.parse(d) for d in args.data))
     test = make_test_set(args.test, args.frames, progress=False)

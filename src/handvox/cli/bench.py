@@ -23,6 +23,7 @@ FLOPs are 2 x multiply-accumulates (:func:`handvox.estimator.networks.count_flop
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import datetime
 import json
@@ -32,6 +33,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -532,3 +534,26 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def run(args: argparse.Namespace) -> None:
+    """``handvox bench``."""
+    if args.model is None and not args.paper_arch:
+        raise HandvoxError("give --model DIR or --paper-arch")
+    try:
+        batches = tuple(int(b) for b in args.batch.split(","))
+    except ValueError:
+        raise HandvoxError(f"--batch {args.batch!r}: expected sizes like 1,8") from None
+    settings = BenchSettings(
+        frames=args.frames,
+        refine_frames=args.refine_frames,
+        batches=batches,
+        device=args.device,
+        threads=args.threads,
+        peak=not args.no_peak,
+    )
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_bench(args.model, args.paper_arch, settings, args.depth, args.camera, log)
+    print(format_markdown(result))
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}")

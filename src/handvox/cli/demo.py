@@ -13,6 +13,7 @@ Everything lands in ``--out`` (default ``demo-output/``); ``report.md`` there li
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -333,3 +334,8 @@ def run_demo(
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"handvox demo: wrote {out / 'report.md'} ({total:.0f} s)")
     return summary
+
+
+def run(args: argparse.Namespace) -> None:
+    """``handvox demo``."""
+    run_demo(args.out, args.model, args.frames, args.testset, args.workers, not args.quiet)

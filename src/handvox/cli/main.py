@@ -1,212 +1,18 @@
-"""``handvox`` command line: a thin layer of argument parsing over the library."""
+"""``handvox`` command line: every command's arguments, and the dispatch to the module that runs
+it (``handvox.cli.<module>.run...``, a thin layer over the library).
+
+A command's module is imported only when that command runs, so ``handvox --help`` and argument
+errors answer without loading torch, numba and matplotlib, which take seconds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from handvox.cli.train import add_train_command
 from handvox.errors import HandvoxError
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    # Each command loads only what it runs (here matplotlib, for the figures).
-    from handvox.eval.files import evaluate_files
-
-    report = evaluate_files(
-        dataset=args.dataset,
-        pred=args.pred,
-        gt=args.gt,
-        compare=args.compare,
-        out=args.out,
-        pred_format=args.format,
-        names=args.name,
-    )
-    print(report.markdown)
-    print(f"wrote {args.out}/metrics.json, report.md, curve.png, per_joint.png")
-
-
-def _cmd_show(args: argparse.Namespace) -> None:
-    # Each command loads only what it runs (here matplotlib, and torch for the segmentation).
-    from handvox.cli.show import show_file
-
-    show_file(
-        depth=args.depth,
-        camera=args.camera,
-        out=args.out,
-        gt=args.gt,
-        pred=args.pred,
-        frame=args.frame,
-        joint_set=args.joint_set,
-        crop=not args.no_crop,
-    )
-    print(f"wrote {args.out}")
-
-
-def _scene_overrides(args: argparse.Namespace) -> dict:
-    """HandSynthConfig fields given on the command line."""
-    names = ("forearm_prob", "body_prob", "wall_prob", "noise")
-    out = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    if getattr(args, "hand_shapes", None):
-        from handvox.hand.shapes import SHAPE_NAMES
-
-        picked = tuple(n.strip() for n in args.hand_shapes.split(",") if n.strip())
-        unknown = [n for n in picked if n not in SHAPE_NAMES]
-        if unknown or not picked:
-            raise ValueError(
-                f"--hand-shapes {args.hand_shapes!r}: choose among {', '.join(SHAPE_NAMES)}"
-            )
-        out["shapes"] = picked
-    return out
-
-
-def _cmd_synth(args: argparse.Namespace) -> None:
-    from handvox.camera import Camera
-    from handvox.synth.generators import make_generator
-    from handvox.synth.hand import HandSynthConfig
-    from handvox.synth.job import parse_shard, synthesize
-    from handvox.synth.preview import write_preview
-
-    try:
-        camera = Camera.from_string(args.camera)
-        shard = parse_shard(args.shard)
-        config = None
-        if args.generator == "hand":
-            config = HandSynthConfig.for_camera(camera, **_scene_overrides(args))
-        generator, info = make_generator(args.generator, camera, config)
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
-    result = synthesize(
-        args.out,
-        generator,
-        camera,
-        frames=args.frames,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        shard=shard,
-        workers=args.workers,
-        compression=args.compression,
-        generator_info=info,
-        progress=not args.quiet,
-    )
-    print(
-        f"wrote {result.frames_written} frames in {len(result.chunks_written)} chunks to "
-        f"{args.out} ({result.frames_per_second:.0f} frames/s); "
-        f"{len(result.chunks_skipped)} chunks were already complete"
-    )
-    if args.preview:
-        print(f"wrote {write_preview(args.out)}")
-
-
-# --- predict, export, bench ---------------------------------------------------------------------
-def _parse_numbers(text: str | None, flag: str, example: str) -> tuple[float, ...] | None:
-    """A test-time option: None (the model's), 'none' (), or comma-separated numbers."""
-    if text is None:
-        return None
-    if text.strip().lower() == "none":
-        return ()
-    try:
-        return tuple(float(a) for a in text.split(",") if a.strip())
-    except ValueError:
-        raise HandvoxError(
-            f"{flag}: expected numbers like {example} or 'none', got {text!r}"
-        ) from None
-
-
-def _load_estimator(
-    model: Path | None,
-    device: str,
-    exact: bool,
-    rotations: str | None = None,
-    scales: str | None = None,
-):
-    from handvox.estimator.pipeline import HandPoseEstimator
-
-    kw = {
-        "device": device,
-        "fast": not exact,
-        "test_rotations_deg": _parse_numbers(rotations, "--rotations", "-20,20"),
-        "test_scales": _parse_numbers(scales, "--scales", "0.9,1.1"),
-    }
-    if model is None:
-        return HandPoseEstimator.default(**kw)
-    return HandPoseEstimator.from_folder(model, **kw)
-
-
-def _cmd_predict(args: argparse.Namespace) -> None:
-    # Each command loads only what it runs (here torch, for the estimator).
-    from handvox.cli.predict import collect_frames, predict_frames
-
-    if not args.inputs and args.dataset is None:
-        raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    # Frames first: a bad input is reported before the model is loaded.
-    frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit)
-    try:
-        est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales)
-    except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
-        raise HandvoxError(f"--rotations/--scales: {e}") from None
-    summary = predict_frames(
-        est,
-        frames,
-        args.out,
-        formats=formats,
-        overlay=args.overlay,
-        joint_set=args.joint_set,
-        batch_size=args.batch,
-        skip_errors=args.skip_errors,
-        progress=not args.quiet,
-        model_name=str(args.model) if args.model else "default",
-    )
-    print(
-        f"{summary.frames} frames, hand found in {summary.found}"
-        + (f", {summary.errors} unreadable" if summary.errors else "")
-        + "; wrote "
-        + ", ".join(str(p) for p in summary.files)
-        + (f" and {args.out / 'overlays'}/" if args.overlay else "")
-    )
-
-
-def _cmd_export(args: argparse.Namespace) -> None:
-    from handvox.estimator.export import export_onnx
-
-    res = export_onnx(args.model, args.out, check=not args.no_check, opset=args.opset)
-    print(f"wrote {res.path}")
-    if res.max_diff_mm is not None:
-        print(f"ONNX Runtime vs torch on {res.batch} volumes: max joint difference "
-              f"{res.max_diff_mm:.2e} mm")  # fmt: skip
-
-
-def _cmd_average(args: argparse.Namespace) -> None:
-    from handvox.estimator.weights import average_models
-
-    out = average_models(args.models, args.out)
-    print(f"wrote {out}: the mean of {len(args.models)} models' weights")
-
-
-def _cmd_bench(args: argparse.Namespace) -> None:
-    from handvox.cli.bench import BenchSettings, format_markdown, run_bench, write_json
-
-    if args.model is None and not args.paper_arch:
-        raise HandvoxError("give --model DIR or --paper-arch")
-    try:
-        batches = tuple(int(b) for b in args.batch.split(","))
-    except ValueError:
-        raise HandvoxError(f"--batch {args.batch!r}: expected sizes like 1,8") from None
-    settings = BenchSettings(
-        frames=args.frames,
-        refine_frames=args.refine_frames,
-        batches=batches,
-        device=args.device,
-        threads=args.threads,
-        peak=not args.no_peak,
-    )
-    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    result = run_bench(args.model, args.paper_arch, settings, args.depth, args.camera, log)
-    print(format_markdown(result))
-    if args.json:
-        print(f"wrote {write_json(result, args.json)}")
 
 
 def _add_inference_commands(sub) -> None:
@@ -262,14 +68,14 @@ def _add_inference_commands(sub) -> None:
         help="record unreadable files as not found instead of stopping",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_predict)
+    p.set_defaults(run="handvox.cli.predict:run")
 
     p = sub.add_parser("export", help="ONNX file of the networks (TSDF in, joints - COM out)")
     p.add_argument("--model", required=True, type=Path, help="model folder")
     p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(run="handvox.cli.models:run_export")
 
     p = sub.add_parser(
         "average",
@@ -277,7 +83,7 @@ def _add_inference_commands(sub) -> None:
     )
     p.add_argument("models", nargs="+", type=Path, help="model folders with the same networks")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
-    p.set_defaults(func=_cmd_average)
+    p.set_defaults(run="handvox.cli.models:run_average")
 
     p = sub.add_parser("bench", help="time per stage and frames/s of the estimator")
     p.add_argument("--model", type=Path, help="model folder")
@@ -305,59 +111,7 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--no-peak", action="store_true", help="skip measuring peak FLOP/s")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_bench)
-
-
-def _cmd_transfer(args: argparse.Namespace) -> None:
-    from handvox.synth.job import parse_shard
-    from handvox.synth.transfer import POSES_NAME, run_transfer
-
-    try:
-        shard = parse_shard(args.shard)
-        config = None
-        overrides = _scene_overrides(args)
-        if overrides or args.camera:
-            from handvox.camera import Camera
-            from handvox.synth.hand import HandSynthConfig
-
-            if args.camera:
-                camera = Camera.from_string(args.camera)
-            else:
-                camera = Camera.preset(args.dataset) if args.dataset else None
-            if camera is None:
-                raise ValueError("--dataset or --camera is needed with scene options")
-            config = HandSynthConfig.for_camera(camera, **overrides)
-        result = run_transfer(
-            args.source,
-            args.out,
-            args.shapes,
-            args.views,
-            dataset=args.dataset,
-            seed=args.seed,
-            shard=shard,
-            frames_limit=args.frames_limit,
-            subjects=args.subjects,
-            ik_method=args.ik,
-            bvh=args.bvh,
-            config=config,
-            workers=args.workers,
-            chunk_size=args.chunk_size,
-            compression=args.compression,
-            preview=args.preview,
-            progress=not args.quiet,
-        )
-    except ValueError as e:
-        raise HandvoxError(str(e)) from None
-    print(
-        f"wrote {result.frames_written} frames in {len(result.chunks_written)} chunks to "
-        f"{args.out} ({result.frames_per_second:.0f} frames/s); "
-        f"{len(result.chunks_skipped)} chunks were already complete; poses in "
-        f"{args.out}/{POSES_NAME}"
-    )
-    if args.bvh:
-        print(f"wrote BVH files to {args.bvh}")
-    if args.preview:
-        print(f"wrote {args.out}/preview.png")
+    p.set_defaults(run="handvox.cli.bench:run")
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
@@ -428,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "header handvox writes and otherwise assumes uvd",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(run="handvox.cli.evaluate:run")
 
     p = sub.add_parser("show", help="draw a depth frame with its skeleton(s) to PNG")
     p.add_argument("depth", type=Path, help="depth file: NYU RGB PNG, 16-bit PNG, MSRA .bin, .npy")
@@ -439,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--joint-set", default=None, help="joint set of the labels (default: by count)")
     p.add_argument("--no-crop", action="store_true", help="draw the whole image")
     p.add_argument("--out", required=True, type=Path, help="output PNG")
-    p.set_defaults(func=_cmd_show)
+    p.set_defaults(run="handvox.cli.show:run")
 
     p = sub.add_parser(
         "synth",
@@ -456,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hand: the kinematic hand renderer; toy: a cheap stand-in for tests",
     )
     _add_job_options(p)
-    p.set_defaults(func=_cmd_synth)
+    p.set_defaults(run="handvox.cli.synth:run")
 
     p = sub.add_parser(
         "transfer",
@@ -479,10 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IK solver: Levenberg-Marquardt or the paper's particle swarm")  # fmt: skip
     p.add_argument("--bvh", type=Path, help="also write the recovered poses as BVH files here")
     _add_job_options(p)
-    p.set_defaults(func=_cmd_transfer)
+    p.set_defaults(run="handvox.cli.synth:run_transfer")
 
     _add_inference_commands(sub)
-    add_train_command(sub)
+    _add_train_command(sub)
 
     p = sub.add_parser(
         "demo",
@@ -498,21 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--testset", type=Path, help="where the test set goes (default OUT/testset)")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(run="handvox.cli.demo:run")
     return parser
-
-
-def _cmd_demo(args: argparse.Namespace) -> None:
-    # Each command loads only what it runs (here all of it: torch, numba, matplotlib).
-    from handvox.cli.demo import run_demo
-
-    run_demo(args.out, args.model, args.frames, args.testset, args.workers, not args.quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    module, _, name = args.run.partition(":")
     try:
-        args.func(args)
+        getattr(importlib.import_module(module), name)(args)  # see the module docstring
     except HandvoxError as e:
         print(f"handvox {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -521,3 +269,52 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _add_train_command(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the estimator (resumable; multi-GPU/multi-node with torchrun)",
+        description="Train the volumetric estimator; defaults are the paper's (30 epochs, "
+        "batch 6, Adam lr 1e-4, L2 loss, 60^3 x 5 mm volume). Rerunning with the same --out "
+        "resumes. Multi-process: torchrun --nproc_per_node N -m handvox.cli train ...",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        help="training data KIND:ROOT[?key=value&...][@WEIGHT], KIND one of synthetic, nyu, "
+        "icvl, msra (repeat to mix; weights share each epoch); nyu/icvl read the train split",
+    )
+    p.add_argument("--val-data", action="append", help="explicit validation data (same form)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TrainConfig file: TOML over a base (e.g. configs/default_model.toml) or JSON "
+        "(e.g. a run's train_config.json); flags override it",
+    )
+    p.add_argument("--joint-set", help="joint set to train (default canonical21)")
+    p.add_argument("--mode", choices=["pose", "refine", "finetune", "joint"])
+    p.add_argument("--init", type=Path, help="model folder to start from (finetune: required)")
+    p.add_argument("--refine-weight", type=float, help="TSDF loss weight (finetune/joint)")
+    p.add_argument("--epochs", type=int, help="default 30")
+    p.add_argument("--batch-size", type=int, help="per process; default 6")
+    p.add_argument("--lr", type=float, help="Adam learning rate; default 1e-4")
+    p.add_argument("--volume-size", type=int, help="voxels per axis of the 300 mm cube")
+    p.add_argument("--small", action="store_true", help="CPU-sized networks, 32^3 volume")
+    p.add_argument("--val-fraction", type=float, help="default 0.1 (without --val-data)")
+    p.add_argument("--no-augment", action="store_true", help="no rotation/scale/COM jitter")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes; default 2")
+    p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (500)")
+    p.add_argument("--val-every", type=int, help="steps between extra validations (0)")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the model at every validation in OUT/checkpoints/ (for handvox average)",
+    )
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run="handvox.cli.train:run")

@@ -19,6 +19,7 @@ Outputs, in ``out/`` (frames in input order; each file written atomically)
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -260,3 +261,67 @@ def _write_overlay(
         rgb = render_frame(depth, r.camera, joint_set, crop=False, title=f"{r.id}: {r.reason}")
     save_png(out / name, rgb)
     return name
+
+
+def _parse_numbers(text: str | None, flag: str, example: str) -> tuple[float, ...] | None:
+    """A test-time option: None (the model's), 'none' (), or comma-separated numbers."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(float(a) for a in text.split(",") if a.strip())
+    except ValueError:
+        raise HandvoxError(
+            f"{flag}: expected numbers like {example} or 'none', got {text!r}"
+        ) from None
+
+
+def _load_estimator(
+    model: Path | None,
+    device: str,
+    exact: bool,
+    rotations: str | None = None,
+    scales: str | None = None,
+):
+    kw = {
+        "device": device,
+        "fast": not exact,
+        "test_rotations_deg": _parse_numbers(rotations, "--rotations", "-20,20"),
+        "test_scales": _parse_numbers(scales, "--scales", "0.9,1.1"),
+    }
+    if model is None:
+        return HandPoseEstimator.default(**kw)
+    return HandPoseEstimator.from_folder(model, **kw)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``handvox predict``."""
+    if not args.inputs and args.dataset is None:
+        raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    # Frames first: a bad input is reported before the model is loaded.
+    frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit)
+    try:
+        est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales)
+    except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
+        raise HandvoxError(f"--rotations/--scales: {e}") from None
+    summary = predict_frames(
+        est,
+        frames,
+        args.out,
+        formats=formats,
+        overlay=args.overlay,
+        joint_set=args.joint_set,
+        batch_size=args.batch,
+        skip_errors=args.skip_errors,
+        progress=not args.quiet,
+        model_name=str(args.model) if args.model else "default",
+    )
+    print(
+        f"{summary.frames} frames, hand found in {summary.found}"
+        + (f", {summary.errors} unreadable" if summary.errors else "")
+        + "; wrote "
+        + ", ".join(str(p) for p in summary.files)
+        + (f" and {args.out / 'overlays'}/" if args.overlay else "")
+    )

@@ -7,6 +7,7 @@ does the drawing.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,18 @@ def show_file(
         box=box,
     )
     save_png(out, rgb)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``handvox show``."""
+    show_file(
+        depth=args.depth,
+        camera=args.camera,
+        out=args.out,
+        gt=args.gt,
+        pred=args.pred,
+        frame=args.frame,
+        joint_set=args.joint_set,
+        crop=not args.no_crop,
+    )
+    print(f"wrote {args.out}")

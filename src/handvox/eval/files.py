@@ -16,10 +16,6 @@ from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
 from handvox.eval.metrics import (
     MethodResult,
-    # Transitional: handvox.train.trainer still imports these two from here; drop them once it
-    # imports them from handvox.eval.metrics, where they live.
-    fraction_within,  # noqa: F401
-    joint_errors,  # noqa: F401
     score,
 )
 from handvox.eval.report import build_metrics, render_markdown, write_report

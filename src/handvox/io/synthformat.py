@@ -83,7 +83,7 @@ FILTERS = ("row_delta",)
 COMPRESSIONS = ("zlib", "none")
 
 
-_ZLIB_LEVEL = 1
+ZLIB_LEVEL = 1
 
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -98,7 +98,7 @@ def chunk_frames(c: int, frames: int, chunk_size: int) -> range:
     return range(c * chunk_size, min((c + 1) * chunk_size, frames))
 
 
-def _to_uint(
+def quantise_depth(
     a: np.ndarray,
     box: tuple[int, int, int, int],
     unit_mm: float,
@@ -201,7 +201,7 @@ def encode_image(crop: np.ndarray, compression: str, filt: str | None = None) ->
         crop = delta
     # zlib reads the array's buffer as is: no copy
     data = memoryview(crop.reshape(-1)).cast("B")
-    return _deflater.compress(data, _ZLIB_LEVEL) if compression == "zlib" else data.tobytes()
+    return _deflater.compress(data, ZLIB_LEVEL) if compression == "zlib" else data.tobytes()
 
 
 def decode_image(

@@ -50,7 +50,6 @@ from handvox.atomic import temp_path, write_text
 from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.io.synthformat import (
-    _ZLIB_LEVEL,
     CHUNK_DIR,
     COMPRESSIONS,
     DEPTH_ENCODING,
@@ -59,12 +58,13 @@ from handvox.io.synthformat import (
     IMAGE_FILTERS,
     INVALID_DEPTH,
     META_NAME,
-    _to_uint,
+    ZLIB_LEVEL,
     check_chunk,
     chunk_frames,
     chunk_name,
     crop_box,
     encode_image,
+    quantise_depth,
 )
 from handvox.synth.frame import FrameGenerator, SynthFrame, frame_rng
 
@@ -171,7 +171,7 @@ def encode_frame(
     for key, a in images.items():
         filt = IMAGE_FILTERS.get(key)
         if key in DEPTH_ENCODING:  # converted and filtered in one pass
-            crop = _to_uint(a, box, DEPTH_ENCODING[key][1], key, index, filt == "row_delta")
+            crop = quantise_depth(a, box, DEPTH_ENCODING[key][1], key, index, filt == "row_delta")
             blobs[key] = encode_image(crop, compression)
         else:
             blobs[key] = encode_image(a[v0:v1, u0:u1], compression, filt)
@@ -242,7 +242,7 @@ def _meta(
             for k, (dt, u) in DEPTH_ENCODING.items()
         },
         "image_codec": {"crop": "bounding box of non-zero pixels", "compression": compression}
-        | ({"zlib_level": _ZLIB_LEVEL} if compression == "zlib" else {})
+        | ({"zlib_level": ZLIB_LEVEL} if compression == "zlib" else {})
         | ({"filters": dict(IMAGE_FILTERS)} if IMAGE_FILTERS else {}),
         **schema,
     }

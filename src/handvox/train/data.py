@@ -1,20 +1,21 @@
 """Training data of ``handvox train``: sources, frame scans, the split, epochs and samples.
 
-Pipeline of one sample: read a frame of any dataset handvox reads (:class:`handvox.io.datasets.DatasetSpec`) -> hand
-mask and COM from :func:`handvox.estimator.segment.segment_hand` on the input depth (as at test time;
-labels never place the cube) -> random rotation / scale / COM jitter (:mod:`handvox.train.augment`) ->
-TSDF of the transformed cube -> target = joints relative to the cube centre in the cube's frame,
-divided by ``PoseNetConfig.target_scale_mm`` (:class:`Samples`). Validation volumes are not
-augmented.
+Pipeline of one sample: read a frame of any dataset handvox reads
+(:class:`handvox.io.datasets.DatasetSpec`) -> hand mask and COM from
+:func:`handvox.estimator.segment.segment_hand` on the input depth (as at test time; labels never
+place the cube) -> random rotation / scale / COM jitter (:mod:`handvox.train.augment`) -> TSDF of
+the transformed cube -> target = joints relative to the cube centre in the cube's frame, divided
+by ``PoseNetConfig.target_scale_mm`` (:class:`Samples`). Validation volumes are not augmented.
 
-Before training every frame is scanned once (:func:`scan_source`; COM, whether a hand was found,
-how far its joints reach; cached in the run's ``scan/``), frames are split into training and
-validation (:func:`split_frames`) and each epoch's order is a function of ``(seed, epoch)``
-(:func:`epoch_plan`), which is what makes a resumed run repeat an uninterrupted one.
+Before training every frame is scanned once (:func:`scan_source`; COM, whether a hand was
+found, how far its joints reach; cached in the run's ``scan/``), frames are split into training
+and validation (:func:`split_frames`; all of it: :func:`prepare_frames`) and each epoch's order
+is a function of ``(seed, epoch)`` (:func:`epoch_plan`, :class:`EpochBatches`), which is what
+makes a resumed run repeat an uninterrupted one.
 
-Kept apart from :mod:`handvox.train.trainer` (configuration, the loop, checkpoints, logs): what a run
-reads, separate from how it trains. This module imports nothing from :mod:`handvox.train.trainer` at
-load time (only types), so the two never import each other in a cycle.
+What a run reads, kept apart from how it trains (:mod:`handvox.train.trainer`); this module
+imports the run's configuration (:mod:`handvox.train.config`), its processes
+(:mod:`handvox.train.distributed`) and progress bars (:mod:`handvox.train.logs`), never the loop.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from handvox.atomic import atomic_path
@@ -44,9 +43,9 @@ from handvox.io.frames import FrameDataset
 from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig, AugmentParams
 from handvox.train.augment import sample_params as sample_augment
-
-if TYPE_CHECKING:
-    from handvox.train.trainer import TrainConfig, _Dist
+from handvox.train.config import TrainConfig
+from handvox.train.distributed import Dist
+from handvox.train.logs import progress_bar
 
 # Scan status of a frame.
 OK, NO_HAND, UNLABELLED = 0, 1, 2
@@ -144,11 +143,9 @@ def _scan_key(src: DatasetSpec, ds: FrameDataset, est: EstimatorConfig, joint_se
 
 
 def scan_source(
-    ds: FrameDataset, est: EstimatorConfig, workers: int, ctx: _Dist, desc: str, progress: bool
+    ds: FrameDataset, est: EstimatorConfig, workers: int, ctx: Dist, desc: str, progress: bool
 ) -> Scan:
     """Segment every frame (this rank's share, gathered over ranks)."""
-    from tqdm import tqdm
-
     n = len(ds)
     mine = np.arange(ctx.rank, n, ctx.world)
     loader = DataLoader(
@@ -157,14 +154,8 @@ def scan_source(
         num_workers=workers,
         collate_fn=_identity,
     )
-    rows = []
-    show = progress and ctx.rank == 0
-    for row in tqdm(loader, desc=desc, unit="frame", disable=not show, mininterval=_interval()):
-        rows.append(row)
-    if ctx.world > 1:
-        parts: list = [None] * ctx.world
-        dist.all_gather_object(parts, rows)
-        rows = [r for p in parts for r in p]
+    scanned = list(progress_bar(loader, show=progress and ctx.main, desc=desc, unit="frame"))
+    rows = [r for part in ctx.gather(scanned) for r in part]
     com, status, reach = np.full((n, 3), np.nan), np.full(n, NO_HAND, np.int8), np.full(n, np.inf)
     boxes, bits = np.zeros((n, 4), np.int32), [np.zeros(0, np.uint8)] * n
     for i, c, st, r, box, packed in rows:
@@ -205,7 +196,7 @@ def epoch_plan(
     return rng.permutation(np.concatenate(parts).astype(np.int64))
 
 
-class _Batches:
+class EpochBatches:
     """This rank's batches of sample keys ``(frame, epoch, position)`` of one epoch, from batch
     ``start`` on. Ranks take every ``world``-th sample of the epoch's plan, padded by wrapping
     (as DistributedSampler does) so every rank runs the same number of steps."""
@@ -316,7 +307,7 @@ class Samples(Dataset):
         return out
 
 
-class _Keyed(Dataset):
+class KeyedSamples(Dataset):
     """A fixed list of sample keys (validation)."""
 
     def __init__(self, samples: Samples, keys: list[tuple[int, int, int]]):
@@ -339,7 +330,7 @@ def _open_sources(
 
 
 def _load_scans(
-    srcs, datasets, est: EstimatorConfig, cfg: TrainConfig, out: Path, ctx: _Dist
+    srcs, datasets, est: EstimatorConfig, cfg: TrainConfig, out: Path, ctx: Dist
 ) -> list[Scan]:
     scans = []
     for src, ds in zip(srcs, datasets, strict=True):
@@ -359,7 +350,7 @@ def _load_scans(
 
 
 @dataclass
-class _Frames:
+class RunFrames:
     """Training and validation frames of all sources (global indices into ``samples``)."""
 
     samples: Samples
@@ -378,7 +369,14 @@ class _Frames:
         return {"sources": out}
 
 
-def _prepare_frames(cfg: TrainConfig, est: EstimatorConfig, out: Path, ctx: _Dist) -> _Frames:
+def prepare_frames(cfg: TrainConfig, est: EstimatorConfig, out: Path, ctx: Dist) -> RunFrames:
+    """The run's frames: sources opened, scanned (cached in ``out/scan/``), split, and frames
+    without a hand (or, with ``skip_outside_cube``, with a joint outside the cube) left out.
+
+    Raises:
+        HandvoxError: no clean depth where the mode needs it, or no usable training or
+            validation frame.
+    """
     train_ds = _open_sources(cfg.data, cfg, cfg.needs_clean)
     val_ds = _open_sources(cfg.val_data, cfg, cfg.needs_clean)
     all_ds = train_ds + val_ds
@@ -428,9 +426,38 @@ def _prepare_frames(cfg: TrainConfig, est: EstimatorConfig, out: Path, ctx: _Dis
     if not len(val_idx):
         raise HandvoxError("no usable validation frame: raise val_fraction or give val_data")
     samples = Samples(all_ds, scans, est, cfg.augment, cfg.seed, cfg.use_mask, cfg.needs_clean)
-    return _Frames(samples, pools, val_idx, skipped)
+    return RunFrames(samples, pools, val_idx, skipped)
 
 
-# --- helpers --------------------------------------------------------------------------------
-def _interval() -> float:
-    return 0.5 if sys.stderr.isatty() else 30.0
+@dataclass
+class Loaders:
+    """The run's data loaders: ``train`` draws ``batches`` (this rank's share of each epoch);
+    ``val`` this rank's share of the validation frames, unaugmented."""
+
+    train: DataLoader
+    batches: EpochBatches
+    val: DataLoader
+
+
+def make_loaders(cfg: TrainConfig, frames: RunFrames, ctx: Dist, device: torch.device) -> Loaders:
+    """The loaders of a run: epochs of ``frames``' training pools (mixed by the sources'
+    weights, when any has one) in batches of ``cfg.batch_size``, and its validation frames."""
+    weights = None
+    if any(s.weight is not None for s in cfg.data):
+        weights = [1.0 if s.weight is None else s.weight for s in cfg.data]
+    batches = EpochBatches(
+        lambda e: epoch_plan(frames.train_pools, weights, cfg.seed, e),
+        cfg.batch_size,
+        ctx.rank,
+        ctx.world,
+    )
+    common: dict[str, Any] = dict(
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+    train = DataLoader(frames.samples, batch_sampler=batches, **common)
+    mine = [(int(i), -1, -1) for i in frames.val[ctx.rank :: ctx.world]]
+    # No gradients in validation: larger batches are cheap.
+    val = DataLoader(KeyedSamples(frames.samples, mine), batch_size=2 * cfg.batch_size, **common)
+    return Loaders(train, batches, val)

@@ -1,4 +1,6 @@
-"""Smoke test of benchmarks/ablation.py (the Hand3D Fig. 9 ablation) on tiny generated data."""
+"""Smoke tests of the training benchmarks on tiny generated data: benchmarks/ablation.py (the
+Hand3D Fig. 9 ablation) and benchmarks/architectures.py (the paper's pose net against the
+compact one)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from handvox.synth.hand import HandSynthConfig
 from handvox.synth.job import synthesize
 from handvox.synth.transfer import run_transfer
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "ablation.py"
 VARIANTS = ("base", "aug", "refine", "both")
 STEPS, REFINE_STEPS = 6, 2
 
@@ -55,6 +58,8 @@ def model_files(out: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model.safetensors")}
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_ablation_trains_scores_and_resumes(data, tmp_path):
     ablation = load_script()
     out = tmp_path / "out"
@@ -111,17 +116,21 @@ def test_ablation_trains_scores_and_resumes(data, tmp_path):
         ablation.main([*argv[:-6], "--batch-size", "2", "--workers", "0", "--amp", "none"])
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_architectures_compares_paper_and_compact_under_one_config(data, tmp_path):
     spec = importlib.util.spec_from_file_location(
         "handvox_architectures", SCRIPT.with_name("architectures.py")
     )
     arch = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(arch)
-    cfg = json.loads((SCRIPT.parents[1] / "configs" / "default_model.json").read_text())
-    cfg.update(batch_size=2, num_workers=0, amp="none", val_block=4, progress=False)
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    # The shipped model's stage-1 config, made cheap: a TOML file over it.
+    (tmp_path / "cfg.toml").write_text(
+        f'base = "{ROOT / "configs" / "default_model.toml"}"\n'
+        'batch_size = 2\nnum_workers = 0\namp = "none"\nval_block = 4\nprogress = false\n'
+    )
     out = tmp_path / "arch"
-    argv = ["--config", str(tmp_path / "cfg.json"), "--data", f"synthetic:{data['sampler']}",
+    argv = ["--config", str(tmp_path / "cfg.toml"), "--data", f"synthetic:{data['sampler']}",
             "--steps", "compact=3,paper=2", "--test", str(data["test"]),
             "--val", str(tmp_path / "val"), "--frames", "12", "--out", str(out)]  # fmt: skip
     metrics = arch.main(argv)

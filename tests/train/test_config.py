@@ -1,0 +1,180 @@
+"""TrainConfig: its checks, its dict form and the retired fields of saved configs, config files
+over presets (the shipped recipe resolves to the configs it was trained with), and how
+``handvox train``'s arguments become one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from handvox.cli.main import build_parser
+from handvox.cli.train import config_from_args
+from handvox.errors import HandvoxError
+from handvox.estimator.presets import paper_estimator
+from handvox.estimator.weights import EstimatorConfig, build_networks
+from handvox.io.datasets import DatasetSpec
+from handvox.train.augment import AugmentConfig
+from handvox.train.config import (
+    PRESETS,
+    RETIRED_FIELDS,
+    TrainConfig,
+    load_config,
+    read_config,
+    resolve_estimator,
+)
+from tests.tiny import tiny_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+RECIPE = ("default_model", "default_finetune", "default_swa")
+
+
+def test_checks_refuse_what_cannot_run():
+    with pytest.raises(ValueError, match="test split"):
+        TrainConfig(data=(DatasetSpec.parse("icvl:/data/icvl?split=test"),))
+    with pytest.raises(ValueError, match="init"):
+        TrainConfig(mode="finetune")
+    with pytest.raises(ValueError, match="mode"):
+        TrainConfig(mode="pretrain")
+    with pytest.raises(ValueError, match="val_fraction"):
+        TrainConfig(val_fraction=0.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+    assert TrainConfig(mode="joint").tsdf_weight == 1.0
+    assert TrainConfig(mode="finetune", init="m", refine_weight=0.1).tsdf_weight == 0.1
+    assert not TrainConfig(mode="finetune", init="m").needs_clean
+
+
+def test_dict_round_trip_and_retired_fields():
+    cfg = TrainConfig(data=(DatasetSpec.parse("nyu:/data/nyu?kinect=2@0.5"),), mode="joint",
+                      estimator=tiny_config("canonical21", refine=True),
+                      augment=AugmentConfig(scale=(0.8, 1.2)))  # fmt: skip
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d)) == d and TrainConfig.from_dict(d) == cfg
+    assert d["data"] == ["nyu:/data/nyu?kinect=2@0.5"] and not set(d) & set(RETIRED_FIELDS)
+    # Saved configs hold optimizer "adam" and loss "l2": read as ever; any other value is refused.
+    assert TrainConfig.from_dict({**d, "optimizer": "adam", "loss": "l2"}) == cfg
+    for key, value in (("optimizer", "sgd"), ("loss", "l1")):
+        with pytest.raises(ValueError, match=f"run.json: {key} '{value}'"):
+            TrainConfig.from_dict({**d, key: value}, where="run.json")
+    with pytest.raises(ValueError, match="momentum"):
+        TrainConfig.from_dict({**d, "momentum": 0.9})
+
+
+def test_the_shipped_models_train_config_loads():
+    model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
+    saved = model["meta"]["train_config"]
+    assert (saved["optimizer"], saved["loss"]) == ("adam", "l2")
+    cfg = TrainConfig.from_dict(saved)
+    assert cfg.estimator == EstimatorConfig.from_dict(model["estimator"])
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.lr_schedule) == (3e-4, 9, 32, "cosine")
+
+
+@pytest.mark.parametrize("name", RECIPE)
+def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
+    """configs/*.toml resolve to exactly the TrainConfig of the full JSON dumps they replaced
+    (tests/train/data/*.json, from git), so the shipped model's recipe is unchanged."""
+    trained = json.loads((Path(__file__).parent / "data" / f"{name}.json").read_text())
+    assert load_config(CONFIGS / f"{name}.toml") == TrainConfig.from_dict(trained)
+
+
+@pytest.mark.parametrize("name", RECIPE)
+def test_recipe_files_hold_only_what_differs_from_their_base(name):
+    own = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
+    base = own.pop("base")
+    under = PRESETS[base]() if base in PRESETS else read_config(CONFIGS / base)
+
+    def leaves(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    flat = leaves(under)
+    for key, value in leaves(own).items():
+        assert key in flat and value != flat[key], key
+
+
+def test_the_recipe_chains():
+    """Stage 2 starts from stage 1's best with the same networks and data (only the schedule,
+    augmentation and inference settings move); stage 3 continues stage 2 at a constant rate,
+    keeping a model at each validation."""
+    base, ft, swa = (load_config(CONFIGS / f"{n}.toml") for n in RECIPE)
+    assert ft.init == "runs/default/best" and ft.mode == base.mode == "pose"
+    assert ft.estimator.pose == base.estimator.pose and ft.estimator.volume == base.estimator.volume
+    assert ft.data == base.data and ft.lr < base.lr
+    assert ft.augment.label_centre_prob == 0 and ft.estimator.recentre == 0
+    assert swa.init == "runs/default-ft/last" and swa.keep_checkpoints
+    assert swa.lr_schedule == "constant" and swa.lr < ft.lr
+    assert (swa.estimator, swa.augment, swa.data) == (ft.estimator, ft.augment, ft.data)
+
+
+def test_presets_as_bases(tmp_path):
+    f = tmp_path / "paper.toml"
+    f.write_text('base = "paper"\nepochs = 2\n[estimator.pose]\ndropout = 0.4\n')
+    cfg = load_config(f)
+    paper = paper_estimator("canonical21", refine=False)
+    assert cfg.epochs == 2 and cfg.lr == TrainConfig().lr
+    assert cfg.estimator == dataclasses.replace(
+        paper, pose=dataclasses.replace(paper.pose, dropout=0.4)
+    )
+    compact = load_config(CONFIGS / "default_model.toml").estimator
+    pose, _ = build_networks(compact)
+    assert sum(p.numel() for p in pose.parameters()) == 2_593_423  # docs/model-card.md
+    # A refinement mode on the paper's base gets the paper's refinement net.
+    assert resolve_estimator(dataclasses.replace(cfg, mode="joint")).refine is not None
+    f.write_text('base = "tiny"\n')
+    with pytest.raises(ValueError, match="compact, paper"):
+        load_config(f)
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_cli_arguments_config_files_and_resumption(tmp_path):
+    args = parse("--data", "synthetic:/data/toy", "--out", str(tmp_path), "--small",
+                 "--epochs", "2", "--mode", "joint")  # fmt: skip
+    cfg, resume = config_from_args(args)
+    assert resume is None and cfg.epochs == 2 and cfg.batch_size == 6 and cfg.lr == 1e-4
+    assert cfg.estimator.volume.size == 32 and cfg.estimator.refine is not None
+    assert cfg.tsdf_weight == 1.0 and TrainConfig.from_dict(cfg.to_dict()) == cfg
+    cfg, _ = config_from_args(parse("--data", "synthetic:/d", "--out", "x", "--volume-size", "40"))
+    assert cfg.estimator.volume.voxel_mm == 7.5 and cfg.estimator.pose.fc == (2048, 2048)
+
+    # --config: a recipe file; flags override it.
+    toml = CONFIGS / "default_finetune.toml"
+    args = parse("--config", str(toml), "--out", str(tmp_path / "run"), "--lr", "5e-4",
+                 "--keep-checkpoints", "--quiet")  # fmt: skip
+    cfg, _ = config_from_args(args)
+    assert cfg == dataclasses.replace(load_config(toml), lr=5e-4, keep_checkpoints=True,
+                                      progress=False)  # fmt: skip
+
+    # Resuming: the config comes from the run's train_config.json (one written before the
+    # retired fields went, here), with flags on top.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_config.json").write_text(
+        json.dumps({**cfg.to_dict(), "optimizer": "adam", "loss": "l2"})
+    )
+    again, resume = config_from_args(parse("--out", str(run), "--resume", "--epochs", "12"))
+    assert resume is True and again == dataclasses.replace(cfg, epochs=12)
+
+    with pytest.raises(HandvoxError, match="no training data"):
+        config_from_args(parse("--out", str(tmp_path / "x")))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "default.toml"\n')
+    with pytest.raises(HandvoxError, match="neither a preset"):
+        config_from_args(parse("--config", str(bad), "--out", str(tmp_path / "y")))
+    bad.write_text('base = "compact"\ndata = ["synthetic:/d"]\nlearning_rate = 0.1\n')
+    with pytest.raises(HandvoxError, match="learning_rate"):
+        config_from_args(parse("--config", str(bad), "--out", str(tmp_path / "y")))

@@ -1,0 +1,122 @@
+"""What a run reads: dataset mixing, epoch plans and their batches, the validation split, the
+frame scan and its masks, skipped frames, and label-centred training samples."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from handvox.estimator.segment import segment_hand
+from handvox.io.datasets import DatasetSpec
+from handvox.io.synthetic import SyntheticDataset
+from handvox.synth.generators import make_generator
+from handvox.synth.job import synthesize
+from handvox.train.augment import AugmentConfig
+from handvox.train.data import EpochBatches, Scan, epoch_plan, prepare_frames, split_frames
+from handvox.train.distributed import Dist
+from handvox.train.trainer import train
+from tests.train.toy import CAMERA, FRAMES, toy_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_dataset_specs_and_mixing():
+    s = DatasetSpec.parse("nyu:/data/nyu?kinect=2@0.5")
+    assert (s.kind, s.root, s.weight, s.options) == ("nyu", "/data/nyu", 0.5, (("kinect", "2"),))
+    pools = [np.arange(0, 100), np.arange(100, 110)]
+    plan = epoch_plan(pools, [1.0, 1.0], seed=0, epoch=0)
+    assert len(plan) == 110 and (plan >= 100).sum() == 55  # the small source repeated
+    assert np.array_equal(plan, epoch_plan(pools, [1.0, 1.0], seed=0, epoch=0))
+    assert not np.array_equal(plan, epoch_plan(pools, [1.0, 1.0], seed=0, epoch=1))
+    assert sorted(epoch_plan(pools, None, 0, 1)) == list(range(110))
+
+
+def test_epoch_batches_share_an_epoch_between_ranks_and_start_mid_epoch():
+    plan = np.arange(100, 123)  # 23 frames: 12 a rank, the last one padded by wrapping
+
+    def keys(rank: int, start: int = 0) -> list:
+        b = EpochBatches(lambda e: plan, batch_size=5, rank=rank, world=2)
+        b.set_epoch(4, start)
+        return list(b)
+
+    r0, r1 = keys(0), keys(1)
+    assert EpochBatches(lambda e: plan, 5, 0, 2).steps(4) == len(r0) == len(r1) == 3
+    frames = [k[0] for batch in r0 + r1 for k in batch]
+    assert sorted(set(frames)) == list(plan) and len(frames) == 24
+    assert all(k[1] == 4 and plan[k[2]] == k[0] for batch in r0 for k in batch)
+    assert keys(0, start=1) == r0[1:]  # a resumed epoch skips the batches done
+
+
+def test_validation_split_is_disjoint_and_deterministic():
+    a = split_frames(1000, 0.1, 50, seed=0)
+    assert a.sum() == 100 and np.array_equal(a, split_frames(1000, 0.1, 50, seed=0))
+    assert not np.array_equal(a, split_frames(1000, 0.1, 50, seed=1))
+    assert np.all(a.reshape(20, 50).all(1) | ~a.reshape(20, 50).any(1))  # whole blocks
+
+
+@pytest.mark.slow
+def test_a_runs_split_is_recorded_and_independent_of_the_training_seed(toy, tmp_path):
+    # The recorded split is disjoint, covers every frame, and a second run (another training
+    # seed) validates on the same frames.
+    splits = []
+    for seed in (0, 1):
+        train(toy_config(toy, epochs=0, seed=seed), tmp_path / f"s{seed}")
+        splits.append(json.loads((tmp_path / f"s{seed}" / "split.json").read_text()))
+    s = splits[0]["sources"][0]
+    assert not set(s["train"]) & set(s["val"])
+    assert sorted(s["train"] + s["val"]) == list(range(FRAMES)) and len(s["val"]) == 40
+    assert splits[0] == splits[1]
+
+
+@pytest.mark.slow
+def test_scan_keeps_the_segmentation_masks(toy, tmp_path):
+    # Training reuses the scan's bit-packed masks instead of segmenting every sample again: they
+    # must be the masks segment_hand gives, and the saved scan must load back the same.
+    cfg = toy_config(toy)
+    prepare_frames(cfg, cfg.estimator, tmp_path, Dist())
+    (scan_file,) = (tmp_path / "scan").glob("*.npz")
+    with np.load(scan_file) as z:
+        scan = Scan(**{k: z[k] for k in z.files})
+    ds = SyntheticDataset(toy, load_clean=False)
+    for i in (0, 7, len(ds) - 1):
+        rec = ds[i]
+        seg = segment_hand(rec.depth, CAMERA)
+        assert seg.found and np.array_equal(scan.mask(i, rec.depth.shape), seg.mask)
+        np.testing.assert_allclose(scan.com[i], seg.com_xyz)
+
+
+@pytest.mark.slow
+def test_frames_without_a_hand_are_skipped_and_counted(tmp_path):
+    # Half the frames are blank: segmentation finds nothing there.
+    root = tmp_path / "blank"
+    gen, _ = make_generator("toy", CAMERA)
+
+    def half_blank(i, rng):
+        f = gen(i, rng)
+        if i % 2:
+            f.raw[:] = 0
+        return f
+
+    synthesize(root, half_blank, CAMERA, 60, seed=1, chunk_size=60, progress=False)
+    res = train(toy_config(root, epochs=0), tmp_path / "out")
+    val = split_frames(60, 0.2, 10, seed=0)
+    assert res.skipped["no_hand"] == sum(i % 2 for i in np.flatnonzero(~val)) == 20
+    assert res.skipped["val_no_hand"] == 10 and res.skipped["outside_cube"] == 0
+    split = json.loads((tmp_path / "out" / "split.json").read_text())["sources"][0]
+    assert all(i % 2 == 0 for i in split["train"] + split["val"])
+
+
+@pytest.mark.slow
+def test_label_centred_training_samples(toy, tmp_path):
+    aug = AugmentConfig(rotation_deg=0, scale=(1, 1), com_jitter_mm=0, label_centre_prob=1.0)
+    cfg = toy_config(toy, augment=aug)
+    samples = prepare_frames(cfg, cfg.estimator, tmp_path, Dist()).samples
+    ds = SyntheticDataset(toy, load_clean=False)
+    for i in (1, 5):
+        train_s = samples[(i, 0, i)]  # a training sample: centred on the labelled joints' mean
+        val_s = samples[(i, -1, 0)]  # validation: the segmentation's COM
+        np.testing.assert_allclose(train_s["com"].numpy(), ds[i].joints_xyz.mean(0), atol=1e-4)
+        np.testing.assert_allclose(val_s["com"].numpy(), samples.coms[i])
+        assert np.abs(train_s["com"].numpy() - val_s["com"].numpy()).max() > 1.0
