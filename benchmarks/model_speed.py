@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/model_speed.py [--threads 2] [--repeats 10] [--skip-refine]
 
 For each net and batch size (1, 8): frames/s, ms a batch and achieved GFLOP/s (FLOPs = 2 x MACs
-of conv and linear layers, from handvox.estimator.networks.count_flops). For the pose net, whose first FC
-layer holds 27000 x 2048 = 55M weights (221 MB in fp32, read once per forward: memory-bound at
-batch 1), it also times remedies and prints each one's largest deviation from fp32:
+of conv and linear layers, from handvox.estimator.networks.count_flops). For the pose net, whose
+first FC layer holds 27000 x 2048 = 55M weights (221 MB in fp32, read once per forward:
+memory-bound at batch 1), it also times remedies and prints each one's largest deviation from fp32:
 
 * fp32: eager, ``torch.inference_mode``
 * channels_last_3d: conv weights (hence activations) NDHWC

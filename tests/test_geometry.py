@@ -45,8 +45,8 @@ def test_matrix_to_axis_angle_matches_scipy():
 
 def test_rotation_z_turns_x_towards_y():
     r = rotation_z(torch.tensor([math.pi / 2, 0.3], dtype=F64))
-    torch.testing.assert_close(r[0] @ torch.tensor([1.0, 0, 0], dtype=F64),
-                               torch.tensor([0.0, 1, 0], dtype=F64), atol=1e-12, rtol=0)  # fmt: skip
+    x, y = torch.eye(3, dtype=F64)[:2]
+    torch.testing.assert_close(r[0] @ x, y, atol=1e-12, rtol=0)
     want = Rotation.from_euler("z", 0.3).as_matrix()
     np.testing.assert_allclose(r[1].numpy(), want, atol=1e-12)
 

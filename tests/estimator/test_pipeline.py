@@ -1,5 +1,5 @@
-"""HandPoseEstimator: depth in, joints in mm out (handvox.estimator.pipeline). Random-weight models, so the
-checks are on structure, the COM and batching, not on accuracy."""
+"""HandPoseEstimator: depth in, joints in mm out (handvox.estimator.pipeline). Random-weight
+models, so the checks are on structure, the COM and batching, not on accuracy."""
 
 from __future__ import annotations
 

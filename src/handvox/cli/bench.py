@@ -2,17 +2,17 @@
 
 Stages, per frame, on one depth frame repeated to fill a batch:
 
-* ``segmentation``: :func:`handvox.estimator.segment.segment_hand` less its COM step (validity, nearest
-  object, hand region, back-projection, mask);
-* ``com``: the centre of mass inside it (``handvox.estimator.segment._centre``: mean shift and wrist cut),
-  timed by wrapping that function while ``segment_hand`` runs;
+* ``segmentation``: :func:`handvox.estimator.segment.segment_hand` less its COM step (validity,
+  nearest object, hand region, back-projection, mask);
+* ``com``: the centre of mass inside it (``handvox.estimator.segment._centre``: mean shift and
+  wrist cut), timed by wrapping that function while ``segment_hand`` runs;
 * ``tsdf``: :func:`handvox.estimator.pipeline.hand_volumes` (masked projective TSDF);
 * ``refinement`` and ``pose``: the two networks.
 
 End to end (``HandPoseEstimator.__call__``) is timed with and without refinement (the latter is
 the "pose path"), each for the exact fp32 networks and for ``fast`` (the CPU variants of
-:mod:`handvox.estimator.pipeline`). Every figure is the best and the median of several timed runs after a
-warm-up: the machine may be shared, so the best is the least disturbed one.
+:mod:`handvox.estimator.cpu`). Every figure is the best and the median of several timed runs
+after a warm-up: the machine may be shared, so the best is the least disturbed one.
 
 Peak arithmetic, for the refinement's efficiency: a vector FMA loop (and on CPUs with AVX512-BF16
 a ``vdpbf16ps`` loop) compiled at run time with the system C compiler and run on ``threads``

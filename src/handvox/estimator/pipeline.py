@@ -2,10 +2,11 @@
 
 Pipeline (paper Sec. 3), per frame:
 
-1. :func:`handvox.estimator.segment.segment_hand`: the hand's mask and centre of mass (COM) from depth
-   alone. No hand -> ``found=False``, NaN joints and the segmenter's reason.
-2. :func:`handvox.estimator.volume.projective_tsdf` of the masked depth in the cube around the COM (pixels
-   outside the mask count as background, so body and forearm beyond the wrist cut are not seen),
+1. :func:`handvox.estimator.segment.segment_hand`: the hand's mask and centre of mass (COM) from
+   depth alone. No hand -> ``found=False``, NaN joints and the segmenter's reason.
+2. :func:`handvox.estimator.volume.projective_tsdf` of the masked depth in the cube around the COM
+   (pixels outside the mask count as background, so body and forearm beyond the wrist cut are not
+   seen),
    as ``handvox train`` builds its volumes (without the mask where the model was trained so).
    :func:`hand_volumes` is this step.
 3. Refinement net (when the model has one), then the pose net: joints relative to the COM, in

@@ -1,6 +1,6 @@
 """The storage contract of a synthetic dataset folder: what the writer
-(:func:`handvox.synth.job.synthesize`) and the reader (:class:`handvox.io.synthetic.SyntheticDataset`)
-both import, so neither imports the other.
+(:func:`handvox.synth.job.synthesize`) and the reader
+(:class:`handvox.io.synthetic.SyntheticDataset`) both import, so neither imports the other.
 
 Layout of a dataset folder::
 
