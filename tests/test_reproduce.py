@@ -49,7 +49,7 @@ ICVL_TRAIN = {"201403121135": 30, "201403121140": 30}
 ICVL_TEST = {"test_seq_1": 3, "test_seq_2": 4}
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow, pytest.mark.integration]
 
 
 # --- the doc's recipes ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from handvox.cli.bench import STAGES, format_markdown, measure_peak
@@ -11,6 +12,8 @@ from handvox.cli.main import main
 from tests.tiny import save_tiny_model, tiny_config
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_bench_cli_writes_all_stages(tmp_path, capsys):
     torch.manual_seed(0)
     save_tiny_model(tmp_path / "model", tiny_config(refine=True))
@@ -47,6 +50,7 @@ def test_bench_needs_a_model(capsys):
     assert "--paper-arch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_peak_measurements_are_positive():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
