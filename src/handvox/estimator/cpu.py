@@ -89,7 +89,8 @@ def for_cpu_inference(
 ) -> nn.Module:
     """An eval-mode copy of ``model`` tuned for CPU inference; ``model`` is left as it is.
 
-    Measured options (benchmarks/model_speed.py):
+    Measured options (benchmarks/model_speed.py; figures in docs/benchmarks.md, "The pose path
+    and its CPU remedies"):
 
     * ``channels_last``: conv weights in ``channels_last_3d``, so oneDNN runs NDHWC kernels
       (same numbers; much faster max pooling).

@@ -373,7 +373,8 @@ def _tsdf_chunk(
     flat = img.view(b, -1)
 
     def look_up(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-        # A materialised flat index plus torch.gather beats broadcast advanced indexing ~4x.
+        # A materialised flat index plus torch.gather beats broadcast advanced indexing (an
+        # ad-hoc timing: docs/benchmarks.md, "benchmarks/tsdf_speed.py").
         idx = (row * stride + col).expand(b, n, n, n).reshape(b, -1)
         return torch.gather(flat, 1, idx).view(b, n, n, n)
 

@@ -43,7 +43,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-try:  # optional: the same zlib streams, deflated ~4x and inflated ~2x faster
+# Optional: the same zlib streams, deflated and inflated faster (benchmarks/synth_write_speed.py,
+# with and without --stdlib-zlib; figures in docs/benchmarks.md, "benchmarks/synth_write_speed.py").
+try:
     from isal import isal_zlib as _deflater
 except ImportError:
     _deflater = zlib
@@ -121,7 +123,8 @@ def quantise_depth(
 
 
 # One vectorised pass each where numpy would make several full-frame temporaries (comparisons,
-# reductions, casts): ~0.3 ms a frame less with a wall in it.
+# reductions, casts), which cost most with a wall in the frame (docs/benchmarks.md,
+# "benchmarks/synth_write_speed.py").
 _BOX_DTYPES = frozenset(np.dtype(t) for t in "?bBhHiIlLqQfd")
 
 

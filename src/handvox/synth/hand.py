@@ -73,8 +73,9 @@ class HandSynthConfig:
         max_tries: poses drawn for a frame before giving up (a configuration error).
         pose_block: frames made with :func:`~handvox.synth.job.frame_rng` take their shape and
             first pose from a batch drawn for the ``pose_block`` frames ``B * (i // B) ..`` from
-            ``(seed, i // B)`` (sampling and kinematics batched: ~0.3 ms a frame instead of
-            ~2 ms); still a function of ``(seed, i)`` alone. 1: every frame draws its own.
+            ``(seed, i // B)`` (sampling and kinematics batched, several times cheaper a frame:
+            docs/benchmarks.md, "`handvox synth` end to end"; benchmarks/synth_speed.py times
+            the stage); still a function of ``(seed, i)`` alone. 1: every frame draws its own.
         part_image: store the ``part`` image (uint8 ids into :data:`HAND_PARTS`).
     """
 
@@ -247,7 +248,9 @@ def render_hand_scene(
         nohit = (ids < 0) & (wall_z <= _noise_config(config).max_depth_mm)
         ids[(ids < 0) & ~nohit] = -2  # not the wall either
         np.copyto(depth, wall_z, where=nohit)
-        for k in range(3):  # per channel: 5x faster than broadcasting the mask over (H, W, 3)
+        # Per channel: faster than broadcasting the mask over (H, W, 3) (an ad-hoc timing;
+        # docs/benchmarks.md, "`handvox synth` end to end").
+        for k in range(3):
             np.copyto(normals[..., k], np.float32(n[k]), where=nohit)
     part = None
     if config.part_image:

@@ -300,8 +300,9 @@ def _keep_freed_memory() -> None:
 
     A frame allocates and frees ~10 MB of full-frame images (depth, ids, normals, parts). By
     default glibc maps blocks of this size afresh and returns them to the kernel when freed, so
-    every frame pays ~1500 page faults: measured 2 ms a frame, half the hand renderer's cost.
-    A fixed mmap threshold of 32 MB (glibc's maximum) and a 256 MB trim threshold keep them.
+    every frame pays their page faults again, a large share of the hand renderer's cost
+    (docs/benchmarks.md, "`handvox synth` end to end"). A fixed mmap threshold of 32 MB
+    (glibc's maximum) and a 256 MB trim threshold keep them.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -378,7 +379,7 @@ def synthesize(
             torch and numba thread pools already started in this process.
 
     On Linux this also sets glibc's malloc to keep freed memory in this process and the
-    workers (:func:`_keep_freed_memory`), which saves ~2 ms a frame of page faults.
+    workers (:func:`_keep_freed_memory`), which saves every frame's page faults on fresh images.
     Raises:
         ValueError: bad arguments, or a generated frame that breaks the frame contract.
         DataError: ``out`` holds a different dataset (its meta.json differs).

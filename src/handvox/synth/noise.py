@@ -5,11 +5,11 @@ have measured: depth- and angle-dependent axial noise, ragged edges, disparity q
 projector shadows, dropouts at edges and grazing angles, and small random holes. Every component
 is switchable in :class:`NoiseConfig`. All work happens on the bounding box of the valid pixels
 plus a margin, in numba kernels (one pass per stage, no full-frame temporaries, the hot loops
-vectorised), with per-pixel random numbers from a counter-based hash: a hand-sized scene in a
-640x480 frame costs about 0.45 ms of CPU, a frame whose every pixel is valid (a rendered wall
-behind the hand) about 2.6 ms (benchmarks/noise_speed.py; scalar loops took 0.7 and 4-8 ms,
-numpy 1.3 and 20-60 ms). Pixels so far out of the sensor's range that no noise brings them back
-(a wall beyond NYU's 2 m) cost nothing.
+vectorised), with per-pixel random numbers from a counter-based hash. That beats scalar loops
+and numpy, most of all when every pixel is valid, as with a rendered wall behind the hand
+(benchmarks/noise_speed.py; figures in docs/benchmarks.md, "benchmarks/noise_speed.py"). Pixels
+so far out of the sensor's range that no noise brings them back (a wall beyond NYU's 2 m) cost
+nothing.
 
 ICVL and MSRA were taken with time-of-flight cameras, which this model does not describe; for
 them only the invalid encoding (0) carries over.
@@ -190,10 +190,11 @@ def _field_factors(
 
 # --- per-pixel kernels (numba) -------------------------------------------------------------------
 # Full frames (a rendered wall or body behind the hand) make every component touch ~300k pixels;
-# numpy's temporaries then cost ~15-50 ms a frame, these loops ~2.5 ms. Per-pixel and per-block
-# random numbers are a counter-based hash (splitmix64) of the frame's key drawn from ``rng``, the
-# pixel or block index and a stream number: as deterministic as the generator, with no
-# full-frame random arrays. The hot loops have no data-dependent branches (and index rows, not
+# numpy's temporaries then dominate the cost, and these loops make none (benchmarks/noise_speed.py;
+# figures in docs/benchmarks.md, "benchmarks/noise_speed.py"). Per-pixel and per-block random
+# numbers are a counter-based hash (splitmix64) of the frame's key drawn from ``rng``, the pixel
+# or block index and a stream number: as deterministic as the generator, with no full-frame
+# random arrays. The hot loops have no data-dependent branches (and index rows, not
 # the 2-D arrays with offsets), so that LLVM vectorises them; the rare cases (steep angles,
 # edges) are redone by scalar code. error_model="numpy": no zero-division checks, which would
 # stop the vectoriser (no kernel divides by zero). The arithmetic is that of the scalar loops

@@ -76,14 +76,15 @@ class TrainConfig:
             validation); val_every: steps between validations besides each epoch's end (0: none).
         keep_checkpoints: also keep the model at every validation, in
             ``checkpoints/stepNNNNNNN/`` (for weight averaging: ``handvox average``).
-        channels_last: channels-last 3D memory format on CPU (the same numbers, ~1.5x faster).
+        channels_last: channels-last 3D memory format on CPU (the same numbers, faster:
+            docs/benchmarks.md, "Training step speed").
         total_steps: > 0: the run ends after this many optimiser steps (validated and saved
             there, even within an epoch) and a cosine schedule spans them; ``epochs`` still
             bounds it. Gives runs on data of different sizes one step budget.
         amp: ``bf16``: forward passes under bfloat16 autocast (weights, gradients and the
-            optimiser stay float32); ~1.7x faster training steps on CPUs with AVX512-BF16
-            (compact pose net, batch 32, 2 cores; an ad-hoc probe under load, 41 -> 69
-            samples/s). Validation always runs in float32.
+            optimiser stay float32); faster training steps on CPUs with AVX512-BF16 (an ad-hoc
+            probe: docs/benchmarks.md, "Training step speed"). Validation always runs in
+            float32.
         deterministic: ``torch.use_deterministic_algorithms``.
     """
 

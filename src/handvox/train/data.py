@@ -71,8 +71,8 @@ class Scan:
     bounding-box crops: ``mask_box`` ``(N, 4)`` int32 (row, col, height, width; height 0: no
     mask), ``mask_bits`` ``(M,)`` uint8 and ``mask_start`` ``(N + 1,)`` int64 offsets into it.
 
-    Segmentation costs ~5 ms a frame, more than the rest of a sample; the masks are kept so
-    that every epoch reuses them.
+    Segmentation costs more than the rest of a sample (``handvox bench``; docs/benchmarks.md,
+    "The pose path and its CPU remedies"); the masks are kept so that every epoch reuses them.
     """
 
     com: np.ndarray
