@@ -11,10 +11,9 @@ import torch
 from handvox.camera import Camera
 from handvox.cli.bench import synthetic_frame
 from handvox.cli.main import main
-from handvox.estimator.networks import PoseNetConfig, RefineNetConfig
 from handvox.estimator.pipeline import HandPoseEstimator
-from handvox.estimator.volume import VolumeConfig
-from handvox.estimator.weights import EstimatorConfig, build_networks, save_model
+from handvox.estimator.weights import build_networks, save_model
+from tests.tiny import tiny_config
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -24,20 +23,10 @@ from handvox.estimator.export import export_onnx, run_onnx  # noqa: E402
 NYU = Camera.preset("nyu")
 
 
-def _config(refine: bool) -> EstimatorConfig:
-    return EstimatorConfig(
-        joint_set="nyu14",
-        volume=VolumeConfig(size=24, voxel_mm=12.5),
-        pose=PoseNetConfig(input_size=24, channels=(4, 8), fc=(64, 32), num_joints=14),
-        refine=RefineNetConfig(encoder=((4, 4), (8, 8)), bottleneck=(16, 16),
-                               decoder=((8, 8), (4, 4))) if refine else None,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = _config(refine=True)
+    cfg = tiny_config(refine=True, size=24)
     pose, refine = build_networks(cfg)
     # Non-trivial output: scale the last layer so joints spread over tens of millimetres.
     with torch.no_grad():
@@ -78,7 +67,7 @@ def test_onnx_runtime_matches_torch(tmp_path, model_dir, hand_tsdf):
 def test_metadata_and_pose_only_model(tmp_path):
     import onnx
 
-    cfg = _config(refine=False)
+    cfg = tiny_config(size=24)
     save_model(tmp_path / "model", cfg, *build_networks(cfg))
     res = export_onnx(tmp_path / "model", tmp_path / "pose.onnx")
     assert res.max_diff_mm < 0.01
