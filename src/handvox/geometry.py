@@ -1,4 +1,5 @@
-"""Rotations, all conversions in one place: batched torch functions, any device and float dtype.
+"""Rotations, all conversions in one place, and distances between segments: batched torch
+functions, any device and float dtype.
 
 Conventions: right-handed; a matrix rotates column vectors (``p' = R @ p``); axis-angle is the
 axis times the angle in radians; angles about the camera's z axis follow the OpenCV frame
@@ -90,3 +91,19 @@ def euler_zxy_deg(z: float, x: float, y: float) -> Tensor:
     rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]], dtype=torch.float64)
     ry = torch.tensor([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]], dtype=torch.float64)
     return rz @ rx @ ry
+
+
+def segment_distance(p1: Tensor, q1: Tensor, p2: Tensor, q2: Tensor) -> Tensor:
+    """Distance ``(...)`` between segments ``p1q1`` and ``p2q2`` (``(..., 3)`` each); closest
+    points by clamped line parameters (Ericson, "Real-Time Collision Detection", 5.1.9)."""
+    d1, d2, r = q1 - p1, q2 - p2, p1 - p2
+    a, e = (d1 * d1).sum(-1), (d2 * d2).sum(-1)
+    b, c, f = (d1 * d2).sum(-1), (d1 * r).sum(-1), (d2 * r).sum(-1)
+    denom = (a * e - b * b).clamp_min(1e-12)  # parallel segments: any s works, 0 is taken
+    s = ((b * f - c * e) / denom).clamp(0.0, 1.0)
+    t = (b * s + f) / e.clamp_min(1e-12)
+    # t outside [0, 1]: clamp it and recompute s for that end of the second segment
+    t_c = t.clamp(0.0, 1.0)
+    s = torch.where(t == t_c, s, ((b * t_c - c) / a.clamp_min(1e-12)).clamp(0.0, 1.0))
+    gap = (p1 + s[..., None] * d1) - (p2 + t_c[..., None] * d2)
+    return gap.norm(dim=-1)

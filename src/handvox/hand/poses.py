@@ -34,7 +34,7 @@ from scipy.spatial.transform import Rotation
 from torch import Tensor
 
 from handvox.camera import Camera
-from handvox.geometry import matrix_to_axis_angle
+from handvox.geometry import matrix_to_axis_angle, segment_distance
 from handvox.hand.kinematics import (
     DOF_NAMES,
     HandBones,
@@ -311,20 +311,6 @@ def sample_articulation(
 
 
 # --- self-collision -----------------------------------------------------------------------------
-def _segment_distance(p1: Tensor, q1: Tensor, p2: Tensor, q2: Tensor) -> Tensor:
-    """Distance ``(...)`` between segments ``p1q1`` and ``p2q2`` (``(..., 3)`` each); closest
-    points by clamped line parameters (Ericson, "Real-Time Collision Detection", 5.1.9)."""
-    d1, d2, r = q1 - p1, q2 - p2, p1 - p2
-    a, e = (d1 * d1).sum(-1), (d2 * d2).sum(-1)
-    b, c, f = (d1 * d2).sum(-1), (d1 * r).sum(-1), (d2 * r).sum(-1)
-    denom = (a * e - b * b).clamp_min(1e-12)  # parallel segments: any s works, 0 is taken
-    s = ((b * f - c * e) / denom).clamp(0.0, 1.0)
-    t = (b * s + f) / e.clamp_min(1e-12)
-    # t outside [0, 1]: clamp it and recompute s for that end of the second segment
-    t_c = t.clamp(0.0, 1.0)
-    s = torch.where(t == t_c, s, ((b * t_c - c) / a.clamp_min(1e-12)).clamp(0.0, 1.0))
-    gap = (p1 + s[..., None] * d1) - (p2 + t_c[..., None] * d2)
-    return gap.norm(dim=-1)
 
 
 def _capsule_pairs() -> tuple[Tensor, Tensor]:
@@ -361,7 +347,7 @@ def self_overlap(art: Tensor, bones: HandBones | None = None) -> Tensor:
     points = torch.cat([first[:, :, None], chains], 2).flatten(1, 2)  # (n, 25, 3)
     ends = torch.arange(20) + torch.arange(20) // 4 + 1  # each bone's end among the 5 x 5
     a, b = _PAIRS
-    dist = _segment_distance(points[:, ends[a] - 1], points[:, ends[a]],
+    dist = segment_distance(points[:, ends[a] - 1], points[:, ends[a]],
                              points[:, ends[b] - 1], points[:, ends[b]])  # fmt: skip
     radius = bones.radius[0].flatten()
     return (radius[a] + radius[b] - dist).amax(1)
