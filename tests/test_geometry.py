@@ -13,6 +13,7 @@ from handvox.geometry import (
     euler_zxy_deg,
     matrix_to_axis_angle,
     rotation_z,
+    segment_distance,
     skew,
 )
 
@@ -57,3 +58,13 @@ def test_skew_is_the_cross_product_and_euler_zxy_matches_scipy():
     torch.testing.assert_close((skew(a) @ b[..., None])[..., 0], torch.linalg.cross(a, b))
     want = Rotation.from_euler("ZXY", [30.0, -20.0, 45.0], degrees=True).as_matrix()
     np.testing.assert_allclose(euler_zxy_deg(30.0, -20.0, 45.0).numpy(), want, atol=1e-12)
+
+
+def test_segment_distance_matches_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    p1, q1, p2, q2 = (torch.randn(200, 3, generator=gen, dtype=F64) for _ in range(4))
+    q2[:30] = p2[:30] + 0.7 * (q1[:30] - p1[:30])  # parallel
+    q1[30:50] = p1[30:50]  # a point
+    t = torch.linspace(0, 1, 401, dtype=F64)[:, None]
+    dense = torch.cdist(p1[:, None] + t * (q1 - p1)[:, None], p2[:, None] + t * (q2 - p2)[:, None])
+    np.testing.assert_allclose(segment_distance(p1, q1, p2, q2), dense.amin((1, 2)), atol=1e-2)

@@ -24,7 +24,6 @@ from handvox.hand.poses import (
     ArticulationConfig,
     PoseSamplerConfig,
     ViewConfig,
-    _segment_distance,
     articulation_to_pose,
     gesture_articulations,
     hand_extent,
@@ -204,16 +203,6 @@ def test_self_collisions_are_rejected(avg):
     cross[0, ARTICULATION_NAMES.index("index_mcp_abd")] = math.radians(-15)
     cross[0, ARTICULATION_NAMES.index("middle_mcp_abd")] = math.radians(15)
     assert self_overlap(cross) > 10.0
-
-
-def test_segment_distance_matches_brute_force():
-    gen = _gen(0)
-    p1, q1, p2, q2 = (torch.randn(200, 3, generator=gen, dtype=F64) for _ in range(4))
-    q2[:30] = p2[:30] + 0.7 * (q1[:30] - p1[:30])  # parallel
-    q1[30:50] = p1[30:50]  # a point
-    t = torch.linspace(0, 1, 401, dtype=F64)[:, None]
-    dense = torch.cdist(p1[:, None] + t * (q1 - p1)[:, None], p2[:, None] + t * (q2 - p2)[:, None])
-    np.testing.assert_allclose(_segment_distance(p1, q1, p2, q2), dense.amin((1, 2)), atol=1e-2)
 
 
 @pytest.mark.slow
