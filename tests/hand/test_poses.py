@@ -19,12 +19,14 @@ from handvox.hand.kinematics import (
 from handvox.hand.poses import (
     ARTICULATION_NAMES,
     COMPONENTS,
+    DEFAULT_CENTRE_MM,
     GESTURE_NAMES,
     GESTURES,
     ArticulationConfig,
     PoseSamplerConfig,
     ViewConfig,
     articulation_to_pose,
+    facing_rotation,
     gesture_articulations,
     hand_extent,
     sample_articulation,
@@ -257,3 +259,39 @@ def test_global_config():
     assert (uv[:, 0] >= 0.15 * 640 - 1e-6).all() and (uv[:, 0] <= 0.85 * 640 + 1e-6).all()
     assert (uv[:, 1] >= 0.15 * 480 - 1e-6).all() and (uv[:, 1] <= 0.85 * 480 + 1e-6).all()
     assert root.shape == (500, 6) and len(DOF_NAMES) == 30
+
+
+def test_egocentric_and_desk_views():
+    n = 4000
+    cam = Camera.preset("nyu")
+    # egocentric: the back of the hand to the camera, seen from above, low in the image, close
+    cfg = ViewConfig.preset("egocentric")
+    root = sample_global(_gen(4), n, cfg).double()
+    rot = axis_angle_to_matrix(root[:, 3:6])
+    toward = (rot[:, 2, 2] < 0).double().mean()  # the back of the hand turned to the camera
+    assert 0.65 < toward < 0.9  # palm-up and side views are the rest
+    fingers, forearm = -rot[:, :, 1], rot[:, :, 1]
+    assert (fingers[:, 2] > 0.3).double().mean() > 0.8  # fingers point away from the viewer
+    assert (forearm[:, 1] > 0).double().mean() > 0.8  # the forearm runs down the image
+    uv = cam.project(root[:, :3])
+    centre = (rot @ torch.tensor(DEFAULT_CENTRE_MM, dtype=torch.float64))[..., :] + root[:, :3]
+    assert centre[:, 2].min() >= 200 - 1e-6 and centre[:, 2].max() <= 600 + 1e-6
+    assert (root[:, 2] < centre[:, 2]).double().mean() > 0.8  # the wrist nearer than the hand
+    assert (uv[:, 1] > 0.5 * cam.height).double().mean() > 0.6  # the wrist in the lower part
+    # desk: palm down under a camera above the table, turned any way in the image plane
+    cfg = ViewConfig.preset("desk")
+    rot = axis_angle_to_matrix(sample_global(_gen(5), n, cfg).double()[:, 3:6])
+    assert (rot[:, 2, 2] < -0.7).double().mean() > 0.75  # the back of the hand faces up
+    finger_angle = torch.atan2(-rot[:, 1, 1], -rot[:, 0, 1])  # fingers' direction in the image
+    hist = torch.histc(finger_angle, bins=4, min=-math.pi, max=math.pi)
+    assert hist.min() > 0.15 * n
+    # third person is unchanged by the new bases: facing "camera" is the identity
+    torch.testing.assert_close(facing_rotation("camera"), torch.eye(3, dtype=torch.float64))
+    for facing in ("away", "down"):
+        b = facing_rotation(facing)
+        torch.testing.assert_close(b @ b.T, torch.eye(3, dtype=torch.float64))
+        assert abs(float(torch.linalg.det(b)) - 1) < 1e-12
+    with pytest.raises(ValueError, match="facing"):
+        ViewConfig(facing="sideways")
+    with pytest.raises(ValueError, match="target_region"):
+        ViewConfig(target_region=(0.5, 0.4, 0.0, 1.0))

@@ -364,10 +364,20 @@ class ViewConfig:
     of the image width; the sampler spreads hands over more of it (``frame_fraction``) for
     variety, as long as the whole hand stays inside.
 
-    Orientation: ``R = Rz(roll) @ Rx(pitch) @ Ry(yaw)`` in the camera frame, applied to the hand
-    frame of :mod:`handvox.hand.kinematics` (zero rotation: palm to the camera, fingers up, thumb on
-    the image's right). ``roll`` turns the hand in the image plane, ``pitch`` tips the fingers
-    towards / away from the camera, ``yaw`` turns it about its long axis (side and back views).
+    Orientation: ``R = Rz(roll) @ B @ Rx(pitch) @ Ry(yaw)``, applied to the hand frame of
+    :mod:`handvox.hand.kinematics`, where ``B`` is the base orientation ``facing`` names:
+
+    * ``camera`` (third person, a person gesturing at a sensor): ``B = I``, the palm to the
+      camera, fingers up, thumb on the image's right;
+    * ``away`` (egocentric, a head-mounted camera): the back of the hand to the camera, seen
+      from behind and above, fingers pointing forward and ``ego_elevation_deg`` up, the forearm
+      towards the camera and the image's lower edge;
+    * ``down`` (desk, a camera above a table): the back of the hand up to the camera, fingers up
+      the image.
+
+    ``roll`` turns the hand in the image plane, ``pitch`` tips the fingers towards / away from
+    the camera (about the hand's x axis), ``yaw`` turns it about its long axis (side and back
+    views; a back view of an egocentric hand shows the palm).
 
     Attributes:
         camera: the sensor (a :class:`Camera` or preset name).
@@ -379,6 +389,10 @@ class ViewConfig:
             ``tilt_limit_deg``.
         side_prob: probability of a side view (yaw ``±side_yaw_deg``, uniform).
         back_prob: probability of a back view (yaw 180 plus the usual tilt).
+        facing: base orientation: ``camera``, ``away`` or ``down`` (above).
+        ego_elevation_deg: for ``away``, how far the fingers point up from the optical axis.
+        target_region: ``(u0, u1, v0, v1)``, fractions of the image width and height where the
+            hand centre's pixel is drawn; None: the central ``frame_fraction``.
     """
 
     camera: Camera | str = "nyu"
@@ -392,15 +406,51 @@ class ViewConfig:
     side_prob: float = 0.12
     side_yaw_deg: tuple[float, float] = (60.0, 100.0)
     back_prob: float = 0.05
+    facing: str = "camera"
+    ego_elevation_deg: float = 30.0
+    target_region: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.facing not in FACINGS:
+            raise ValueError(f"facing {self.facing!r}: choose one of {FACINGS}")
+        r = self.target_region
+        if r is not None and not (0 <= r[0] < r[1] <= 1 and 0 <= r[2] < r[3] <= 1):
+            raise ValueError(f"target_region {r}: need 0 <= u0 < u1 <= 1 and 0 <= v0 < v1 <= 1")
 
     @classmethod
     def preset(cls, name: str) -> ViewConfig:
-        """``nyu`` (Kinect, 600-1100 mm), ``icvl`` (close range, 240-430 mm) or ``generic``
-        (NYU camera, 350-1000 mm)."""
+        """Third person: ``nyu`` (Kinect, 600-1100 mm), ``icvl`` (close range, 240-430 mm),
+        ``generic`` (NYU camera, 350-1000 mm); ``egocentric`` (a head-mounted camera: the hand
+        200-600 mm away, seen from behind and above, in the lower part of the image and allowed
+        to leave it partly, the forearm entering from the lower edge) and ``desk`` (a camera
+        above a table: the hand 350-700 mm below it, palm down, turned any way in the image)."""
         presets = {
             "nyu": cls(),
             "icvl": cls(camera="icvl", depth_mm=(240.0, 430.0)),
             "generic": cls(depth_mm=(350.0, 1000.0)),
+            # Head-mounted cameras look down the arm: the head tilts (roll +-30), the wrist
+            # flexes and the forearm turns; now and then one looks at one's own palm (back_prob);
+            # a fit_margin below 1 lets fingers leave the image, as they do at arm's length.
+            "egocentric": cls(
+                depth_mm=(200.0, 600.0),
+                roll_deg=(-30.0, 30.0),
+                pitch_sigma_deg=20.0,
+                yaw_sigma_deg=30.0,
+                side_prob=0.1,
+                back_prob=0.15,
+                facing="away",
+                fit_margin=0.8,
+                target_region=(0.15, 0.85, 0.3, 0.95),
+            ),  # fmt: skip
+            "desk": cls(
+                depth_mm=(350.0, 700.0),
+                roll_deg=(-180.0, 180.0),
+                pitch_sigma_deg=15.0,
+                yaw_sigma_deg=20.0,
+                side_prob=0.05,
+                back_prob=0.1,
+                facing="down",
+            ),
         }
         try:
             return presets[name.lower()]
@@ -411,6 +461,26 @@ class ViewConfig:
     @property
     def cam(self) -> Camera:
         return self.camera if isinstance(self.camera, Camera) else Camera.preset(self.camera)
+
+
+FACINGS = ("camera", "away", "down")
+
+
+def facing_rotation(facing: str, elevation_deg: float = 30.0) -> Tensor:
+    """The base orientation ``B`` of :class:`ViewConfig` ``facing``: a float64 ``(3, 3)`` whose
+    columns are the hand frame's x (radial), y (proximal) and z (dorsal) axes in the camera
+    frame."""
+    if facing == "camera":
+        return torch.eye(3, dtype=torch.float64)
+    if facing == "away":
+        s, c = math.sin(math.radians(elevation_deg)), math.cos(math.radians(elevation_deg))
+        # fingers (-y) forward and up, the back of the hand (+z) up and towards the camera
+        cols = [(-1.0, 0.0, 0.0), (0.0, s, -c), (0.0, -c, -s)]
+    elif facing == "down":
+        cols = [(-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0)]
+    else:
+        raise ValueError(f"facing {facing!r}: choose one of {FACINGS}")
+    return torch.tensor(cols, dtype=torch.float64).T
 
 
 # Default hand-frame point placed at the target pixel and the radius around it kept in view: the
@@ -437,7 +507,11 @@ def sample_orientation(generator: torch.Generator, n: int, config: ViewConfig) -
     back = (view >= config.side_prob) & (view < config.side_prob + config.back_prob)
     yaw = torch.where(back, yaw + 180.0, yaw)
     euler = torch.stack([roll, pitch, yaw], 1).numpy()
-    return torch.from_numpy(Rotation.from_euler("ZXY", euler, degrees=True).as_matrix())
+    if config.facing == "camera":  # B = I: the one product, as frames were always drawn
+        return torch.from_numpy(Rotation.from_euler("ZXY", euler, degrees=True).as_matrix())
+    rz = torch.from_numpy(Rotation.from_euler("Z", euler[:, :1], degrees=True).as_matrix())
+    tilt = torch.from_numpy(Rotation.from_euler("XY", euler[:, 1:], degrees=True).as_matrix())
+    return rz @ facing_rotation(config.facing, config.ego_elevation_deg) @ tilt
 
 
 def sample_global(
@@ -473,11 +547,18 @@ def sample_global(
     rot = sample_orientation(generator, n, cfg)
     depth = cfg.depth_mm[0] + (cfg.depth_mm[1] - cfg.depth_mm[0]) * _rand(generator, n)
     uv = []
-    for size, c, f in ((cam.width, cam.cx, cam.fx), (cam.height, cam.cy, cam.fy)):
+    region = cfg.target_region
+    for axis, (size, c, f) in enumerate(
+        ((cam.width, cam.cx, cam.fx), (cam.height, cam.cy, cam.fy))
+    ):
         r_px = cfg.fit_margin * radius * f / depth
-        half = 0.5 * cfg.frame_fraction * size
-        lo = torch.clamp(r_px, min=0.5 * size - half)
-        hi = torch.clamp(size - r_px, max=0.5 * size + half)
+        if region is None:
+            half = 0.5 * cfg.frame_fraction * size
+            first, last = 0.5 * size - half, 0.5 * size + half
+        else:
+            first, last = region[2 * axis] * size, region[2 * axis + 1] * size
+        lo = torch.clamp(r_px, min=first)
+        hi = torch.clamp(size - r_px, max=last)
         # A hand too big for the image at this depth is centred rather than pushed out.
         mid = torch.full_like(lo, c)
         lo, hi = torch.where(lo > hi, mid, lo), torch.where(lo > hi, mid, hi)
