@@ -4,7 +4,9 @@ The mesh route renders synthetic hands as a skinned triangle mesh instead of han
 primitives (:mod:`handvox.synth.primitives`, ray cast by :mod:`handvox.synth.raycast`): a user's
 own rigged hand (glTF 2.0 with a skin) or the capsule hand of :func:`mesh_from_capsules`, posed
 by linear blend skinning (:func:`skin`) and drawn by a z-buffer rasteriser
-(:func:`rasterize_depth`). No frame generator uses it yet.
+(:func:`rasterize_depth`). No frame generator uses it yet. Imported meshes get welded
+(:func:`weld_vertices`), simplified (:func:`decimate`) and checked for inside points
+(:func:`winding_numbers`); :mod:`handvox.synth.skinned` does so for the LibHand hand.
 
 Frames: vertices and transforms are in millimetres in handvox's OpenCV camera frame (x right,
 y down, z forward). glTF files are in metres, y up, and a glTF camera looks along ``-z``; the
@@ -939,3 +941,364 @@ def save_gltf_rigged(path: str | Path, mesh: RiggedMesh) -> None:
         ).decode("ascii")
     with atomic_path(path, mkdir=False) as tmp:
         gltf.save(str(tmp), g.Asset(generator="handvox"))
+
+
+# --- mesh clean-up: welding, decimation, inside tests ------------------------------------------
+
+
+def weld_vertices(
+    vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge vertices closer than about ``tol`` (exporters split them along UV and normal
+    seams, which leaves a closed surface full of cracks as far as topology goes).
+
+    Positions are snapped to a ``tol`` grid for the comparison; each group keeps its first
+    vertex. Triangles that lose a corner to the merge are dropped.
+
+    Args:
+        vertices: ``(V, 3)``.
+        faces: ``(F, 3)`` vertex indices.
+        tol: merge distance, in the vertices' units.
+    Returns:
+        ``(V', 3)`` welded vertices, ``(F', 3)`` faces into them, and ``(V',)`` int64 the
+        original index of each welded vertex (to carry weights or normals over).
+    """
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    used = np.unique(faces)
+    key = np.round(vertices[used] / tol).astype(np.int64)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # keep the original order of the groups' first vertices
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    remap = np.full(len(vertices), -1, np.int64)
+    remap[used] = rank[inverse.ravel()]
+    keep = used[first[order]]
+    f = remap[faces]
+    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
+    return vertices[keep], f, keep
+
+
+_I64 = numba.types.int64
+
+
+@numba.njit(cache=True)
+def _plane_quadric(q, n0, n1, n2, d, w):
+    """Add ``w`` times the plane ``n . x + d = 0``'s squared-distance quadric to ``q`` (10,)."""
+    q[0] += w * n0 * n0
+    q[1] += w * n0 * n1
+    q[2] += w * n0 * n2
+    q[3] += w * n0 * d
+    q[4] += w * n1 * n1
+    q[5] += w * n1 * n2
+    q[6] += w * n1 * d
+    q[7] += w * n2 * n2
+    q[8] += w * n2 * d
+    q[9] += w * d * d
+
+
+@numba.njit(cache=True)
+def _quadric_cost(qa, qb, p):
+    x, y, z = p[0], p[1], p[2]
+    c = 0.0
+    for q in (qa, qb):
+        c += (q[0] * x * x + 2 * q[1] * x * y + 2 * q[2] * x * z + 2 * q[3] * x
+              + q[4] * y * y + 2 * q[5] * y * z + 2 * q[6] * y + q[7] * z * z + 2 * q[8] * z
+              + q[9])  # fmt: skip
+    return max(c, 0.0)
+
+
+@numba.njit(cache=True)
+def _heap_push(cost, frm, to, sf, st, n, c, a, b, s_a, s_b):
+    if n == len(cost):  # grow
+        cost2, frm2, to2 = np.empty(2 * n), np.empty(2 * n, np.int64), np.empty(2 * n, np.int64)
+        sf2, st2 = np.empty(2 * n, np.int64), np.empty(2 * n, np.int64)
+        cost2[:n], frm2[:n], to2[:n], sf2[:n], st2[:n] = cost, frm, to, sf, st
+        cost, frm, to, sf, st = cost2, frm2, to2, sf2, st2
+    i = n
+    while i > 0:
+        p = (i - 1) // 2
+        if cost[p] <= c:
+            break
+        cost[i], frm[i], to[i], sf[i], st[i] = cost[p], frm[p], to[p], sf[p], st[p]
+        i = p
+    cost[i], frm[i], to[i], sf[i], st[i] = c, a, b, s_a, s_b
+    return cost, frm, to, sf, st, n + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(cost, frm, to, sf, st, n):
+    top = (cost[0], frm[0], to[0], sf[0], st[0])
+    n -= 1
+    c, a, b, s_a, s_b = cost[n], frm[n], to[n], sf[n], st[n]
+    i = 0
+    while True:
+        k = 2 * i + 1
+        if k >= n:
+            break
+        if k + 1 < n and cost[k + 1] < cost[k]:
+            k += 1
+        if cost[k] >= c:
+            break
+        cost[i], frm[i], to[i], sf[i], st[i] = cost[k], frm[k], to[k], sf[k], st[k]
+        i = k
+    if n > 0:
+        cost[i], frm[i], to[i], sf[i], st[i] = c, a, b, s_a, s_b
+    return top, n
+
+
+@numba.njit(cache=True)
+def _push_edge(heap, n, q, verts, stamp, a, b):
+    cost, frm, to, sf, st = heap
+    c_ab = _quadric_cost(q[a], q[b], verts[b])  # a collapses onto b
+    c_ba = _quadric_cost(q[a], q[b], verts[a])
+    if c_ab <= c_ba:
+        return _heap_push(cost, frm, to, sf, st, n, c_ab, a, b, stamp[a], stamp[b])
+    return _heap_push(cost, frm, to, sf, st, n, c_ba, b, a, stamp[b], stamp[a])
+
+
+@numba.njit(cache=True)
+def _face_normal(verts, a, b, c):
+    e1 = verts[b] - verts[a]
+    e2 = verts[c] - verts[a]
+    return np.array([e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2],
+                     e1[0] * e2[1] - e1[1] * e2[0]])  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _decimate_numba(verts, faces, target, boundary_weight, min_cos):
+    """Garland-Heckbert quadric error edge collapses onto an existing vertex (a half-edge
+    collapse: the kept vertices are original ones, so their skinning weights stay exact), in
+    order of cost, keeping the link condition (no new non-manifold edges), refusing collapses
+    that turn a face by more than ``acos(min_cos)``; boundaries are held by planes through
+    their edges. Returns the surviving faces (original vertex ids) and their count."""
+    nv, nf = verts.shape[0], faces.shape[0]
+    f_of = faces.copy()
+    f_alive = np.ones(nf, np.bool_)
+    v_alive = np.ones(nv, np.bool_)
+    q = np.zeros((nv, 10))
+    edge_faces = numba.typed.Dict.empty(_I64, _I64)
+    for f in range(nf):
+        a, b, c = f_of[f, 0], f_of[f, 1], f_of[f, 2]
+        n = _face_normal(verts, a, b, c)
+        area2 = np.sqrt(n @ n)
+        if area2 > 0:
+            n = n / area2
+            d = -(n @ verts[a])
+            for v in (a, b, c):
+                _plane_quadric(q[v], n[0], n[1], n[2], d, 0.5 * area2)
+        for k in range(3):
+            u, w = f_of[f, k], f_of[f, (k + 1) % 3]
+            key = min(u, w) * nv + max(u, w)
+            edge_faces[key] = edge_faces.get(key, 0) + 1
+    for f in range(nf):  # boundary edges: planes through the edge, perpendicular to the face
+        n = _face_normal(verts, f_of[f, 0], f_of[f, 1], f_of[f, 2])
+        area2 = np.sqrt(n @ n)
+        if area2 == 0:
+            continue
+        n = n / area2
+        for k in range(3):
+            u, w = f_of[f, k], f_of[f, (k + 1) % 3]
+            if edge_faces[min(u, w) * nv + max(u, w)] != 1:
+                continue
+            e = verts[w] - verts[u]
+            m = np.array([e[1] * n[2] - e[2] * n[1], e[2] * n[0] - e[0] * n[2],
+                          e[0] * n[1] - e[1] * n[0]])  # fmt: skip
+            length2 = e @ e
+            mn = np.sqrt(m @ m)
+            if mn == 0:
+                continue
+            m = m / mn
+            d = -(m @ verts[u])
+            for v in (u, w):
+                _plane_quadric(q[v], m[0], m[1], m[2], d, boundary_weight * length2)
+    # Vertex -> face lists in one pool; a list that outgrows its slot moves to the pool's end.
+    deg = np.zeros(nv, np.int64)
+    for f in range(nf):
+        for k in range(3):
+            deg[f_of[f, k]] += 1
+    start = np.zeros(nv, np.int64)
+    start[1:] = np.cumsum(deg)[:-1]
+    cap = deg.copy()
+    count = np.zeros(nv, np.int64)
+    pool = np.empty(12 * nf + 64, np.int64)
+    for f in range(nf):
+        for k in range(3):
+            v = f_of[f, k]
+            pool[start[v] + count[v]] = f
+            count[v] += 1
+    pool_end = 3 * nf
+    stamp = np.zeros(nv, np.int64)
+    heap = (np.empty(4 * nf), np.empty(4 * nf, np.int64), np.empty(4 * nf, np.int64),
+            np.empty(4 * nf, np.int64), np.empty(4 * nf, np.int64))  # fmt: skip
+    n_heap = 0
+    for f in range(nf):
+        for k in range(3):
+            a, b = f_of[f, k], f_of[f, (k + 1) % 3]
+            if a < b or edge_faces[b * nv + a] == 1:
+                cost, frm, to, sf, st, n_heap = _push_edge(heap, n_heap, q, verts, stamp, a, b)
+                heap = (cost, frm, to, sf, st)
+    mark = np.zeros(nv, np.int64)
+    tag = 0
+    n_faces = nf
+    while n_faces > target and n_heap > 0:
+        top, n_heap = _heap_pop(heap[0], heap[1], heap[2], heap[3], heap[4], n_heap)
+        u, v = top[1], top[2]
+        if not (v_alive[u] and v_alive[v]) or stamp[u] != top[3] or stamp[v] != top[4]:
+            continue
+        # Faces around u: those on the edge go, the others swing onto v.
+        tag += 1
+        n_shared = 0
+        for i in range(start[u], start[u] + count[u]):
+            f = pool[i]
+            if not f_alive[f]:
+                continue
+            has_v = f_of[f, 0] == v or f_of[f, 1] == v or f_of[f, 2] == v
+            if has_v:
+                n_shared += 1
+            for k in range(3):
+                mark[f_of[f, k]] = tag
+        if n_shared == 0:
+            continue
+        # Link condition: u and v may share no neighbour but the apexes of their edge's faces.
+        tag += 1
+        common = 0
+        n_v_faces = 0
+        for i in range(start[v], start[v] + count[v]):
+            f = pool[i]
+            if not f_alive[f]:
+                continue
+            n_v_faces += 1
+            for k in range(3):
+                w = f_of[f, k]
+                if w != u and w != v and mark[w] == tag - 1:
+                    mark[w] = tag  # count each neighbour once
+                    common += 1
+        if common != n_shared:
+            continue
+        ok = True
+        n_u_faces = 0
+        for i in range(start[u], start[u] + count[u]):
+            f = pool[i]
+            if not f_alive[f]:
+                continue
+            n_u_faces += 1
+            a, b, c = f_of[f, 0], f_of[f, 1], f_of[f, 2]
+            if a == v or b == v or c == v:
+                continue
+            n_old = _face_normal(verts, a, b, c)
+            a, b, c = (v if a == u else a), (v if b == u else b), (v if c == u else c)
+            n_new = _face_normal(verts, a, b, c)
+            lo, ln = np.sqrt(n_old @ n_old), np.sqrt(n_new @ n_new)
+            if ln <= 1e-12 * (1.0 + lo) or (n_old @ n_new) < min_cos * lo * ln:
+                ok = False
+                break
+        if not ok or n_u_faces + n_v_faces - 2 * n_shared > 48:
+            continue
+        # Collapse u onto v.
+        need = count[v] + count[u]
+        if need > cap[v]:
+            if pool_end + 2 * need > len(pool):
+                break  # out of room: stop early, the mesh is still valid
+            m = 0
+            for i in range(start[v], start[v] + count[v]):
+                if f_alive[pool[i]]:
+                    pool[pool_end + m] = pool[i]
+                    m += 1
+            start[v], count[v], cap[v] = pool_end, m, 2 * need
+            pool_end += 2 * need
+        for i in range(start[u], start[u] + count[u]):
+            f = pool[i]
+            if not f_alive[f]:
+                continue
+            if f_of[f, 0] == v or f_of[f, 1] == v or f_of[f, 2] == v:
+                f_alive[f] = False
+                n_faces -= 1
+                continue
+            for k in range(3):
+                if f_of[f, k] == u:
+                    f_of[f, k] = v
+            pool[start[v] + count[v]] = f
+            count[v] += 1
+        v_alive[u] = False
+        q[v] += q[u]
+        stamp[v] += 1
+        tag += 1
+        for i in range(start[v], start[v] + count[v]):
+            f = pool[i]
+            if not f_alive[f]:
+                continue
+            for k in range(3):
+                w = f_of[f, k]
+                if w != v and mark[w] != tag:
+                    mark[w] = tag
+                    cost, frm, to, sf, st, n_heap = _push_edge(heap, n_heap, q, verts, stamp, v, w)
+                    heap = (cost, frm, to, sf, st)
+    out = np.empty((n_faces, 3), np.int64)
+    m = 0
+    for f in range(nf):
+        if f_alive[f]:
+            out[m] = f_of[f]
+            m += 1
+    return out[:m]
+
+
+def decimate(
+    vertices: np.ndarray, faces: np.ndarray, target_faces: int, *, max_turn_deg: float = 60.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simplify a triangle mesh to about ``target_faces`` faces by quadric-error edge collapses.
+
+    Each collapse moves a vertex onto a neighbour (Garland & Heckbert 1997 costs, half-edge
+    placement), so the kept vertices are a subset of the input's and keep their attributes
+    (skinning weights) exactly. Collapses that would make an edge non-manifold or turn a face by
+    more than ``max_turn_deg`` are refused; boundary edges are held in place by extra
+    quadrics. Weld the mesh first (:func:`weld_vertices`): split seams count as boundaries.
+
+    Args:
+        vertices: ``(V, 3)``.
+        faces: ``(F, 3)`` vertex indices.
+        target_faces: stop at this many faces (more remain when no valid collapse is left).
+        max_turn_deg: largest turn of a face's normal a collapse may cause.
+    Returns:
+        ``(F', 3)`` int64 faces into the kept vertices and ``(V',)`` int64 the kept vertices'
+        indices into ``vertices`` (``vertices[kept]`` is the simplified mesh's vertex array).
+    """
+    verts = np.ascontiguousarray(vertices, np.float64)
+    faces = np.ascontiguousarray(np.asarray(faces, np.int64).reshape(-1, 3))
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(verts)):
+        raise ValueError("decimate: face index out of range")
+    if len(faces) <= target_faces:
+        out = faces
+    else:
+        # Boundary planes weigh like a face of the edge's length squared times 10: borders hold.
+        min_cos = float(np.cos(np.deg2rad(max_turn_deg)))
+        out = _decimate_numba(verts, faces, int(target_faces), 10.0, min_cos)
+    kept, new = np.unique(out, return_inverse=True)
+    return new.reshape(-1, 3).astype(np.int64), kept
+
+
+def winding_numbers(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Generalised winding numbers of points with respect to a triangle mesh (Jacobson et al.
+    2013): the signed solid angle of all faces seen from each point over ``4 pi``. 1 inside and
+    0 outside a closed, outward-wound surface; near 0.5 on it, and still a robust inside test
+    (``> 0.5``) for a surface with small holes or cracks.
+
+    Args:
+        vertices: ``(V, 3)``.
+        faces: ``(F, 3)`` vertex indices, counter-clockwise seen from outside.
+        points: ``(P, 3)``.
+    Returns:
+        ``(P,)`` float64.
+    """
+    tri = np.asarray(vertices, np.float64)[np.asarray(faces, np.int64).reshape(-1, 3)]
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    out = np.empty(len(points))
+    for i, p in enumerate(points):  # one point at a time keeps the (F, 3, 3) temporaries small
+        a, b, c = (tri - p).transpose(1, 0, 2)
+        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
+        det = np.einsum("fi,fi->f", a, np.cross(b, c))
+        den = (la * lb * lc + np.einsum("fi,fi->f", a, b) * lc
+               + np.einsum("fi,fi->f", b, c) * la + np.einsum("fi,fi->f", c, a) * lb)  # fmt: skip
+        # Van Oosterom & Strackee 1983: tan(omega / 2) = det / den for each face.
+        out[i] = 2.0 * np.arctan2(det, den).sum() / (4.0 * np.pi)
+    return out
