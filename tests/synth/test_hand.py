@@ -144,6 +144,50 @@ def test_scene_parts_follow_the_configuration():
     assert HAND_PARTS[1:] == PART_NAMES and len(SCENE_FLAGS) == 4
 
 
+def test_sensor_families_per_frame_are_deterministic_and_measure_the_hand():
+    cfg = HandSynthConfig(sensor="all", wall_prob=0.0, body_prob=0.0)
+    gen = hand_frame_generator(cfg)
+    units = set()
+    for i in range(8):
+        f = gen(i, frame_rng(5, i))
+        assert f.raw.shape == (480, 640) and f.raw.dtype == np.float32
+        hand = np.isin(f.extra["part"], HAND_IDS)
+        assert 0.0 <= np.mean(f.raw[hand] == 0) < 0.5  # most of the hand is measured
+        ok = hand & (f.raw > 0)
+        assert np.abs(np.median(f.raw[ok] - f.clean[ok])) < 3.0
+        units.add(float(np.gcd.reduce(np.rint(f.raw[f.raw > 0] * 8).astype(np.int64))) / 8)
+        again = pickle.loads(pickle.dumps(gen))(i, frame_rng(5, i))
+        np.testing.assert_array_equal(again.raw, f.raw)
+        np.testing.assert_array_equal(again.clean, f.clean)
+    assert units & {0.125, 0.25} and 1.0 in units  # coded light's and Kinect's units both drawn
+    # the sensor draws after the scene: the same hands and scenes as without one
+    plain = hand_frame_generator(HandSynthConfig(wall_prob=0.0, body_prob=0.0))(3, frame_rng(5, 3))
+    np.testing.assert_array_equal(plain.clean, gen(3, frame_rng(5, 3)).clean)
+
+
+def test_sensor_camera_measures_at_the_device_and_regrids():
+    gen = hand_frame_generator(HandSynthConfig(sensor=("time_of_flight", "active_stereo"),
+                                               sensor_camera=True, wall_prob=1.0))  # fmt: skip
+    for i in range(3):
+        f = gen(i, frame_rng(2, i))
+        assert f.raw.shape == (480, 640)
+        hand = np.isin(f.extra["part"], HAND_IDS)
+        assert np.mean(f.raw[hand] > 0) > 0.5
+
+
+def test_sensor_settings_are_checked_and_default_meta_is_unchanged():
+    d = HandSynthConfig().to_dict()
+    assert "sensor" not in d and "sensor_camera" not in d  # datasets made before resume
+    s = HandSynthConfig(sensor=["coded_light"], sensor_camera=True).to_dict()
+    assert s["sensor"] == ["coded_light"] and s["sensor_camera"] is True
+    assert HandSynthConfig(sensor="all").sensor == (
+        "structured_light", "time_of_flight", "active_stereo", "coded_light")  # fmt: skip
+    with pytest.raises(ValueError, match="unknown sensor family"):
+        HandSynthConfig(sensor="kinect")
+    with pytest.raises(ValueError, match="sensor_camera"):
+        HandSynthConfig(sensor_camera=True)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_cli_synth_writes_a_hand_dataset(tmp_path, capsys):

@@ -14,10 +14,13 @@ from handvox.synth.noise import (
     NoiseConfig,
     _crop_kernel,
     _edge_distance_kernel,
+    _normal4,
     _nth_unset,
     _unset_per_row,
     _valid_box,
     add_sensor_noise,
+    crop_scene,
+    random_blobs,
 )
 from tests.synth.oracles import axial_sigma, lateral_sigma, smooth_field, surface_normals
 
@@ -484,3 +487,53 @@ def test_default_and_general_measurement_paths_agree():
     a = noisy(clean, NoiseConfig(), seed=2)
     b = noisy(clean, NoiseConfig(disparity_step_px=0.125 * (1 + 1e-12)), seed=2)
     assert np.mean(a != b) < 1e-4
+
+
+# --- helpers the other sensor families share --------------------------------------------------
+
+
+def test_normal4_is_about_standard_normal_and_bounded():
+    x = np.array([_normal4(np.uint64(12345), k) for k in range(200_000)])
+    assert abs(x.mean()) < 0.01 and x.std() == pytest.approx(1.0, abs=0.01)
+    assert np.abs(x).max() <= 2 * math.sqrt(3) + 1e-9
+    assert np.mean(np.abs(x) < 1) == pytest.approx(0.6827, abs=0.02)  # close to a normal's
+    assert _normal4(np.uint64(1), 7) == _normal4(np.uint64(1), 7) != _normal4(np.uint64(2), 7)
+
+
+def test_crop_scene_crops_to_the_measurable_box():
+    clean = scene()
+    clean[:, :100] = 0
+    clean[300:, 500:] = 5000.0  # out of the range asked for
+    crop = crop_scene(clean, CAM, 400.0, 4000.0, 3, None, 0.1)
+    ok = (clean >= 400) & (clean <= 4000)
+    rows, cols = np.flatnonzero(ok.any(1)), np.flatnonzero(ok.any(0))
+    assert (crop.y0, crop.x0) == (max(rows[0] - 3, 0), cols[0] - 3)
+    h, w = crop.z.shape
+    assert (crop.y0 + h, crop.x0 + w) == (min(rows[-1] + 4, 480), min(cols[-1] + 4, 640))
+    box = np.s_[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w]
+    np.testing.assert_array_equal(crop.valid, ok[box])
+    np.testing.assert_array_equal(crop.z, np.where(ok, clean, 0)[box])
+    assert crop.cos.dtype == np.float32 and (crop.cos[crop.valid] >= 0.1).all()
+    n = surface_normals(clean, CAM)
+    with_n = crop_scene(clean, CAM, 400.0, 4000.0, 3, n, 0.1)
+    inner = ndimage.binary_erosion(crop.valid, iterations=2)
+    np.testing.assert_allclose(with_n.cos[inner], crop.cos[inner], atol=0.02)
+    assert crop_scene(np.zeros((4, 5)), CAM, 1.0, 2.0, 1, None, 0.0) is None
+    with pytest.raises(ValueError, match="normals"):
+        crop_scene(clean, CAM, 1.0, 2.0, 1, np.zeros((2, 2, 3)), 0.0)
+
+
+def test_random_blobs_rate_size_and_where():
+    free = np.ones((300, 400), bool)
+    free[:, :200] = False
+    counts = []
+    for seed in range(6):
+        blobs = random_blobs(np.random.default_rng(seed), free, 2.0, (1.0, 3.0))
+        counts.append(len(blobs))
+        for rows, cols in blobs:
+            assert len(rows) <= (2 * 4 + 1) ** 2
+            cy, cx = np.median(rows), np.median(cols)
+            assert cx >= 200 - 4 and 0 <= rows.min() and rows.max() < 300
+            assert np.hypot(rows - cy, cols - cx).max() <= 2 * 3 * 1.3 + 1
+    assert np.mean(counts) == pytest.approx(2.0 * free.sum() / 1e4, rel=0.3)
+    assert random_blobs(np.random.default_rng(0), np.zeros((5, 5), bool), 5.0, (1, 2)) == []

@@ -137,6 +137,17 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", choices=["nyu", "kinect", "none"], help="sensor noise preset "
                    "(default nyu for 640x480 cameras; invalid pixels are stored as 0)")  # fmt: skip
     p.add_argument(
+        "--sensor",
+        help="sensor families drawn per frame instead of --noise: structured_light, "
+        "time_of_flight, active_stereo, coded_light (comma-separated) or all",
+    )
+    p.add_argument(
+        "--sensor-camera",
+        action="store_true",
+        default=None,
+        help="with --sensor: measure at each drawn device's own resolution and field of view",
+    )
+    p.add_argument(
         "--hand-shapes",
         help="comma-separated base hand shapes to draw from (default all; e.g. leave one out "
         "of training to test on it)",

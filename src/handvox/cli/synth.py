@@ -17,8 +17,11 @@ from handvox.synth.transfer import run_transfer as transfer
 
 def _scene_overrides(args: argparse.Namespace) -> dict:
     """HandSynthConfig fields given on the command line."""
-    names = ("forearm_prob", "body_prob", "wall_prob", "noise")
+    names = ("forearm_prob", "body_prob", "wall_prob", "noise", "sensor_camera")
     out = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if getattr(args, "sensor", None):
+        picked = tuple(s.strip() for s in args.sensor.split(",") if s.strip())
+        out["sensor"] = picked[0] if len(picked) == 1 else picked  # "all" is a name, not a family
     if getattr(args, "hand_shapes", None):
         picked = tuple(n.strip() for n in args.hand_shapes.split(",") if n.strip())
         unknown = [n for n in picked if n not in SHAPE_NAMES]

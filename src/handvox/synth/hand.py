@@ -29,6 +29,13 @@ from handvox.synth.frame import INVALID_DEPTH, SynthFrame, frame_key
 from handvox.synth.noise import NoiseConfig, add_sensor_noise
 from handvox.synth.primitives import PART_NAMES, hand_primitives, scene_primitives
 from handvox.synth.raycast import render_depth
+from handvox.synth.sensors import (
+    as_families,
+    max_range_mm,
+    sample_sensor,
+    simulate,
+    simulate_at_sensor,
+)
 
 HAND_VERSION = 1
 MARKER_SETS = ("canonical21", "nyu14", "icvl16", "msra21")
@@ -61,7 +68,16 @@ class HandSynthConfig:
             beyond the noise model's ``max_depth_mm`` it is left out (NYU's frames show no
             background beyond 2 m either).
         noise: :class:`handvox.synth.noise.NoiseConfig` or preset name; invalid pixels are stored as
-            0 whatever its ``invalid_value``.
+            0 whatever its ``invalid_value``. Used when ``sensor`` is None.
+        sensor: None (``noise`` measures every frame: today's structured light), or a sensor
+            family of :data:`handvox.synth.sensors.FAMILIES`, several, or ``"all"``: each frame
+            then draws one family uniformly, one of its devices, the device's depth unit and
+            the model's parameters within their cited ranges
+            (:func:`handvox.synth.sensors.sample_sensor`). The wall is kept up to the farthest
+            range of those devices.
+        sensor_camera: with ``sensor``: measure at the drawn device's own camera (resolution
+            320x240 .. 1280x720, field of view, principal point) and regrid to ``camera``
+            (:func:`handvox.synth.sensors.simulate_at_sensor`); off: measure at ``camera``.
         margin_px, margin_mm: every joint must project at least ``margin_px`` plus
             ``margin_mm`` (seen at the joint's depth) inside the image; poses are redrawn
             until one does.
@@ -98,6 +114,15 @@ class HandSynthConfig:
     max_tries: int = 50
     pose_block: int = 64
     part_image: bool = True
+    sensor: str | tuple[str, ...] | None = None
+    sensor_camera: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sensor is not None:
+            # a tuple, checked: the config keys a cache and meta.json
+            object.__setattr__(self, "sensor", as_families(self.sensor))
+        elif self.sensor_camera:
+            raise ValueError("sensor_camera needs a sensor family (sensor=...)")
 
     @classmethod
     def for_camera(cls, camera: Camera, **kwargs) -> HandSynthConfig:
@@ -110,8 +135,12 @@ class HandSynthConfig:
                       "noise": NoiseConfig(min_depth_mm=150.0), **kwargs})  # fmt: skip
 
     def to_dict(self) -> dict:
-        """JSON-ready description (for meta.json): :func:`handvox.config.to_dict`."""
-        return to_dict(self)
+        """JSON-ready description (for meta.json): :func:`handvox.config.to_dict`, less the
+        sensor fields while they are off, so that datasets made before they existed resume."""
+        d = to_dict(self)
+        if self.sensor is None:
+            del d["sensor"], d["sensor_camera"]
+        return d
 
 
 def bones_to_vector(bones: HandBones) -> np.ndarray:
@@ -245,7 +274,7 @@ def render_hand_scene(
         # Beyond the sensor's range the wall is no more seen than nothing: leave it out, so
         # the clean depth is what a noise-free sensor of that range measures (and a far wall
         # costs nothing to noise and store).
-        nohit = (ids < 0) & (wall_z <= _noise_config(config).max_depth_mm)
+        nohit = (ids < 0) & (wall_z <= _max_depth_mm(config))
         ids[(ids < 0) & ~nohit] = -2  # not the wall either
         np.copyto(depth, wall_z, where=nohit)
         # Per channel: faster than broadcasting the mask over (H, W, 3) (an ad-hoc timing;
@@ -270,10 +299,24 @@ def render_hand_scene(
 
 
 def add_noise(scene: Scene, rng: np.random.Generator, config: HandSynthConfig) -> np.ndarray:
-    """The scene's raw depth: :func:`handvox.synth.noise.add_sensor_noise` with ``config.noise``,
-    invalid pixels 0 (:data:`INVALID_DEPTH`)."""
-    return add_sensor_noise(scene.clean, config.camera, rng, _noise_config(config),
-                            normals=scene.normals, invalid_value=INVALID_DEPTH)  # fmt: skip
+    """The scene's raw depth, invalid pixels 0 (:data:`INVALID_DEPTH`): with ``config.sensor``
+    None, :func:`handvox.synth.noise.add_sensor_noise` with ``config.noise``; else a sensor drawn
+    from ``rng`` (:func:`handvox.synth.sensors.sample_sensor`) measures it."""
+    if config.sensor is None:
+        return add_sensor_noise(scene.clean, config.camera, rng, _noise_config(config),
+                                normals=scene.normals, invalid_value=INVALID_DEPTH)  # fmt: skip
+    draw = sample_sensor(rng, config.sensor)
+    if config.sensor_camera:
+        return simulate_at_sensor(draw, scene.clean, config.camera, rng, scene.normals,
+                                  INVALID_DEPTH)  # fmt: skip
+    return simulate(draw, scene.clean, rng, scene.normals, config.camera, INVALID_DEPTH)
+
+
+def _max_depth_mm(config: HandSynthConfig) -> float:
+    """The farthest depth the frame's sensor may measure (what is rendered beyond is left out)."""
+    if config.sensor is None:
+        return _noise_config(config).max_depth_mm
+    return max_range_mm(config.sensor)
 
 
 def _noise_config(config: HandSynthConfig) -> NoiseConfig:
@@ -418,7 +461,8 @@ def make_frame(hand: HandSample, scene: Scene, raw: np.ndarray, **extra) -> Synt
 
 def hand_frame_generator(config: HandSynthConfig | None = None) -> HandFrameGenerator:
     """The real generator: hand shape -> natural pose in view -> kinematics -> exact depth
-    rendering of hand, forearm, body and wall -> structured-light sensor noise.
+    rendering of hand, forearm, body and wall -> sensor noise (structured light, or a sensor
+    family drawn per frame: ``config.sensor``).
 
     Each frame draws a base shape (its name is the frame's ``shape_id``) with continuous
     variation (:func:`handvox.hand.shapes.sample_shape`; ``shape`` holds the bones,

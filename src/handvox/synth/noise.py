@@ -12,7 +12,10 @@ so far out of the sensor's range that no noise brings them back (a wall beyond N
 nothing.
 
 ICVL and MSRA were taken with time-of-flight cameras, which this model does not describe; for
-them only the invalid encoding (0) carries over.
+them only the invalid encoding (0) carries over. The other sensor families (time of flight,
+active stereo, coded light) are :mod:`handvox.synth.tof`, :mod:`handvox.synth.stereo` and
+:mod:`handvox.synth.coded_light`, drawn per frame by :mod:`handvox.synth.sensors`; they share
+this module's crop, hash and blob helpers (:func:`crop_scene`, :func:`random_blobs`).
 
 Sources:
     [N12] C. V. Nguyen, S. Izadi, D. Lovell, "Modeling Kinect Sensor Noise for Improved 3D
@@ -216,6 +219,18 @@ def _uniform(key, index):
     """Uniform in (0, 1) from a stream key and a counter."""
     h = _mix(key + np.uint64(index + 1) * _GOLDEN)
     return (np.float64(h >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@_jit
+def _normal4(key, index):
+    """About standard normal from a stream key and a counter: the sum of the four 16-bit
+    quarters of one hash (Irwin-Hall, n = 4), centred and scaled to unit variance. One hash where
+    Box-Muller needs two and a log, sqrt and cos; bounded at +-3.46, which a sensor's noise
+    (clipped by its range checks and quantisation anyway) never misses."""
+    h = _mix(key + np.uint64(index + 1) * _GOLDEN)
+    m = np.uint64(0xFFFF)
+    s = (h & m) + ((h >> np.uint64(16)) & m) + ((h >> np.uint64(32)) & m) + (h >> np.uint64(48))
+    return ((np.float64(s) + 2.0) * (1.0 / 65536.0) - 2.0) * 1.7320508075688772
 
 
 @_jit
@@ -733,3 +748,94 @@ def add_sensor_noise(
         keys[_STREAM_GRAZING], np.float32(bad),
     )  # fmt: skip
     return out
+
+
+# --- shared with the other sensor families (synth.tof, synth.stereo, synth.coded_light) ---------
+
+
+@dataclass
+class SceneCrop:
+    """The box of a frame's measurable pixels plus a margin, as the families' kernels take it.
+
+    Attributes:
+        y0, x0: the box's corner in the frame (px).
+        z: ``(h, w)`` float32 depth, mm; 0 where invalid.
+        valid: ``(h, w)`` bool, finite, > 0 and within the range asked for.
+        cos: ``(h, w)`` float32 cos(incidence), at least the ``cos_min`` asked for (from the
+            given normals, else from the depth); 0 where :func:`_cos_from_depth_kernel` has no
+            neighbours to use.
+    """
+
+    y0: int
+    x0: int
+    z: np.ndarray
+    valid: np.ndarray
+    cos: np.ndarray
+
+
+def crop_scene(
+    clean: np.ndarray,
+    camera: Camera,
+    lo_mm: float,
+    hi_mm: float,
+    margin: int,
+    normals: np.ndarray | None,
+    cos_min: float,
+) -> SceneCrop | None:
+    """The :class:`SceneCrop` of ``clean`` (``(H, W)`` mm) for pixels within ``lo_mm .. hi_mm``,
+    or None when there are none; ``normals``: ``(H, W, 3)`` or None. The steps of
+    :func:`add_sensor_noise` before its model, for the other sensor families."""
+    clean = np.asarray(clean)
+    if clean.ndim != 2:
+        raise ValueError(f"clean depth must be (H, W), got shape {clean.shape}")
+    if normals is not None and normals.shape != (*clean.shape, 3):
+        raise ValueError(f"normals must be {(*clean.shape, 3)}, got {normals.shape}")
+    if clean.dtype not in (np.float32, np.float64):
+        clean = clean.astype(np.float64)
+    lo, hi = clean.dtype.type(lo_mm), clean.dtype.type(hi_mm)
+    found, y0, y1, x0, x1 = _valid_box(clean, lo, hi)
+    if not found:
+        return None
+    y0, y1 = max(y0 - margin, 0), min(y1 + margin, clean.shape[0])
+    x0, x1 = max(x0 - margin, 0), min(x1 + margin, clean.shape[1])
+    z = np.empty((y1 - y0, x1 - x0), np.float32)
+    valid = np.empty(z.shape, np.bool_)
+    _crop_kernel(clean, y0, x0, lo, hi, z, valid)
+    cos = np.empty(z.shape, np.float32)
+    if normals is None:
+        _cos_from_depth_kernel(z, x0, y0, *camera.intrinsics, cos_min, cos)
+    else:
+        n = np.ascontiguousarray(normals, dtype=np.float32)
+        _cos_kernel(n, x0, y0, *camera.intrinsics, cos_min, cos)
+    return SceneCrop(int(y0), int(x0), z, valid, cos)
+
+
+def random_blobs(
+    rng: np.random.Generator,
+    free: np.ndarray,
+    per_10k_px: float,
+    radius_px: tuple[float, float],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Small ragged blobs centred on random pixels where ``free`` (``(h, w)`` bool) holds, about
+    ``per_10k_px`` per 10 000 such pixels (Poisson), radii uniform in ``radius_px``: a list of
+    ``(rows, cols)`` index arrays, one per blob, clipped to the array. The blobs of
+    :func:`add_sensor_noise`'s holes, for models that do more than drop them."""
+    h, w = free.shape
+    taken = ~free
+    cum = np.zeros(h + 1, np.int64)
+    _unset_per_row(taken, cum)
+    count = int(cum[-1])
+    n = rng.poisson(per_10k_px * count / 1e4) if count else 0
+    if n == 0:
+        return []
+    centre = _nth_unset(taken, cum, rng.integers(0, count, n))
+    r_lo, r_hi = radius_px
+    radius = rng.uniform(r_lo, r_hi, n)
+    k = int(math.ceil(r_hi * 1.3))
+    dy, dx = np.mgrid[-k : k + 1, -k : k + 1].reshape(2, -1)
+    # a random radius per offset makes the blobs ragged rather than discs
+    reach = radius[:, None] * rng.uniform(0.7, 1.3, (n, dy.size))
+    keep = dy**2 + dx**2 <= reach**2
+    yy, xx = (centre // w)[:, None] + dy, (centre % w)[:, None] + dx
+    keep &= (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    return [(yy[b][keep[b]], xx[b][keep[b]]) for b in range(n)]
