@@ -148,6 +148,9 @@ PRESETS: dict[str, Camera] = {
     "icvl": Camera(240.99, 240.96, 160.0, 120.0, 320, 240),
     # MSRA 2015: from the dataset's own readme.
     "msra": Camera(241.42, 241.42, 160.0, 120.0, 320, 240),
+    # Intel RealSense SR305 (short-range coded light, 640x480): the values the SR305 recordings in
+    # ../shared/data/sr305 state in their readme (focal length, principal point).
+    "sr305": Camera(476.007, 476.007, 313.683, 242.755, 640, 480),
 }
 
 

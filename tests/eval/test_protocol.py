@@ -67,3 +67,30 @@ def test_validation_and_test_sets_are_disjoint_by_seed_and_shape(tmp_path):
     assert val.meta["seed"] == VALIDATION_SEED and test.meta["seed"] == TEST_SEED
     assert set(val.shape_ids) <= set(TRAIN_SHAPES) and set(test.shape_ids) == set(TEST_SHAPES)
     assert not np.array_equal(val[0].depth, test[0].depth)
+
+
+def test_the_cross_domain_sets_are_held_out_and_distinct():
+    from handvox.eval.protocol import DOMAIN_SETS, domain_set
+
+    names = [d.name for d in DOMAIN_SETS]
+    seeds = [d.seed for d in DOMAIN_SETS]
+    assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
+    # no seed of the test, validation or the shipped model's training data (11 and 5)
+    assert not set(seeds) & {TEST_SEED, VALIDATION_SEED, 11, 5}
+    # every factor the suite exists for is there
+    settings = [d.settings for d in DOMAIN_SETS]
+    assert any(s.get("mesh_prob") == 1.0 for s in settings)
+    assert {s.get("sensor") for s in settings} >= {None, "time_of_flight", "active_stereo"}
+    assert any(s.get("view") == "egocentric" and s.get("object_prob") for s in settings)
+    with pytest.raises(ValueError, match="unknown domain set"):
+        domain_set("mesh-kinect3")
+
+
+@pytest.mark.slow
+def test_a_domain_set_renders_with_its_settings(tmp_path):
+    from handvox.eval.protocol import make_domain_set
+
+    ds = make_domain_set("capsule-tof", tmp_path / "tof", 3, workers=1, progress=False)
+    assert len(ds) == 3 and ds.meta["seed"] == 203
+    config = ds.meta["generator"]["config"]
+    assert config["sensor"] == ["time_of_flight"] and config["shapes"] == list(TEST_SHAPES)
