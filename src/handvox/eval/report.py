@@ -220,6 +220,26 @@ def plot_per_joint(results: list[MethodResult], joint_set: JointSet, dataset: st
 
 
 # --- writing ----------------------------------------------------------------------------------
+def plot_domain_matrix(results: dict[str, dict], title: str) -> Figure:
+    """The cross-domain suite's scores (:func:`handvox.eval.protocol.score_domain_sets`) as two
+    rows of bars: mean joint error and share of frames within 40 mm, per set."""
+    names = list(results)
+    mean = [results[n]["mean_error_mm"] for n in names]
+    p40 = [results[n]["percent_within_mm"]["40"] for n in names]
+    fig = Figure(figsize=(max(6.0, 1.3 * len(names)), 5.5))
+    a, b = fig.subplots(2, 1, sharex=True)
+    a.bar(names, mean, color="#4c72b0")
+    a.set(ylabel="mean joint error (mm)", title=title)
+    b.bar(names, p40, color="#55a868")
+    b.set(ylabel="frames, every joint ≤ 40 mm (%)", ylim=(0, 105))
+    for i, (m, p) in enumerate(zip(mean, p40, strict=True)):
+        a.text(i, m, f"{m:.1f}", ha="center", va="bottom", fontsize=8)
+        b.text(i, p, f"{p:.0f}", ha="center", va="bottom", fontsize=8)
+    b.tick_params(axis="x", labelrotation=25)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(
     out: Path, metrics: dict, markdown: str, results: list[MethodResult], joint_set: JointSet
 ) -> list[Path]:
