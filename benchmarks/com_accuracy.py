@@ -14,7 +14,10 @@ Run: ``.venv/bin/python benchmarks/com_accuracy.py [--scenes 200] [--rendered 10
 ``--generator hand [--frames 300]`` scores handvox.synth.hand frames instead (seed 99 is the
 shipped model's held-out test set: measure on others). Prints the error distribution (mm) and
 the time per frame (one thread; the machine's load matters, so compare runs on the same
-machine).
+machine). With ``--generator hand``, the scene options of ``handvox synth`` choose the frames
+(``--view``, ``--mesh-prob``, ``--object-prob``, ``--near-object-prob``, ``--second-hand-prob``),
+and ``--cut-only`` scores only the frames whose hand the image border cuts (a hand pixel on the
+border, or a joint outside the image).
 
 The analytic and rendered scenes score the COM against the visible hand's mean, which has no
 joints: they run with ``finger_shift_mm = ray_shift_mm = 0`` (the rendered scenes print the
@@ -342,7 +345,18 @@ def _distribution(name: str, errors: np.ndarray) -> None:
     )
 
 
-def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
+def _cut_by_border(frame, cam: Camera, hand_ids: list[int]) -> bool:
+    """Whether the image border cuts the frame's hand: hand pixels on it, or a joint outside."""
+    hand = np.isin(frame.extra["part"], hand_ids)
+    edge = hand[0].any() or hand[-1].any() or hand[:, 0].any() or hand[:, -1].any()
+    uv = cam.xyz_to_uvd(frame.joints_xyz["canonical21"].astype(np.float64))[:, :2]
+    outside = ((uv < 0) | (uv > [cam.width - 1, cam.height - 1])).any()
+    return bool(edge or outside)
+
+
+def bench_hand_generator(
+    n: int, seed: int, config: SegmentConfig, scene: dict | None = None, cut_only: bool = False
+) -> None:
     """handvox.synth.hand frames (forearm always, body and wall each half the time, forearm up to
     40 deg towards the camera, NYU camera and noise), raw depth; scored against the mean of the
     21 canonical joints and the trainer's 300 mm cube. Also splits the error: the unshifted COM
@@ -352,12 +366,16 @@ def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
     if seed == 99:
         print("note: seed 99 is the shipped model's held-out test set; tune on other seeds")
     cam = Camera.preset("nyu")
-    make = hand_frame_generator(HandSynthConfig.for_camera(cam))
+    make = hand_frame_generator(HandSynthConfig.for_camera(cam, **(scene or {})))
     surface_cfg = _surface(config)
     hand_ids = [HAND_PARTS.index(p) for p in ("palm", "thumb", "index", "middle", "ring", "little")]
     errors, segmentation, floor, inside, times = [], [], [], 0, []
+    scored = 0
     for i in range(n):
         frame = make(i, frame_rng(seed, i))
+        if cut_only and not _cut_by_border(frame, cam, hand_ids):
+            continue
+        scored += 1
         joints = frame.joints_xyz["canonical21"]
         t0 = time.perf_counter()
         seg = segment_hand(frame.raw, cam, config)
@@ -371,13 +389,16 @@ def bench_hand_generator(n: int, seed: int, config: SegmentConfig) -> None:
         surface = segment_hand(frame.raw, cam, surface_cfg).com_xyz
         segmentation.append(np.linalg.norm(surface - visible))
         floor.append(np.linalg.norm(visible + (seg.com_xyz - surface) - joints.mean(0)))
-    print(f"hand generator ({n} frames, seed {seed}): found {len(errors)}/{n}")
+    what = ", ".join(f"{k} {v}" for k, v in (scene or {}).items()) or "default scene"
+    if cut_only:
+        what += f"; only the {scored} of {n} frames whose hand the border cuts"
+    print(f"hand generator ({n} frames, seed {seed}; {what}): found {len(errors)}/{scored}")
     _distribution("COM to the 21-joint mean (mm)", np.array(errors))
     _distribution("unshifted COM to the visible hand's mean", np.array(segmentation))
     _distribution("visible hand's mean, shifted alike, to the joint mean", np.array(floor))
     t = np.array(times) * 1e3
     print(
-        f"  all joints inside the 300 mm cube: {inside / n:.3f}; "
+        f"  all joints inside the 300 mm cube: {inside / max(scored, 1):.3f}; "
         f"time median {np.median(t):.2f} ms, p95 {np.percentile(t, 95):.2f} ms"
     )
 
@@ -394,10 +415,18 @@ def main() -> None:
         help="scene source: analytic scenes (+ rendered) or handvox.synth.hand",
     )
     parser.add_argument("--frames", type=int, default=300, help="hand generator frames")
+    scene = parser.add_argument_group("hand generator scenes (handvox synth's options)")
+    scene.add_argument("--view", choices=["nyu", "icvl", "generic", "egocentric", "desk"])
+    for name in ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob"):
+        scene.add_argument("--" + name.replace("_", "-"), type=float)
+    scene.add_argument("--cut-only", action="store_true",
+                       help="score only frames whose hand the image border cuts")  # fmt: skip
     args = parser.parse_args()
     config = SegmentConfig()
     if args.generator == "hand":
-        bench_hand_generator(args.frames, args.seed, config)
+        names = ("view", "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
+        chosen = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+        bench_hand_generator(args.frames, args.seed, config, chosen, args.cut_only)
         bench_nyu(config)
         return
     bench_synthetic(args.scenes, args.seed, _surface(config))

@@ -4,6 +4,11 @@ Scenes: ``hand``: hand and forearm only; ``body+wall``: with a person behind the
 (at the default 1.3-2.8 m, so part of the time beyond the NYU preset's 2 m range, as in NYU's
 own frames); ``near wall``: body and a wall at 1.2-1.8 m (every pixel of the frame measured, the
 noise model's worst case); ``default``: :class:`handvox.synth.hand.HandSynthConfig`'s defaults.
+The scene content options, each on the default scene mix: ``mesh`` (every hand the LibHand mesh),
+``objects`` (every hand holding an object), ``mesh+objects``, ``near object``, ``second hand``;
+and the views ``egocentric`` (hands holding objects, half of them meshes: the contact sheet's
+command) and ``desk``. The first frame of a mesh job also builds the LibHand hand (~2 s a
+process), part of the end-to-end start-up.
 
 Stages (CPU ms a frame, measured in one process with one thread, as a worker runs):
 pose+FK (shape and pose sampling, kinematics, markers, the in-view check), render (primitives,
@@ -20,29 +25,34 @@ end-to-end job's workers use whatever is installed).
 
 from __future__ import annotations
 
-import argparse
 import os
-import resource
-import shutil
-import tempfile
-import time
-import zlib
-from dataclasses import replace
-from pathlib import Path
 
-import torch
+# As `handvox synth` runs (handvox.cli sets it before torch loads): OpenMP threads sleep
+# instead of spinning. The job's workers inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from handvox.io import synthformat
-from handvox.synth.frame import frame_rng
-from handvox.synth.generators import make_generator
-from handvox.synth.hand import (
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import zlib  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from handvox.io import synthformat  # noqa: E402
+from handvox.synth.frame import frame_rng  # noqa: E402
+from handvox.synth.generators import make_generator  # noqa: E402
+from handvox.synth.hand import (  # noqa: E402
     HandSynthConfig,
     add_noise,
     hand_frame_generator,
     make_frame,
     render_hand_scene,
 )
-from handvox.synth.job import _keep_freed_memory, _schema, _write_chunk, encode_frame, synthesize
+from handvox.synth.job import _keep_freed_memory, _schema, _write_chunk, encode_frame, synthesize  # noqa: E402
 
 SCENES = {
     "hand": dict(body_prob=0.0, wall_prob=0.0, forearm_prob=1.0),
@@ -51,6 +61,13 @@ SCENES = {
         body_prob=1.0, wall_prob=1.0, forearm_prob=1.0, wall_depth_mm=(1200.0, 1800.0)
     ),
     "default": {},
+    "mesh": dict(mesh_prob=1.0),
+    "objects": dict(object_prob=1.0),
+    "mesh+objects": dict(mesh_prob=1.0, object_prob=1.0),
+    "near object": dict(near_object_prob=1.0),
+    "second hand": dict(second_hand_prob=1.0),
+    "egocentric": dict(view="egocentric", object_prob=1.0, mesh_prob=0.5),
+    "desk": dict(view="desk"),
 }
 
 
@@ -67,7 +84,8 @@ def stage_times(config: HandSynthConfig, frames: int) -> dict[str, float]:
             t0 = time.process_time()
             hand = gen.sample_hand(i, rng)
             t1 = time.process_time()
-            scene = render_hand_scene(hand.joints["canonical21"], hand.bones, rng, config)
+            scene = render_hand_scene(hand.joints["canonical21"], hand.bones, rng, config,
+                                      pose=hand.pose, held=hand.held)  # fmt: skip
             t2 = time.process_time()
             raw = add_noise(scene, rng, config)
             t3 = time.process_time()
@@ -129,7 +147,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000, help="frames of the end-to-end job")
     parser.add_argument("--stage-frames", type=int, default=200, help="frames for stage times")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--scenes", default=",".join(SCENES), help="comma-separated")
+    parser.add_argument("--scenes", default="hand,body+wall,near wall,default",
+                        help=f"comma-separated, of: {', '.join(SCENES)}")  # fmt: skip
     parser.add_argument("--no-end-to-end", action="store_true", help="stage times only")
     parser.add_argument("--stdlib-zlib", action="store_true", help="stage times: not isal")
     args = parser.parse_args()

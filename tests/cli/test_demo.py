@@ -10,7 +10,7 @@ from PIL import Image
 
 from handvox.cli.demo import STAGES, find_shared
 from handvox.cli.main import main
-from handvox.eval.protocol import TEST_SEED, TEST_SHAPES
+from handvox.eval.protocol import DOMAIN_SETS, TEST_SEED, TEST_SHAPES
 from handvox.io.synthetic import SyntheticDataset
 from tests.tiny import save_tiny_model, tiny_config
 
@@ -27,9 +27,9 @@ def tta_model(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("model"), cfg)
 
 
-def demo(out: Path, model: Path, frames: int) -> int:
+def demo(out: Path, model: Path, frames: int, domain_frames: int = 0) -> int:
     args = ["demo", "--out", str(out), "--model", str(model), "--frames", str(frames)]
-    return main([*args, "--quiet", "--workers", "1"])
+    return main([*args, "--quiet", "--workers", "1", "--domain-frames", str(domain_frames)])
 
 
 def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys):
@@ -37,7 +37,7 @@ def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys
     monkeypatch.chdir(REPO)
     assert find_shared() == shared.resolve()
     out = tmp_path / "demo"
-    assert demo(out, tta_model, 12) == 0
+    assert demo(out, tta_model, 12, domain_frames=2) == 0
 
     # held-out synthetic test set: scored, drawn, timed
     metrics = json.loads((out / "synthetic" / "metrics.json").read_text())
@@ -67,10 +67,14 @@ def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys
     for ds_name, first, mean in (("nyu", "V2V-PoseNet", 8.419), ("icvl", "V2V-PoseNet", 6.284)):
         pub = json.loads((out / ds_name / "metrics.json").read_text())["methods"][0]
         assert pub["name"] == first and abs(pub["mean_error_mm"] - mean) < 0.01
+    # the cross-domain suite: every set scored on its own held-out frames
+    assert set(summary["domains"]) == {d.name for d in DOMAIN_SETS}
+    assert all(r["frames"] == 2 and r["mean_error_mm"] > 0 for r in summary["domains"].values())
+    assert (out / "domains" / "matrix.png").stat().st_size > 10_000
     # the report shows every picture it made
     report = (out / "report.md").read_text()
     for link in ("synthetic/curve.png", "synthetic/overlays.png", "nyu_frame_model.png",
-                 "nyu/curve.png", "icvl/curve.png"):  # fmt: skip
+                 "nyu/curve.png", "icvl/curve.png", "domains/matrix.png"):  # fmt: skip
         assert f"]({link})" in report
     assert "report.md" in capsys.readouterr().out
 

@@ -14,20 +14,29 @@ from scipy import ndimage
 
 from handvox.camera import Camera
 from handvox.cli.main import main
+from handvox.geometry import segment_distance
+from handvox.hand.grasp import CONTACT_TOLERANCE_MM, GraspObject, hand_overlap
 from handvox.hand.kinematics import forward_kinematics, pose_limits
-from handvox.hand.shapes import SHAPE_NAMES
+from handvox.hand.poses import sample_poses
+from handvox.hand.shapes import SHAPE_NAMES, base_shape
 from handvox.io.synthetic import SyntheticDataset
+from handvox.synth import hand as synth_hand
 from handvox.synth.frame import frame_rng
 from handvox.synth.hand import (
     HAND_PARTS,
     MARKER_SETS,
     SCENE_FLAGS,
+    SCENE_PARTS,
     HandSynthConfig,
     bones_from_vector,
+    check_poses,
     hand_frame_generator,
     in_view,
+    part_names,
+    pose_sampler_config,
 )
 from handvox.synth.primitives import PART_NAMES
+from handvox.synth.skinned import libhand_hand
 
 NYU = Camera.preset("nyu")
 CANON_PALM = [0, 5, 9, 13, 17]  # wrist and the finger MCPs
@@ -223,3 +232,216 @@ def test_cli_synth_writes_a_hand_dataset(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--frames", "6", "--seed", "4", "--chunk-size", "3",
                  "--quiet", "--body-prob", "1"]) == 2  # fmt: skip
     assert "another dataset" in capsys.readouterr().err
+
+
+# --- scene content: the mesh hand, objects, a second hand; the egocentric and desk views -------
+
+
+def content_frames(seed: int, n: int, **kw) -> list:
+    gen = hand_frame_generator(HandSynthConfig(**kw))
+    return [gen(i, frame_rng(seed, i)) for i in range(n)]
+
+
+def test_content_settings_are_checked_and_default_meta_is_unchanged(monkeypatch):
+    d = HandSynthConfig().to_dict()
+    old = {"camera", "view", "depth_mm", "articulation", "shapes", "shape_variation",
+           "forearm_prob", "body_prob", "head_prob", "wall_prob", "wall_depth_mm",
+           "wall_tilt_deg", "noise", "margin_px", "margin_mm", "forearm_max_toward_deg",
+           "max_tries", "pose_block", "part_image"}  # fmt: skip
+    assert set(d) == old  # datasets made before the content options resume
+    assert part_names(HandSynthConfig(mesh_prob=0.5)) == HAND_PARTS  # the meta's part list
+    assert part_names(HandSynthConfig(object_prob=0.1)) == SCENE_PARTS
+    assert SCENE_PARTS[len(HAND_PARTS) :] == ("object", "other_hand")
+    assert HandSynthConfig(near_object_prob=0.5).to_dict()["near_object_prob"] == 0.5
+    with pytest.raises(ValueError, match="object_prob"):
+        HandSynthConfig(object_prob=1.5)
+    with pytest.raises(ValueError, match="unknown view"):
+        HandSynthConfig(view="overhead")
+    # Default frames never enter the new code, and hold the extras they always held.
+    monkeypatch.setattr(synth_hand, "_build_content", None)
+    f = hand_frame_generator()(0, frame_rng(3, 0))
+    assert sorted(f.extra) == ["part", "scene"]
+
+
+@pytest.mark.slow
+def test_held_objects_end_on_the_fingers_and_hide_them():
+    frames = content_frames(2, 8, object_prob=1.0, body_prob=0.0, wall_prob=0.0)
+    obj_id, occluded = SCENE_PARTS.index("object"), 0
+    for f in frames:
+        assert list(f.extra["content"]) == [0, 1, 0, 0]
+        a, b, r = (torch.from_numpy(f.extra["objects"][0, k].astype(np.float64)[None])
+                   for k in (slice(0, 3), slice(3, 6), 6))  # fmt: skip
+        obj = GraspObject(a, b, r)
+        bones = bones_from_vector(f.shape).to(dtype=torch.float64)
+        pose = torch.from_numpy(f.pose.astype(np.float64))[None]
+        # no bone inside the object by more than the grasp's tolerance (float32 storage aside)
+        assert float(hand_overlap(pose, bones, obj)[0]) <= CONTACT_TOLERANCE_MM + 0.05
+        fk = forward_kinematics(pose, bones)
+        chains = fk.joints[:, 1:].unflatten(1, (5, 4))
+        gaps = obj.distance(chains[:, :, :3].flatten(1, 2), chains[:, :, 1:].flatten(1, 2),
+                            bones.radius[:, :, 1:].flatten(1))  # fmt: skip
+        touching = (gaps.view(5, 3).abs() <= CONTACT_TOLERANCE_MM + 0.05).any(dim=1)
+        assert int(touching.sum()) >= 3, gaps.view(5, 3)  # fingers end on its surface
+        # the labels are the grasped pose's kinematics
+        np.testing.assert_allclose(fk.joints[0].numpy(), f.joints_xyz["canonical21"], atol=1e-3)
+        part = f.extra["part"]
+        assert (part == obj_id).sum() > 300
+        uvd = NYU.xyz_to_uvd(f.joints_xyz["canonical21"].astype(np.float64))
+        u, v = np.rint(uvd[:, :2]).astype(int).T
+        occluded += int(((part[v, u] == obj_id) & (f.clean[v, u] < uvd[:, 2] - 8.0)).sum())
+    assert occluded > 0  # the object hides finger joints behind it
+
+
+@pytest.mark.slow
+def test_mesh_frames_keep_their_labels_inside_the_mesh():
+    frames = content_frames(4, 6, mesh_prob=1.0, body_prob=0.0, wall_prob=0.0)
+    hand_or_arm = [*HAND_IDS, HAND_PARTS.index("forearm")]
+    for f in frames:
+        assert list(f.extra["content"]) == [1, 0, 0, 0]
+        pose = torch.from_numpy(f.pose)[None]
+        joints = forward_kinematics(pose, bones_from_vector(f.shape)).joints[0].numpy()
+        np.testing.assert_allclose(joints, f.joints_xyz["canonical21"], atol=1e-3)
+        part = ndimage.grey_dilation(f.extra["part"], size=3)
+        uvd = NYU.xyz_to_uvd(f.joints_xyz["canonical21"].astype(np.float64))
+        u, v = np.rint(uvd[:, :2]).astype(int).T
+        assert np.isin(part[v, u], hand_or_arm).all()  # every joint inside the silhouette
+        hand = np.isin(f.extra["part"], HAND_IDS)
+        assert hand.sum() > 500 and (f.clean[hand] > 0).all()
+        assert (f.extra["part"] == HAND_PARTS.index("forearm")).sum() > 500
+        lost = np.mean(f.raw[hand] == 0)
+        assert lost < 0.5  # the noise model measures the mesh (normals from its faces)
+
+
+def test_mesh_forearm_starts_inside_the_stub_with_its_cross_section():
+    lh = libhand_hand()
+    pose = lh.rest_pose[0].numpy().copy()
+    pose[2] = 500.0
+    verts = synth_hand._posed_mesh(pose, lh.bones)
+    arm = synth_hand._mesh_arm(verts, pose, 220.0)
+    stub = verts[synth_hand._stub_end()] - pose[:3]  # hand frame = camera frame here
+    lo, hi = stub.min(axis=0), stub.max(axis=0)
+    start = arm.start - pose[:3]
+    assert lo[1] < start[1] < hi[1]  # starts inside the stub's end: its cap is covered
+    assert abs(arm.radius[0] - (hi[2] - lo[2]) / 2) < 1e-6
+    assert abs(arm.half_width[0] + arm.radius[0] - (hi[0] - lo[0]) / 2) < 1e-6
+    np.testing.assert_allclose(arm.axis, [0.0, 1.0, 0.0], atol=1e-9)
+
+
+def test_egocentric_views_keep_the_wrist_and_most_joints_in_view():
+    ego = HandSynthConfig(view="egocentric")
+    third = replace(ego, view="generic")
+    g = torch.Generator().manual_seed(0)
+    poses = sample_poses(g, 400, pose_sampler_config(ego))
+    bones = base_shape("average_adult")
+    sets, ok = check_poses(poses, bones, ego)
+    j = sets["canonical21"]
+    inside = in_view(j[:, :, None], NYU, 0.0, 0.0)
+    assert in_view(j[ok, :1], NYU, ego.margin_px, ego.margin_mm).all()
+    assert (inside[ok].sum(axis=1) >= 16).all()
+    cut = ok & ~inside.all(axis=1)
+    assert cut.any()  # hands cut by the image border are kept ...
+    assert not check_poses(poses[cut], bones, third)[1].any()  # ... where third person's are not
+    # the forearm points at a head-mounted camera: that is no reason to redraw here
+    arm = j[ok, 0] - j[ok, 9]
+    assert (arm[:, 2] < -np.sin(np.radians(ego.forearm_max_toward_deg)) * np.linalg.norm(
+        arm, axis=1)).mean() > 0.5  # fmt: skip
+
+
+@pytest.mark.slow
+def test_egocentric_forearm_enters_from_the_lower_border():
+    frames = content_frames(6, 10, view="egocentric", wall_prob=0.0)
+    bottom = 0
+    for f in frames:
+        arm = f.extra["part"] == HAND_PARTS.index("forearm")
+        border = np.concatenate([arm[-1], arm[0], arm[:, 0], arm[:, -1]])
+        assert border.any()  # it leaves the image
+        bottom += bool(arm[-1].any())
+        assert f.extra["scene"][1] == 0  # no body before a head-mounted camera
+        assert "content" not in f.extra
+    assert bottom >= 0.7 * len(frames)
+
+
+@pytest.mark.slow
+def test_desk_table_lies_behind_the_hand():
+    frames = content_frames(8, 6, view="desk", near_object_prob=1.0)
+    obj_id = SCENE_PARTS.index("object")
+    for f in frames:
+        part = f.extra["part"]
+        table = part == HAND_PARTS.index("background")
+        assert f.extra["scene"][3] == 1 and f.extra["scene"][1] == 0 and table.mean() > 0.5
+        v, u = np.nonzero(table)
+        pts = NYU.uvd_to_xyz(np.stack([u, v, f.clean[v, u]], -1)[::50].astype(np.float64))
+        centre = pts.mean(axis=0)
+        normal = np.linalg.svd(pts - centre)[2][2]
+        normal *= -np.sign(normal @ centre)  # towards the camera
+        height = (f.joints_xyz["canonical21"] - centre) @ normal
+        assert (height > 3.0).all()  # every joint above the table
+        arm = part == HAND_PARTS.index("forearm")
+        va, ua = np.nonzero(arm)
+        arm_pts = NYU.uvd_to_xyz(np.stack([ua, va, f.clean[va, ua]], -1).astype(np.float64))
+        assert ((arm_pts - centre) @ normal > -1.0).all()  # the arm on or above it
+        if f.extra["content"][2]:  # a near object rests on the table
+            assert (part == obj_id).sum() > 100
+            a, b, r = (f.extra["objects"][1, s] for s in (slice(0, 3), slice(3, 6), 6))
+            assert abs((a - centre) @ normal - r) < 3.0 and abs((b - centre) @ normal - r) < 3.0
+
+
+@pytest.mark.slow
+def test_second_hands_and_near_objects_are_not_labels():
+    frames = content_frames(3, 10, second_hand_prob=1.0, near_object_prob=1.0, mesh_prob=0.5,
+                            body_prob=0.0, wall_prob=0.0)  # fmt: skip
+    other, seen = SCENE_PARTS.index("other_hand"), 0
+    for f in frames:
+        flags = f.extra["content"]
+        joints = f.joints_xyz["canonical21"]
+        second = f.extra["second_hand"]
+        if flags[3]:
+            seen += 1
+            assert (f.extra["part"] == other).sum() > 100
+            assert np.linalg.norm(second - joints, axis=1).min() > 10.0  # apart, not touching
+        else:
+            assert not second.any()
+        if flags[2]:
+            a, b, r = (f.extra["objects"][1, s] for s in (slice(0, 3), slice(3, 6), 6))
+            gap = segment_distance(*(torch.from_numpy(x.astype(np.float64)) for x in (
+                np.broadcast_to(a, (21, 3)), np.broadcast_to(b, (21, 3)), joints,
+                joints))).numpy() - r  # fmt: skip
+            assert gap.min() > 0.0 and gap.min() < 260.0  # near the hand, not in it
+    assert seen >= 5
+
+
+@pytest.mark.slow
+def test_content_frames_are_deterministic_and_picklable():
+    cfg = HandSynthConfig(view="egocentric", mesh_prob=0.5, object_prob=0.5,
+                          near_object_prob=0.5, second_hand_prob=0.5)  # fmt: skip
+    gen = hand_frame_generator(cfg)
+    first = [gen(i, frame_rng(12, i)) for i in (5, 70)]  # a block frame and another block's
+    synth_hand._BLOCKS.clear()  # and from a cold cache, in another process's order
+    again = pickle.loads(pickle.dumps(gen))
+    for i, f in zip((70, 5), first[::-1], strict=True):
+        g = again(i, frame_rng(12, i))
+        for key in ("raw", "clean", "pose", "shape"):
+            np.testing.assert_array_equal(getattr(g, key), getattr(f, key))
+        for key in f.extra:
+            np.testing.assert_array_equal(g.extra[key], f.extra[key])
+    # frames drawn one by one (pose_block 1) hold objects too
+    one = hand_frame_generator(replace(cfg, pose_block=1, view="nyu", object_prob=1.0))
+    f = one(0, frame_rng(1, 0))
+    assert f.extra["content"][1] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_cli_synth_takes_the_scene_content_options(tmp_path):
+    out = tmp_path / "ds"
+    args = ["synth", "--out", str(out), "--frames", "3", "--seed", "2", "--quiet", "--view",
+            "desk", "--object-prob", "1", "--near-object-prob", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    cfg = json.loads((out / "meta.json").read_text())["generator"]["config"]
+    assert cfg["view"] == "desk" and cfg["object_prob"] == 1.0 and cfg["near_object_prob"] == 0.5
+    assert "mesh_prob" not in cfg and "second_hand_prob" not in cfg
+    ds = SyntheticDataset(out, require_complete=True)
+    assert (ds.frame_extras(0)["content"][:2] == [0, 1]).all()
+    bad = ["transfer", "--from", str(out), "--shapes", "1", "--views", "1", "--out",
+           str(tmp_path / "t"), "--camera", "nyu", "--object-prob", "1", "--quiet"]  # fmt: skip
+    assert main(bad) == 2  # transfer keeps the labelled articulation

@@ -10,9 +10,15 @@ from handvox.camera import Camera
 from handvox.synth.primitives import (
     BACKGROUND,
     BODY,
+    DEFAULT_RADII,
+    EXTRA_PART_NAMES,
+    OBJECT,
+    OTHER_HAND,
+    PART_NAMES,
     ROUND_CONE,
     SPHERE,
     Primitives,
+    forearm_primitives,
     hand_primitives,
     scene_primitives,
 )
@@ -80,3 +86,20 @@ def test_hand_from_nyu_labels_overlaps_real_frame(shared):
     both = real_hand & (syn > 0)
     assert both.sum() / (real_hand | (syn > 0)).sum() > 0.65
     assert np.median(np.abs(real[both] - syn[both])) < 12.0
+
+
+def test_forearm_primitives_rebuild_the_hands_forearm():
+    """The generic limb with the capsule hand's figures is the forearm hand_primitives draws."""
+    j = open_hand()
+    wrist, mcp = j[0], j[[5, 9, 13, 17]]
+    width = np.linalg.norm(mcp[0] - mcp[3])
+    end = wrist + (wrist - mcp[1]) / np.linalg.norm(wrist - mcp[1]) * 220.0
+    r0 = DEFAULT_RADII[0]
+    limb = forearm_primitives(wrist, end, mcp[0] - mcp[3], (0.3 * width, 0.36 * width),
+                              (0.85 * r0, 1.3 * r0), part=OBJECT)  # fmt: skip
+    whole = render_depth(hand_primitives(j, forearm=True), NYU)
+    parts = render_depth(hand_primitives(j) + limb, NYU)
+    np.testing.assert_allclose(parts, whole, atol=1e-3)
+    assert set(limb.part.tolist()) == {OBJECT}
+    assert (OBJECT, OTHER_HAND) == (len(PART_NAMES), len(PART_NAMES) + 1)
+    assert EXTRA_PART_NAMES == ("object", "other_hand")

@@ -152,6 +152,21 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated base hand shapes to draw from (default all; e.g. leave one out "
         "of training to test on it)",
     )
+    p.add_argument(
+        "--view",
+        choices=["nyu", "icvl", "generic", "egocentric", "desk"],
+        help="where hands are seen from: third person (nyu, icvl, generic), a head-mounted "
+        "camera (egocentric: hands may leave the image, the arm enters from below) or a camera "
+        "above a table (desk) (default: by camera)",
+    )
+    p.add_argument("--mesh-prob", type=float, help="chance a frame's hand is the LibHand mesh "
+                   "instead of the capsule hand (default 0)")  # fmt: skip
+    p.add_argument("--object-prob", type=float, help="chance the hand holds an object, fingers "
+                   "closed onto it (default 0; synth only)")  # fmt: skip
+    p.add_argument("--near-object-prob", type=float, help="chance of an object near the hand, "
+                   "not in it (default 0)")  # fmt: skip
+    p.add_argument("--second-hand-prob", type=float, help="chance of a second, unlabelled hand "
+                   "(default 0)")  # fmt: skip
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -262,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="test frames to render (default: the protocol's)")
     p.add_argument("--testset", type=Path, help="where the test set goes (default OUT/testset)")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument(
+        "--domain-frames",
+        type=int,
+        help="frames a set of the cross-domain suite (default 100; 0: skip it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run="handvox.cli.demo:run")
     return parser

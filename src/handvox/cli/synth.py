@@ -17,8 +17,9 @@ from handvox.synth.transfer import run_transfer as transfer
 
 def _scene_overrides(args: argparse.Namespace) -> dict:
     """HandSynthConfig fields given on the command line."""
-    names = ("forearm_prob", "body_prob", "wall_prob", "noise", "sensor_camera")
-    out = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    names = ("forearm_prob", "body_prob", "wall_prob", "noise", "sensor_camera", "view",
+             "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")  # fmt: skip
+    out = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if getattr(args, "sensor", None):
         picked = tuple(s.strip() for s in args.sensor.split(",") if s.strip())
         out["sensor"] = picked[0] if len(picked) == 1 else picked  # "all" is a name, not a family
@@ -72,6 +73,11 @@ def run_transfer(args: argparse.Namespace) -> None:
         shard = parse_shard(args.shard)
         config = None
         overrides = _scene_overrides(args)
+        if overrides.get("object_prob"):
+            raise ValueError(
+                "--object-prob: transfer keeps each source frame's labelled articulation, which "
+                "closing the fingers on an object would replace"
+            )
         if overrides or args.camera:
             if args.camera:
                 camera = Camera.from_string(args.camera)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from handvox.camera import Camera
 from handvox.synth.frame import FrameGenerator
 from handvox.synth.hand import (
-    HAND_PARTS,
     HAND_VERSION,
     SCENE_FLAGS,
     SHAPE_LAYOUT,
     HandSynthConfig,
     hand_frame_generator,
+    part_names,
 )
 from handvox.synth.toy import TOY_VERSION, toy_generator
 
@@ -30,6 +30,6 @@ def make_generator(
             raise ValueError(f"config camera {cfg.camera} differs from {camera}")
         info = {"name": "hand", "version": HAND_VERSION, "config": cfg.to_dict(),
                 "shape_layout": [[n, list(s)] for n, s in SHAPE_LAYOUT],
-                "parts": list(HAND_PARTS), "scene_flags": list(SCENE_FLAGS)}  # fmt: skip
+                "parts": list(part_names(cfg)), "scene_flags": list(SCENE_FLAGS)}  # fmt: skip
         return hand_frame_generator(cfg), info
     raise ValueError(f"unknown generator {name!r}; choose 'hand' or 'toy'")

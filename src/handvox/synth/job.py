@@ -318,11 +318,12 @@ def _init_worker(job: _Job) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
     _keep_freed_memory()
-    # One process per core: threads inside a worker would only compete with the others.
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    # One process per core: threads inside a worker would only compete with the others. numba
+    # first: starting its thread layer resets torch's thread count.
     if "numba" in sys.modules:
         sys.modules["numba"].set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _worker_chunk(c: int) -> int:

@@ -20,6 +20,10 @@ N_PARAMS = 24
 # Part label of each primitive, an index into PART_NAMES (hand groups match handvox.joints).
 PART_NAMES = ("palm", "thumb", "index", "middle", "ring", "little", "forearm", "body", "background")
 PALM, THUMB, INDEX, MIDDLE, RING, LITTLE, FOREARM, BODY, BACKGROUND = range(9)
+# Parts only some scenes hold, numbered after PART_NAMES: an object (held or near the hand) and
+# a second, unlabelled hand with its arm. Apart, so that scenes without them keep their part list.
+EXTRA_PART_NAMES = ("object", "other_hand")
+OBJECT, OTHER_HAND = range(len(PART_NAMES), len(PART_NAMES) + len(EXTRA_PART_NAMES))
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,29 @@ def _round_mesh(
     e = np.array(sorted(edges - set(skip)))
     slabs = Primitives.round_triangles(*verts[f.T], radii[f], part, rims=False)
     return slabs + Primitives.round_cones(verts[e[:, 0]], verts[e[:, 1]], *radii[e.T], part)
+
+
+def forearm_primitives(
+    start: np.ndarray,
+    end: np.ndarray,
+    lateral: np.ndarray,
+    half_width: tuple[float, float],
+    radius: tuple[float, float],
+    part: int = FOREARM,
+) -> Primitives:
+    """A forearm (or any flattened limb) from ``start`` to ``end`` (``(3,)``, mm): the round quad
+    of :func:`hand_primitives`' forearm, its cross-section a rounded rectangle ``2 (half_width +
+    radius)`` wide along ``lateral`` and ``2 radius`` thick, each given at ``start`` and ``end``.
+    ``lateral`` is made perpendicular to the limb's axis here."""
+    a, b = np.asarray(start, float), np.asarray(end, float)
+    axis = _unit(b - a)
+    lat = np.asarray(lateral, float)
+    lat = _unit(lat - axis * (lat @ axis))
+    near, far = half_width[0] * lat, half_width[1] * lat
+    quad = np.stack([a + near, a - near, b - far, b + far])
+    qr = np.array([radius[0], radius[0], radius[1], radius[1]], float)
+    # Coplanar, symmetric corners, as hand_primitives' forearm: no diagonal rim.
+    return _round_mesh(quad, qr, [(0, 1, 2), (0, 2, 3)], part, skip={(0, 2)})
 
 
 def scene_primitives(

@@ -283,7 +283,7 @@ class TransferGenerator:
             return articulation_to_pose(art.expand(n, -1), root)
 
         pose, joints = pose_in_view(draw, bones, self.config, f"frame {index}")
-        scene = render_hand_scene(joints["canonical21"], bones, rng, self.config)
+        scene = render_hand_scene(joints["canonical21"], bones, rng, self.config, pose=pose)
         return make_frame(
             HandSample(name, bones, pose, joints), scene, add_noise(scene, rng, self.config),
             transfer=np.array([src, slot, view], np.int32),
