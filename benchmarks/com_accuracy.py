@@ -43,7 +43,8 @@ from handvox.hand import kinematics, shapes
 from handvox.io.depth import read_depth
 from handvox.synth import noise
 from handvox.synth.frame import frame_rng
-from handvox.synth.hand import HAND_PARTS, HandSynthConfig, hand_frame_generator
+from handvox.synth.hand import hand_frame_generator
+from handvox.synth.hand_config import HAND_PARTS, HandSynthConfig
 from handvox.synth.primitives import FOREARM, hand_primitives, scene_primitives
 from handvox.synth.raycast import render_depth
 

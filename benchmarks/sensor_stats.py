@@ -49,7 +49,8 @@ from handvox.hand.poses import ArticulationConfig
 from handvox.io.depth import read_depth
 from handvox.synth.coded_light import CodedLightConfig, add_coded_light_noise
 from handvox.synth.frame import frame_rng
-from handvox.synth.hand import HandSynthConfig, hand_frame_generator
+from handvox.synth.hand import hand_frame_generator
+from handvox.synth.hand_config import HandSynthConfig
 from handvox.synth.noise import NoiseConfig, add_sensor_noise
 from handvox.synth.sensors import FAMILIES
 from handvox.synth.stereo import StereoConfig, add_stereo_noise

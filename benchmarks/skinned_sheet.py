@@ -24,9 +24,9 @@ from handvox.geometry import matrix_to_axis_angle
 from handvox.hand.kinematics import HandBones, forward_kinematics
 from handvox.hand.poses import DEFAULT_CENTRE_MM, GESTURE_NAMES, gesture_articulations
 from handvox.hand.shapes import SHAPE_NAMES, base_shape
-from handvox.synth.hand import joint_radii, thickness_scale
 from handvox.synth.primitives import hand_primitives
 from handvox.synth.raycast import render_depth
+from handvox.synth.scene import joint_radii, thickness_scale
 from handvox.synth.skinned import libhand_hand
 from handvox.viz.draw import hand_crop_box, joints_to_uvd, render_frame, save_png, tile_images
 

@@ -3,7 +3,8 @@
 Scenes: ``hand``: hand and forearm only; ``body+wall``: with a person behind the hand and a wall
 (at the default 1.3-2.8 m, so part of the time beyond the NYU preset's 2 m range, as in NYU's
 own frames); ``near wall``: body and a wall at 1.2-1.8 m (every pixel of the frame measured, the
-noise model's worst case); ``default``: :class:`handvox.synth.hand.HandSynthConfig`'s defaults.
+noise model's worst case); ``default``: the defaults of
+:class:`handvox.synth.hand_config.HandSynthConfig`.
 The scene content options, each on the default scene mix: ``mesh`` (every hand the LibHand mesh),
 ``objects`` (every hand holding an object), ``mesh+objects``, ``near object``, ``second hand``;
 and the views ``egocentric`` (hands holding objects, half of them meshes: the contact sheet's
@@ -45,14 +46,10 @@ import torch  # noqa: E402
 from handvox.io import synthformat  # noqa: E402
 from handvox.synth.frame import frame_rng  # noqa: E402
 from handvox.synth.generators import make_generator  # noqa: E402
-from handvox.synth.hand import (  # noqa: E402
-    HandSynthConfig,
-    add_noise,
-    hand_frame_generator,
-    make_frame,
-    render_hand_scene,
-)
+from handvox.synth.hand import hand_frame_generator, make_frame  # noqa: E402
+from handvox.synth.hand_config import HandSynthConfig  # noqa: E402
 from handvox.synth.job import _keep_freed_memory, _schema, _write_chunk, encode_frame, synthesize  # noqa: E402
+from handvox.synth.scene import add_noise, render_hand_scene  # noqa: E402
 
 SCENES = {
     "hand": dict(body_prob=0.0, wall_prob=0.0, forearm_prob=1.0),

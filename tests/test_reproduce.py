@@ -33,7 +33,7 @@ from handvox.io.labels import read_labels, write_labels
 from handvox.joints import NYU14_FROM_NYU36, NYU36
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
-from handvox.synth.hand import HandSynthConfig
+from handvox.synth.hand_config import HandSynthConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproduce.md"
 # The only additions to the doc's commands: CPU-sized, a handful of steps.

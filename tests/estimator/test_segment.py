@@ -230,7 +230,8 @@ def test_real_hands17_frame(shared):
 def hand_frames():
     """handvox.synth.hand frames (seed 0, not the held-out 99) with their default COMs."""
     from handvox.synth.frame import frame_rng
-    from handvox.synth.hand import HandSynthConfig, hand_frame_generator
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
 
     make = hand_frame_generator(HandSynthConfig.for_camera(NYU))
     frames = [make(i, frame_rng(0, i)) for i in range(60)]
@@ -248,7 +249,7 @@ def _errors(frames, segs, pick=lambda frame: True) -> np.ndarray:
 
 
 def _part(frame, name: str) -> np.ndarray:
-    from handvox.synth.hand import HAND_PARTS
+    from handvox.synth.hand_config import HAND_PARTS
 
     part = frame.extra["part"]
     if name == "hand":

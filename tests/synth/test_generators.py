@@ -5,7 +5,7 @@ import pytest
 from handvox.camera import Camera
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
-from handvox.synth.hand import HAND_VERSION, HandSynthConfig
+from handvox.synth.hand_config import HAND_VERSION, HandSynthConfig
 from handvox.synth.toy import TOY_VERSION
 
 

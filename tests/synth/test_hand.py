@@ -21,21 +21,20 @@ from handvox.hand.poses import sample_poses
 from handvox.hand.shapes import SHAPE_NAMES, base_shape
 from handvox.io.synthetic import SyntheticDataset
 from handvox.synth import hand as synth_hand
+from handvox.synth import scene as synth_scene
 from handvox.synth.frame import frame_rng
-from handvox.synth.hand import (
+from handvox.synth.hand import bones_from_vector, check_poses, hand_frame_generator
+from handvox.synth.hand_config import (
     HAND_PARTS,
     MARKER_SETS,
     SCENE_FLAGS,
     SCENE_PARTS,
     HandSynthConfig,
-    bones_from_vector,
-    check_poses,
-    hand_frame_generator,
-    in_view,
     part_names,
     pose_sampler_config,
 )
 from handvox.synth.primitives import PART_NAMES
+from handvox.synth.scene import in_view
 from handvox.synth.skinned import libhand_hand
 
 NYU = Camera.preset("nyu")
@@ -258,7 +257,7 @@ def test_content_settings_are_checked_and_default_meta_is_unchanged(monkeypatch)
     with pytest.raises(ValueError, match="unknown view"):
         HandSynthConfig(view="overhead")
     # Default frames never enter the new code, and hold the extras they always held.
-    monkeypatch.setattr(synth_hand, "_build_content", None)
+    monkeypatch.setattr(synth_scene, "_build_content", None)
     f = hand_frame_generator()(0, frame_rng(3, 0))
     assert sorted(f.extra) == ["part", "scene"]
 
@@ -316,9 +315,9 @@ def test_mesh_forearm_starts_inside_the_stub_with_its_cross_section():
     lh = libhand_hand()
     pose = lh.rest_pose[0].numpy().copy()
     pose[2] = 500.0
-    verts = synth_hand._posed_mesh(pose, lh.bones)
-    arm = synth_hand._mesh_arm(verts, pose, 220.0)
-    stub = verts[synth_hand._stub_end()] - pose[:3]  # hand frame = camera frame here
+    verts = synth_scene._posed_mesh(pose, lh.bones)
+    arm = synth_scene._mesh_arm(verts, pose, 220.0)
+    stub = verts[synth_scene._stub_end()] - pose[:3]  # hand frame = camera frame here
     lo, hi = stub.min(axis=0), stub.max(axis=0)
     start = arm.start - pose[:3]
     assert lo[1] < start[1] < hi[1]  # starts inside the stub's end: its cap is covered

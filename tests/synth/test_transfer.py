@@ -16,7 +16,8 @@ from handvox.hand.hand_bvh import bvh_to_pose
 from handvox.hand.kinematics import forward_kinematics
 from handvox.io.labels import read_labels, write_labels
 from handvox.io.synthetic import SyntheticDataset
-from handvox.synth.hand import HandSynthConfig, bones_from_vector
+from handvox.synth.hand import bones_from_vector
+from handvox.synth.hand_config import HandSynthConfig
 from handvox.synth.transfer import (
     POSES_NAME,
     RecoveredPoses,

@@ -17,7 +17,7 @@ from handvox.errors import HandvoxError
 from handvox.estimator.weights import load_model
 from handvox.eval.protocol import TRAIN_SHAPES
 from handvox.synth.generators import make_generator
-from handvox.synth.hand import HandSynthConfig
+from handvox.synth.hand_config import HandSynthConfig
 from handvox.synth.job import synthesize
 from handvox.synth.transfer import run_transfer
 

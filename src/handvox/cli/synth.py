@@ -8,7 +8,7 @@ from handvox.camera import Camera
 from handvox.errors import HandvoxError
 from handvox.hand.shapes import SHAPE_NAMES
 from handvox.synth.generators import make_generator
-from handvox.synth.hand import HandSynthConfig
+from handvox.synth.hand_config import HandSynthConfig
 from handvox.synth.job import parse_shard, synthesize
 from handvox.synth.preview import write_preview
 from handvox.synth.transfer import POSES_NAME

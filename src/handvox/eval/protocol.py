@@ -31,7 +31,7 @@ from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.eval.metrics import fraction_within, joint_errors
 from handvox.io.synthetic import SyntheticDataset
 from handvox.synth.generators import make_generator
-from handvox.synth.hand import HandSynthConfig
+from handvox.synth.hand_config import HandSynthConfig
 from handvox.synth.job import synthesize
 
 TEST_SHAPES: tuple[str, ...] = ("small_female",)
@@ -77,7 +77,7 @@ def make_test_set(
 @dataclass(frozen=True)
 class DomainSet:
     """One held-out set of the cross-domain suite: ``name`` (a folder name), what it holds,
-    its seed, camera preset and :class:`~handvox.synth.hand.HandSynthConfig` settings."""
+    its seed, camera preset and :class:`~handvox.synth.hand_config.HandSynthConfig` settings."""
 
     name: str
     description: str

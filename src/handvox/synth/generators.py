@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from handvox.camera import Camera
 from handvox.synth.frame import FrameGenerator
-from handvox.synth.hand import (
+from handvox.synth.hand import hand_frame_generator
+from handvox.synth.hand_config import (
     HAND_VERSION,
     SCENE_FLAGS,
     SHAPE_LAYOUT,
     HandSynthConfig,
-    hand_frame_generator,
     part_names,
 )
 from handvox.synth.toy import TOY_VERSION, toy_generator
@@ -20,7 +20,8 @@ def make_generator(
 ) -> tuple[FrameGenerator, dict]:
     """The generator ``name`` (``"hand"`` or ``"toy"``) and its meta.json description.
 
-    ``config`` (hand only) defaults to :meth:`~handvox.synth.hand.HandSynthConfig.for_camera`.
+    ``config`` (hand only) defaults to
+    :meth:`~handvox.synth.hand_config.HandSynthConfig.for_camera`.
     """
     if name == "toy":
         return toy_generator(camera), {"name": "toy", "version": TOY_VERSION}

@@ -9,7 +9,7 @@ depends on ``(seed, i)`` alone: not on sharding, worker count, or how often the 
 Generators: :func:`handvox.synth.hand.hand_frame_generator` (the kinematic hand of
 :mod:`handvox.hand.kinematics` in a natural pose from :mod:`handvox.hand.poses`, with forearm,
 body and wall, ray cast by :mod:`handvox.synth.raycast` and noised by :mod:`handvox.synth.noise`;
-configured by :class:`handvox.synth.hand.HandSynthConfig`),
+configured by :class:`handvox.synth.hand_config.HandSynthConfig`),
 :class:`handvox.synth.transfer.TransferGenerator` (labelled real poses on new hands and views)
 and the toy stand-in of :mod:`handvox.synth.toy`; :func:`handvox.synth.generators.make_generator`
 picks one by name. ``benchmarks/synth_speed.py`` times them per stage and end to end.

@@ -45,17 +45,11 @@ from handvox.hand.shapes import SHAPE_NAMES, sample_shape
 from handvox.io.datasets import open_dataset
 from handvox.io.labels import read_labels
 from handvox.joints import DATASET_JOINT_SETS
-from handvox.synth.hand import (
-    HandSample,
-    HandSynthConfig,
-    add_noise,
-    make_frame,
-    pose_in_view,
-    pose_sampler_config,
-    render_hand_scene,
-)
+from handvox.synth.hand import HandSample, make_frame, pose_in_view
+from handvox.synth.hand_config import HandSynthConfig, pose_sampler_config
 from handvox.synth.job import SynthResult, synthesize
 from handvox.synth.preview import write_preview
+from handvox.synth.scene import add_noise, render_hand_scene
 
 TRANSFER_VERSION = 1
 POSES_NAME = "transfer_poses.npz"
