@@ -83,7 +83,8 @@ class Camera:
 
     @classmethod
     def preset(cls, name: str) -> Camera:
-        """The camera of a public dataset: ``nyu``, ``icvl`` or ``msra``."""
+        """The camera of a public dataset or sensor: ``nyu``, ``icvl``, ``msra``, ``sr305`` or
+        ``hands17``."""
         try:
             return PRESETS[name.lower()]
         except KeyError:
@@ -151,6 +152,9 @@ PRESETS: dict[str, Camera] = {
     # Intel RealSense SR305 (short-range coded light, 640x480): the values the SR305 recordings in
     # ../shared/data/sr305 state in their readme (focal length, principal point).
     "sr305": Camera(476.007, 476.007, 313.683, 242.755, 640, 480),
+    # HANDS 2017 (BigHand2.2M's RealSense SR300-class camera, 640x480): the challenge release's
+    # published intrinsics.
+    "hands17": Camera(475.065948, 475.065857, 315.944855, 245.287079, 640, 480),
 }
 
 

@@ -60,10 +60,16 @@ def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys
     assert ds.meta["seed"] == TEST_SEED and len(ds) == 12
     assert tuple(ds.meta["generator"]["config"]["shapes"]) == TEST_SHAPES
 
-    # the real NYU frame went through the model; the published methods were scored
+    # the real frames went through the model, drawn as contact sheets: the 19 SR305 frames, the
+    # NYU frame (scored on its labels) and the HANDS 2017 frame
     assert summary["nyu_frame"]["found"] is True
     assert np.isfinite(summary["nyu_frame"]["mean_error_nyu14_mm"])
-    assert (out / "nyu_frame_model.png").stat().st_size > 10_000
+    assert summary["real_frames"]["sr305_frames"] == 19
+    for png in ("sr305.png", "others.png"):
+        assert (out / "real" / png).stat().st_size > 10_000
+    w, h = Image.open(out / "real" / "sr305.png").size
+    assert w > h > 0  # 4 rows of 5
+    # the published methods were scored
     for ds_name, first, mean in (("nyu", "V2V-PoseNet", 8.419), ("icvl", "V2V-PoseNet", 6.284)):
         pub = json.loads((out / ds_name / "metrics.json").read_text())["methods"][0]
         assert pub["name"] == first and abs(pub["mean_error_mm"] - mean) < 0.01
@@ -73,9 +79,13 @@ def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys
     assert (out / "domains" / "matrix.png").stat().st_size > 10_000
     # the report shows every picture it made
     report = (out / "report.md").read_text()
-    for link in ("synthetic/curve.png", "synthetic/overlays.png", "nyu_frame_model.png",
-                 "nyu/curve.png", "icvl/curve.png", "domains/matrix.png"):  # fmt: skip
+    for link in ("synthetic/curve.png", "synthetic/overlays.png", "real/sr305.png",
+                 "real/others.png", "nyu/curve.png", "icvl/curve.png",
+                 "domains/matrix.png"):  # fmt: skip
         assert f"]({link})" in report
+    real = report.split("## Real frames\n", 1)[1].split("\n## ", 1)[0]
+    assert "SR305" in real and "MIT" in real and "NYU" in real and "HANDS 2017" in real
+    assert f"{summary['nyu_frame']['mean_error_nyu14_mm']:.1f} mm" in real
     assert "report.md" in capsys.readouterr().out
 
 
@@ -86,6 +96,10 @@ def test_demo_without_shared_says_so(tta_model, tmp_path, monkeypatch, capsys):
     assert "not found" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert "nyu_frame" not in summary and not (out / "nyu").exists()
+    # no real frames: the report says why instead of the section
+    report = (out / "report.md").read_text()
+    assert "## Real frames" not in report and not (out / "real").exists()
+    assert "not found" in report and "real frames" in report
 
 
 def test_demo_scores_a_model_of_another_joint_set(tiny_model, tmp_path, monkeypatch):

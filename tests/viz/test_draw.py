@@ -1,5 +1,5 @@
-"""handvox.viz.draw: crop boxes around joints, rendering, tiles and PNG output, on the real NYU
-test frame."""
+"""handvox.viz.draw: crop boxes around joints, rendering, tiles, contact sheets and PNG output, on
+the real NYU test frame."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 from PIL import Image
 
 from handvox.camera import Camera
 from handvox.io.depth import read_depth
 from handvox.joints import GROUP_COLORS, NYU14
 from handvox.viz.draw import (
+    SheetFrame,
+    contact_sheet,
+    draw_frame,
     hand_crop_box,
     joints_to_uvd,
     render_frame,
@@ -157,3 +162,67 @@ def test_save_png_round_trip(tmp_path):
     save_png(path, rgb)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), rgb)
     assert [p.name for p in path.parent.iterdir()] == ["img.png"]
+
+
+def _hand_frame(cu: float, cv: float, rng: np.random.Generator):
+    """A 640x480 frame with a 500 mm disc at (cu, cv) and 21 joints scattered over it (uvd)."""
+    v, u = np.mgrid[:480, :640]
+    depth = np.where((u - cu) ** 2 + (v - cv) ** 2 < 60**2, 500.0, 0.0).astype(np.float32)
+    uvd = np.column_stack([rng.uniform(-50, 50, (21, 2)) + [cu, cv], np.full(21, 505.0)])
+    return depth, uvd
+
+
+def test_contact_sheet_one_panel_a_frame_named_under_it(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = []
+    for k, (cu, cv) in enumerate([(100, 100), (320, 240), (500, 380), (200, 300), (560, 80)]):
+        depth, uvd = _hand_frame(cu, cv, rng)
+        frames.append(SheetFrame(f"seq/{k}", depth, NYU, uvd))
+    frames[3] = SheetFrame("seq/3", frames[3].depth, NYU, None, note="no hand found")
+    label = NYU.xyz_to_uvd(NYU.uvd_to_xyz(frames[1].pred_uvd)[:14])  # any 14 points
+    frames[1] = SheetFrame("seq/1", frames[1].depth, NYU, frames[1].pred_uvd, label, "nyu14")
+    fig = contact_sheet(frames, "canonical21", cols=2, title="five frames")
+    assert isinstance(fig, Figure) and len(fig.axes) == len(frames)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["seq/0", "seq/1", "seq/2", "seq/3\nno hand found", "seq/4"]
+    # a grid of 2 columns, in reading order: 3 rows, left then right
+    x0 = [round(ax.get_position(original=True).x0, 3) for ax in fig.axes]
+    y0 = [round(ax.get_position(original=True).y0, 3) for ax in fig.axes]
+    assert x0[0] == x0[2] == x0[4] < x0[1] == x0[3]
+    assert y0[0] == y0[1] > y0[2] == y0[3] > y0[4]
+    # each panel is cropped around its skeleton; the frame without a hand shown whole
+    for ax, f in zip(fig.axes, frames, strict=True):
+        (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()
+        if f.pred_uvd is None:
+            assert (left, right, top, bottom) == (-0.5, 639.5, -0.5, 479.5)
+        else:
+            assert right - left == bottom - top < 300
+            assert (left <= f.pred_uvd[:, 0]).all() and (f.pred_uvd[:, 0] <= right).all()
+    # one legend: both skeleton styles (a frame has a label) and the finger colours
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert names[:2] == ["label", "prediction"] and "thumb" in names
+    fig.savefig(tmp_path / "sheet.png", format="png", dpi=50)
+    assert Image.open(tmp_path / "sheet.png").size[0] > 100
+
+
+def test_contact_sheet_without_labels_and_fewer_frames_than_columns():
+    depth, uvd = _hand_frame(320, 240, np.random.default_rng(1))
+    fig = contact_sheet([SheetFrame("only", depth, NYU, uvd)], cols=5, title=None)
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "only"
+    assert [t.get_text() for t in fig.legends[0].get_texts()][0] == "prediction"
+    with pytest.raises(ValueError, match="no frames"):
+        contact_sheet([])
+
+
+def test_draw_frame_labels_of_another_joint_set(nyu):
+    """NYU's 14 label joints beside a 21-joint prediction, each checked against its own set."""
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    pred21 = np.concatenate([nyu["gt"], nyu["gt"][:7]])
+    box = draw_frame(ax, nyu["depth"], NYU, "canonical21", gt_uvd=nyu["gt"], pred_uvd=pred21,
+                     gt_joint_set="nyu14", legend=False)  # fmt: skip
+    assert _contains(box, nyu["gt"]) and ax.get_legend() is None
+    with pytest.raises(ValueError, match="do not fit canonical21"):
+        draw_frame(ax, nyu["depth"], NYU, "canonical21", gt_uvd=nyu["gt"], pred_uvd=nyu["gt"],
+                   gt_joint_set="nyu14")  # fmt: skip

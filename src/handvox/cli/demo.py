@@ -7,8 +7,9 @@
    overlays (best, median and worst frames), time per stage.
 3. Scores it on the cross-domain suite (:data:`handvox.eval.protocol.DOMAIN_SETS`: skinned
    hands, other sensors, an egocentric hand holding an object), a matrix in the report.
-4. With ``../shared`` beside the checkout: runs the model on the real NYU test frame, and scores
-   the published methods' NYU and ICVL predictions with handvox's evaluation toolkit.
+4. With ``../shared`` beside the checkout: runs the model on real frames (19 RealSense SR305
+   frames, the NYU test frame with its labels, a HANDS 2017 frame) drawn as contact sheets, and
+   scores the published methods' NYU and ICVL predictions with handvox's evaluation toolkit.
 
 Everything lands in ``--out`` (default ``demo-output/``); ``report.md`` there links the rest.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
+from handvox.cli.show import hand_box
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.eval.files import evaluate_files
 from handvox.eval.metrics import score
@@ -40,7 +42,16 @@ from handvox.eval.report import build_metrics, plot_domain_matrix, render_markdo
 from handvox.io.depth import read_depth
 from handvox.io.predictions import load_xyz
 from handvox.joints import convert_joints, get_joint_set
-from handvox.viz.draw import render_frame, save_png, tile_images
+from handvox.viz.draw import (
+    Box,
+    SheetFrame,
+    contact_sheet,
+    hand_crop_box,
+    render_frame,
+    save_png,
+    square_box,
+    tile_images,
+)
 
 # Evaluated first (the "method under test"), then the rest, in the order papers list them.
 PUBLISHED = {
@@ -243,40 +254,127 @@ def domain_section(
     return lines, results
 
 
-def nyu_frame_section(est, shared: Path, out: Path) -> tuple[list[str], dict]:
-    """The model on the real NYU test frame 1 (approximate comparison with its 14 labels)."""
-    nyu = shared / "data" / "nyu"
-    cam = Camera.preset("nyu")
-    depth = read_depth(nyu / "depth_1_0000001.png")
-    pred = est(depth, cam)
-    gt14 = load_xyz(nyu / "nyu_test_groundtruth_label.txt", cam, get_joint_set("nyu14"), "uvd")[0]
-    gt14 = gt14[0]
-    left = render_frame(depth, cam, "nyu14", gt_uvd=cam.xyz_to_uvd(gt14), size_px=384,
-                        title="NYU labels (14 joints)")  # fmt: skip
-    lines = ["## The real NYU test frame", ""]
-    summary: dict = {"found": bool(pred.found[0])}
+def read_sr305(folder: Path) -> tuple[list[tuple[str, np.ndarray]], Camera]:
+    """The SR305 frames of ``../shared/data/sr305`` as (``sequence/frame``, ``(H, W)`` mm), in
+    recording order, and their camera (``camera.json``)."""
+    spec = json.loads((folder / "camera.json").read_text())
+    cam = Camera.from_dict(spec)
+    unit = np.float32(spec["depth_unit_mm"])
+    paths = sorted(folder.glob("*/*.png"), key=lambda q: (q.parent.name, int(q.stem)))
+    # read_depth takes a 16-bit PNG's values as millimetres, and neither it nor the estimator has
+    # a depth-unit option: the SR305's 1/8 mm steps become mm here, where the frames are read.
+    frames = [(f"{q.parent.name}/{q.stem}", read_depth(q) * unit) for q in paths]
+    return frames, cam
+
+
+def _sheet_box(est: HandPoseEstimator, depth: np.ndarray, cam: Camera, *skeletons) -> Box:
+    """A square around the hand found from depth (:func:`handvox.cli.show.hand_box`) and the
+    skeletons drawn, so that a skeleton off the hand shows as such."""
+    boxes = [hand_box(depth, cam, config=est.segment_config)]
+    pts = [s for s in skeletons if s is not None and np.isfinite(s).all()]
+    if pts:
+        boxes.append(hand_crop_box(depth, cam, np.concatenate(pts)))
+    b = np.asarray(boxes, dtype=np.float64)
+    lo, hi = b[:, :2].min(0), b[:, 2:].max(0)
+    centre = 0.5 * (lo + hi)
+    return square_box(centre[0], centre[1], float((hi - lo).max()), cam.width, cam.height)
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def real_frames_section(est: HandPoseEstimator, shared: Path, out: Path) -> tuple[list[str], dict]:
+    """The model on real sensors' frames: the 19 SR305 frames (unlabelled), the NYU test frame 1
+    (labelled: an approximate error on NYU's 14 joints) and the HANDS 2017 frame (unlabelled),
+    drawn as contact sheets ``real/sr305.png`` and ``real/others.png``; the report's lines."""
+    t0 = time.perf_counter()
+    data = shared / "data"
+    js = est.config.joint_set
+    sr_frames, sr_cam = read_sr305(data / "sr305")
+    sr_pred = est(np.stack([d for _, d in sr_frames]), sr_cam)
+    sheet = []
+    for i, (name, depth) in enumerate(sr_frames):
+        uvd = sr_pred.joints_uvd[i] if sr_pred.found[i] else None
+        sheet.append(SheetFrame(name, depth, sr_cam, uvd, box=_sheet_box(est, depth, sr_cam, uvd),
+                                note="" if uvd is not None else "no hand found"))  # fmt: skip
+    fig = contact_sheet(sheet, js, cols=5, title=f"Intel RealSense SR305: {len(sheet)} frames")
+    _save_figure(fig, out / "real" / "sr305.png")
+
+    # NYU test frame 1, with its labels; scored as before on NYU's 14 joints.
+    nyu = data / "nyu"
+    nyu_cam = Camera.preset("nyu")
+    nyu_depth = read_depth(nyu / "depth_1_0000001.png")
+    gt14 = load_xyz(nyu / "nyu_test_groundtruth_label.txt", nyu_cam, get_joint_set("nyu14"),
+                    "uvd")[0][0]  # fmt: skip
+    gt_uvd = nyu_cam.xyz_to_uvd(gt14)
+    pred = est(nyu_depth, nyu_cam)
+    nyu_summary: dict = {"found": bool(pred.found[0])}
     if pred.found[0]:
         xyz = pred.joints_xyz[0]
-        right = render_frame(depth, cam, est.config.joint_set, pred_uvd=cam.xyz_to_uvd(xyz),
-                             size_px=384, title="handvox (canonical 21)")  # fmt: skip
-        as14 = convert_joints(xyz, est.config.joint_set, "nyu14")
+        as14 = convert_joints(xyz, js, "nyu14")
         err = float(np.linalg.norm(as14 - gt14, axis=-1).mean())
         com_err = float(np.linalg.norm(pred.com_xyz[0] - gt14.mean(0)))
-        summary |= {"mean_error_nyu14_mm": err, "com_to_label_mean_mm": com_err}
-        lines += [
-            f"`{nyu / 'depth_1_0000001.png'}` through the same model. Its joints mapped to "
-            f"NYU's 14 (an approximate anatomical mapping: NYU's palm and wrist points are not "
-            f"the canonical joints) lie **{err:.1f} mm** on average from the labels; the final "
-            f"cube centre is {com_err:.1f} mm from the labels' mean. One frame, of a real sensor "
-            "and person the model never saw (trained on synthetic data only): an anecdote, "
-            "not a score.",
-        ]
+        nyu_summary |= {"mean_error_nyu14_mm": err, "com_to_label_mean_mm": com_err}
+        nyu_uvd, note = pred.joints_uvd[0], f"mean error {err:.1f} mm on NYU's 14 joints"
+        nyu_text = (
+            f"Its joints mapped to NYU's 14 (an approximate anatomical mapping: NYU's palm and "
+            f"wrist points are not the canonical joints) lie **{err:.1f} mm** on average from "
+            f"the labels; the final cube centre is {com_err:.1f} mm from the labels' mean."
+        )
     else:
-        right = left
-        lines.append(f"No hand found: {pred.reason[0]}")
-    save_png(out / "nyu_frame_model.png", tile_images([left, right], 2))
-    lines += ["", "![NYU frame](nyu_frame_model.png)", ""]
-    return lines, summary
+        nyu_uvd, note = None, "no hand found"
+        nyu_text = f"No hand found: {pred.reason[0]}."
+    h17_cam = Camera.preset("hands17")
+    h17_depth = read_depth(data / "hands17" / "image_D00000030.png")
+    h17 = est(h17_depth, h17_cam)
+    h17_uvd = h17.joints_uvd[0] if h17.found[0] else None
+    others = [
+        SheetFrame("NYU test frame 1", nyu_depth, nyu_cam, nyu_uvd, gt_uvd, "nyu14",
+                   _sheet_box(est, nyu_depth, nyu_cam, nyu_uvd, gt_uvd), note),
+        SheetFrame("HANDS 2017 image_D00000030", h17_depth, h17_cam, h17_uvd,
+                   box=_sheet_box(est, h17_depth, h17_cam, h17_uvd),
+                   note="unlabelled" if h17_uvd is not None else "no hand found"),
+    ]  # fmt: skip
+    fig = contact_sheet(others, js, cols=2, panel_in=4.0, label_label="NYU label (14 joints)")
+    _save_figure(fig, out / "real" / "others.png")
+    seconds = time.perf_counter() - t0
+    missed = [name for (name, _), f in zip(sr_frames, sr_pred.found, strict=True) if not f]
+    lines = [
+        "## Real frames",
+        "",
+        f"The model (trained on synthetic frames only) on real sensors' frames it never saw, "
+        f"its {get_joint_set(js).name} joints dashed; {seconds:.1f} s for all "
+        f"{len(sr_frames) + 2}, drawing included. Crops hold the hand found from depth and "
+        "the skeletons drawn.",
+        "",
+        f"{len(sr_frames)} frames of one right hand from an Intel RealSense SR305 (coded light, "
+        "0.125 mm depth steps, the recording's own intrinsics from `camera.json`), two sequences "
+        "(an open palm turned in the image plane; fingers apart, not stretched), from "
+        "L. Ondris's hand-recognition dataset under the MIT licence; it has gesture labels but "
+        "no joint labels, so judge these by eye"
+        + (f" (no hand found in {', '.join(missed)})" if missed else "")
+        + ":",
+        "",
+        "![SR305 frames](real/sr305.png)",
+        "",
+        "Left: NYU hand pose test frame 1 (Kinect v1 structured light, CC BY 4.0), labelled: "
+        f"its 14 label joints solid. {nyu_text} Right: one HANDS 2017 frame (a RealSense "
+        "SR300-class camera, that release's published intrinsics; background removed by its "
+        "makers; no licence stated with the frame, its origin not verified), unlabelled. One "
+        "frame each: anecdotes, not scores.",
+        "",
+        "![NYU and HANDS 2017 frames](real/others.png)",
+        "",
+    ]
+    summary = {
+        "seconds": seconds,
+        "sr305_frames": len(sr_frames),
+        "sr305_without_hand": missed,
+        "hands17_found": bool(h17.found[0]),
+    }
+    return lines, {"nyu_frame": nyu_summary, "real_frames": summary}
 
 
 def _passes_note(est: HandPoseEstimator) -> str:
@@ -308,7 +406,7 @@ def run_demo(
 ) -> dict:
     """``handvox demo``: the held-out synthetic test set through ``model`` (default: the
     shipped one), the cross-domain suite (``domain_frames`` a set; 0 skips it), then, with
-    ``../shared``, the real NYU frame and the published methods;
+    ``../shared``, the real frames (SR305, NYU, HANDS 2017) and the published methods;
     ``out/report.md`` and ``out/summary.json``. ``frames``: the protocol's test set size
     (:data:`handvox.eval.protocol.TEST_FRAMES`) unless given. Returns the summary.
 
@@ -351,13 +449,16 @@ def run_demo(
 
     shared = find_shared()
     if shared is None:
-        msg = ("../shared/data not found beside this checkout: the real NYU frame and the "
-               "published results need it, so they are skipped.")  # fmt: skip
+        msg = ("../shared/data not found beside this checkout: the real frames (SR305, NYU, "
+               "HANDS 2017) and the published results need it, so they are skipped.")  # fmt: skip
         print(f"handvox demo: {msg}")
         lines += [f"_{msg}_", ""]
     else:
-        frame_lines, summary["nyu_frame"] = nyu_frame_section(est, shared, out)
+        print("handvox demo: the real frames (SR305, NYU, HANDS 2017)")
+        frame_lines, frame_summary = real_frames_section(est, shared, out)
         lines += frame_lines
+        summary |= frame_summary
+        print(f"  {frame_summary['real_frames']['seconds']:.1f} s")
         print(f"handvox demo: scoring published methods with the data in {shared}")
         tables = run_published_evaluation(shared, out)
         lines += [

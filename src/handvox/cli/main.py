@@ -266,11 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="the main job: a model on the held-out synthetic test set, the real NYU frame and "
-        "the published methods, in one report",
+        help="the main job: a model on the held-out synthetic test set, the cross-domain suite, "
+        "real frames and the published methods, in one report",
         description="Render the held-out synthetic test set, run a model on it (the shipped one "
-        "unless --model), score it, and with ../shared beside the checkout also run the real NYU "
-        "frame and score the published NYU and ICVL predictions; OUT/report.md links it all.",
+        "unless --model), score it and the cross-domain suite, and with ../shared beside the "
+        "checkout also run the real frames (19 RealSense SR305 frames, the NYU test frame, a "
+        "HANDS 2017 frame) and score the published NYU and ICVL predictions; OUT/report.md "
+        "links it all.",
     )
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="report folder")
     p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")

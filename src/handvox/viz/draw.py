@@ -11,6 +11,8 @@ hand found from depth alone computes the box (``handvox show`` segments the hand
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +222,20 @@ def _draw_skeleton(ax: Axes, uvd: np.ndarray, js: JointSet, style: str, scale: f
         )
 
 
+def skeleton_legend_handles(
+    gt_label: str = "ground truth", pred_label: str = "prediction"
+) -> list[Line2D]:
+    """Legend entries for the two skeleton styles of :func:`draw_frame` (solid ground truth,
+    dashed prediction), for an axes' or a figure's legend."""
+    edge = patheffects.withStroke(linewidth=3.4, foreground="black")
+    return [
+        Line2D([], [], color=GROUP_COLORS["middle"], lw=2.4, marker="o", ms=6,
+               mec="black", path_effects=[edge], label=gt_label),
+        Line2D([], [], color="white", lw=1.8, ls=(0, (2.5, 1.5)), marker="D", ms=5,
+               mfc=GROUP_COLORS["middle"], mec="white", path_effects=[edge], label=pred_label),
+    ]  # fmt: skip
+
+
 def draw_frame(
     ax: Axes,
     depth: np.ndarray,
@@ -231,6 +247,8 @@ def draw_frame(
     title: str | None = None,
     far_mm: float = FAR_MM,
     line_scale: float = 1.0,
+    gt_joint_set: str | JointSet | None = None,
+    legend: bool = True,
 ) -> Box:
     """Draw a depth frame and its skeleton(s) into a matplotlib axes.
 
@@ -245,15 +263,23 @@ def draw_frame(
         box: crop box; default :func:`hand_crop_box` around the given joints (the whole frame
             without joints).
         line_scale: multiplies line widths and marker sizes (for small or large panels).
+        gt_joint_set: the joint set of ``gt_uvd`` where it is not ``joint_set`` (e.g. a
+            dataset's labels beside a canonical prediction).
+        legend: draw the legend (when both skeletons are drawn).
     Returns:
         The box drawn.
     """
     js = get_joint_set(joint_set)
+    gt_js = js if gt_joint_set is None else get_joint_set(gt_joint_set)
     depth = np.asarray(depth, dtype=np.float32)
-    skeletons = [np.asarray(j, dtype=np.float64) for j in (gt_uvd, pred_uvd) if j is not None]
-    for j in skeletons:
-        if j.shape != (len(js), 3):
-            raise ValueError(f"joints of shape {j.shape} do not fit {js.name} ({len(js)}, 3)")
+    skeletons = []
+    for j, jset in ((gt_uvd, gt_js), (pred_uvd, js)):
+        if j is None:
+            continue
+        j = np.asarray(j, dtype=np.float64)
+        if j.shape != (len(jset), 3):
+            raise ValueError(f"joints of shape {j.shape} do not fit {jset.name} ({len(jset)}, 3)")
+        skeletons.append(j)
     if box is None:
         box = hand_crop_box(depth, camera, np.concatenate(skeletons) if skeletons else None)
     u0, v0, u1, v1 = box
@@ -271,23 +297,15 @@ def draw_frame(
         extent=(u0 - 0.5, u1 - 0.5, v1 - 0.5, v0 - 0.5),
     )
     if gt_uvd is not None:
-        _draw_skeleton(ax, np.asarray(gt_uvd, dtype=np.float64), js, "gt", line_scale)
+        _draw_skeleton(ax, np.asarray(gt_uvd, dtype=np.float64), gt_js, "gt", line_scale)
     if pred_uvd is not None:
         _draw_skeleton(ax, np.asarray(pred_uvd, dtype=np.float64), js, "pred", line_scale)
     ax.set_xlim(u0 - 0.5, u1 - 0.5)
     ax.set_ylim(v1 - 0.5, v0 - 0.5)
     ax.set_axis_off()
-    if gt_uvd is not None and pred_uvd is not None:
-        edge = patheffects.withStroke(linewidth=3.4, foreground="black")
-        handles = [
-            Line2D([], [], color=GROUP_COLORS["middle"], lw=2.4, marker="o", ms=6,
-                   mec="black", path_effects=[edge], label="ground truth"),
-            Line2D([], [], color="white", lw=1.8, ls=(0, (2.5, 1.5)), marker="D", ms=5,
-                   mfc=GROUP_COLORS["middle"], mec="white", path_effects=[edge],
-                   label="prediction"),
-        ]  # fmt: skip
-        legend = ax.legend(
-            handles=handles,
+    if legend and gt_uvd is not None and pred_uvd is not None:
+        box_legend = ax.legend(
+            handles=skeleton_legend_handles(),
             loc="lower right",
             fontsize=max(7.0, 8 * line_scale),
             framealpha=0.6,
@@ -296,7 +314,7 @@ def draw_frame(
             labelcolor="white",
             handlelength=2.5,
         )
-        legend.set_zorder(10)
+        box_legend.set_zorder(10)
     if title:
         ax.set_title(title, fontsize=9)
     return box
@@ -358,6 +376,110 @@ def render_frame(
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     return rgb
+
+
+@dataclass(frozen=True)
+class SheetFrame:
+    """One panel of :func:`contact_sheet`.
+
+    Attributes:
+        name: written under the panel.
+        depth: ``(H, W)`` mm.
+        camera: the frame's camera.
+        pred_uvd: ``(J, 3)`` uvd of the sheet's joint set; None: no hand found (the whole frame
+            is shown).
+        label_uvd: ``(J_label, 3)`` uvd of ``label_joint_set``, or None (unlabelled).
+        label_joint_set: the labels' joint set (default: the sheet's).
+        box: crop box; default :func:`hand_crop_box` around the skeletons drawn.
+        note: a second line under the name (e.g. an error).
+    """
+
+    name: str
+    depth: np.ndarray
+    camera: Camera | str
+    pred_uvd: np.ndarray | None = None
+    label_uvd: np.ndarray | None = None
+    label_joint_set: str | JointSet | None = None
+    box: Box | None = None
+    note: str = ""
+
+
+def contact_sheet(
+    frames: Sequence[SheetFrame],
+    joint_set: str | JointSet = "canonical21",
+    cols: int = 5,
+    panel_in: float = 2.4,
+    title: str | None = None,
+    pred_label: str = "prediction",
+    label_label: str = "label",
+    far_mm: float = FAR_MM,
+) -> Figure:
+    """A grid of depth frames, each cropped around its hand with its predicted skeleton (dashed,
+    :func:`draw_frame`'s prediction style) and, where it has one, its label skeleton (solid),
+    its name (and note) under it; a legend of the two styles and the finger colours on top.
+
+    The figure holds exactly one axes a frame, in order, each titled with the frame's name (and
+    note, on a second line), the title written under the picture.
+
+    Args:
+        joint_set: the predictions' joint set.
+        cols: panels a row (fewer when there are fewer frames).
+        panel_in: a panel's side, inches.
+    Returns:
+        A matplotlib Figure (save with ``fig.savefig``).
+    """
+    if not frames:
+        raise ValueError("no frames for a contact sheet")
+    js = get_joint_set(joint_set)
+    cols = max(1, min(cols, len(frames)))
+    rows = -(-len(frames) // cols)
+    labelled = any(f.label_uvd is not None for f in frames)
+    handles = skeleton_legend_handles(label_label, pred_label)[0 if labelled else 1 :]
+    handles += [
+        Line2D([], [], ls="none", marker="o", ms=6, mfc=GROUP_COLORS[g], mec="black", label=g)
+        for g in ("thumb", "index", "middle", "ring", "little", "palm")
+    ]
+    caption_in, gap_in = 0.42, 0.08
+    cell_w, cell_h = panel_in + gap_in, panel_in + caption_in
+    width = cols * cell_w + gap_in
+    # The legend in as many rows as the figure's width needs (about 1.2 in an entry).
+    per_row = max(1, min(len(handles), int(width / 1.2)))
+    legend_in = 0.1 + 0.25 * -(-len(handles) // per_row)
+    title_in = 0.3 if title else 0.0
+    head_in = title_in + legend_in + 0.1
+    height = rows * cell_h + head_in
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    scale = panel_in / 3.2
+    for k, f in enumerate(frames):
+        r, c = divmod(k, cols)
+        left = gap_in + c * cell_w
+        bottom = height - head_in - r * cell_h - panel_in
+        ax = fig.add_axes((left / width, bottom / height, panel_in / width, panel_in / height))
+        pred = None if f.pred_uvd is None else np.asarray(f.pred_uvd, dtype=np.float64)
+        if pred is not None and not np.isfinite(pred).all():
+            pred = None
+        draw_frame(ax, f.depth, f.camera, js, gt_uvd=f.label_uvd, pred_uvd=pred, box=f.box,
+                   far_mm=far_mm, line_scale=scale, gt_joint_set=f.label_joint_set,
+                   legend=False)  # fmt: skip
+        caption = f.name + (f"\n{f.note}" if f.note else "")
+        # The title under the picture: its top a few points below the axes.
+        ax.set_title(caption, fontsize=8, y=0.0, pad=-4, va="top", linespacing=1.3)
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - title_in / height),
+        ncol=per_row,
+        fontsize=8,
+        facecolor="#303030",
+        framealpha=0.85,
+        edgecolor="none",
+        labelcolor="white",
+        handlelength=2.5,
+    )
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
+    return fig
 
 
 def tile_images(images: list[np.ndarray], cols: int, pad: int = 4) -> np.ndarray:
