@@ -1,0 +1,170 @@
+"""synth/objects.py: kinds, sizes, placing, grasps; directly or by frames asserting grasps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from handvox.hand.grasp import CONTACT_TOLERANCE_MM, GraspObject, hand_overlap
+from handvox.hand.kinematics import forward_kinematics
+from handvox.hand.poses import sample_poses
+from handvox.hand.shapes import base_shape
+from handvox.synth.hand import bones_from_vector
+from handvox.synth.hand_config import SCENE_PARTS, HandSynthConfig, pose_sampler_config
+from handvox.synth.objects import (
+    OBJECT_KIND_PROBS,
+    OBJECT_KINDS,
+    OBJECT_LENGTH_MM,
+    OBJECT_RADIUS_MM,
+    clear_of_camera,
+    draw_objects,
+    grasp_poses,
+    object_in_hand,
+)
+from tests.synth.scenes import NYU, content_frames
+
+
+def test_object_kinds_have_a_chance_and_graspable_sizes_each():
+    n = len(OBJECT_KINDS)
+    assert len(OBJECT_KIND_PROBS) == len(OBJECT_RADIUS_MM) == len(OBJECT_LENGTH_MM) == n == 3
+    assert math.isclose(sum(OBJECT_KIND_PROBS), 1.0) and min(OBJECT_KIND_PROBS) > 0.0
+    for lo, hi in (*OBJECT_RADIUS_MM, *OBJECT_LENGTH_MM):
+        assert 0.0 <= lo <= hi
+    assert OBJECT_LENGTH_MM[OBJECT_KINDS.index("sphere")] == (0.0, 0.0)  # no axis
+    across = 2.0 * np.asarray(OBJECT_RADIUS_MM)  # from thin handles to balls
+    assert across.min() == 15.0 and across.max() == 90.0
+    handle, cylinder = OBJECT_KINDS.index("handle"), OBJECT_KINDS.index("cylinder")
+    assert OBJECT_RADIUS_MM[handle][1] <= OBJECT_RADIUS_MM[cylinder][1]
+
+
+def test_draw_objects_draws_each_kind_at_its_chance_within_its_sizes():
+    n = 20000
+    draw = draw_objects(np.random.default_rng(0), n)
+    assert draw.kind.shape == draw.radius.shape == draw.length.shape == draw.thumb.shape == (n,)
+    assert draw.place.shape == (n, 5) and (draw.place >= 0.0).all() and (draw.place < 1.0).all()
+    share = np.bincount(draw.kind, minlength=len(OBJECT_KINDS)) / n
+    np.testing.assert_allclose(share, OBJECT_KIND_PROBS, atol=0.015)
+    for k in range(len(OBJECT_KINDS)):
+        for values, (lo, hi) in ((draw.radius, OBJECT_RADIUS_MM[k]),
+                                 (draw.length, OBJECT_LENGTH_MM[k])):  # fmt: skip
+            v = values[draw.kind == k]
+            assert (v >= lo).all() and (v <= hi).all()
+            # uniform over the range: both ends nearly reached
+            assert v.min() <= lo + 0.01 * (hi - lo) and v.max() >= hi - 0.01 * (hi - lo)
+    thumb = np.degrees(draw.thumb)  # swung radially 5-25 degrees
+    assert (thumb >= -25.0).all() and (thumb <= -5.0).all() and np.ptp(thumb) > 19.0
+    again = draw_objects(np.random.default_rng(0), n)
+    np.testing.assert_array_equal(again.radius, draw.radius)
+    np.testing.assert_array_equal(again.place, draw.place)
+
+
+def test_object_draw_indexes_like_its_arrays():
+    draw = draw_objects(np.random.default_rng(1), 6)
+    for one in (draw[2], draw[np.int64(2)]):
+        assert one.kind.shape == (1,) and one.place.shape == (1, 5)
+        assert one.kind[0] == draw.kind[2] and one.radius[0] == draw.radius[2]
+        np.testing.assert_array_equal(one.place[0], draw.place[2])
+    some = draw[np.array([4, 0])]
+    np.testing.assert_array_equal(some.length, draw.length[[4, 0]])
+    np.testing.assert_array_equal(some.thumb, draw.thumb[[4, 0]])
+    np.testing.assert_array_equal(draw[1:3].kind, draw.kind[1:3])
+
+
+def test_objects_lie_across_the_palm_below_the_knuckles():
+    bones = base_shape("average_adult")
+    draw = draw_objects(np.random.default_rng(2), 400)
+    a, b = (x.numpy() for x in object_in_hand(draw, bones))
+    assert a.shape == b.shape == (400, 3) and a.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(b - a, axis=1), draw.length, atol=1e-9)
+    sphere = draw.kind == OBJECT_KINDS.index("sphere")
+    assert sphere.any() and (~sphere).any()
+    np.testing.assert_array_equal(a[sphere], b[sphere])
+    # where each is gripped: its middle when not shifted along its axis (place[:, 4] = 0.5)
+    place = draw.place.copy()
+    place[:, 4] = 0.5
+    grip = sum(x.numpy() for x in object_in_hand(replace(draw, place=place), bones)) / 2
+    mcp = bones.base[0, 1:].double().numpy()  # index..little MCPs, hand frame
+    np.testing.assert_allclose(grip[:, 2], 0.0, atol=1e-9)  # in the palm's plane
+    way = grip[:, 1] / mcp[:, 1].mean()  # of the way from the wrist to the MCP row
+    assert (way[sphere] >= 0.6 - 1e-9).all() and (way[sphere] <= 0.8 + 1e-9).all()
+    assert (way[~sphere] >= 0.62 - 1e-9).all() and (way[~sphere] <= 0.85 + 1e-9).all()
+    assert np.abs(grip[~sphere, 0] - mcp[:, 0].mean()).max() <= 8.0 + 1e-9
+    # capsules: within 25 degrees of the knuckle line (x), 10 of the palm's plane ...
+    axis = (b - a)[~sphere] / draw.length[~sphere, None]
+    assert np.degrees(np.abs(np.arctan2(axis[:, 1], axis[:, 0]))).max() <= 25.0 + 1e-6
+    assert np.degrees(np.abs(np.arcsin(axis[:, 2]))).max() <= 10.0 + 1e-6
+    # ... gripped on their axis anywhere but their last 30 mm
+    to_a = np.linalg.norm(a - grip, axis=1)[~sphere]
+    to_b = np.linalg.norm(b - grip, axis=1)[~sphere]
+    np.testing.assert_allclose(to_a + to_b, draw.length[~sphere], atol=1e-6)
+    assert np.minimum(to_a, to_b).min() >= 30.0 - 1e-6
+    assert np.minimum(to_a, to_b).min() < 31.0  # and the ends are reached
+
+
+def test_grasp_poses_close_the_fingers_onto_the_object_and_keep_the_root():
+    bones = base_shape("average_adult")
+    gen = torch.Generator().manual_seed(0)
+    poses = sample_poses(gen, 4, pose_sampler_config(HandSynthConfig())).numpy()
+    draw = draw_objects(np.random.default_rng(3), 4)
+    out, ends = grasp_poses(poses, bones, draw)
+    assert out.shape == (4, 30) and out.dtype == np.float32 and ends.shape == (4, 2, 3)
+    np.testing.assert_array_equal(out[:, :6], poses[:, :6])  # the root put back
+    assert not np.allclose(out[:, 6:], poses[:, 6:], atol=1e-3)  # the fingers moved
+    np.testing.assert_allclose(np.linalg.norm(ends[:, 1] - ends[:, 0], axis=1), draw.length,
+                               atol=1e-6)  # fmt: skip
+    pose = torch.from_numpy(out.astype(np.float64))
+    hands = bones.to(dtype=torch.float64)
+    a, b = (torch.from_numpy(np.ascontiguousarray(ends[:, k])) for k in (0, 1))
+    obj = GraspObject(a, b, torch.from_numpy(draw.radius))
+    # in the camera frame: no bone inside the object beyond the tolerance ...
+    assert (hand_overlap(pose, hands, obj) <= CONTACT_TOLERANCE_MM + 0.05).all()
+    # ... and at least three fingers end on its surface
+    chains = forward_kinematics(pose, hands).joints[:, 1:].unflatten(1, (5, 4))
+    radius = hands.radius[:, :, 1:].flatten(1).expand(4, -1)
+    gaps = obj.distance(chains[:, :, :3].flatten(1, 2), chains[:, :, 1:].flatten(1, 2), radius)
+    touching = (gaps.view(4, 5, 3).abs() <= CONTACT_TOLERANCE_MM + 0.05).any(dim=2)
+    assert (touching.sum(dim=1) >= 3).all(), gaps.view(4, 5, 3)
+
+
+def test_clear_of_camera_keeps_objects_more_than_30_mm_before_it():
+    ends = np.array([
+        [[0.0, 0.0, 100.0], [0.0, 0.0, 300.0]],  # 50 mm clear
+        [[0.0, 0.0, 400.0], [50.0, 0.0, 75.0]],  # its near end 25 mm from the camera
+        [[0.0, 0.0, 80.0], [0.0, 0.0, 80.0]],  # a sphere exactly 30 mm away
+        [[0.0, 0.0, 600.0], [0.0, 0.0, 600.0]],  # a sphere 20 mm away
+    ])  # fmt: skip
+    radius = np.array([50.0, 50.0, 50.0, 580.0])
+    np.testing.assert_array_equal(clear_of_camera(ends, radius), [True, False, False, False])
+
+
+@pytest.mark.slow
+def test_held_objects_end_on_the_fingers_and_hide_them():
+    frames = content_frames(2, 8, object_prob=1.0, body_prob=0.0, wall_prob=0.0)
+    obj_id, occluded = SCENE_PARTS.index("object"), 0
+    for f in frames:
+        assert list(f.extra["content"]) == [0, 1, 0, 0]
+        a, b, r = (torch.from_numpy(f.extra["objects"][0, k].astype(np.float64)[None])
+                   for k in (slice(0, 3), slice(3, 6), 6))  # fmt: skip
+        obj = GraspObject(a, b, r)
+        bones = bones_from_vector(f.shape).to(dtype=torch.float64)
+        pose = torch.from_numpy(f.pose.astype(np.float64))[None]
+        # no bone inside the object by more than the grasp's tolerance (float32 storage aside)
+        assert float(hand_overlap(pose, bones, obj)[0]) <= CONTACT_TOLERANCE_MM + 0.05
+        fk = forward_kinematics(pose, bones)
+        chains = fk.joints[:, 1:].unflatten(1, (5, 4))
+        gaps = obj.distance(chains[:, :, :3].flatten(1, 2), chains[:, :, 1:].flatten(1, 2),
+                            bones.radius[:, :, 1:].flatten(1))  # fmt: skip
+        touching = (gaps.view(5, 3).abs() <= CONTACT_TOLERANCE_MM + 0.05).any(dim=1)
+        assert int(touching.sum()) >= 3, gaps.view(5, 3)  # fingers end on its surface
+        # the labels are the grasped pose's kinematics
+        np.testing.assert_allclose(fk.joints[0].numpy(), f.joints_xyz["canonical21"], atol=1e-3)
+        part = f.extra["part"]
+        assert (part == obj_id).sum() > 300
+        uvd = NYU.xyz_to_uvd(f.joints_xyz["canonical21"].astype(np.float64))
+        u, v = np.rint(uvd[:, :2]).astype(int).T
+        occluded += int(((part[v, u] == obj_id) & (f.clean[v, u] < uvd[:, 2] - 8.0)).sum())
+    assert occluded > 0  # the object hides finger joints behind it
