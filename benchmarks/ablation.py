@@ -24,7 +24,8 @@ the test predictions. Outputs: ``OUT/report.md``, ``metrics.json``, ``curve.png`
 ``per_joint.png``.
 
     handvox synth --out data/synth --frames 20000 --workers 2
-    handvox transfer --labels nyu_train_labels.txt --out data/transfer --shapes 5 --views 4
+    handvox transfer --from nyu_train_labels.txt --dataset nyu --out data/transfer \\
+        --shapes 5 --views 4
     python benchmarks/ablation.py --sampler data/synth --transfer data/transfer \\
         --test data/test --out runs/ablation --steps 6000 --refine-steps 1500
 """

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from handvox.camera import Camera, flip_y
+from handvox.estimator.locate import find_hand
 from handvox.estimator.segment import SegmentConfig, segment_hand
 from handvox.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from handvox.hand import kinematics, shapes
@@ -268,19 +269,20 @@ def bench_nyu(config: SegmentConfig) -> None:
         return
     depth = read_depth(png)
     cam = Camera.preset("nyu")
-    seg = segment_hand(depth, cam, config)
+    seg = find_hand(depth, cam, config)
     with open(SHARED / "nyu" / "nyu_test_groundtruth_label.txt") as f:
         uvd = np.array(f.readline().split(), float).reshape(14, 3)
     with open(SHARED / "nyu" / "center_test_refined.txt") as f:
         ref = flip_y(np.array(f.readline().split(), float))
     joints = cam.uvd_to_xyz(uvd).mean(0)
-    runs = np.array(timeit.repeat(lambda: segment_hand(depth, cam, config), number=20, repeat=7))
+    runs = np.array(timeit.repeat(lambda: find_hand(depth, cam, config), number=20, repeat=7))
     ms = runs / 20 * 1e3
     print(f"NYU test frame 1: found={seg.found}, COM {seg.com_xyz.round(1).tolist()} mm, ", end="")
     print(f"mask {seg.mask.sum()} px")
     print(f"  distance to mean of labelled joints: {np.linalg.norm(seg.com_xyz - joints):.1f} mm")
-    surface = segment_hand(depth, cam, _surface(config)).com_xyz
-    print(f"  (unshifted COM to that mean:         {np.linalg.norm(surface - joints):.1f} mm)")
+    if config.method == "depth":
+        surface = segment_hand(depth, cam, _surface(config)).com_xyz
+        print(f"  (unshifted COM to that mean:         {np.linalg.norm(surface - joints):.1f} mm)")
     print(f"  distance to center_test_refined:     {np.linalg.norm(seg.com_xyz - ref):.1f} mm")
     print(f"  (reference centre to joint mean:     {np.linalg.norm(ref - joints):.1f} mm)")
     print(f"  time per frame: best {ms.min():.2f} ms, median {np.median(ms):.2f} ms")
@@ -379,12 +381,14 @@ def bench_hand_generator(
         scored += 1
         joints = frame.joints_xyz["canonical21"]
         t0 = time.perf_counter()
-        seg = segment_hand(frame.raw, cam, config)
+        seg = find_hand(frame.raw, cam, config)
         times.append(time.perf_counter() - t0)
         if not seg.found:
             continue
         errors.append(np.linalg.norm(seg.com_xyz - joints.mean(0)))
         inside += bool((np.abs(joints - seg.com_xyz) <= 150).all())
+        if config.method != "depth":  # the split below is the depth rule's
+            continue
         v, u = np.nonzero(np.isin(frame.extra["part"], hand_ids) & (frame.raw > 0))
         visible = cam.uvd_to_xyz(np.stack([u, v, frame.raw[v, u]], -1).astype(float)).mean(0)
         surface = segment_hand(frame.raw, cam, surface_cfg).com_xyz
@@ -395,8 +399,9 @@ def bench_hand_generator(
         what += f"; only the {scored} of {n} frames whose hand the border cuts"
     print(f"hand generator ({n} frames, seed {seed}; {what}): found {len(errors)}/{scored}")
     _distribution("COM to the 21-joint mean (mm)", np.array(errors))
-    _distribution("unshifted COM to the visible hand's mean", np.array(segmentation))
-    _distribution("visible hand's mean, shifted alike, to the joint mean", np.array(floor))
+    if segmentation:
+        _distribution("unshifted COM to the visible hand's mean", np.array(segmentation))
+        _distribution("visible hand's mean, shifted alike, to the joint mean", np.array(floor))
     t = np.array(times) * 1e3
     print(
         f"  all joints inside the 300 mm cube: {inside / max(scored, 1):.3f}; "
@@ -416,6 +421,12 @@ def main() -> None:
         help="scene source: analytic scenes (+ rendered) or handvox.synth.hand",
     )
     parser.add_argument("--frames", type=int, default=300, help="hand generator frames")
+    parser.add_argument(
+        "--method",
+        choices=["depth", "learned"],
+        default="depth",
+        help="SegmentConfig.method: the depth rule or the shipped locator",
+    )
     scene = parser.add_argument_group("hand generator scenes (handvox synth's options)")
     scene.add_argument("--view", choices=["nyu", "icvl", "generic", "egocentric", "desk"])
     for name in ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob"):
@@ -423,7 +434,7 @@ def main() -> None:
     scene.add_argument("--cut-only", action="store_true",
                        help="score only frames whose hand the image border cuts")  # fmt: skip
     args = parser.parse_args()
-    config = SegmentConfig()
+    config = SegmentConfig(method=args.method)
     if args.generator == "hand":
         names = ("view", "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
         chosen = {k: getattr(args, k) for k in names if getattr(args, k) is not None}

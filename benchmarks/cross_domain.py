@@ -2,7 +2,8 @@
 change of hand surface, sensor and scene, scored as the synthetic protocol scores (the hand
 centre from segmentation; a frame without a hand found fails every threshold).
 
-    python benchmarks/cross_domain.py --out runs/cross-domain [--model DIR] [--frames 300]
+    python benchmarks/cross_domain.py --out runs/cross-domain [--model DIR] [--frames 300] \
+        [--segment depth|learned]
 
 Writes OUT/<set>/ (the rendered sets; reused when present), OUT/metrics.json and OUT/matrix.png,
 and prints a Markdown table.
@@ -27,12 +28,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, default=DOMAIN_FRAMES, help="frames per set")
     ap.add_argument("--sets", help="comma-separated set names (default: all)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--segment",
+        choices=["depth", "learned"],
+        help="how the hand is found (SegmentConfig.method; default: the model's)",
+    )
     args = ap.parse_args(argv)
-    est = HandPoseEstimator.from_folder(args.model) if args.model else HandPoseEstimator.default()
+    kw = {"segment_method": args.segment}
+    if args.model:
+        est = HandPoseEstimator.from_folder(args.model, **kw)
+    else:
+        est = HandPoseEstimator.default(**kw)
     names = args.sets.split(",") if args.sets else None
     args.out.mkdir(parents=True, exist_ok=True)
     results = score_domain_sets(est, args.out, args.frames, args.workers, False, names)
     model = str(args.model) if args.model else "the shipped model"
+    model += f" ({est.config.segment.method} segmentation)"
     doc = {"model": model, "frames_per_set": args.frames, "sets": results}
     write_text(args.out / "metrics.json", json.dumps(doc, indent=2) + "\n")
     fig = plot_domain_matrix(results, f"{model} on the cross-domain suite")

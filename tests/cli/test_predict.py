@@ -229,3 +229,20 @@ def test_rotations_flag_overrides_the_models_setting(tmp_path, tiny_model, frame
     for bad in ("1", "x"):
         assert main([*base, f"--scales={bad}", "--out", str(tmp_path / "x")]) == 2
         assert "--scales" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_segment_flag_chooses_how_the_hand_is_found(tmp_path, tiny_model, shared):
+    nyu = shared / "data/nyu/depth_1_0000001.png"
+    base = ["predict", str(nyu), "--model", str(tiny_model), "--quiet", "--rotations=none"]
+    coms = {}
+    for method in ("depth", "learned"):
+        out = tmp_path / method
+        assert main([*base, "--segment", method, "--out", str(out)]) == 0
+        frame = read_json(out / "predictions.json").frames[0]
+        assert frame.found
+        coms[method] = np.asarray(frame.com_xyz)
+    est = HandPoseEstimator.from_folder(tiny_model, segment_method="learned")
+    assert est.config.segment.method == "learned"
+    # the two ways find the same hand (the real frame's) at different centres
+    assert 1.0 < np.linalg.norm(coms["depth"] - coms["learned"]) < 60.0

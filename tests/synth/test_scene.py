@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from handvox.camera import Camera
 from handvox.geometry import segment_distance
 from handvox.hand.kinematics import HandBones, forward_kinematics
 from handvox.hand.shapes import base_shape
@@ -28,6 +29,7 @@ from handvox.synth.scene import (
 from handvox.synth.skinned import libhand_hand
 from tests.synth.scenes import HAND_IDS, NYU, content_frames, open_hand, palm_visibility
 
+ICVL_CAMERA = Camera.preset("icvl")
 # The hand alone: no forearm, body or wall.
 BARE = HandSynthConfig(forearm_prob=0.0, body_prob=0.0, wall_prob=0.0)
 
@@ -117,6 +119,17 @@ def test_sensor_camera_measures_at_the_device_and_regrids():
         assert f.raw.shape == (480, 640)
         hand = np.isin(f.extra["part"], HAND_IDS)
         assert np.mean(f.raw[hand] > 0) > 0.5
+
+
+def test_close_hands_get_sensors_that_reach_them():
+    """ICVL's 200-500 mm and every sensor at its own resolution: without the draw by reach, a
+    Kinect (from 400-500 mm) or a D415 at 1280x720 (from ~440 mm) leaves such hands unmeasured."""
+    cam = ICVL_CAMERA
+    gen = hand_frame_generator(HandSynthConfig.for_camera(cam, sensor="all", sensor_camera=True))
+    for i in range(12):
+        f = gen(i, frame_rng(9, i))
+        hand = np.isin(f.extra["part"], HAND_IDS)
+        assert np.mean(f.raw[hand] > 0) > 0.5, i
 
 
 def test_joint_radii_of_the_average_adult_are_the_primitives_defaults():

@@ -19,6 +19,7 @@ from handvox.synth.sensors import (
     RANGES,
     as_families,
     max_range_mm,
+    nearest_mm,
     regrid,
     sample_sensor,
     simulate,
@@ -106,6 +107,31 @@ def test_draw_picks_among_the_families_asked_for_and_is_deterministic():
     assert sample_sensor(np.random.default_rng(5), device="d415").device == "d415"
     cam = sample_sensor(np.random.default_rng(5), device="d435", mode=(424, 240)).camera
     assert (cam.width, cam.height) == (424, 240)
+
+
+def test_nearest_depth_is_the_range_or_the_disparity_search_end():
+    dev = {d.name: d for d in DEVICES}
+    assert nearest_mm(dev["kinect_v2"], (512, 424)) == 500.0
+    assert nearest_mm(dev["sr305"], (640, 480)) == 200.0
+    # D415: f b / 126 px, f from the mode's width and a 65 deg field of view
+    assert nearest_mm(dev["d415"], (1280, 720)) == pytest.approx(1005 * 55 / 126, rel=0.01)
+    assert nearest_mm(dev["d415"], (424, 240)) == pytest.approx(333 * 55 / 126, rel=0.01)
+
+
+def test_draws_for_a_hand_reach_it():
+    rng = np.random.default_rng(2)
+    seen = set()
+    for _ in range(300):
+        d = sample_sensor(rng, "all", reach_mm=(260.0, 420.0))
+        dev = next(x for x in DEVICES if x.name == d.device)
+        assert nearest_mm(dev, (d.camera.width, d.camera.height)) <= 260.0
+        seen.add(d.family)
+    # Kinect v1 / v2 and Azure Kinect start at 400-500 mm: structured light cannot reach
+    assert seen == {"time_of_flight", "active_stereo", "coded_light"}
+    far = {sample_sensor(rng, "all", reach_mm=(1600.0, 1800.0)).device for _ in range(100)}
+    assert "sr305" not in far  # its range ends at 1.5 m
+    # nothing reaches 50 mm: any sensor, as without a reach
+    assert sample_sensor(np.random.default_rng(3), "all", reach_mm=(50.0, 90.0)).family
 
 
 def test_family_names_are_checked():

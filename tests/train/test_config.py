@@ -87,7 +87,7 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
     assert load_config(CONFIGS / f"{name}.toml") == TrainConfig.from_dict(trained)
 
 
-@pytest.mark.parametrize("name", RECIPE)
+@pytest.mark.parametrize("name", [*RECIPE, "loo_finetune"])
 def test_recipe_files_hold_only_what_differs_from_their_base(name):
     own = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
     base = own.pop("base")

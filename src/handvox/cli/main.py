@@ -63,6 +63,13 @@ def _add_inference_commands(sub) -> None:
         "likewise; 'none' turns them off (default: the model's)",
     )
     p.add_argument(
+        "--segment",
+        choices=["depth", "learned"],
+        help="how the hand is found: depth (the nearest object's end) or learned (the shipped "
+        "hand locator: objects in or near the hand, arms from the border, tables, two hands); "
+        "default: the model's",
+    )
+    p.add_argument(
         "--skip-errors",
         action="store_true",
         help="record unreadable files as not found instead of stopping",
@@ -351,3 +358,20 @@ def _add_train_command(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="handvox.cli.train:run")
+
+    p = sub.add_parser(
+        "train-locator",
+        help="train the hand locator (handvox.estimator.locate) on rendered scenes (resumable)",
+        description="Render the locator's frames (handvox.train.locator.LOCATOR_SCENES) into "
+        "OUT/data once, then train; OUT/best is a locator folder (the shipped one is "
+        "src/handvox/data/locator). Rerunning with the same --out resumes.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--frames", type=int, default=16000, help="training frames to render")
+    p.add_argument("--val-frames", type=int, default=1000, help="validation frames to render")
+    p.add_argument("--steps", type=int, help="training steps (default 6000)")
+    p.add_argument("--batch-size", type=int, help="default 32")
+    p.add_argument("--val-every", type=int, help="steps between validations (default 500)")
+    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training")
+    p.set_defaults(run="handvox.cli.train:run_locator")

@@ -283,8 +283,10 @@ def _load_estimator(
     exact: bool,
     rotations: str | None = None,
     scales: str | None = None,
+    segment: str | None = None,
 ):
     kw = {
+        "segment_method": segment,
         "device": device,
         "fast": not exact,
         "test_rotations_deg": _parse_numbers(rotations, "--rotations", "-20,20"),
@@ -303,7 +305,9 @@ def run(args: argparse.Namespace) -> None:
     # Frames first: a bad input is reported before the model is loaded.
     frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit)
     try:
-        est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales)
+        est = _load_estimator(
+            args.model, args.device, args.exact, args.rotations, args.scales, args.segment
+        )
     except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
         raise HandvoxError(f"--rotations/--scales: {e}") from None
     summary = predict_frames(

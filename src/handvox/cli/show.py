@@ -14,7 +14,8 @@ import numpy as np
 
 from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
-from handvox.estimator.segment import SegmentConfig, segment_hand
+from handvox.estimator.locate import find_hand
+from handvox.estimator.segment import SegmentConfig
 from handvox.io.depth import read_depth
 from handvox.io.labels import read_labels
 from handvox.joints import JointSet, get_joint_set
@@ -47,7 +48,7 @@ def hand_box(
     cam = as_camera(camera)
     depth = np.asarray(depth, dtype=np.float32)
     height, width = depth.shape
-    seg = segment_hand(depth, cam, config or SegmentConfig())
+    seg = find_hand(depth, cam, config or SegmentConfig())
     if not seg.found:
         return 0, 0, width, height
     # The mask stops at the wrist cut and may miss thin fingers; the cube around the COM holds a

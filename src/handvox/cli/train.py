@@ -1,4 +1,5 @@
-"""``handvox train``: its arguments, and how they become a :class:`TrainConfig`."""
+"""``handvox train`` (its arguments, and how they become a :class:`TrainConfig`) and
+``handvox train-locator``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from handvox.errors import HandvoxError
 from handvox.estimator.presets import paper_estimator, small_estimator
 from handvox.io.datasets import DatasetSpec
 from handvox.train.augment import AugmentConfig
 from handvox.train.config import TrainConfig, read_config
+from handvox.train.locator import LocatorTrainConfig, make_locator_data, train_locator
 from handvox.train.trainer import train
 
 
@@ -93,3 +97,21 @@ def run(args: argparse.Namespace) -> None:
         raise HandvoxError(str(e)) from None
     if res.finished and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"best": res.best, "step": res.step, "skipped": res.skipped}))
+
+
+def run_locator(args: argparse.Namespace) -> None:
+    """``handvox train-locator``."""
+    if args.frames < 1 or args.val_frames < 1:
+        raise HandvoxError("--frames and --val-frames must be at least 1")
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "val_every")}
+    config = LocatorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    data = args.out / "data"
+    train_npz, val_npz = data / f"train-{args.frames}.npz", data / f"val-{args.val_frames}.npz"
+    if not train_npz.is_file():
+        make_locator_data(train_npz, args.frames, args.workers)
+    if not val_npz.is_file():
+        # frames 10^6 .. of each scene: never a training frame
+        make_locator_data(val_npz, args.val_frames, args.workers, first=10**6)
+    torch.set_num_threads(args.threads)
+    best = train_locator(train_npz, val_npz, args.out, config)
+    print(f"locator: {best}")

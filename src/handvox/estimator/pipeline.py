@@ -2,8 +2,9 @@
 
 Pipeline (paper Sec. 3), per frame:
 
-1. :func:`handvox.estimator.segment.segment_hand`: the hand's mask and centre of mass (COM) from
-   depth alone. No hand -> ``found=False``, NaN joints and the segmenter's reason.
+1. :func:`handvox.estimator.locate.find_hand`: the hand's mask and centre of mass (COM) from
+   depth alone (the model's ``SegmentConfig.method``: the depth rule or the learned locator).
+   No hand -> ``found=False``, NaN joints and the segmenter's reason.
 2. :func:`handvox.estimator.volume.projective_tsdf` of the masked depth in the cube around the COM
    (pixels outside the mask count as background, so body and forearm beyond the wrist cut are not
    seen),
@@ -29,7 +30,8 @@ import torch
 from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.cpu import fast_cpu_networks
-from handvox.estimator.segment import Segmentation, SegmentConfig, segment_hand
+from handvox.estimator.locate import find_hand
+from handvox.estimator.segment import Segmentation, SegmentConfig
 from handvox.estimator.volume import VolumeConfig, decode_joints, projective_tsdf
 from handvox.estimator.weights import Estimator, load_model
 from handvox.joints import JointSet, get_joint_set
@@ -161,6 +163,8 @@ class HandPoseEstimator:
             model's ``config.test_rotations_deg``); each costs one more TSDF and network pass.
         test_scales: factors (besides 1) of extra unrotated cubes scaled about their centre,
             averaged likewise (default: the model's ``config.test_scales``).
+        segment_method: how the hand is found (``SegmentConfig.method``: ``"depth"``, the
+            nearest object's end; ``"learned"``, the shipped locator); default: the model's.
 
     Raises:
         HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
@@ -177,8 +181,12 @@ class HandPoseEstimator:
         recentre: int | None = None,
         test_rotations_deg: tuple[float, ...] | None = None,
         test_scales: tuple[float, ...] | None = None,
+        segment_method: str | None = None,
     ):
         self.config = estimator.config
+        if segment_method is not None:
+            seg = replace(self.config.segment, method=segment_method)
+            self.config = replace(self.config, segment=seg)
         if test_rotations_deg is not None:
             self.config = replace(self.config, test_rotations_deg=tuple(test_rotations_deg))
         if test_scales is not None:
@@ -248,7 +256,7 @@ class HandPoseEstimator:
     # --- stages ---------------------------------------------------------------------------------
     def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
         """``(B, H, W)`` float32 mm -> B segmentations (mask, COM, found, reason)."""
-        return [segment_hand(d, camera, self.config.segment) for d in depth]
+        return [find_hand(d, camera, self.config.segment) for d in depth]
 
     def volumes(
         self,

@@ -110,6 +110,13 @@ class SegmentConfig:
     gap_mm: float = 50.0  # ... except for the final points (hand parts seen past a step)
     finger_shift_mm: float = 24.9  # COM moved this far away from the arm (fitted, see above)
     ray_shift_mm: float = 8.0  # and this far along the viewing ray (fitted, see above)
+    # "depth": this module's rule; "learned": handvox.estimator.locate's locator, which uses the
+    # thresholds above for the mask around the centre it finds (estimator.locate.find_hand).
+    method: str = "depth"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("depth", "learned"):
+            raise ValueError(f"segment method must be 'depth' or 'learned', got {self.method!r}")
 
 
 @dataclass

@@ -264,7 +264,8 @@ class HandFrameGenerator:
         hand = self.sample_hand(index, rng)
         scene = render_hand_scene(hand.joints["canonical21"], hand.bones, rng, self.config,
                                   pose=hand.pose, held=hand.held)  # fmt: skip
-        return make_frame(hand, scene, add_noise(scene, rng, self.config))
+        raw = add_noise(scene, rng, self.config, hand.joints["canonical21"])
+        return make_frame(hand, scene, raw)
 
 
 def make_frame(hand: HandSample, scene: Scene, raw: np.ndarray, **extra) -> SynthFrame:

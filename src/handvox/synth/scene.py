@@ -605,14 +605,29 @@ def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, cam
     return None
 
 
-def add_noise(scene: Scene, rng: np.random.Generator, config: HandSynthConfig) -> np.ndarray:
+# Joint centres lie this far inside the skin: the hand's surface spans the joints' depths
+# widened by it (a fingertip's pad, the back of the palm).
+_SKIN_MM = 25.0
+
+
+def add_noise(
+    scene: Scene,
+    rng: np.random.Generator,
+    config: HandSynthConfig,
+    joints: np.ndarray | None = None,
+) -> np.ndarray:
     """The scene's raw depth, invalid pixels 0 (:data:`INVALID_DEPTH`): with ``config.sensor``
     None, :func:`handvox.synth.noise.add_sensor_noise` with ``config.noise``; else a sensor drawn
-    from ``rng`` (:func:`handvox.synth.sensors.sample_sensor`) measures it."""
+    from ``rng`` (:func:`handvox.synth.sensors.sample_sensor`) measures it, among those that
+    reach the hand of ``joints`` (``(J, 3)`` mm; all sensors without)."""
     if config.sensor is None:
         return add_sensor_noise(scene.clean, config.camera, rng, noise_config(config),
                                 normals=scene.normals, invalid_value=INVALID_DEPTH)  # fmt: skip
-    draw = sample_sensor(rng, config.sensor)
+    reach = None
+    if joints is not None:
+        z = np.asarray(joints, np.float64)[:, 2]
+        reach = (float(z.min()) - _SKIN_MM, float(z.max()) + _SKIN_MM)
+    draw = sample_sensor(rng, config.sensor, reach_mm=reach)
     if config.sensor_camera:
         return simulate_at_sensor(draw, scene.clean, config.camera, rng, scene.normals,
                                   INVALID_DEPTH)  # fmt: skip

@@ -14,7 +14,9 @@ coded_light       RealSense SR300, SR305          :mod:`handvox.synth.coded_ligh
 :func:`sample_sensor` draws, from a frame's generator, one family (uniformly among those asked
 for), one of its devices (:data:`DEVICES`: resolution mode, field of view, the depth unit the
 device stores), the camera that follows (:func:`sample_camera`) and the model's parameters
-within :data:`RANGES`; :func:`simulate` measures a clean frame with that draw, at the draw's
+within :data:`RANGES` (given the hand's depths, only among the devices and resolutions that
+measure them, :func:`nearest_mm`: nobody tracks a hand at 300 mm with a Kinect v2);
+:func:`simulate` measures a clean frame with that draw, at the draw's
 camera or at another one (the dataset's); :func:`simulate_at_sensor` measures at the sensor's own
 pixel grid and regrids the result to the dataset's camera (:func:`regrid`: the two share the
 optical centre, so a pixel's depth carries over unchanged).
@@ -64,6 +66,7 @@ __all__ = [
     "Span",
     "as_families",
     "max_range_mm",
+    "nearest_mm",
     "regrid",
     "sample_camera",
     "sample_config",
@@ -265,22 +268,54 @@ def sample_config(
     raise ValueError(f"unknown sensor family {device.family!r}")
 
 
+def nearest_mm(device: Device, mode: tuple[int, int]) -> float:
+    """The nearest depth ``device`` measures at resolution ``mode``: its range's start, and for
+    active stereo also ``f b / max_disparity_px`` at the mode's focal length (middle of its field
+    of view): a D415 at 1280x720 sees nothing nearer than ~0.4 m, at 424x240 ~0.13 m."""
+    lo = device.range_mm[0]
+    if device.family == "active_stereo":
+        fx = mode[0] / 2.0 / math.tan(math.radians(sum(device.hfov_deg) / 2.0) / 2.0)
+        lo = max(lo, fx * device.baseline_mm / StereoConfig.max_disparity_px)
+    return lo
+
+
 def sample_sensor(
     rng: np.random.Generator,
     families: str | tuple[str, ...] = FAMILIES,
     device: str | None = None,
     mode: tuple[int, int] | None = None,
+    reach_mm: tuple[float, float] | None = None,
 ) -> SensorDraw:
     """One frame's sensor, from ``rng`` alone: a family (uniform among ``families``), a device
     of it (uniform; or the one named), its camera (:func:`sample_camera`; ``mode`` fixes the
     resolution), a depth unit among the device's and the model's parameters
-    (:func:`sample_config`)."""
+    (:func:`sample_config`).
+
+    ``reach_mm``: ``(near, far)`` depths the sensor must measure (the hand's): the draw is then
+    among the devices and resolutions that do (:func:`nearest_mm` to the range's end), as a user
+    picks a sensor for the working distance (a Kinect v2 sees no hand at 300 mm), and among all
+    where none does."""
     fams = as_families(families)
     if device is not None:
         dev = next((d for d in DEVICES if d.name == device), None)
         if dev is None:
             raise ValueError(f"unknown device {device!r}; choose among "
                              f"{[d.name for d in DEVICES]}")  # fmt: skip
+    elif reach_mm is not None and mode is None:
+        near, far = reach_mm
+        fits = [(d, m) for d in DEVICES if d.family in fams for m in d.modes
+                if nearest_mm(d, m) <= near and far <= d.range_mm[1]]  # fmt: skip
+        if fits:
+            fam_ok = [f for f in fams if any(d.family == f for d, _ in fits)]
+            fam = fam_ok[int(rng.integers(len(fam_ok)))]
+            devs = list(dict.fromkeys(d for d, _ in fits if d.family == fam))
+            dev = devs[int(rng.integers(len(devs)))]
+            modes = [m for d, m in fits if d is dev]
+            mode = modes[int(rng.integers(len(modes)))]
+        else:
+            fam = fams[int(rng.integers(len(fams)))]
+            devs = [d for d in DEVICES if d.family == fam]
+            dev = devs[int(rng.integers(len(devs)))]
     else:
         fam = fams[int(rng.integers(len(fams)))]
         devs = [d for d in DEVICES if d.family == fam]

@@ -279,7 +279,9 @@ class TransferGenerator:
         pose, joints = pose_in_view(draw, bones, self.config, f"frame {index}")
         scene = render_hand_scene(joints["canonical21"], bones, rng, self.config, pose=pose)
         return make_frame(
-            HandSample(name, bones, pose, joints), scene, add_noise(scene, rng, self.config),
+            HandSample(name, bones, pose, joints),
+            scene,
+            add_noise(scene, rng, self.config, joints["canonical21"]),
             transfer=np.array([src, slot, view], np.int32),
             ik_residual_mm=np.float32(self.residual[src]),
         )  # fmt: skip

@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from handvox.atomic import atomic_path
 from handvox.errors import HandvoxError
-from handvox.estimator.segment import SEGMENT_VERSION, segment_hand
+from handvox.estimator.locate import find_hand, locator_id
+from handvox.estimator.segment import SEGMENT_VERSION
 from handvox.estimator.volume import encode_joints, projective_tsdf
 from handvox.estimator.weights import EstimatorConfig
 from handvox.io.datasets import DatasetSpec
@@ -119,11 +120,22 @@ class _ScanFrames(Dataset):
         none = (np.zeros(4, np.int32), np.zeros(0, np.uint8))
         if rec.joints_xyz is None:
             return i, np.full(3, np.nan), UNLABELLED, np.inf, *none
-        seg = segment_hand(rec.depth, rec.camera, self.seg_cfg)
+        seg = find_hand(rec.depth, rec.camera, self.seg_cfg)
         if not seg.found:
             return i, np.full(3, np.nan), NO_HAND, np.inf, *none
         reach = float(np.abs(rec.joints_xyz - seg.com_xyz).max())
         return i, seg.com_xyz, OK, reach, *_pack_mask(seg.mask)
+
+
+def _segment_ident(cfg) -> dict:
+    """What of the segmentation decides a scan: its config (less ``method`` at its default, so
+    that scans made before it existed stay valid) and, for the locator, its weights."""
+    ident = dataclasses.asdict(cfg)
+    if ident["method"] == "depth":
+        del ident["method"]
+    else:
+        ident["locator"] = locator_id()
+    return ident
 
 
 def _scan_key(src: DatasetSpec, ds: FrameDataset, est: EstimatorConfig, joint_set: str) -> str:
@@ -137,7 +149,7 @@ def _scan_key(src: DatasetSpec, ds: FrameDataset, est: EstimatorConfig, joint_se
         joint_set,
         ds.frame_ids[:1],
         ds.frame_ids[-1:],
-        dataclasses.asdict(est.segment),
+        _segment_ident(est.segment),
     ]
     return hashlib.sha1(json.dumps(ident, default=str).encode()).hexdigest()[:16]
 
@@ -301,7 +313,7 @@ class Samples(Dataset):
             # The clean image's own hand mask: the raw mask misses what the refinement must fill.
             cmask = mask
             if self.use_mask:
-                cseg = segment_hand(rec.clean_depth, rec.camera, seg_cfg)
+                cseg = find_hand(rec.clean_depth, rec.camera, seg_cfg)
                 cmask = torch.from_numpy(cseg.mask)[None] if cseg.found else mask
             out["clean"] = volume(rec.clean_depth, cmask)
         return out

@@ -1,0 +1,303 @@
+"""The learned hand locator: which pixels of a depth image are the hand, and where its centre is.
+
+The depth-only segmenter (:mod:`handvox.estimator.segment`) takes the hand for an end of the
+nearest sizeable object. That rule fails in the scenes users have: an object held in the hand or
+nearer than it, a forearm entering from the lower edge of a head-mounted camera, a table under the
+hand, a second hand. The locator learns the hand from rendered scenes of all those kinds instead
+(:mod:`handvox.train.locator`): a small 2-D encoder-decoder over the depth image sampled on a grid
+about :data:`GRID_WIDTH` cells across, with three outputs per output cell (every
+:data:`OUT_STRIDE` grid cells):
+
+- ``heat``: logits of a softmax over the image: where the centre (the mean of the 21 joints) lies.
+  One hand a frame, so one distribution; its peak mass is the locator's confidence.
+- ``mask``: logit that the cell shows the hand or its own forearm (not an object, a second hand,
+  the body, a table).
+- ``depth``: the centre's depth as an offset (per 100 mm) from the mean valid depth around the
+  cell: the network sees depth, so the offset is what it learns.
+
+The encoding of targets and the decoding of outputs live here together (:func:`encode_targets`,
+:func:`decode`), so that training and inference cannot disagree on the grid's geometry. Grid
+cell ``(r, c)`` is the image pixel ``(r * s, c * s)``; output cell ``(i, k)`` covers grid cells
+``2i .. 2i + 1`` and so is centred on grid coordinate ``2i + 0.5``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from scipy import ndimage
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from handvox.atomic import atomic_path, write_text
+from handvox.camera import Camera
+from handvox.errors import DataError
+from handvox.estimator.segment import (
+    _EIGHT,
+    Segmentation,
+    SegmentConfig,
+    _check,
+    _fill_small_holes,
+    _miss,
+    _select,
+    segment_hand,
+)
+
+GRID_WIDTH = 160  # cells across: ~4 px of a 640-wide frame, a finger (~15 mm) stays resolved
+OUT_STRIDE = 2  # output cells per grid cell, each way
+_PAD = 8  # the encoder halves three times
+_DEPTH_SCALE_MM = 100.0  # the depth head's unit
+_REF_KERNEL = 7  # grid cells around an output cell whose valid depths give its reference depth
+HEAT_SIGMA = 1.0  # output cells: the centre's target spread
+
+
+def grid_stride(width: int) -> int:
+    """Image pixels per grid cell for an image ``width`` pixels wide."""
+    return max(1, round(width / GRID_WIDTH))
+
+
+def locator_input(depth: Tensor, stride: int, far_mm: float, min_depth_mm: float) -> Tensor:
+    """``(B, H, W)`` float mm -> ``(B, 2, h, w)`` network input: depth in metres less one (0 where
+    no reading) and validity, sampled every ``stride`` pixels and padded with "no reading" to a
+    multiple of 8 cells."""
+    d = depth[:, ::stride, ::stride].float()
+    valid = torch.isfinite(d) & (d > min_depth_mm) & (d < far_mm)
+    d = torch.where(valid, d, torch.zeros((), dtype=d.dtype, device=d.device))
+    x = torch.stack([torch.where(valid, d / 1000.0 - 1.0, d), valid.to(d.dtype)], 1)
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, (-w) % _PAD, 0, (-h) % _PAD))
+
+
+def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class LocatorNet(nn.Module):
+    """``(B, 2, h, w)`` :func:`locator_input` -> ``(B, 3, h / 2, w / 2)``: heat logits, mask logits,
+    depth offsets. Encoder to 1/8 of the grid with dilated convolutions there (a view of ~30
+    cells: the hand and what touches it), decoder back to 1/2 with skips."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.width = width
+        c1, c2, c3 = width, 2 * width, 4 * width
+        self.enc1 = nn.Sequential(_block(2, c1, 2), _block(c1, c1))
+        self.enc2 = nn.Sequential(_block(c1, c2, 2), _block(c2, c2))
+        self.enc3 = nn.Sequential(_block(c2, c3, 2), _block(c3, c3, 1, 2), _block(c3, c3, 1, 4))
+        self.dec2 = _block(c3 + c2, c2)
+        self.dec1 = _block(c2 + c1, c1)
+        self.head = nn.Conv2d(c1, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[-2:]), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:]), e1], 1))
+        return self.head(d1)
+
+
+def reference_depth(x: Tensor) -> Tensor:
+    """``(B, 2, h, w)`` input -> ``(B, h / 2, w / 2)`` mm: the mean valid depth around each
+    output cell (the depth head's zero), 1000 mm where there is none."""
+    d, valid = (x[:, 0] + 1.0) * 1000.0 * x[:, 1], x[:, 1]
+    pool = dict(kernel_size=_REF_KERNEL, stride=OUT_STRIDE, padding=_REF_KERNEL // 2)
+    total = F.avg_pool2d(d[:, None], **pool)[:, 0]
+    count = F.avg_pool2d(valid[:, None], **pool)[:, 0]
+    return torch.where(count > 0, total / count.clamp_min(1e-6), torch.full_like(total, 1000.0))
+
+
+def _out_coord(grid_coord: Tensor) -> Tensor:
+    return (grid_coord - 0.5) / OUT_STRIDE
+
+
+def encode_targets(centre_grid: Tensor, hand_grid: Tensor, out_shape: tuple[int, int]) -> dict:
+    """Training targets of a batch.
+
+    Args:
+        centre_grid: ``(B, 3)``: the centre's column and row on the grid, and its depth (mm).
+        hand_grid: ``(B, h, w)`` bool: grid cells showing the hand or its own forearm.
+        out_shape: the network output's ``(h / 2, w / 2)``.
+    Returns:
+        ``heat`` ``(B, h2, w2)`` (a distribution: sums to 1), ``mask`` ``(B, h2, w2)`` float
+        (a cell is hand when any of its grid cells is), ``depth`` ``(B,)`` mm.
+    """
+    h2, w2 = out_shape
+    b = centre_grid.shape[0]
+    rows = torch.arange(h2, dtype=torch.float32, device=centre_grid.device)
+    cols = torch.arange(w2, dtype=torch.float32, device=centre_grid.device)
+    cu, cv = _out_coord(centre_grid[:, 0]), _out_coord(centre_grid[:, 1])
+    g = torch.exp(
+        -(
+            (cols[None, None, :] - cu[:, None, None]) ** 2
+            + (rows[None, :, None] - cv[:, None, None]) ** 2
+        )
+        / (2 * HEAT_SIGMA**2)
+    )
+    heat = g / g.sum((1, 2), keepdim=True).clamp_min(1e-12)
+    m = hand_grid.float()[:, None]
+    m = F.pad(m, (0, w2 * OUT_STRIDE - m.shape[-1], 0, h2 * OUT_STRIDE - m.shape[-2]))
+    mask = F.max_pool2d(m, OUT_STRIDE)[:, 0]
+    return {"heat": heat.reshape(b, h2, w2), "mask": mask, "depth": centre_grid[:, 2]}
+
+
+def locator_loss(out: Tensor, x: Tensor, target: dict) -> dict[str, Tensor]:
+    """The three losses of a batch: cross-entropy of the centre's distribution, the mask's
+    binary cross-entropy, and the depth's L1 (per 100 mm) weighted by the centre's distribution."""
+    b = out.shape[0]
+    logp = F.log_softmax(out[:, 0].reshape(b, -1), 1)
+    heat = target["heat"].reshape(b, -1)
+    loss_heat = -(heat * logp).sum(1).mean()
+    loss_mask = F.binary_cross_entropy_with_logits(out[:, 1], target["mask"])
+    z = reference_depth(x) + _DEPTH_SCALE_MM * out[:, 2]
+    err = (z - target["depth"][:, None, None]).abs() / _DEPTH_SCALE_MM
+    loss_depth = (heat.reshape(err.shape) * err).sum((1, 2)).mean()
+    return {"heat": loss_heat, "mask": loss_mask, "depth": loss_depth}
+
+
+@dataclass
+class Located:
+    """:func:`decode` of a batch: ``centre`` ``(B, 3)`` grid column, row and depth (mm);
+    ``confidence`` ``(B,)``: the heat mass within ``HEAT_SIGMA`` * 2 cells of the peak;
+    ``mask`` ``(B, h2, w2)``: the hand probability per output cell."""
+
+    centre: Tensor
+    confidence: Tensor
+    mask: Tensor
+
+
+def decode(out: Tensor, x: Tensor, window: int = 3) -> Located:
+    """Network output ``(B, 3, h2, w2)`` of input ``x`` -> :class:`Located`: the centre is the
+    distribution's mean within ``window`` cells of its peak (sub-cell, robust to a second mode),
+    its depth the depth head's mean there under the same weights."""
+    b, _, h2, w2 = out.shape
+    p = F.softmax(out[:, 0].reshape(b, -1), 1).reshape(b, h2, w2)
+    z = reference_depth(x) + _DEPTH_SCALE_MM * out[:, 2]
+    peak = p.reshape(b, -1).argmax(1)
+    pr, pc = peak // w2, peak % w2
+    rows = torch.arange(h2, device=out.device)[None, :, None]
+    cols = torch.arange(w2, device=out.device)[None, None, :]
+    near = ((rows - pr[:, None, None]).abs() <= window) & (
+        (cols - pc[:, None, None]).abs() <= window
+    )
+    wgt = p * near
+    total = wgt.sum((1, 2))
+    r = (wgt * rows).sum((1, 2)) / total
+    c = (wgt * cols).sum((1, 2)) / total
+    depth = (wgt * z).sum((1, 2)) / total
+    centre = torch.stack([c * OUT_STRIDE + 0.5, r * OUT_STRIDE + 0.5, depth], 1)
+    return Located(centre, total, torch.sigmoid(out[:, 1]))
+
+
+# The shipped locator (trained by handvox.train.locator; its config.json says how).
+DEFAULT_LOCATOR_DIR = Path(__file__).resolve().parents[1] / "data" / "locator"
+
+
+def save_locator(net: LocatorNet, folder: str | Path, info: dict) -> Path:
+    """``folder/model.safetensors`` and ``folder/config.json`` (``width`` and ``info``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    write_text(folder / "config.json", json.dumps({"width": net.width, **info}, indent=2) + "\n")
+    return folder
+
+
+def load_locator(folder: str | Path = DEFAULT_LOCATOR_DIR) -> LocatorNet:
+    """A :class:`LocatorNet` from ``folder`` (:func:`save_locator`), in eval mode."""
+    folder = Path(folder)
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        net = LocatorNet(int(cfg["width"]))
+        net.load_state_dict(load_file(str(folder / "model.safetensors")))
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        raise DataError(folder, f"not a hand locator folder: {e}") from e
+    return net.eval()
+
+
+@lru_cache(maxsize=1)
+def locator_id() -> str:
+    """A short hash of the shipped locator's weights (keys caches of its results)."""
+    return hashlib.sha1((DEFAULT_LOCATOR_DIR / "model.safetensors").read_bytes()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=4)
+def _shipped(folder: str) -> LocatorNet:
+    return load_locator(folder)
+
+
+def locate_hand(
+    depth: np.ndarray, camera: Camera, config: SegmentConfig, net: LocatorNet | None = None
+) -> Segmentation:
+    """The hand's centre and mask by the learned locator (``net``; default: the shipped one).
+
+    The centre is the located joint mean (no surface-to-joints shifts: the locator learned the
+    joints' mean). The mask is what :func:`~handvox.estimator.segment.segment_hand` would keep
+    around that centre (within ``radius_mm``; the arm, when it shows on one side, cut
+    ``arm_cut_mm + finger_shift_mm`` from the centre, where the depth rule's cut lies from its
+    shifted centre), among the pixels the locator calls hand or forearm and whose depth is
+    within ``band_mm`` of the centre's: an object, a second hand, a table or the body in that
+    ball are left out.
+
+    Args:
+        depth: ``(H, W)`` float mm; 0, NaN and values >= ``config.far_mm`` mean no reading.
+        camera: intrinsics of the image (its size must be ``W x H``).
+    """
+    cfg = config
+    depth = _check(depth, camera)
+    shape = depth.shape
+    net = net or _shipped(str(DEFAULT_LOCATOR_DIR))
+    s = grid_stride(shape[1])
+    with torch.no_grad():
+        x = locator_input(torch.from_numpy(depth)[None], s, cfg.far_mm, cfg.min_depth_mm)
+        if not bool(x[:, 1].any()):
+            return _miss(shape, f"no valid depth pixels (0, NaN and >= {cfg.far_mm:g} mm mean "
+                                "no reading)")  # fmt: skip
+        found = decode(net(x), x)
+    col, row, d = found.centre[0].double().numpy()
+    com = camera.uvd_to_xyz(np.array([col * s, row * s, d]))
+    # Hand cells, one output cell wider (fingers at a cell's edge), at full resolution.
+    cells = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, _EIGHT)
+    k = s * OUT_STRIDE
+    allowed = np.repeat(np.repeat(cells, k, 0), k, 1)[: shape[0], : shape[1]]
+    with np.errstate(invalid="ignore"):
+        near = (
+            (depth > cfg.min_depth_mm) & (depth < cfg.far_mm) & (np.abs(depth - d) <= cfg.band_mm)
+        )
+    rows, cols = np.nonzero(near & allowed)
+    if rows.size < cfg.min_pixels:
+        return _miss(shape, f"hand region too small ({rows.size} px)")
+    xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
+    on_border = (rows <= 1) | (cols <= 1) | (rows >= shape[0] - 2) | (cols >= shape[1] - 2)
+    inside = np.empty(len(xyz), bool)
+    _select(xyz, on_border, com, np.zeros(3), cfg.radius_mm, cfg.arm_cut_mm + cfg.finger_shift_mm,
+            cfg.min_pixels, inside)  # fmt: skip
+    if inside.sum() < cfg.min_pixels:
+        return _miss(shape, f"hand region too small ({int(inside.sum())} px)")
+    mask = np.zeros(shape, bool)
+    mask[rows[inside], cols[inside]] = True
+    mask = _fill_small_holes(mask, cfg.max_hole_px)
+    return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+
+
+def find_hand(
+    depth: np.ndarray, camera: Camera, config: SegmentConfig | None = None
+) -> Segmentation:
+    """The hand by ``config.method``: ``"depth"`` (:func:`~handvox.estimator.segment.segment_hand`,
+    the nearest object's end) or ``"learned"`` (:func:`locate_hand`, the shipped locator)."""
+    config = config or SegmentConfig()
+    if config.method == "learned":
+        return locate_hand(depth, camera, config)
+    return segment_hand(depth, camera, config)

@@ -1,0 +1,261 @@
+"""Training of the learned hand locator (:mod:`handvox.estimator.locate`): its data and its loop.
+
+Data: frames of :func:`handvox.synth.hand.hand_frame_generator` drawn from :data:`LOCATOR_SCENES`,
+the scenes the depth-only rule fails in (objects in and near the hand, egocentric and desk views,
+a second hand, every sensor family at its own resolution, both hand surfaces) beside plain
+third-person frames, with the training hand shapes only (the protocol's test shape stays
+unseen) and seeds of their own (:data:`LOCATOR_SEED`). Only what the locator needs is kept: the
+depth on the grid, the grid cells showing the hand or its forearm (from the part image) and the
+centre (the mean of the 21 joints), so that tens of thousands of frames fit in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from handvox.atomic import atomic_path
+from handvox.camera import Camera
+from handvox.estimator.locate import (
+    LocatorNet,
+    decode,
+    encode_targets,
+    grid_stride,
+    locator_input,
+    locator_loss,
+    save_locator,
+)
+from handvox.eval.protocol import TRAIN_SHAPES
+from handvox.synth.frame import frame_rng
+from handvox.synth.hand import hand_frame_generator
+from handvox.synth.hand_config import SCENE_PARTS, HandSynthConfig
+
+# Seeds 3000 + k (k: the scene's index) are used by no other data set.
+LOCATOR_SEED = 3000
+_HAND_IDS = [SCENE_PARTS.index(p) for p in ("palm", "thumb", "index", "middle", "ring",
+                                            "little", "forearm")]  # fmt: skip
+_CONTENT = {"mesh_prob": 0.5, "object_prob": 0.4, "near_object_prob": 0.3,
+            "second_hand_prob": 0.15}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LocatorScene:
+    """One kind of training frame: its share of the frames, camera preset and
+    :class:`~handvox.synth.hand_config.HandSynthConfig` settings."""
+
+    share: float
+    camera: str
+    settings: dict[str, Any]
+
+
+# Each sensor family at its own resolution (regridded to the camera) wherever the scene has a
+# sensor: the locator must not learn one sensor's edges for "hand".
+LOCATOR_SCENES: tuple[LocatorScene, ...] = (
+    LocatorScene(0.15, "nyu", {}),  # what the depth-only rule was made for: keep it
+    LocatorScene(0.25, "nyu", {**_CONTENT, "sensor": "all", "sensor_camera": True}),
+    LocatorScene(0.10, "icvl", {**_CONTENT, "sensor": "all", "sensor_camera": True}),
+    LocatorScene(0.30, "sr305", {**_CONTENT, "object_prob": 0.6, "view": "egocentric",
+                                 "sensor": "all", "sensor_camera": True}),
+    LocatorScene(0.20, "nyu", {**_CONTENT, "near_object_prob": 0.6, "view": "desk",
+                               "sensor": "all", "sensor_camera": True}),
+)  # fmt: skip
+
+
+def scene_config(scene: LocatorScene) -> tuple[Camera, HandSynthConfig]:
+    camera = Camera.preset(scene.camera)
+    return camera, HandSynthConfig.for_camera(camera, shapes=TRAIN_SHAPES, **scene.settings)
+
+
+def locator_sample(frame, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame -> (grid depth ``(h, w)`` uint16 mm, 0 = none; grid hand cells ``(h, w)`` bool;
+    centre ``(3,)`` float32: grid column, row, depth mm)."""
+    s = grid_stride(camera.width)
+    raw = frame.raw[::s, ::s]
+    depth = np.where(np.isfinite(raw) & (raw > 0), np.clip(np.rint(raw), 0, 65535), 0)
+    hand = np.isin(frame.extra["part"][::s, ::s], _HAND_IDS)
+    joints = frame.joints_xyz["canonical21"].astype(np.float64)
+    u, v, d = camera.xyz_to_uvd(joints.mean(0))
+    return depth.astype(np.uint16), hand, np.array([u / s, v / s, d], np.float32)
+
+
+def _make(job: tuple[int, int, int]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    k, start, stop = job
+    torch.set_num_threads(1)
+    camera, config = scene_config(LOCATOR_SCENES[k])
+    make = hand_frame_generator(config)
+    out = [locator_sample(make(i, frame_rng(LOCATOR_SEED + k, i)), camera)
+           for i in range(start, stop)]  # fmt: skip
+    return k, *(np.stack(a) for a in zip(*out, strict=True))
+
+
+def make_locator_data(
+    path: str | Path, frames: int, workers: int = 2, first: int = 0, block: int = 64
+) -> Path:
+    """Render ``frames`` locator frames (:data:`LOCATOR_SCENES` by their shares, each scene's
+    frames ``first ..``) into the npz ``path`` (``depth``, ``hand``, ``centre``, ``scene``):
+    written at the end, atomically. Validation data: the same with a ``first`` past training's."""
+    jobs = []
+    for k, scene in enumerate(LOCATOR_SCENES):
+        n = first + round(frames * scene.share)
+        jobs += [(k, a, min(a + block, n)) for a in range(first, n, block)]
+    parts: list[tuple] = []
+    ctx = get_context("spawn")
+    total = sum(b - a for _, a, b in jobs)
+    with ctx.Pool(workers) as pool, tqdm(total=total, unit="frame", desc="locator data") as bar:
+        for res in pool.imap_unordered(_make, jobs):
+            parts.append(res)
+            bar.update(len(res[1]))
+    parts.sort(key=lambda r: r[0])
+    out = {
+        "depth": np.concatenate([p[1] for p in parts]),
+        "hand": np.concatenate([p[2] for p in parts]),
+        "centre": np.concatenate([p[3] for p in parts]),
+        "scene": np.concatenate([np.full(len(p[1]), p[0], np.uint8) for p in parts]),
+    }
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **out)
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class LocatorTrainConfig:
+    """One locator run (the loop of :func:`train_locator`)."""
+
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 2e-3  # Adam on a batch-normalised net this small takes a high rate
+    warmup_steps: int = 200
+    weight_decay: float = 1e-4
+    width: int = 16  # LocatorNet's first level's channels
+    flip_prob: float = 0.5  # mirrored frames: left hands look like this
+    val_every: int = 500
+    seed: int = 0
+
+
+def _load(path: str | Path) -> dict[str, torch.Tensor]:
+    with np.load(path) as z:
+        return {k: torch.from_numpy(z[k]) for k in ("depth", "hand", "centre", "scene")}
+
+
+def _batch(data: dict, idx: torch.Tensor, flip: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+    depth = data["depth"][idx].float()
+    hand = data["hand"][idx]
+    centre = data["centre"][idx].clone()
+    if flip is not None and flip.any():
+        depth[flip] = depth[flip].flip(-1)
+        hand[flip] = hand[flip].flip(-1)
+        centre[flip, 0] = depth.shape[-1] - 1 - centre[flip, 0]
+    x = locator_input(depth, 1, far_mm=2000.0, min_depth_mm=10.0)
+    return x, encode_targets(centre, hand, (x.shape[-2] // 2, x.shape[-1] // 2))
+
+
+def _cameras() -> list[tuple[Camera, int]]:
+    return [(Camera.preset(s.camera), grid_stride(Camera.preset(s.camera).width))
+            for s in LOCATOR_SCENES]  # fmt: skip
+
+
+def centre_errors(net: LocatorNet, data: dict, batch_size: int = 64) -> np.ndarray:
+    """Distances (mm) between the located and the true centres of ``data``'s frames."""
+    cams = _cameras()
+    net.eval()
+    errs = []
+    with torch.no_grad():
+        for a in range(0, len(data["depth"]), batch_size):
+            idx = torch.arange(a, min(a + batch_size, len(data["depth"])))
+            x, _ = _batch(data, idx, None)
+            got = decode(net(x), x).centre.double().numpy()
+            true = data["centre"][idx].double().numpy()
+            for g, t, k in zip(got, true, data["scene"][idx].tolist(), strict=True):
+                cam, s = cams[k]
+                p = cam.uvd_to_xyz(
+                    np.array([[g[0] * s, g[1] * s, g[2]], [t[0] * s, t[1] * s, t[2]]])
+                )
+                errs.append(float(np.linalg.norm(p[0] - p[1])))
+    net.train()
+    return np.array(errs)
+
+
+def train_locator(
+    train: str | Path, val: str | Path, out: str | Path, config: LocatorTrainConfig
+) -> Path:
+    """Train a :class:`~handvox.estimator.locate.LocatorNet` on the npz ``train`` (from
+    :func:`make_locator_data`), validating on ``val``; ``out/state.pt`` (resumable, written
+    atomically at each validation) and ``out/best/`` (the weights of the best validation centre
+    error with this config, the scenes and the data: :func:`~handvox.estimator.locate.
+    save_locator`)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    tr, va = _load(train), _load(val)
+    net = LocatorNet(cfg.width)
+    opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+
+    def rate(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        return 0.5 * (
+            1 + math.cos(math.pi * (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps))
+        )
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
+    step, best, log = 0, math.inf, []
+    gen = torch.Generator().manual_seed(cfg.seed)
+    state_path = out / "state.pt"
+    if state_path.exists():
+        st = torch.load(state_path, weights_only=False)
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"])
+        step, best, log = st["step"], st["best"], st["log"]
+    n = len(tr["depth"])
+    net.train()
+    sums: dict[str, float] = {}
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="locator", file=sys.stderr)
+    t0 = time.perf_counter()
+    while step < cfg.steps:
+        idx = torch.randint(n, (cfg.batch_size,), generator=gen)
+        flip = torch.rand(cfg.batch_size, generator=gen) < cfg.flip_prob
+        x, target = _batch(tr, idx, flip)
+        losses = locator_loss(net(x), x, target)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v.item()
+        bar.update(1)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            err = centre_errors(net, va)
+            row = {"step": step, **{k: v / cfg.val_every for k, v in sums.items()},
+                   "val_mean_mm": float(err.mean()), "val_median_mm": float(np.median(err)),
+                   "val_over_50mm": float((err > 50).mean()),
+                   "time_s": time.perf_counter() - t0}  # fmt: skip
+            log.append(row)
+            sums = {}
+            bar.write(" ".join(f"{k} {v:.4g}" for k, v in row.items()))
+            if row["val_mean_mm"] < best:
+                best = row["val_mean_mm"]
+                info = {"step": step, "validation": row, "train_config": asdict(cfg),
+                        "scenes": [asdict(sc) for sc in LOCATOR_SCENES],
+                        "data": {"train": str(train), "val": str(val)}}  # fmt: skip
+                save_locator(net, out / "best", info)
+            with atomic_path(state_path) as tmp:
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "gen": gen.get_state(), "step": step,
+                            "best": best, "log": log}, tmp)  # fmt: skip
+    bar.close()
+    return out / "best"

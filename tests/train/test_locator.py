@@ -1,0 +1,91 @@
+"""Training of the hand locator (handvox.train.locator): its data, its loop, its command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from handvox.estimator.locate import load_locator
+from handvox.synth.frame import frame_rng
+from handvox.synth.hand import hand_frame_generator
+from handvox.synth.hand_config import SCENE_PARTS
+from handvox.train.locator import (
+    LOCATOR_SCENES,
+    LocatorTrainConfig,
+    locator_sample,
+    scene_config,
+    train_locator,
+)
+
+
+def test_scenes_share_all_frames_and_hold_out_the_test_shape():
+    assert sum(s.share for s in LOCATOR_SCENES) == pytest.approx(1.0)
+    for scene in LOCATOR_SCENES:
+        _, config = scene_config(scene)
+        assert "small_female" not in config.shapes  # the protocol's test shape
+
+
+def test_a_sample_holds_the_grid_the_hand_and_its_centre():
+    camera, config = scene_config(LOCATOR_SCENES[1])
+    frame = hand_frame_generator(config)(0, frame_rng(5, 0))
+    depth, hand, centre = locator_sample(frame, camera)
+    assert depth.shape == hand.shape == (120, 160) and depth.dtype == np.uint16
+    part = frame.extra["part"][::4, ::4]
+    assert hand.any() and not hand[part == SCENE_PARTS.index("body")].any()
+    truth = camera.xyz_to_uvd(frame.joints_xyz["canonical21"].mean(0).astype(float))
+    assert np.allclose(centre, [truth[0] / 4, truth[1] / 4, truth[2]], atol=1e-3)
+    # the hand's cells lie around the centre, and the raw depth is kept in whole mm
+    rows, cols = np.nonzero(hand & (part != SCENE_PARTS.index("forearm")))
+    assert abs(cols.mean() - centre[0]) < 15 and abs(rows.mean() - centre[1]) < 15
+    assert np.array_equal(depth, np.rint(np.nan_to_num(frame.raw[::4, ::4])).astype(np.uint16))
+
+
+def _fake_data(path, n: int, seed: int) -> None:
+    """Frames of a flat disc (the "hand") before a wall: enough for the loop to learn from."""
+    rng = np.random.default_rng(seed)
+    depth = np.full((n, 120, 160), 1500, np.uint16)
+    hand = np.zeros((n, 120, 160), bool)
+    centre = np.zeros((n, 3), np.float32)
+    rows, cols = np.mgrid[:120, :160]
+    for i in range(n):
+        c, r, d = rng.uniform(30, 130), rng.uniform(30, 90), rng.uniform(400, 900)
+        disc = (cols - c) ** 2 + (rows - r) ** 2 < 100
+        depth[i][disc], hand[i] = d, disc
+        centre[i] = c, r, d + 20
+    np.savez(path, depth=depth, hand=hand, centre=centre, scene=np.ones(n, np.uint8))
+
+
+def test_training_learns_resumes_and_keeps_the_best(tmp_path):
+    _fake_data(tmp_path / "train.npz", 64, 0)
+    _fake_data(tmp_path / "val.npz", 16, 1)
+    cfg = LocatorTrainConfig(steps=60, val_every=30, batch_size=8, width=8, warmup_steps=5)
+    torch.manual_seed(0)
+    best = train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run", cfg)
+    info = json.loads((best / "config.json").read_text())
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    first, last = state["log"][0], state["log"][-1]
+    assert state["step"] == 60 and [r["step"] for r in state["log"]] == [30, 60]
+    assert last["val_mean_mm"] < first["val_mean_mm"] or last["val_mean_mm"] < 30
+    assert info["validation"]["val_mean_mm"] == min(r["val_mean_mm"] for r in state["log"])
+    load_locator(best)
+    # a longer run in the same folder continues from step 60, not from scratch
+    longer = LocatorTrainConfig(steps=90, val_every=30, batch_size=8, width=8, warmup_steps=5)
+    train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run", longer)
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert [r["step"] for r in state["log"]] == [30, 60, 90]
+
+
+@pytest.mark.slow
+def test_train_locator_command_renders_then_trains(tmp_path):
+    from handvox.cli.main import main
+
+    out = tmp_path / "loc"
+    args = ["train-locator", "--out", str(out), "--frames", "20", "--val-frames", "10",
+            "--steps", "4", "--val-every", "2", "--batch-size", "4", "--workers", "1"]  # fmt: skip
+    assert main(args) == 0
+    with np.load(out / "data" / "train-20.npz") as z:
+        assert len(z["depth"]) == 20 and set(z["scene"].tolist()) <= set(range(5))
+    assert (out / "best" / "model.safetensors").is_file()
