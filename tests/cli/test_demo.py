@@ -77,12 +77,23 @@ def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys
     assert set(summary["domains"]) == {d.name for d in DOMAIN_SETS}
     assert all(r["frames"] == 2 and r["mean_error_mm"] > 0 for r in summary["domains"].values())
     assert (out / "domains" / "matrix.png").stat().st_size > 10_000
+    # the skinned-hand contact sheet: 20 gestures, mesh and capsules, 4 a row
+    w, h = Image.open(out / "skinned" / "sheet.png").size
+    assert (w, h) == (8 * 260 + 4, 5 * 260 + 4)
+    assert 0 < summary["skinned_sheet_seconds"] < 60
     # the report shows every picture it made
     report = (out / "report.md").read_text()
     for link in ("synthetic/curve.png", "synthetic/overlays.png", "real/sr305.png",
                  "real/others.png", "nyu/curve.png", "icvl/curve.png",
-                 "domains/matrix.png"):  # fmt: skip
+                 "domains/matrix.png", "skinned/sheet.png"):  # fmt: skip
         assert f"]({link})" in report
+    # after the cross-domain suite, before the real frames
+    sections = [line for line in report.splitlines() if line.startswith("## ")]
+    i = sections.index("## The skinned hand")
+    assert sections[i - 1] == "## Cross-domain suite" and sections[i + 1] == "## Real frames"
+    skinned = report.split("## The skinned hand\n", 1)[1].split("\n## ", 1)[0]
+    assert "LibHand" in skinned and "CC BY 3.0" in skinned and "20" in skinned
+    assert "](skinned/sheet.png)" in skinned
     real = report.split("## Real frames\n", 1)[1].split("\n## ", 1)[0]
     assert "SR305" in real and "MIT" in real and "NYU" in real and "HANDS 2017" in real
     assert f"{summary['nyu_frame']['mean_error_nyu14_mm']:.1f} mm" in real

@@ -7,12 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from handvox.camera import Camera
 from handvox.errors import HandvoxError
 from handvox.eval.metrics import PROTOCOL, SYNTHETIC_PROTOCOL, score
-from handvox.eval.report import build_metrics, joint_label, render_markdown, write_report
+from handvox.eval.report import (
+    build_metrics,
+    joint_label,
+    plot_domain_matrix,
+    plot_leave_one_out,
+    render_markdown,
+    write_report,
+)
 from handvox.joints import ICVL16
 
 ICVL = Camera.preset("icvl")
@@ -86,3 +94,25 @@ def test_write_report_writes_all_outputs(tmp_path, results):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files
     with pytest.raises(HandvoxError, match="not a folder"):
         write_report(paths[0], metrics, "", results, ICVL16)
+
+
+def _scores(errors: dict[str, float]) -> dict[str, dict]:
+    return {s: {"mean_error_mm": e, "percent_within_mm": {"40": 50.0}} for s, e in errors.items()}
+
+
+def test_domain_matrix_has_a_bar_per_set():
+    fig = plot_domain_matrix(_scores({"a": 12.0, "b": 30.0, "c": 8.0}), "t")
+    mean, p40 = fig.axes
+    assert [round(p.get_height(), 3) for p in mean.patches] == [12.0, 30.0, 8.0]
+    assert len(p40.patches) == 3 and mean.get_title() == "t"
+
+
+def test_leave_one_out_matrix_frames_the_held_out_sets():
+    runs = {"all": _scores({"x": 10.0, "y": 20.0}), "no-y": _scores({"x": 11.0, "y": 40.0})}
+    fig = plot_leave_one_out(runs, {"no-y": ["y"]}, "loo")
+    ax = fig.axes[0]
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["10.0", "11.0", "20.0", "40.0"]
+    framed = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(framed) == 1 and framed[0].get_xy() == (1 - 0.48, 1 - 0.48)  # row no-y, set y
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["all", "no-y"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from handvox.atomic import atomic_path, write_text
@@ -236,6 +237,33 @@ def plot_domain_matrix(results: dict[str, dict], title: str) -> Figure:
         a.text(i, m, f"{m:.1f}", ha="center", va="bottom", fontsize=8)
         b.text(i, p, f"{p:.0f}", ha="center", va="bottom", fontsize=8)
     b.tick_params(axis="x", labelrotation=25)
+    fig.tight_layout()
+    return fig
+
+
+def plot_leave_one_out(
+    runs: dict[str, dict[str, dict]], held_out: dict[str, list[str]], title: str
+) -> Figure:
+    """Leave-one-out runs on the cross-domain suite as a matrix: one row per run (``runs``: run
+    name -> :func:`handvox.eval.protocol.score_domain_sets` output), one column per set, the
+    mean joint error in each cell; the cells of the sets a run was trained without
+    (``held_out``: run name -> set names) framed."""
+    names = list(runs)
+    sets = list(next(iter(runs.values())))
+    err = np.array([[runs[r][s]["mean_error_mm"] for s in sets] for r in names])
+    fig = Figure(figsize=(max(6.0, 1.25 * len(sets) + 2.0), 1.0 + 0.7 * len(names)))
+    ax = fig.subplots()
+    im = ax.imshow(np.log(err), cmap="viridis_r", aspect="auto")
+    for i, r in enumerate(names):
+        for j, s in enumerate(sets):
+            ax.text(j, i, f"{err[i, j]:.1f}", ha="center", va="center", fontsize=9,
+                    color="white" if im.norm(np.log(err[i, j])) > 0.6 else "black")  # fmt: skip
+            if s in held_out.get(r, ()):
+                ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False,
+                                       edgecolor="#d62728", linewidth=2.5))  # fmt: skip
+    ax.set_xticks(range(len(sets)), sets, rotation=25, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title(title + " (mean joint error, mm; framed: trained without)", fontsize=10)
     fig.tight_layout()
     return fig
 
