@@ -40,7 +40,13 @@ from handvox.eval.protocol import (
     predict_dataset,
     score_domain_sets,
 )
-from handvox.eval.report import build_metrics, plot_domain_matrix, render_markdown, write_report
+from handvox.eval.report import (
+    build_metrics,
+    plot_domain_matrix,
+    plot_leave_one_out,
+    render_markdown,
+    write_report,
+)
 from handvox.io.depth import read_depth
 from handvox.io.predictions import load_xyz
 from handvox.joints import convert_joints, get_joint_set
@@ -78,6 +84,8 @@ GRID_PER_ROW = 4
 # Frames a set of the cross-domain suite gets in the demo: enough to rank the sets, at about half a
 # minute for all seven on two cores.
 DEMO_DOMAIN_FRAMES = 100
+# The leave-one-out runs as recorded (benchmarks/leave_one_out.py's metrics.json and how it ran).
+LEAVE_ONE_OUT = Path(__file__).resolve().parents[1] / "data" / "leave_one_out.json"
 
 
 def find_shared(start: Path | None = None) -> Path | None:
@@ -253,8 +261,44 @@ def domain_section(
         "",
         "![cross-domain matrix](domains/matrix.png)",
         "",
+        *leave_one_out_lines(out),
     ]
     return lines, results
+
+
+def leave_one_out_lines(out: Path) -> list[str]:
+    """The recorded leave-one-out runs (:data:`LEAVE_ONE_OUT`, written by
+    ``benchmarks/leave_one_out.py``: four models trained for 17 minutes each, more than a demo
+    can spend) as a table and ``domains/leave-one-out.png``; the report's lines."""
+    if not LEAVE_ONE_OUT.is_file():
+        return []
+    doc = json.loads(LEAVE_ONE_OUT.read_text(encoding="utf-8"))
+    scores, ratios = doc["scores"], doc["ratios"]
+    held = {name: r["sets"] for name, r in ratios.items()}
+    fig = plot_leave_one_out(scores, held, "Leave-one-out runs")
+    with atomic_path(out / "domains" / "leave-one-out.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    sets = list(scores["all"])
+    rows = [[name, *(f"{s[k]['mean_error_mm']:.1f}" for k in sets)] for name, s in scores.items()]
+    rec = doc["recorded"]
+    return [
+        "### Leave-one-out (recorded, not rerun by the demo)",
+        "",
+        f"{rec['what']} Recorded {rec['date']} on {rec['machine']} by `{rec['command']}`; "
+        "mean joint error (mm) per set, framed in the picture where a run was trained without "
+        "what the set holds.",
+        "",
+        *_table(["run", *sets], rows),
+        "",
+        *(
+            f"- without {n.removeprefix('no-')}: {r['without_mm']:.1f} mm against "
+            f"{r['all_mm']:.1f} with it on {', '.join(r['sets'])} (x{r['ratio']:.2f})"
+            for n, r in ratios.items()
+        ),  # fmt: skip
+        "",
+        "![leave-one-out](domains/leave-one-out.png)",
+        "",
+    ]
 
 
 def skinned_section(out: Path) -> tuple[list[str], float]:
