@@ -8,9 +8,10 @@ scored on every set, so that what a factor's absence costs is measured on the se
 
 Run names other than ``all`` must be ``no-<factor>`` with a factor of :data:`FACTOR_SETS`; the
 run ``all`` (every factor) gives each factor's in-domain score. Writes OUT/metrics.json and
-OUT/matrix.png; prints the matrix and, per factor, the ratio of the run without it to ``all``
-on the sets that hold it (the issue's goal: within 1.3x). The sets in ``--sets`` are rendered
-there when absent and reused when present.
+OUT/matrix.png (each run's scores in OUT/runs/, reused by a rerun: ``--score-only`` scores the
+runs given, as they finish); prints the matrix and, per factor, the ratio of the run without it
+to ``all`` on the sets that hold it (the issue's goal: within 1.3x). The sets in ``--sets`` are
+rendered there when absent and reused when present.
 """
 
 from __future__ import annotations
@@ -41,17 +42,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, default=100, help="frames per set")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--score-only", action="store_true", help="score the runs given, no matrix")
     args = ap.parse_args(argv)
     runs = dict(r.split("=", 1) for r in args.run)
-    if "all" not in runs:
+    if "all" not in runs and not args.score_only:
         ap.error("one --run must be all=DIR (trained with every factor)")
     for name in runs:
         if name != "all" and name.removeprefix("no-") not in FACTOR_SETS:
             ap.error(f"run {name!r}: expected all or no-<{'|'.join(FACTOR_SETS)}>")
     scores = {}
     for name, folder in runs.items():
+        # one file per run, reused by a rerun with the same model and frames (a run at a time
+        # can be scored while the next trains)
+        done = args.out / "runs" / f"{name}.json"
+        key = {"model": str(Path(folder).resolve()), "frames": args.frames}
+        if done.is_file() and json.loads(done.read_text())["key"] == key:
+            scores[name] = json.loads(done.read_text())["scores"]
+            continue
         est = HandPoseEstimator.from_folder(folder)
         scores[name] = score_domain_sets(est, args.sets, args.frames, args.workers, False)
+        write_text(done, json.dumps({"key": key, "scores": scores[name]}, indent=2) + "\n")
+    if args.score_only:
+        return
     held = {n: FACTOR_SETS[n.removeprefix("no-")] for n in runs if n != "all"}
     ratios = {}
     for name, sets in held.items():

@@ -85,8 +85,14 @@ def test_demo_writes_the_report(shared, tta_model, tmp_path, monkeypatch, capsys
     report = (out / "report.md").read_text()
     for link in ("synthetic/curve.png", "synthetic/overlays.png", "real/sr305.png",
                  "real/others.png", "nyu/curve.png", "icvl/curve.png",
-                 "domains/matrix.png", "skinned/sheet.png"):  # fmt: skip
+                 "domains/matrix.png", "domains/leave-one-out.png",
+                 "skinned/sheet.png"):  # fmt: skip
         assert f"]({link})" in report
+    # the recorded leave-one-out runs: one row per run, the ratio of each factor
+    loo = report.split("### Leave-one-out", 1)[1].split("\n## ", 1)[0]
+    for run in ("all", "no-mesh", "no-tof", "no-objects"):
+        assert f"| {run} |" in loo
+    assert "without tof:" in loo and "recorded" in loo.lower()
     # after the cross-domain suite, before the real frames
     sections = [line for line in report.splitlines() if line.startswith("## ")]
     i = sections.index("## The skinned hand")

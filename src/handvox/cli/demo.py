@@ -6,7 +6,8 @@
    and scores it: fraction-of-frames curve, per-joint errors, the 20/40/50 mm table, a grid of
    overlays (best, median and worst frames), time per stage.
 3. Scores it on the cross-domain suite (:data:`handvox.eval.protocol.DOMAIN_SETS`: skinned
-   hands, other sensors, an egocentric hand holding an object), a matrix in the report.
+   hands, other sensors, an egocentric hand holding an object), a matrix in the report, and
+   shows the recorded leave-one-out runs beside it (:data:`LEAVE_ONE_OUT`; not rerun).
 4. Draws the skinned-hand contact sheet (:func:`handvox.synth.preview.skinned_sheet`): the
    LibHand skinned mesh hand beside the capsule hand in the same 20 poses.
 5. With ``../shared`` beside the checkout: runs the model on real frames (19 RealSense SR305
