@@ -34,11 +34,14 @@ from handvox.estimator.locate import (
     locator_loss,
     save_locator,
 )
+from handvox.estimator.segment import SegmentConfig
 from handvox.eval.protocol import TRAIN_SHAPES
 from handvox.synth.frame import frame_rng
 from handvox.synth.hand import hand_frame_generator
 from handvox.synth.hand_config import SCENE_PARTS, HandSynthConfig
 
+# What counts as a reading, as at inference (SegmentConfig's defaults; the data are on the grid).
+_READINGS = SegmentConfig()
 # Seeds 3000 + k (k: the scene's index) are used by no other data set.
 LOCATOR_SEED = 3000
 _HAND_IDS = [SCENE_PARTS.index(p) for p in ("palm", "thumb", "index", "middle", "ring",
@@ -155,7 +158,7 @@ def _batch(data: dict, idx: torch.Tensor, flip: torch.Tensor | None) -> tuple[to
         depth[flip] = depth[flip].flip(-1)
         hand[flip] = hand[flip].flip(-1)
         centre[flip, 0] = depth.shape[-1] - 1 - centre[flip, 0]
-    x = locator_input(depth, 1, far_mm=2000.0, min_depth_mm=10.0)
+    x = locator_input(depth, 1, _READINGS.far_mm, _READINGS.min_depth_mm)
     return x, encode_targets(centre, hand, (x.shape[-2] // 2, x.shape[-1] // 2))
 
 
