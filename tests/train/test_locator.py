@@ -16,6 +16,7 @@ from handvox.train.locator import (
     LOCATOR_SCENES,
     LocatorTrainConfig,
     locator_sample,
+    make_locator_data,
     scene_config,
     train_locator,
 )
@@ -89,3 +90,20 @@ def test_train_locator_command_renders_then_trains(tmp_path):
     with np.load(out / "data" / "train-20.npz") as z:
         assert len(z["depth"]) == 20 and set(z["scene"].tolist()) <= set(range(5))
     assert (out / "best" / "model.safetensors").is_file()
+
+
+def test_rendering_resumes_from_the_blocks_done(tmp_path):
+    path = tmp_path / "d.npz"
+    parts = tmp_path / "d.npz.parts"
+    parts.mkdir()
+    # a block "already done" by an interrupted run (scene 0, frames 0-1): reused, not redrawn
+    fake = {"depth": np.full((2, 120, 160), 7, np.uint16), "hand": np.zeros((2, 120, 160), bool),
+            "centre": np.zeros((2, 3), np.float32), "scene": np.zeros(2, np.uint8)}  # fmt: skip
+    np.savez(parts / "0-0-2.npz", **fake)
+    make_locator_data(path, 10, workers=1, block=2)
+    with np.load(path) as z:
+        assert len(z["depth"]) == 10 and (z["depth"][:2] == 7).all()
+        assert not (z["depth"][2:] == 7).all()
+        # scene then frame order: scene ids never decrease
+        assert (np.diff(z["scene"].astype(int)) >= 0).all()
+    assert not parts.exists()

@@ -12,6 +12,7 @@ centre (the mean of the 21 joints), so that tens of thousands of frames fit in m
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -90,44 +91,60 @@ def locator_sample(frame, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.nd
     return depth.astype(np.uint16), hand, np.array([u / s, v / s, d], np.float32)
 
 
-def _make(job: tuple[int, int, int]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+def _make(job: tuple[int, int, int]) -> tuple[tuple[int, int, int], dict[str, np.ndarray]]:
     k, start, stop = job
     torch.set_num_threads(1)
     camera, config = scene_config(LOCATOR_SCENES[k])
     make = hand_frame_generator(config)
     out = [locator_sample(make(i, frame_rng(LOCATOR_SEED + k, i)), camera)
            for i in range(start, stop)]  # fmt: skip
-    return k, *(np.stack(a) for a in zip(*out, strict=True))
+    depth, hand, centre = (np.stack(a) for a in zip(*out, strict=True))
+    return job, {"depth": depth, "hand": hand, "centre": centre,
+                 "scene": np.full(len(depth), k, np.uint8)}  # fmt: skip
 
 
 def make_locator_data(
     path: str | Path, frames: int, workers: int = 2, first: int = 0, block: int = 64
 ) -> Path:
     """Render ``frames`` locator frames (:data:`LOCATOR_SCENES` by their shares, each scene's
-    frames ``first ..``) into the npz ``path`` (``depth``, ``hand``, ``centre``, ``scene``):
-    written at the end, atomically. Validation data: the same with a ``first`` past training's."""
+    frames ``first ..``) into the npz ``path`` (``depth``, ``hand``, ``centre``, ``scene``, in
+    scene and frame order). Each block of ``block`` frames is written atomically to
+    ``path.parts/`` as it is done, so that a rerun renders only the missing ones; the npz is
+    written atomically from them at the end. Validation data: the same with a ``first`` past
+    training's."""
+    path = Path(path)
     jobs = []
     for k, scene in enumerate(LOCATOR_SCENES):
         n = first + round(frames * scene.share)
         jobs += [(k, a, min(a + block, n)) for a in range(first, n, block)]
-    parts: list[tuple] = []
-    ctx = get_context("spawn")
+    parts = path.with_name(path.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+
+    def part(job: tuple[int, int, int]) -> Path:
+        return parts / "{}-{}-{}.npz".format(*job)
+
+    todo = [j for j in jobs if not part(j).is_file()]
     total = sum(b - a for _, a, b in jobs)
-    with ctx.Pool(workers) as pool, tqdm(total=total, unit="frame", desc="locator data") as bar:
-        for res in pool.imap_unordered(_make, jobs):
-            parts.append(res)
-            bar.update(len(res[1]))
-    parts.sort(key=lambda r: r[0])
-    out = {
-        "depth": np.concatenate([p[1] for p in parts]),
-        "hand": np.concatenate([p[2] for p in parts]),
-        "centre": np.concatenate([p[3] for p in parts]),
-        "scene": np.concatenate([np.full(len(p[1]), p[0], np.uint8) for p in parts]),
-    }
+    done = total - sum(b - a for _, a, b in todo)
+    with (
+        get_context("spawn").Pool(workers) as pool,
+        tqdm(total=total, initial=done, unit="frame", desc="locator data") as bar,
+    ):
+        for job, arrays in pool.imap_unordered(_make, todo):
+            with atomic_path(part(job)) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+            bar.update(job[2] - job[1])
+    loaded = []
+    for job in jobs:
+        with np.load(part(job)) as z:
+            loaded.append({k: z[k] for k in ("depth", "hand", "centre", "scene")})
+    out = {k: np.concatenate([p[k] for p in loaded]) for k in loaded[0]}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **out)
-    return Path(path)
+    shutil.rmtree(parts)
+    return path
 
 
 @dataclass(frozen=True)
