@@ -98,7 +98,10 @@ def train(
     ctx, device = setup_distributed(cfg.device)
     try:
         run = _Run.start(cfg, Path(out), device, ctx, resume, command or " ".join(sys.argv))
-        return _loop(run, max_steps, on_step)
+        result = _loop(run, max_steps, on_step)
+        # Every process past its last collective before any tears the group down.
+        ctx.barrier()
+        return result
     finally:
         ctx.close()
 
