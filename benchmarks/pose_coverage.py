@@ -29,8 +29,9 @@ Four measurements (docs/benchmarks.md, "Pose coverage", reads them):
    the view checks and keeps the object 30 mm before the camera; the rest are redrawn frame by
    frame in the generator), deepest hand-object interpenetration (:func:`handvox.hand.grasp.
    hand_overlap`, every bone and the palm, the frame's own bones), deepest finger-finger
-   interpenetration (:func:`handvox.hand.poses.self_overlap`, average adult), chains touching
-   the object (a closing bone within 1 mm of its surface) and the flexion of the closed fingers.
+   interpenetration (:func:`handvox.hand.poses.self_overlap`, the frame's own bones), chains
+   touching the object (a closing bone within 1 mm of its surface) and the flexion of the
+   closed fingers.
 4. **ICVL transfer poses**: the 1,596 ICVL test labels (``../shared/data/icvl/
    icvl_test_groundtruth_label.txt``, what ``handvox transfer`` recovers for the shipped model's
    ``data/transfer``) solved by :func:`handvox.synth.transfer.recover_poses` with its defaults
@@ -181,7 +182,7 @@ def grasp_coverage(blocks: int, seed: int) -> dict:
         cols["radius"].append(obj.draw.radius[idx])
         cols["accepted"].append(blk.ok[idx])
         cols["overlap"].append(hand_overlap(pose, bones, grasp).numpy())
-        cols["self"].append(self_overlap(pose[:, 6:]).numpy())
+        cols["self"].append(self_overlap(pose[:, 6:], bones).numpy())
         cols["contacts"].append(touch[:, 1:].sum(1))
         cols["thumb"].append(touch[:, 0])
         cols["flex"].append(flex.mean(1))

@@ -12,9 +12,12 @@ from handvox.hand.grasp import (
     CLOSING_DOFS,
     CONTACT_TOLERANCE_MM,
     GraspObject,
+    box_frame,
     close_grasp,
     hand_overlap,
+    hand_self_overlap,
     place_on_palm,
+    segment_box_distance,
 )
 from handvox.hand.kinematics import dof_index, pose_limits, zero_pose
 from handvox.hand.shapes import base_shape
@@ -75,6 +78,33 @@ def test_power_grasps_end_on_the_surface():
     assert bool(((res.pose >= lo - 1e-9) & (res.pose <= hi + 1e-9)).all())
 
 
+def test_the_thumb_rests_on_the_fingers_not_through_them():
+    # Small balls in the palm: the fingers curl over them and the thumb, closing after them,
+    # meets the curled index; closing it against the ball alone put it through the index.
+    bones = base_shape("average_adult", F64)
+    n = 6
+    radius = torch.linspace(20.0, 28.0, n, dtype=F64)
+    a = torch.stack([torch.full((n,), -12.0, dtype=F64), torch.full((n,), -60.0, dtype=F64),
+                     torch.zeros(n, dtype=F64)], 1)  # fmt: skip
+    pose = pre_shape(n)
+    obj = place_on_palm(pose, bones, a, a.clone(), radius)
+    res = close_grasp(pose, bones, obj)
+    assert float(hand_self_overlap(res.pose, bones).max()) <= CONTACT_TOLERANCE_MM
+    assert float(res.overlap_mm.max()) <= CONTACT_TOLERANCE_MM
+    # the thumb did close (it is not left open), and stopped on something within tolerance
+    thumb = [dof_index(name) for name in CLOSING_DOFS[0]]
+    moved = (res.pose[:, thumb] - pose[:, thumb]).abs().sum(1)
+    assert bool((moved > math.radians(10)).all()), moved
+    gap_fingers = -hand_self_overlap(res.pose, bones)
+    gap_object = bone_gaps(res.pose, bones, obj)[:, 0]
+    _, hi = pose_limits(dtype=F64)
+    at_limit = (res.pose[:, thumb] >= hi[thumb] - 1e-6).any(1)
+    stopped = torch.minimum(gap_fingers, gap_object) <= CONTACT_TOLERANCE_MM
+    assert bool((stopped | at_limit).all())
+    # the thumb's contact flag means the ball, not a finger
+    assert bool((res.contact[:, 0] == (gap_object <= CONTACT_TOLERANCE_MM)).all())
+
+
 def test_a_missed_object_leaves_the_fingers_fully_curled():
     bones = base_shape("average_adult", F64)
     pose = pre_shape(1)
@@ -112,3 +142,51 @@ def test_bad_objects():
         GraspObject(z, z, torch.zeros(1, dtype=F64))
     with pytest.raises(ValueError, match="expected"):
         GraspObject(z, z[0], torch.ones(1, dtype=F64))
+
+
+def test_segment_box_distance_matches_a_dense_search():
+    g = torch.Generator().manual_seed(3)
+    n = 200
+    p, q = (torch.randn(n, 3, generator=g, dtype=F64) * 60 for _ in range(2))
+    frame = box_frame(torch.zeros(n, 3, dtype=F64), torch.randn(n, 3, generator=g, dtype=F64),
+                      torch.randn(n, 3, generator=g, dtype=F64))  # fmt: skip
+    assert torch.allclose(frame @ frame.transpose(1, 2), torch.eye(3, dtype=F64).expand(n, 3, 3))
+    half = torch.rand(n, 3, generator=g, dtype=F64) * 40
+    half[:20, 1:] = 0.0  # segments: a capsule's core
+    half[20:30] = 0.0  # points: a sphere's
+    t = torch.linspace(0, 1, 20001, dtype=F64)[:, None, None]
+    pts = torch.einsum("tnj,nij->tni", p + t * (q - p), frame)  # (T, n, 3), boxes' frames
+    dense = (pts.abs() - half).clamp_min(0).norm(dim=-1).amin(0)
+    torch.testing.assert_close(segment_box_distance(p, q, frame, half), dense, atol=1e-3,
+                               rtol=0)  # fmt: skip
+    # a capsule as a box without extent across it measures as the capsule does
+    a, b = (
+        torch.randn(n, 3, generator=g, dtype=F64) * 30,
+        torch.randn(n, 3, generator=g, dtype=F64) * 30,
+    )
+    r = torch.full((n,), 10.0, dtype=F64)
+    cap = GraspObject(a, b, r)
+    box = GraspObject(a, b, r, torch.zeros(n, 3, dtype=F64), torch.zeros(n, dtype=F64))
+    rr = torch.full((n,), 5.0, dtype=F64)
+    torch.testing.assert_close(box.distance(p, q, rr), cap.distance(p, q, rr), atol=1e-6, rtol=0)
+
+
+def test_boxes_are_grasped_on_their_surface():
+    # Packs of 50-70 x 30-50 mm cross-section across the palm, flat side down.
+    bones = base_shape("average_adult", F64)
+    n = 4
+    across = torch.zeros(n, 3, dtype=F64)
+    across[:, 1] = torch.linspace(18.0, 30.0, n, dtype=F64)
+    thick = torch.linspace(10.0, 20.0, n, dtype=F64)
+    a = torch.tensor([[-60.0, -62.0, 0.0]], dtype=F64).expand(n, 3).clone()
+    b = a.clone()
+    b[:, 0] = 40.0
+    pose = pre_shape(n)
+    obj = place_on_palm(pose, bones, a, b, torch.full((n,), 4.0, dtype=F64), across, thick)
+    assert obj.boxes and float(hand_overlap(pose, bones, obj).max()) <= CONTACT_TOLERANCE_MM
+    res = close_grasp(pose, bones, obj)
+    assert float(res.overlap_mm.max()) <= CONTACT_TOLERANCE_MM
+    assert bool((res.contact[:, 1:].sum(1) >= 3).all()), res.contact
+    # a box is not its inscribed capsule: the same grasp goes through a capsule of its width
+    fat = GraspObject(obj.a, obj.b, obj.bounding_radius())
+    assert float(hand_overlap(res.pose, bones, fat).min()) > 2.0

@@ -16,27 +16,36 @@ from handvox.hand.shapes import base_shape
 from handvox.synth.hand import bones_from_vector
 from handvox.synth.hand_config import SCENE_PARTS, HandSynthConfig, pose_sampler_config
 from handvox.synth.objects import (
+    OBJECT_BOX_MM,
     OBJECT_KIND_PROBS,
     OBJECT_KINDS,
     OBJECT_LENGTH_MM,
     OBJECT_RADIUS_MM,
+    HeldObject,
+    box_across,
     clear_of_camera,
     draw_objects,
     grasp_poses,
     object_in_hand,
 )
+from handvox.synth.primitives import OBJECT
+from handvox.synth.raycast import render_depth
 from tests.synth.scenes import NYU, content_frames
 
 
 def test_object_kinds_have_a_chance_and_graspable_sizes_each():
     n = len(OBJECT_KINDS)
-    assert len(OBJECT_KIND_PROBS) == len(OBJECT_RADIUS_MM) == len(OBJECT_LENGTH_MM) == n == 3
+    assert len(OBJECT_KIND_PROBS) == len(OBJECT_RADIUS_MM) == len(OBJECT_LENGTH_MM) == n == 4
     assert math.isclose(sum(OBJECT_KIND_PROBS), 1.0) and min(OBJECT_KIND_PROBS) > 0.0
-    for lo, hi in (*OBJECT_RADIUS_MM, *OBJECT_LENGTH_MM):
+    for lo, hi in (*OBJECT_RADIUS_MM, *OBJECT_LENGTH_MM, *OBJECT_BOX_MM):
         assert 0.0 <= lo <= hi
     assert OBJECT_LENGTH_MM[OBJECT_KINDS.index("sphere")] == (0.0, 0.0)  # no axis
-    across = 2.0 * np.asarray(OBJECT_RADIUS_MM)  # from thin handles to balls
+    box = OBJECT_KINDS.index("box")
+    round_ = [r for k, r in enumerate(OBJECT_RADIUS_MM) if k != box]
+    across = 2.0 * np.asarray(round_)  # from thin handles to balls
     assert across.min() == 15.0 and across.max() == 90.0
+    # a box's rounding leaves it a flat side: its core keeps a width and a thickness
+    assert 2 * OBJECT_RADIUS_MM[box][1] < OBJECT_BOX_MM[1][0] <= OBJECT_BOX_MM[0][0]
     handle, cylinder = OBJECT_KINDS.index("handle"), OBJECT_KINDS.index("cylinder")
     assert OBJECT_RADIUS_MM[handle][1] <= OBJECT_RADIUS_MM[cylinder][1]
 
@@ -55,6 +64,13 @@ def test_draw_objects_draws_each_kind_at_its_chance_within_its_sizes():
             assert (v >= lo).all() and (v <= hi).all()
             # uniform over the range: both ends nearly reached
             assert v.min() <= lo + 0.01 * (hi - lo) and v.max() >= hi - 0.01 * (hi - lo)
+    box = draw.kind == OBJECT_KINDS.index("box")
+    assert (draw.width[~box] == 0).all() and (draw.thick[~box] == 0).all()
+    width = 2 * (draw.width[box] + draw.radius[box])  # full sizes
+    thick = 2 * (draw.thick[box] + draw.radius[box])
+    (w0, w1), (t0, t1) = OBJECT_BOX_MM
+    assert width.min() >= w0 - 1e-9 and width.max() <= w1 + 1e-9 and np.ptp(width) > 50.0
+    assert thick.min() >= t0 - 1e-9 and (thick <= width + 1e-9).all() and thick.max() > 55.0
     thumb = np.degrees(draw.thumb)  # swung radially 5-25 degrees
     assert (thumb >= -25.0).all() and (thumb <= -5.0).all() and np.ptp(thumb) > 19.0
     again = draw_objects(np.random.default_rng(0), n)
@@ -103,6 +119,34 @@ def test_objects_lie_across_the_palm_below_the_knuckles():
     np.testing.assert_allclose(to_a + to_b, draw.length[~sphere], atol=1e-6)
     assert np.minimum(to_a, to_b).min() >= 30.0 - 1e-6
     assert np.minimum(to_a, to_b).min() < 31.0  # and the ends are reached
+    # a box lies flat side down: its width across its axis in the palm's plane
+    box = draw.kind == OBJECT_KINDS.index("box")
+    across = box_across(draw, *object_in_hand(draw, bones)).numpy()
+    assert box.any() and (across[~box] == 0).all()
+    np.testing.assert_allclose(np.linalg.norm(across[box], axis=1), draw.width[box], atol=1e-9)
+    np.testing.assert_allclose((across * (b - a)).sum(1), 0.0, atol=1e-6)
+    np.testing.assert_allclose(across[:, 2], 0.0, atol=1e-12)
+
+
+def test_a_box_renders_as_a_box():
+    # A 100 x 60 x 30 mm pack 500 mm away, its 30 mm side towards the camera, edges rounded
+    # by 4 mm: a flat front at 485 mm whose outline is the box's.
+    held = HeldObject(np.array([-50.0 + 4, 0.0, 500.0]), np.array([50.0 - 4, 0.0, 500.0]), 4.0,
+                      "box", np.array([0.0, 30.0 - 4, 0.0]), 15.0 - 4)  # fmt: skip
+    assert held.box and held.vector().shape == (11,)
+    assert held.bounding_radius() == pytest.approx(4.0 + math.hypot(26.0, 11.0))
+    depth = render_depth(held.primitives(OBJECT), NYU)
+    u, v = np.rint(NYU.xyz_to_uvd(np.array([0.0, 0.0, 500.0]))[:2]).astype(int)
+    front = depth[v - 20 : v + 21, u - 30 : u + 31]  # well inside the face
+    np.testing.assert_allclose(front, 485.0, atol=0.05)
+    hit = np.isfinite(depth) & (depth > 0)
+    cols, rows = np.flatnonzero(hit.any(0)), np.flatnonzero(hit.any(1))
+    width_px = 100.0 * NYU.fx / 485.0  # the outline at its nearest face ...
+    assert abs((cols[-1] - cols[0] + 1) - width_px) < 4
+    assert abs((rows[-1] - rows[0] + 1) - 60.0 * NYU.fy / 485.0) < 4
+    # ... with square corners, not a capsule's round ends: the corner pixel is the box's
+    du, dv = int(45 * NYU.fx / 485.0), int(25 * NYU.fy / 485.0)
+    assert hit[v - dv, u - du] and hit[v + dv, u + du]
 
 
 def test_grasp_poses_close_the_fingers_onto_the_object_and_keep_the_root():
@@ -110,8 +154,9 @@ def test_grasp_poses_close_the_fingers_onto_the_object_and_keep_the_root():
     gen = torch.Generator().manual_seed(0)
     poses = sample_poses(gen, 4, pose_sampler_config(HandSynthConfig())).numpy()
     draw = draw_objects(np.random.default_rng(3), 4)
-    out, ends = grasp_poses(poses, bones, draw)
+    out, ends, across = grasp_poses(poses, bones, draw)
     assert out.shape == (4, 30) and out.dtype == np.float32 and ends.shape == (4, 2, 3)
+    assert across.shape == (4, 3)
     np.testing.assert_array_equal(out[:, :6], poses[:, :6])  # the root put back
     assert not np.allclose(out[:, 6:], poses[:, 6:], atol=1e-3)  # the fingers moved
     np.testing.assert_allclose(np.linalg.norm(ends[:, 1] - ends[:, 0], axis=1), draw.length,
@@ -119,7 +164,8 @@ def test_grasp_poses_close_the_fingers_onto_the_object_and_keep_the_root():
     pose = torch.from_numpy(out.astype(np.float64))
     hands = bones.to(dtype=torch.float64)
     a, b = (torch.from_numpy(np.ascontiguousarray(ends[:, k])) for k in (0, 1))
-    obj = GraspObject(a, b, torch.from_numpy(draw.radius))
+    obj = GraspObject(a, b, torch.from_numpy(draw.radius), torch.from_numpy(across),
+                      torch.from_numpy(draw.thick))  # fmt: skip
     # in the camera frame: no bone inside the object beyond the tolerance ...
     assert (hand_overlap(pose, hands, obj) <= CONTACT_TOLERANCE_MM + 0.05).all()
     # ... and at least three fingers end on its surface
@@ -147,9 +193,11 @@ def test_held_objects_end_on_the_fingers_and_hide_them():
     obj_id, occluded = SCENE_PARTS.index("object"), 0
     for f in frames:
         assert list(f.extra["content"]) == [0, 1, 0, 0]
-        a, b, r = (torch.from_numpy(f.extra["objects"][0, k].astype(np.float64)[None])
-                   for k in (slice(0, 3), slice(3, 6), 6))  # fmt: skip
-        obj = GraspObject(a, b, r)
+        a, b, r, across, thick = (
+            torch.from_numpy(f.extra["objects"][0, k].astype(np.float64)[None])
+            for k in (slice(0, 3), slice(3, 6), 6, slice(7, 10), 10)
+        )
+        obj = GraspObject(a, b, r, across, thick)
         bones = bones_from_vector(f.shape).to(dtype=torch.float64)
         pose = torch.from_numpy(f.pose.astype(np.float64))[None]
         # no bone inside the object by more than the grasp's tolerance (float32 storage aside)

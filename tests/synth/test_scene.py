@@ -226,6 +226,35 @@ def test_render_hand_scene_adds_forearm_body_and_a_wall_within_the_sensors_range
     assert (kinect.part == HAND_PARTS.index("background")).mean() > 0.8  # Kinect reaches 4 m
 
 
+def test_a_hand_raised_by_the_head_has_the_face_beside_it_at_its_depth():
+    # The real SR305 frames of a person waving (docs/benchmarks.md): the face as near as the
+    # hand, beside it. Before the chest (the default) the body is well behind the hand.
+    j, bones = open_hand(), base_shape("average_adult")
+    body = HAND_PARTS.index("body")
+    cfg = replace(BARE, forearm_prob=1.0, body_prob=1.0, head_prob=1.0, hand_by_head_prob=1.0)
+    rows = (j[:, 1].min(), j[:, 1].max())  # the hand's height in the camera frame (y down)
+    for seed in range(4):
+        s = render_hand_scene(j, bones, np.random.default_rng(seed), cfg)
+        v, _ = np.nonzero(s.part == body)
+        z = s.clean[s.part == body]
+        # the face's front lies within 120 mm behind the hand's farthest joint, never before it
+        # by more than the sampled 20 mm
+        assert j[:, 2].max() - 21.0 <= z.min() <= j[:, 2].max() + 101.0, seed
+        # and it is beside the hand: body pixels at the hand's height (its rows in the image)
+        cam_v = (
+            NYU.fy * rows[0] / j[:, 2].mean() + NYU.cy,
+            NYU.fy * rows[1] / j[:, 2].mean() + NYU.cy,
+        )
+        assert ((v > cam_v[0]) & (v < cam_v[1])).sum() > 500, seed
+        # not in front of it: the hand's own pixels keep their parts
+        assert (np.isin(s.part, HAND_IDS)).sum() > 3000, seed
+    plain = replace(cfg, hand_by_head_prob=0.0)
+    s = render_hand_scene(j, bones, np.random.default_rng(0), plain)
+    assert s.clean[s.part == body].min() > j[:, 2].max() + 60.0
+    with pytest.raises(ValueError, match="hand_by_head_prob"):
+        replace(cfg, hand_by_head_prob=1.5)
+
+
 def test_a_mesh_hand_needs_the_frames_pose():
     with pytest.raises(ValueError, match="needs the frame's pose"):
         render_hand_scene(open_hand(), base_shape("average_adult"), np.random.default_rng(0),
@@ -321,9 +350,10 @@ def test_desk_table_lies_behind_the_hand():
         va, ua = np.nonzero(arm)
         arm_pts = NYU.uvd_to_xyz(np.stack([ua, va, f.clean[va, ua]], -1).astype(np.float64))
         assert ((arm_pts - centre) @ normal > -1.0).all()  # the arm on or above it
-        if f.extra["content"][2]:  # a near object rests on the table
-            assert (part == obj_id).sum() > 100
-            a, b, r = (f.extra["objects"][1, s] for s in (slice(0, 3), slice(3, 6), 6))
+        if f.extra["content"][2]:  # a near object rests on the table, in sight
+            assert (part == obj_id).sum() > 50
+            a, b, r, thick = (f.extra["objects"][1, s] for s in (slice(0, 3), slice(3, 6), 6, 10))
+            r = r + thick  # a box lies on a flat side: its axis its half thickness up
             assert abs((a - centre) @ normal - r) < 3.0 and abs((b - centre) @ normal - r) < 3.0
 
 

@@ -15,6 +15,7 @@ from handvox.synth.hand_config import SCENE_PARTS
 from handvox.train.locator import (
     LOCATOR_SCENES,
     LocatorTrainConfig,
+    _apportion,
     locator_sample,
     make_locator_data,
     scene_config,
@@ -27,6 +28,13 @@ def test_scenes_share_all_frames_and_hold_out_the_test_shape():
     for scene in LOCATOR_SCENES:
         _, config = scene_config(scene)
         assert "small_female" not in config.shapes  # the protocol's test shape
+    # any frame count splits into whole per-scene counts that add up to it
+    for frames in (7, 10, 16000):
+        counts = _apportion(frames, [s.share for s in LOCATOR_SCENES])
+        assert sum(counts) == frames and min(counts) >= 0
+    assert _apportion(16000, [s.share for s in LOCATOR_SCENES]) == [
+        round(16000 * s.share) for s in LOCATOR_SCENES
+    ]
 
 
 def test_a_sample_holds_the_grid_the_hand_and_its_centre():
@@ -88,7 +96,8 @@ def test_train_locator_command_renders_then_trains(tmp_path):
             "--steps", "4", "--val-every", "2", "--batch-size", "4", "--workers", "1"]  # fmt: skip
     assert main(args) == 0
     with np.load(out / "data" / "train-20.npz") as z:
-        assert len(z["depth"]) == 20 and set(z["scene"].tolist()) <= set(range(5))
+        scenes = set(range(len(LOCATOR_SCENES)))
+        assert len(z["depth"]) == 20 and set(z["scene"].tolist()) <= scenes
     assert (out / "best" / "model.safetensors").is_file()
 
 

@@ -336,7 +336,7 @@ def self_overlap(art: Tensor, bones: HandBones | None = None) -> Tensor:
 
     Args:
         art: ``(n, 24)`` articulations (radians).
-        bones: one hand (batch 1); default the average adult.
+        bones: one hand (batch 1) or one per articulation; default the average adult.
     Returns:
         ``(n,)`` float64 mm: largest sum of radii minus axis distance; <= 0 when nothing touches.
     """
@@ -349,8 +349,8 @@ def self_overlap(art: Tensor, bones: HandBones | None = None) -> Tensor:
     a, b = _PAIRS
     dist = segment_distance(points[:, ends[a] - 1], points[:, ends[a]],
                              points[:, ends[b] - 1], points[:, ends[b]])  # fmt: skip
-    radius = bones.radius[0].flatten()
-    return (radius[a] + radius[b] - dist).amax(1)
+    radius = bones.radius.flatten(1)  # (1 or n, 20)
+    return (radius[:, a] + radius[:, b] - dist).amax(1)
 
 
 # --- global placement ---------------------------------------------------------------------------

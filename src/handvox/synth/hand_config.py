@@ -125,7 +125,10 @@ class HandSynthConfig:
         shape_variation: relative spread around the base shape (:func:`~handvox.hand.shapes.
             sample_shape`: overall size within 2 x, single bones within 1 x this).
         forearm_prob, body_prob, wall_prob: chance of each scene part; ``head_prob`` is the
-            chance of a head given a body. The body (torso, neck, head) stands behind the hand;
+            chance of a head given a body, ``hand_by_head_prob`` the chance, given a head, that
+            the hand is raised beside the face at about its depth (a wave or a hello at a
+            sensor; the depth-only rule and a locator that never saw it take the face for the
+            hand) instead of before the chest. The body (torso, neck, head) stands behind the hand;
             the wall is a plane facing the camera, tilted up to ``wall_tilt_deg``, at
             ``wall_depth_mm`` (moved back when it would cut the hand or body); where it lies
             beyond the noise model's ``max_depth_mm`` it is left out (NYU's frames show no
@@ -176,8 +179,10 @@ class HandSynthConfig:
             apart, extra ``second_hand``).
 
     With any of the last four on, frames also hold the extras ``content`` (``(4,)`` uint8,
-    :data:`CONTENT_FLAGS`), ``objects`` (``(2, 7)`` float32: the held and the near object as
-    capsule ends ``a``, ``b`` and radius, camera frame, mm; zeros where there is none) and
+    :data:`CONTENT_FLAGS`), ``objects`` (``(2, 11)`` float32: the held and the near object as
+    axis ends ``a``, ``b``, radius, a box's half-width vector and half thickness
+    (:meth:`handvox.synth.objects.HeldObject.vector`; zero for round objects), camera frame,
+    mm; zeros where there is none) and
     ``second_hand`` (``(21, 3)`` float32 canonical joints, zeros where there is none).
     """
 
@@ -190,6 +195,7 @@ class HandSynthConfig:
     forearm_prob: float = 1.0
     body_prob: float = 0.5
     head_prob: float = 0.8
+    hand_by_head_prob: float = 0.0
     wall_prob: float = 0.5
     wall_depth_mm: tuple[float, float] = (1300.0, 2800.0)
     wall_tilt_deg: float = 25.0
@@ -208,7 +214,7 @@ class HandSynthConfig:
     second_hand_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in _CONTENT_FIELDS:
+        for name in (*_CONTENT_FIELDS, "hand_by_head_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         ViewConfig.preset(self.view)  # an unknown view fails here, not in a worker
@@ -230,12 +236,13 @@ class HandSynthConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready description (for meta.json): :func:`handvox.config.to_dict`, less the
-        sensor fields while they are off and the scene-content chances while they are 0, so
+        sensor fields while they are off and the scene-content chances (and ``hand_by_head_prob``)
+        while they are 0, so
         that datasets made before they existed resume."""
         d = to_dict(self)
         if self.sensor is None:
             del d["sensor"], d["sensor_camera"]
-        for name in _CONTENT_FIELDS:
+        for name in (*_CONTENT_FIELDS, "hand_by_head_prob"):
             if d[name] == 0.0:
                 del d[name]
         return d

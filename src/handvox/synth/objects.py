@@ -1,11 +1,12 @@
 """Objects for hands to hold: their kinds and graspable sizes (:func:`draw_objects`), where they
-rest in the open hand (:func:`object_in_hand`) and the fingers closed onto them
-(:func:`grasp_poses`, by :mod:`handvox.hand.grasp`)."""
+rest in the open hand (:func:`object_in_hand`), the fingers closed onto them
+(:func:`grasp_poses`, by :mod:`handvox.hand.grasp`) and their surfaces for the ray caster
+(:meth:`HeldObject.primitives`)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,45 +15,96 @@ from torch import Tensor
 from handvox.geometry import axis_angle_to_matrix
 from handvox.hand.grasp import CLOSING_DOFS, close_grasp, place_on_palm
 from handvox.hand.kinematics import HandBones, dof_index
+from handvox.synth.primitives import Primitives
 
 # Objects a hand holds (or that lie near it): capsules (cylinders with rounded ends: cans,
-# bottles, tool handles) and spheres, drawn with these chances and sizes (mm): the graspable range
-# of everyday objects, from thin handles (15-30 mm across) through cans and bottles (20-80 mm)
-# to balls (40-90 mm).
-OBJECT_KINDS = ("cylinder", "sphere", "handle")
+# bottles, tool handles), spheres and boxes with rounded edges, drawn with these chances and
+# sizes (mm): the graspable range of everyday objects, from thin handles (15-30 mm across)
+# through cans and bottles (20-80 mm) to balls (40-90 mm); boxes 80-180 mm long, 36-90 mm wide
+# and 16-60 mm thick (a phone to a carton of juice), held across the palm flat side down. A
+# box's radius is its edges' rounding (2-6 mm), its width and thickness OBJECT_BOX_MM.
+OBJECT_KINDS = ("cylinder", "sphere", "handle", "box")
 
 
-OBJECT_KIND_PROBS = (0.45, 0.25, 0.30)
+OBJECT_KIND_PROBS = (0.35, 0.2, 0.25, 0.2)
 
 
-OBJECT_RADIUS_MM = ((10.0, 40.0), (20.0, 45.0), (7.5, 15.0))
+OBJECT_RADIUS_MM = ((10.0, 40.0), (20.0, 45.0), (7.5, 15.0), (2.0, 6.0))
 
 
-OBJECT_LENGTH_MM = ((60.0, 200.0), (0.0, 0.0), (80.0, 150.0))
+OBJECT_LENGTH_MM = ((60.0, 200.0), (0.0, 0.0), (80.0, 150.0), (80.0, 180.0))
+
+
+# A box's full width and thickness (mm), the thickness at most the width.
+OBJECT_BOX_MM = ((36.0, 90.0), (16.0, 60.0))
 
 
 @dataclass
 class HeldObject:
-    """An object in the hand: the capsule ``a``-``b`` (``(3,)`` each, camera frame, mm; a sphere
-    where they coincide) of ``radius``, and its kind (:data:`OBJECT_KINDS`)."""
+    """An object in the hand or near it: the axis ``a``-``b`` (``(3,)`` each, camera frame, mm;
+    a sphere where they coincide) of ``radius``, its kind (:data:`OBJECT_KINDS`) and, for a
+    box, its half-width vector ``across`` (``(3,)``, perpendicular to the axis) and half
+    thickness ``thick`` (:class:`handvox.hand.grasp.GraspObject`; zero for round objects)."""
 
     a: np.ndarray
     b: np.ndarray
     radius: float
     kind: str
+    across: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    thick: float = 0.0
+
+    @property
+    def box(self) -> bool:
+        return self.kind == "box"
+
+    def bounding_radius(self) -> float:
+        """Radius of a capsule from ``a`` to ``b`` that holds the object."""
+        return self.radius + float(np.sqrt(self.across @ self.across + self.thick**2))
+
+    def vector(self) -> np.ndarray:
+        """``(11,)`` float32: ``a``, ``b``, radius, ``across``, ``thick`` (what frames store)."""
+        return np.array([*self.a, *self.b, self.radius, *self.across, self.thick], np.float32)
+
+    def primitives(self, part: int) -> Primitives:
+        """The object as ray-cast primitives labelled ``part``: a round cone, or a box as the
+        round triangles of its faces (the rims round its edges and corners)."""
+        if not self.box:
+            return Primitives.round_cones(self.a, self.b, self.radius, self.radius, part)
+        axis = (self.b - self.a) / 2
+        normal = np.cross(_unit(axis), _unit(self.across)) * self.thick
+        centre = (self.a + self.b) / 2
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+        corners = centre + signs @ np.stack([axis, self.across, normal])
+        # each face: its four corners (indices into signs) as two triangles
+        faces = []
+        for k in range(3):
+            for side in (-1, 1):
+                quad = [i for i in range(8) if signs[i, k] == side]
+                a, b, c, d = quad[0], quad[1], quad[3], quad[2]  # in order round the face
+                faces += [(a, b, c), (a, c, d)]
+        tri = np.array(faces)
+        return Primitives.round_triangles(corners[tri[:, 0]], corners[tri[:, 1]],
+                                          corners[tri[:, 2]], self.radius, part)  # fmt: skip
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
 
 
 @dataclass
 class ObjectDraw:
     """Objects drawn for ``n`` hands (:func:`draw_objects`): kind (index into
-    :data:`OBJECT_KINDS`), radius and axis length (mm), five uniform numbers placing each on the
-    palm (:func:`object_in_hand`) and the pre-shape's thumb CMC flexion (rad)."""
+    :data:`OBJECT_KINDS`), radius and axis length (mm), a box's half width and half thickness
+    (mm; zero for round kinds), five uniform numbers placing each on the palm
+    (:func:`object_in_hand`) and the pre-shape's thumb CMC flexion (rad)."""
 
     kind: np.ndarray
     radius: np.ndarray
     length: np.ndarray
     place: np.ndarray
     thumb: np.ndarray
+    width: np.ndarray
+    thick: np.ndarray
 
     def __getitem__(self, idx) -> ObjectDraw:
         if isinstance(idx, int | np.integer):
@@ -62,8 +114,9 @@ class ObjectDraw:
 
 def draw_objects(rng: np.random.Generator, n: int) -> ObjectDraw:
     """Kinds and sizes of :data:`OBJECT_KINDS` (:data:`OBJECT_KIND_PROBS`,
-    :data:`OBJECT_RADIUS_MM`, :data:`OBJECT_LENGTH_MM`) for ``n`` objects, in one draw."""
-    u = rng.random((n, 9))
+    :data:`OBJECT_RADIUS_MM`, :data:`OBJECT_LENGTH_MM`, :data:`OBJECT_BOX_MM`) for ``n``
+    objects, in one draw."""
+    u = rng.random((n, 11))
     kind = np.minimum(np.searchsorted(np.cumsum(OBJECT_KIND_PROBS), u[:, 0], side="right"),
                       len(OBJECT_KINDS) - 1)  # fmt: skip
     lo, hi = np.asarray(OBJECT_RADIUS_MM)[kind].T
@@ -72,7 +125,14 @@ def draw_objects(rng: np.random.Generator, n: int) -> ObjectDraw:
     length = lo + (hi - lo) * u[:, 2]
     # The thumb swung radially, 5-25 degrees, out of the palm's way (it closes from there).
     thumb = np.radians(-25.0 + 20.0 * u[:, 3])
-    return ObjectDraw(kind, radius, length, u[:, 4:], thumb)
+    box = kind == OBJECT_KINDS.index("box")
+    (w0, w1), (t0, t1) = OBJECT_BOX_MM
+    width = w0 + (w1 - w0) * u[:, 9]
+    thick = np.minimum(t0 + (t1 - t0) * u[:, 10], width)
+    # half extents of the box's core: the rounding adds the radius all round
+    width = np.where(box, width / 2 - radius, 0.0)
+    thick = np.where(box, thick / 2 - radius, 0.0)
+    return ObjectDraw(kind, radius, length, u[:, 4:9], thumb, width, thick)
 
 
 def object_in_hand(draw: ObjectDraw, bones: HandBones) -> tuple[Tensor, Tensor]:
@@ -81,7 +141,8 @@ def object_in_hand(draw: ObjectDraw, bones: HandBones) -> tuple[Tensor, Tensor]:
 
     A capsule lies across the palm below the knuckles (62-85 % of the way from the wrist to the
     MCP row), its axis within 25 degrees of the knuckle line and 10 of the palm's plane, gripped
-    anywhere but its last 30 mm; a sphere sits in the palm's hollow (60-80 % of the way)."""
+    anywhere but its last 30 mm, a box likewise (flat side down: :func:`box_across`); a sphere
+    sits in the palm's hollow (60-80 % of the way)."""
     n = len(draw.kind)
     mcp = bones.base[:, 1:].to(torch.float64).expand(n, 4, 3)
     p = torch.from_numpy(np.asarray(draw.place, np.float64))
@@ -107,6 +168,16 @@ _ABDUCTION = [dof_index(f"{f}_mcp_abd") for f in ("index", "middle", "ring", "li
 _THUMB_CMC_FLEX = dof_index("thumb_cmc_flex")
 
 
+def box_across(draw: ObjectDraw, a: Tensor, b: Tensor) -> Tensor:
+    """``(n, 3)`` half-width vectors of drawn boxes with axes ``a``-``b`` in the hand frame:
+    in the palm's plane, across the axis, so that a box lies flat side down (zero for the
+    round kinds)."""
+    d = b - a
+    across = torch.stack([-d[:, 1], d[:, 0], torch.zeros_like(d[:, 0])], 1)
+    across = across / across.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    return across * torch.from_numpy(np.asarray(draw.width, np.float64))[:, None]
+
+
 def grasp_poses(
     poses, bones: HandBones, draw: ObjectDraw
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,8 +191,9 @@ def grasp_poses(
     :data:`~handvox.hand.grasp.CONTACT_TOLERANCE_MM`), and the root put back.
 
     Returns:
-        ``(n, 30)`` float32 poses, and the objects' axis ends ``(n, 2, 3)`` float64 in the camera
-        frame; radii are ``draw.radius``.
+        ``(n, 30)`` float32 poses, the objects' axis ends ``(n, 2, 3)`` and a box's half-width
+        vector ``(n, 3)`` (zero for round kinds), float64 in the camera frame; radii are
+        ``draw.radius``, a box's half thickness ``draw.thick``.
     """
     pose = torch.as_tensor(np.asarray(poses, np.float32)).double()
     root = pose[:, :6].clone()
@@ -132,14 +204,26 @@ def grasp_poses(
     pre[:, _THUMB_CMC_FLEX] = torch.from_numpy(np.asarray(draw.thumb, np.float64))
     hands = bones.to(dtype=torch.float64)
     a, b = object_in_hand(draw, hands)
-    obj = place_on_palm(pre, hands, a, b, torch.from_numpy(np.asarray(draw.radius, np.float64)))
+    radius = torch.from_numpy(np.asarray(draw.radius, np.float64))
+    box = None, None
+    if bool((np.asarray(draw.kind) == OBJECT_KINDS.index("box")).any()):
+        box = box_across(draw, a, b), torch.from_numpy(np.asarray(draw.thick, np.float64))
+    obj = place_on_palm(pre, hands, a, b, radius, *box)
     out = close_grasp(pre, hands, obj).pose
     out[:, :6] = root
     rot = axis_angle_to_matrix(root[:, 3:6])
     ends = torch.stack([obj.a, obj.b], 1) @ rot.transpose(1, 2) + root[:, None, :3]
-    return out.float().numpy(), ends.numpy()
+    across = torch.zeros_like(obj.a) if obj.across is None else obj.across
+    across = (rot @ across[..., None])[..., 0]
+    return out.float().numpy(), ends.numpy(), across.numpy()
 
 
 def clear_of_camera(ends: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Whether objects ``(n, 2, 3)`` keep 30 mm in front of the camera."""
+    """Whether objects ``(n, 2, 3)`` of bounding radius ``radius`` keep 30 mm in front of the
+    camera."""
     return ends[..., 2].min(axis=-1) - radius > 30.0
+
+
+def bounding_radius(draw: ObjectDraw) -> np.ndarray:
+    """``(n,)`` radius of a capsule on each drawn object's axis that holds it."""
+    return np.asarray(draw.radius) + np.hypot(draw.width, draw.thick)

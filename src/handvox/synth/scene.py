@@ -29,7 +29,7 @@ from handvox.synth.hand_config import (
 )
 from handvox.synth.mesh import rasterize_depth
 from handvox.synth.noise import add_sensor_noise
-from handvox.synth.objects import HeldObject, draw_objects
+from handvox.synth.objects import OBJECT_KINDS, HeldObject, draw_objects
 from handvox.synth.primitives import (
     FOREARM,
     OBJECT,
@@ -142,6 +142,8 @@ def render_hand_scene(
         thick, height = rng.uniform(180.0, 260.0), rng.uniform(550.0, 800.0)
         offset = (rng.uniform(-250.0, 250.0), rng.uniform(-50.0, 250.0) + height / 2,
                   max(rng.uniform(200.0, 450.0), far - centre[2] + thick / 2))  # fmt: skip
+        if head and config.hand_by_head_prob > 0 and rng.random() < config.hand_by_head_prob:
+            offset = _beside_head(j, centre, height, rng)
         prims = prims + scene_primitives(
             centre, body_offset=offset, shoulder_width=rng.uniform(340.0, 460.0),
             torso_height=height, torso_thickness=thick, head=head, wall_depth=None,
@@ -421,6 +423,20 @@ class _Content:
     extra: dict
 
 
+def _beside_head(j: np.ndarray, centre: np.ndarray, height: float, rng) -> tuple:
+    """Body offset (:func:`scene_primitives`) that puts the head beside the raised hand ``j``
+    (``(21, 3)`` mm), as a person waving or saying hello to a sensor holds it: the face at the
+    hand's height (+-60 mm), its front 20 mm before the hand's farthest joint to 100 mm behind
+    it, 10-120 mm to the side of the hand's nearest joint. The head is :func:`scene_primitives`'
+    ellipsoid (semi-axes 80, 110, 95 mm) 150 mm above the torso's top."""
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    reach = np.abs(j[:, 0] - centre[0]).max()
+    dx = side * (reach + 80.0 + rng.uniform(10.0, 120.0))
+    dy = height / 2 + 150.0 + rng.uniform(-60.0, 60.0)
+    dz = j[:, 2].max() - centre[2] + 95.0 + rng.uniform(-20.0, 100.0)
+    return (dx, dy, dz)
+
+
 def _build_content(j, bones, forearm, length, rng, config, rules, pose, held) -> _Content:
     """The scene's hand (capsule or mesh) and forearm (to the border, as ``rules`` say), the held
     object, a second hand, the desk's table and a near object, each placed clear of those
@@ -448,12 +464,12 @@ def _build_content(j, bones, forearm, length, rng, config, rules, pose, held) ->
     clear = list(solids)
     if arm is not None:
         solids.append(arm.capsule())
-    objects = np.zeros((2, 7), np.float32)
+    objects = np.zeros((2, 11), np.float32)
     if held is not None:
-        parts.append(Primitives.round_cones(held.a, held.b, held.radius, held.radius, OBJECT))
-        solids.append((held.a[None], held.b[None], np.array([held.radius])))
+        parts.append(held.primitives(OBJECT))
+        solids.append((held.a[None], held.b[None], np.array([held.bounding_radius()])))
         clear.append(solids[-1])
-        objects[0] = [*held.a, *held.b, held.radius]
+        objects[0] = held.vector()
     second_joints = np.zeros((21, 3), np.float32)
     second = None
     if c[2] < config.second_hand_prob:
@@ -481,10 +497,9 @@ def _build_content(j, bones, forearm, length, rng, config, rules, pose, held) ->
     if c[1] < config.near_object_prob:
         near = _near_object(xr, j, hand, arm, everything, cam, table)
     if near is not None:
-        a, b, radius = near
-        parts.append(Primitives.round_cones(a, b, radius, radius, OBJECT))
-        clear.append((a[None], b[None], np.array([radius])))
-        objects[1] = [*a, *b, radius]
+        parts.append(near.primitives(OBJECT))
+        clear.append((near.a[None], near.b[None], np.array([near.bounding_radius()])))
+        objects[1] = near.vector()
     behind = _caps(*clear)
     top = np.maximum(behind[0][:, 2], behind[1][:, 2]) + behind[2]
     extra = {}
@@ -562,16 +577,19 @@ def _second_hand(xr: np.random.Generator, j: np.ndarray, solids: Capsules,
 
 
 def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, camera: Camera,
-                 table) -> tuple[np.ndarray, np.ndarray, float] | None:  # fmt: skip
+                 table) -> HeldObject | None:  # fmt: skip
     """An object (:func:`draw_objects`) near the hand, not in it: lying on the table (desk view,
     within 40-260 mm of the point under the hand's centre), else beside the forearm (half the
     time, when there is one) or in front of or behind the hand. At most 200 mm from the hand,
     at least 5 from everything placed, in the image, the line of sight to the hand's centre
-    free; 8 tries, else None. Returns its axis ends and radius (camera frame, mm)."""
+    free; 8 tries, else None. A box lies on the table on a flat side, elsewhere turned at
+    random about its axis."""
     centre = j.mean(axis=0)
     for _ in range(8):
         draw = draw_objects(xr, 1)
         radius, length = float(draw.radius[0]), float(draw.length[0])
+        width, thick = float(draw.width[0]), float(draw.thick[0])
+        bound = radius + np.hypot(width, thick)
         v = xr.random(4)
         if table is not None:
             n, d0 = table
@@ -580,8 +598,9 @@ def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, cam
             below = centre + (n[2] * d0 - n @ centre) * n  # on the plane, under the centre
             ang, psi = 2 * np.pi * v[0], 2 * np.pi * v[2]
             mid = below + (40.0 + 220.0 * v[1]) * (np.cos(ang) * e1 + np.sin(ang) * e2)
-            mid = mid + n * radius  # resting on it
             axis = np.cos(psi) * e1 + np.sin(psi) * e2
+            flat = np.cross(n, axis)  # a box lies on a flat side: its width along the table
+            mid = mid + n * (radius + thick)  # resting on it
         else:
             if v[0] < 0.5 and arm is not None:
                 along = arm.axis
@@ -593,15 +612,17 @@ def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, cam
                 anchor = centre
                 w = _unit(np.array([*(0.6 * xr.normal(size=2)), 1.0 if v[1] < 0.5 else -1.0]))
                 reach = 60.0
-            mid = anchor + w * (reach + radius + 150.0 * v[2])
+            mid = anchor + w * (reach + bound + 150.0 * v[2])
             axis = _unit(xr.normal(size=3))
+            flat = np.cross(axis, xr.normal(size=3))
         a, b = mid - axis * length / 2, mid + axis * length / 2
-        cap = (a[None], b[None], np.array([radius]))
-        if min(a[2], b[2]) - radius < 50.0 or not in_view(mid, camera, 0.0, 0.0):
+        cap = (a[None], b[None], np.array([bound]))
+        if min(a[2], b[2]) - bound < 50.0 or not in_view(mid, camera, 0.0, 0.0):
             continue
         if _gap(cap, solids) < 5.0 or _gap(cap, hand) > 200.0 or _sight_blocked(cap, centre):
             continue
-        return a, b, radius
+        return HeldObject(a, b, radius, OBJECT_KINDS[int(draw.kind[0])], _unit(flat) * width,
+                          thick)  # fmt: skip
     return None
 
 

@@ -2,7 +2,8 @@
 
 Data: frames of :func:`handvox.synth.hand.hand_frame_generator` drawn from :data:`LOCATOR_SCENES`,
 the scenes the depth-only rule fails in (objects in and near the hand, egocentric and desk views,
-a second hand, every sensor family at its own resolution, both hand surfaces) beside plain
+a second hand, a face beside the hand, every sensor family at its own resolution, both hand
+surfaces) beside plain
 third-person frames, with the training hand shapes only (the protocol's test shape stays
 unseen) and seeds of their own (:data:`LOCATOR_SEED`). Only what the locator needs is kept: the
 depth on the grid, the grid cells showing the hand or its forearm (from the part image) and the
@@ -65,12 +66,17 @@ class LocatorScene:
 # sensor: the locator must not learn one sensor's edges for "hand".
 LOCATOR_SCENES: tuple[LocatorScene, ...] = (
     LocatorScene(0.15, "nyu", {}),  # what the depth-only rule was made for: keep it
-    LocatorScene(0.25, "nyu", {**_CONTENT, "sensor": "all", "sensor_camera": True}),
+    LocatorScene(0.20, "nyu", {**_CONTENT, "sensor": "all", "sensor_camera": True}),
     LocatorScene(0.10, "icvl", {**_CONTENT, "sensor": "all", "sensor_camera": True}),
     LocatorScene(0.30, "sr305", {**_CONTENT, "object_prob": 0.6, "view": "egocentric",
                                  "sensor": "all", "sensor_camera": True}),
-    LocatorScene(0.20, "nyu", {**_CONTENT, "near_object_prob": 0.6, "view": "desk",
+    LocatorScene(0.15, "nyu", {**_CONTENT, "near_object_prob": 0.6, "view": "desk",
                                "sensor": "all", "sensor_camera": True}),
+    # A person waving at a near-range sensor, the face beside the hand at its depth: the real
+    # SR305 frames where a locator that never saw it took the face for the hand.
+    LocatorScene(0.10, "sr305", {**_CONTENT, "body_prob": 1.0, "head_prob": 1.0,
+                                 "hand_by_head_prob": 0.7, "sensor": "all",
+                                 "sensor_camera": True}),
 )  # fmt: skip
 
 
@@ -103,6 +109,14 @@ def _make(job: tuple[int, int, int]) -> tuple[tuple[int, int, int], dict[str, np
                  "scene": np.full(len(depth), k, np.uint8)}  # fmt: skip
 
 
+def _apportion(total: int, shares: list[float]) -> list[int]:
+    """``total`` split by ``shares`` into whole counts that add up to it (largest remainders)."""
+    exact = np.asarray(shares, float) / sum(shares) * total
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact, kind="stable")[: total - counts.sum()]] += 1
+    return counts.tolist()
+
+
 def make_locator_data(
     path: str | Path, frames: int, workers: int = 2, first: int = 0, block: int = 64
 ) -> Path:
@@ -114,8 +128,8 @@ def make_locator_data(
     training's."""
     path = Path(path)
     jobs = []
-    for k, scene in enumerate(LOCATOR_SCENES):
-        n = first + round(frames * scene.share)
+    for k, count in enumerate(_apportion(frames, [s.share for s in LOCATOR_SCENES])):
+        n = first + count
         jobs += [(k, a, min(a + block, n)) for a in range(first, n, block)]
     parts = path.with_name(path.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
