@@ -23,15 +23,16 @@ Four measurements (docs/benchmarks.md, "Pose coverage", reads them):
    hand the two tip points are 17.3 mm apart when the pads touch (radii 9.5 + 7.7 mm), so 15 mm
    asks for pads pressed 2 mm into each other.
 3. **Grasps**: the generator's own path, :func:`handvox.synth.hand._hand_block` with
-   ``HandSynthConfig(object_prob=1)`` (draw objects, pre-shape, lower onto the palm, close:
-   :func:`handvox.synth.objects.grasp_poses`), ``--grasp-blocks`` blocks of 64 frames. Per
-   object kind and third of its radius range: frames grasped, accepted (the closed hand passes
+   ``HandSynthConfig(object_prob=1)`` (draw objects, pre-shape, lower onto the palm or put
+   between the pads, close: :func:`handvox.synth.objects.grasp_poses`), ``--grasp-blocks``
+   blocks of 64 frames. Per object kind and third of its radius range (a box's: its half
+   thickness): frames grasped, accepted (the closed hand passes
    the view checks and keeps the object 30 mm before the camera; the rest are redrawn frame by
    frame in the generator), deepest hand-object interpenetration (:func:`handvox.hand.grasp.
    hand_overlap`, every bone and the palm, the frame's own bones), deepest finger-finger
    interpenetration (:func:`handvox.hand.poses.self_overlap`, the frame's own bones), chains
-   touching the object (a closing bone within 1 mm of its surface) and the flexion of the
-   closed fingers.
+   touching the object (a closing bone within 1 mm of its surface), the share of precision
+   grasps and the flexion of the closed fingers.
 4. **ICVL transfer poses**: the 1,596 ICVL test labels (``../shared/data/icvl/
    icvl_test_groundtruth_label.txt``, what ``handvox transfer`` recovers for the shipped model's
    ``data/transfer``) solved by :func:`handvox.synth.transfer.recover_poses` with its defaults
@@ -75,7 +76,7 @@ from handvox.hand.poses import (  # noqa: E402
 from handvox.hand.shapes import base_shape  # noqa: E402
 from handvox.synth.hand import _hand_block  # noqa: E402
 from handvox.synth.hand_config import HandSynthConfig, pose_sampler_config  # noqa: E402
-from handvox.synth.objects import OBJECT_KINDS, OBJECT_RADIUS_MM  # noqa: E402
+from handvox.synth.objects import OBJECT_BOX_MM, OBJECT_KINDS, OBJECT_RADIUS_MM  # noqa: E402
 from handvox.synth.transfer import load_source, recover_poses  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -163,7 +164,7 @@ def grasp_coverage(blocks: int, seed: int) -> dict:
     size bin; the per-frame arrays under ``frames``."""
     cfg = HandSynthConfig(object_prob=1.0)
     cols = {k: [] for k in ("kind", "radius", "accepted", "overlap", "self", "contacts",
-                            "thumb", "flex")}  # fmt: skip
+                            "thumb", "flex", "pinched")}  # fmt: skip
     for b in range(blocks):
         blk = _hand_block(cfg, seed, b)
         obj = blk.objects
@@ -171,7 +172,9 @@ def grasp_coverage(blocks: int, seed: int) -> dict:
         pose = torch.from_numpy(blk.poses[idx]).double()
         bones = blk.bones[torch.from_numpy(idx)].to(dtype=torch.float64)
         ends = torch.from_numpy(obj.ends[idx])
-        grasp = GraspObject(ends[:, 0], ends[:, 1], torch.from_numpy(obj.draw.radius[idx]))
+        grasp = GraspObject(ends[:, 0], ends[:, 1], torch.from_numpy(obj.draw.radius[idx]),
+                            torch.from_numpy(obj.across[idx]),
+                            torch.from_numpy(obj.draw.thick[idx]))  # fmt: skip
         fk = forward_kinematics(pose, bones)
         p, q, r = _chain_capsules(fk, bones)
         gap = grasp.distance(p.flatten(1, 2), q.flatten(1, 2), r.flatten(1)).view(-1, 5, 3)
@@ -179,17 +182,21 @@ def grasp_coverage(blocks: int, seed: int) -> dict:
         art_deg = np.degrees(blk.poses[idx, 6:].astype(np.float64))
         flex = finger_flex(art_deg)
         cols["kind"].append(obj.draw.kind[idx])
-        cols["radius"].append(obj.draw.radius[idx])
+        # a box's size is its half thickness (the palm's normal runs along it), else the radius
+        cols["radius"].append(obj.draw.radius[idx] + obj.draw.thick[idx])
         cols["accepted"].append(blk.ok[idx])
         cols["overlap"].append(hand_overlap(pose, bones, grasp).numpy())
         cols["self"].append(self_overlap(pose[:, 6:], bones).numpy())
         cols["contacts"].append(touch[:, 1:].sum(1))
         cols["thumb"].append(touch[:, 0])
         cols["flex"].append(flex.mean(1))
+        cols["pinched"].append(obj.pinched[idx])
     f = {k: np.concatenate(v) for k, v in cols.items()}
     rows = []
     for k, kind in enumerate(OBJECT_KINDS):
         lo, hi = OBJECT_RADIUS_MM[k]
+        if kind == "box":
+            lo, hi = (x / 2 for x in OBJECT_BOX_MM[1])
         edges = np.linspace(lo, hi, SIZE_BINS + 1)
         for s in range(SIZE_BINS):
             sel = (f["kind"] == k) & (f["radius"] >= edges[s]) & (f["radius"] <= edges[s + 1])
@@ -207,6 +214,7 @@ def grasp_coverage(blocks: int, seed: int) -> dict:
                 "thumb_contact": float(f["thumb"][sel].mean()),
                 "fingers_contact": float(f["contacts"][sel].mean()),
                 "opposed": float((f["thumb"][sel] & (f["contacts"][sel] >= 1)).mean()),
+                "precision": float(f["pinched"][sel].mean()),
                 "flex_p10_p50_p90": np.percentile(fl, [10, 50, 90]).tolist(),
             })  # fmt: skip
     return {"rows": rows, "frames": {k: v.tolist() for k, v in f.items()}}
@@ -389,10 +397,11 @@ def markdown(res: dict) -> str:
     tip = [100 * x["pinch_tip15"] for x in (can, ic["canonical"], im["canonical"])]
     lines.append(f"| pinch, tips <= 15 mm | | {tip[0]:.2f} | | {tip[1]:.2f} | | {tip[2]:.2f} |")
     lines += ["", "Grasps (generator path, object_prob 1)", "",
-              "| object | radius (mm) | grasped | accepted | overlap max / p99 (mm) | > 2 mm | "
-              "finger-finger > 4 mm / max (mm) | thumb touches | fingers touching | "
-              "thumb + finger | finger flex p10 / p50 / p90 |",
-              "| --- | --- " + "| ---: " * 8 + "| --- |"]  # fmt: skip
+              "| object | radius or half thickness (mm) | grasped | accepted | "
+              "overlap max / p99 (mm) | > 2 mm | finger-finger > 4 mm / max (mm) | "
+              "thumb touches | fingers touching | "
+              "thumb + finger | precision grasps | finger flex p10 / p50 / p90 |",
+              "| --- | --- " + "| ---: " * 9 + "| --- |"]  # fmt: skip
     for r in res["grasps"]["rows"]:
         fl = " / ".join(f"{v:.2f}" for v in r["flex_p10_p50_p90"])
         lines.append(
@@ -400,7 +409,8 @@ def markdown(res: dict) -> str:
             f"{100 * r['accepted']:.0f} % | {r['overlap_max']:.2f} / {r['overlap_p99']:.2f} | "
             f"{100 * r['over_2mm']:.1f} % | {100 * r['self_over_4mm']:.0f} % / "
             f"{r['self_max']:.1f} | {100 * r['thumb_contact']:.0f} % | "
-            f"{r['fingers_contact']:.2f} | {100 * r['opposed']:.0f} % | {fl} |"
+            f"{r['fingers_contact']:.2f} | {100 * r['opposed']:.0f} % | "
+            f"{100 * r.get('precision', 0.0):.0f} % | {fl} |"
         )
     ref = np.array(res["nn_ref_mm"])
     lines += ["", f"Nearest sampled pose (mean fingertip distance, mm; {len(ref)} poses each)", "",

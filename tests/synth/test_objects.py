@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.hand.grasp import CONTACT_TOLERANCE_MM, GraspObject, hand_overlap
+from handvox.hand.grasp import (
+    CONTACT_TOLERANCE_MM,
+    GraspObject,
+    _chain_capsules,
+    hand_overlap,
+    hand_self_overlap,
+    palm_capsules,
+)
 from handvox.hand.kinematics import forward_kinematics
 from handvox.hand.poses import sample_poses
 from handvox.hand.shapes import base_shape
@@ -21,6 +28,8 @@ from handvox.synth.objects import (
     OBJECT_KINDS,
     OBJECT_LENGTH_MM,
     OBJECT_RADIUS_MM,
+    PRECISION_MAX_MM,
+    PRECISION_PROB,
     HeldObject,
     box_across,
     clear_of_camera,
@@ -71,8 +80,19 @@ def test_draw_objects_draws_each_kind_at_its_chance_within_its_sizes():
     (w0, w1), (t0, t1) = OBJECT_BOX_MM
     assert width.min() >= w0 - 1e-9 and width.max() <= w1 + 1e-9 and np.ptp(width) > 50.0
     assert thick.min() >= t0 - 1e-9 and (thick <= width + 1e-9).all() and thick.max() > 55.0
-    thumb = np.degrees(draw.thumb)  # swung radially 5-25 degrees
-    assert (thumb >= -25.0).all() and (thumb <= -5.0).all() and np.ptp(thumb) > 19.0
+    # precision grasps for a share of the objects small enough to pinch, none of the rest
+    small = (
+        draw.radius + draw.thick <= np.array([PRECISION_MAX_MM[k] for k in OBJECT_KINDS])[draw.kind]
+    )
+    assert not draw.precision[~small].any()
+    assert abs(draw.precision[small].mean() - PRECISION_PROB) < 0.02
+    for k, kind in enumerate(OBJECT_KINDS):  # every kind has pinchable sizes
+        assert draw.precision[draw.kind == k].any(), kind
+    thumb = np.degrees(draw.thumb)  # power: swung radially 5-25 degrees; precision: 0-15
+    power = thumb[~draw.precision]
+    assert (power >= -25.0).all() and (power <= -5.0).all() and np.ptp(power) > 19.0
+    pinch = thumb[draw.precision]
+    assert (pinch >= -15.0).all() and (pinch <= 0.0).all() and np.ptp(pinch) > 14.0
     again = draw_objects(np.random.default_rng(0), n)
     np.testing.assert_array_equal(again.radius, draw.radius)
     np.testing.assert_array_equal(again.place, draw.place)
@@ -133,7 +153,7 @@ def test_a_box_renders_as_a_box():
     # by 4 mm: a flat front at 485 mm whose outline is the box's.
     held = HeldObject(np.array([-50.0 + 4, 0.0, 500.0]), np.array([50.0 - 4, 0.0, 500.0]), 4.0,
                       "box", np.array([0.0, 30.0 - 4, 0.0]), 15.0 - 4)  # fmt: skip
-    assert held.box and held.vector().shape == (11,)
+    assert held.box and held.vector().shape == (12,)
     assert held.bounding_radius() == pytest.approx(4.0 + math.hypot(26.0, 11.0))
     depth = render_depth(held.primitives(OBJECT), NYU)
     u, v = np.rint(NYU.xyz_to_uvd(np.array([0.0, 0.0, 500.0]))[:2]).astype(int)
@@ -154,7 +174,7 @@ def test_grasp_poses_close_the_fingers_onto_the_object_and_keep_the_root():
     gen = torch.Generator().manual_seed(0)
     poses = sample_poses(gen, 4, pose_sampler_config(HandSynthConfig())).numpy()
     draw = draw_objects(np.random.default_rng(3), 4)
-    out, ends, across = grasp_poses(poses, bones, draw)
+    out, ends, across, pinched = grasp_poses(poses, bones, draw)
     assert out.shape == (4, 30) and out.dtype == np.float32 and ends.shape == (4, 2, 3)
     assert across.shape == (4, 3)
     np.testing.assert_array_equal(out[:, :6], poses[:, :6])  # the root put back
@@ -174,6 +194,44 @@ def test_grasp_poses_close_the_fingers_onto_the_object_and_keep_the_root():
     gaps = obj.distance(chains[:, :, :3].flatten(1, 2), chains[:, :, 1:].flatten(1, 2), radius)
     touching = (gaps.view(4, 5, 3).abs() <= CONTACT_TOLERANCE_MM + 0.05).any(dim=2)
     assert (touching.sum(dim=1) >= 3).all(), gaps.view(4, 5, 3)
+
+
+def test_precision_grasps_hold_the_object_between_the_pads_away_from_the_palm():
+    bones = base_shape("average_adult")
+    gen = torch.Generator().manual_seed(1)
+    n = 96
+    poses = sample_poses(gen, n, pose_sampler_config(HandSynthConfig())).numpy()
+    poses[:, :6] = 0.0  # the hand frame: the objects come back in it
+    draw = draw_objects(np.random.default_rng(4), n)
+    small = (
+        draw.radius + draw.thick <= np.array([PRECISION_MAX_MM[k] for k in OBJECT_KINDS])[draw.kind]
+    )
+    draw = replace(draw, precision=small, thumb=np.where(small, -0.1, draw.thumb))
+    out, ends, across, pinched = grasp_poses(poses, bones, draw)
+    assert not pinched[~small].any()
+    assert pinched[small].mean() > 0.6  # most pinches fit the open hand
+    for k in range(len(OBJECT_KINDS)):
+        assert pinched[draw.kind == k].any(), OBJECT_KINDS[k]
+    pose = torch.from_numpy(out.astype(np.float64))
+    hands = bones.to(dtype=torch.float64)
+    obj = GraspObject(*(torch.from_numpy(np.ascontiguousarray(x)) for x in (
+        ends[:, 0], ends[:, 1], draw.radius, across, draw.thick)))  # fmt: skip
+    assert float(hand_overlap(pose, hands, obj).max()) <= CONTACT_TOLERANCE_MM + 1e-6
+    assert float(hand_self_overlap(pose, hands).max()) <= CONTACT_TOLERANCE_MM + 1e-6
+    p, q, r = _chain_capsules(forward_kinematics(pose, hands), hands)
+    gaps = obj.distance(p.flatten(1, 2), q.flatten(1, 2), r.flatten(1)).view(n, 5, 3)
+    pin = torch.from_numpy(pinched)
+    # the index's pad on the object; the thumb's on it too, or (a few) resting on a finger that
+    # wraps it
+    assert float(gaps[pin, 1, 2].abs().max()) <= CONTACT_TOLERANCE_MM + 1e-6
+    thumb_on_object = gaps[pin, 0].amin(-1) <= CONTACT_TOLERANCE_MM + 1e-6
+    thumb_on_finger = -hand_self_overlap(pose, hands)[pin] <= CONTACT_TOLERANCE_MM + 1e-6
+    assert bool((thumb_on_object | thumb_on_finger).all())
+    assert float(thumb_on_object.double().mean()) > 0.9
+    # held by the fingers, not on the palm: every pinched object clear of the palm
+    pp, pq, pr = palm_capsules(pose, hands)
+    palm = obj.distance(pp, pq, pr).amin(1)
+    assert float(palm[torch.from_numpy(pinched)].min()) > 5.0
 
 
 def test_clear_of_camera_keeps_objects_more_than_30_mm_before_it():
@@ -207,7 +265,11 @@ def test_held_objects_end_on_the_fingers_and_hide_them():
         gaps = obj.distance(chains[:, :, :3].flatten(1, 2), chains[:, :, 1:].flatten(1, 2),
                             bones.radius[:, :, 1:].flatten(1))  # fmt: skip
         touching = (gaps.view(5, 3).abs() <= CONTACT_TOLERANCE_MM + 0.05).any(dim=1)
-        assert int(touching.sum()) >= 3, gaps.view(5, 3)  # fingers end on its surface
+        # fingers end on its surface: a power grasp's three or more, a pinch's thumb and index
+        if f.extra["objects"][0, 11]:
+            assert bool(touching[0] and touching[1]), gaps.view(5, 3)
+        else:
+            assert int(touching.sum()) >= 3, gaps.view(5, 3)
         # the labels are the grasped pose's kinematics
         np.testing.assert_allclose(fk.joints[0].numpy(), f.joints_xyz["canonical21"], atol=1e-3)
         part = f.extra["part"]

@@ -340,7 +340,11 @@ def self_overlap(art: Tensor, bones: HandBones | None = None) -> Tensor:
     Returns:
         ``(n,)`` float64 mm: largest sum of radii minus axis distance; <= 0 when nothing touches.
     """
-    bones = base_shape("average_adult", torch.float64) if bones is None else bones.double()
+    bones = (
+        base_shape("average_adult", torch.float64)
+        if bones is None
+        else bones.to(dtype=torch.float64)
+    )
     fk = forward_kinematics(articulation_to_pose(art.double()), bones)
     chains = fk.joints[:, 1:].unflatten(1, (5, 4))  # thumb CMC..tip, fingers MCP..tip
     first = torch.cat([chains[:, :1, 0], fk.metacarpal_origins[:, 1:]], 1)

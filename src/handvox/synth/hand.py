@@ -136,13 +136,13 @@ def grasp_in_view(draw_pose, bones, draw: ObjectDraw, config: HandSynthConfig, w
         poses = draw_pose(1)
         if not check_poses(poses, bones, config)[1][0]:
             continue  # the open hand does not fit: do not spend a grasp on it
-        grasped, ends, across = grasp_poses(poses, bones, draw)
+        grasped, ends, across, pinched = grasp_poses(poses, bones, draw)
         sets, ok = check_poses(torch.from_numpy(grasped), bones, config)
         if ok[0] and clear_of_camera(ends, bounding_radius(draw))[0]:
             joints = {name: np.ascontiguousarray(v[0], np.float32) for name, v in sets.items()}
             held = HeldObject(ends[0, 0], ends[0, 1], float(draw.radius[0]),
                               OBJECT_KINDS[int(draw.kind[0])], across[0],
-                              float(draw.thick[0]))  # fmt: skip
+                              float(draw.thick[0]), bool(pinched[0]))  # fmt: skip
             return grasped[0], joints, held
     raise ValueError(
         f"{what}: no pose of {config.max_tries} drawn keeps the hand holding its object in view; "
@@ -154,12 +154,14 @@ def grasp_in_view(draw_pose, bones, draw: ObjectDraw, config: HandSynthConfig, w
 class _BlockObjects:
     """The objects of a block's frames: whether each holds one, what was drawn, and where the
     grasps put them (``ends`` ``(n, 2, 3)`` and a box's half width ``across`` ``(n, 3)``,
-    camera frame; valid where ``held`` and ``ok``)."""
+    camera frame) and which are precision grasps (``pinched``); valid where ``held`` and
+    ``ok``."""
 
     held: np.ndarray
     draw: ObjectDraw
     ends: np.ndarray
     across: np.ndarray
+    pinched: np.ndarray
 
 
 @dataclass
@@ -200,17 +202,18 @@ def _hand_block(config: HandSynthConfig, seed: int, block: int) -> _HandBlock:
         orng = np.random.default_rng([seed, block, _OBJECT_TAG])
         held = orng.random(n) < config.object_prob
         draw = draw_objects(orng, n)
-        ends, across = np.zeros((n, 2, 3)), np.zeros((n, 3))
+        ends, across, pinched = np.zeros((n, 2, 3)), np.zeros((n, 3)), np.zeros(n, bool)
         idx = np.flatnonzero(held & ok)  # the others are redrawn frame by frame anyway
         if idx.size:
             pick = torch.from_numpy(idx)
-            grasped, ends[idx], across[idx] = grasp_poses(poses[idx], bones[pick], draw[idx])
+            grasps = grasp_poses(poses[idx], bones[pick], draw[idx])
+            grasped, ends[idx], across[idx], pinched[idx] = grasps
             gsets, gok = check_poses(torch.from_numpy(grasped), bones[pick], config)
             poses[idx] = grasped
             for name in sets:
                 sets[name][idx] = gsets[name]
             ok[idx] = gok & clear_of_camera(ends[idx], bounding_radius(draw[idx]))
-        objects = _BlockObjects(held, draw, ends, across)
+        objects = _BlockObjects(held, draw, ends, across, pinched)
     _BLOCKS[key] = _HandBlock(picks, bones, poses, sets, ok, objects)
     while len(_BLOCKS) > 2:  # a worker walks through its chunks' blocks in order
         _BLOCKS.popitem(last=False)
@@ -245,7 +248,8 @@ class HandFrameGenerator:
                     held = HeldObject(objects.ends[k, 0], objects.ends[k, 1],
                                       float(objects.draw.radius[k]),
                                       OBJECT_KINDS[int(objects.draw.kind[k])],
-                                      objects.across[k], float(objects.draw.thick[k]))  # fmt: skip
+                                      objects.across[k], float(objects.draw.thick[k]),
+                                      bool(objects.pinched[k]))  # fmt: skip
                 return HandSample(blk.names[k], blk.bones[k], blk.poses[k], joints, held)
             shape_id, bones = blk.names[k], blk.bones[k]  # keep the shape, redraw the pose
             if holds:

@@ -179,10 +179,10 @@ class HandSynthConfig:
             apart, extra ``second_hand``).
 
     With any of the last four on, frames also hold the extras ``content`` (``(4,)`` uint8,
-    :data:`CONTENT_FLAGS`), ``objects`` (``(2, 11)`` float32: the held and the near object as
-    axis ends ``a``, ``b``, radius, a box's half-width vector and half thickness
-    (:meth:`handvox.synth.objects.HeldObject.vector`; zero for round objects), camera frame,
-    mm; zeros where there is none) and
+    :data:`CONTENT_FLAGS`), ``objects`` (``(2, 12)`` float32: the held and the near object as
+    axis ends ``a``, ``b``, radius, a box's half-width vector and half thickness (zero for
+    round objects), camera frame, mm, and 1 for a precision grasp
+    (:meth:`handvox.synth.objects.HeldObject.vector`); zeros where there is none) and
     ``second_hand`` (``(21, 3)`` float32 canonical joints, zeros where there is none).
     """
 

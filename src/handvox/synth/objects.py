@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from handvox.geometry import axis_angle_to_matrix
-from handvox.hand.grasp import CLOSING_DOFS, close_grasp, place_on_palm
-from handvox.hand.kinematics import HandBones, dof_index
+from handvox.hand.grasp import CLOSING_DOFS, GraspObject, close_grasp, hand_overlap, place_on_palm
+from handvox.hand.kinematics import HandBones, dof_index, forward_kinematics, pose_limits
 from handvox.synth.primitives import Primitives
 
 # Objects a hand holds (or that lie near it): capsules (cylinders with rounded ends: cans,
@@ -39,12 +39,21 @@ OBJECT_LENGTH_MM = ((60.0, 200.0), (0.0, 0.0), (80.0, 150.0), (80.0, 180.0))
 OBJECT_BOX_MM = ((36.0, 90.0), (16.0, 60.0))
 
 
+# Precision grasps (Feix et al.'s GRASP taxonomy, 2016: pinches and tripods, the object held
+# by the thumb's and fingers' pads, away from the palm) for objects small enough to pinch:
+# balls up to 60 mm across, handles, cylinders up to 40 mm, boxes up to 30 mm thick. They take
+# this share of those objects; power grasps (the object in the palm) the rest.
+PRECISION_PROB = 0.4
+PRECISION_MAX_MM = {"cylinder": 20.0, "sphere": 30.0, "handle": 15.0, "box": 15.0}
+
+
 @dataclass
 class HeldObject:
     """An object in the hand or near it: the axis ``a``-``b`` (``(3,)`` each, camera frame, mm;
     a sphere where they coincide) of ``radius``, its kind (:data:`OBJECT_KINDS`) and, for a
     box, its half-width vector ``across`` (``(3,)``, perpendicular to the axis) and half
-    thickness ``thick`` (:class:`handvox.hand.grasp.GraspObject`; zero for round objects)."""
+    thickness ``thick`` (:class:`handvox.hand.grasp.GraspObject`; zero for round objects);
+    ``pinched``: held in a precision grasp (:func:`grasp_poses`)."""
 
     a: np.ndarray
     b: np.ndarray
@@ -52,6 +61,7 @@ class HeldObject:
     kind: str
     across: np.ndarray = field(default_factory=lambda: np.zeros(3))
     thick: float = 0.0
+    pinched: bool = False
 
     @property
     def box(self) -> bool:
@@ -62,8 +72,10 @@ class HeldObject:
         return self.radius + float(np.sqrt(self.across @ self.across + self.thick**2))
 
     def vector(self) -> np.ndarray:
-        """``(11,)`` float32: ``a``, ``b``, radius, ``across``, ``thick`` (what frames store)."""
-        return np.array([*self.a, *self.b, self.radius, *self.across, self.thick], np.float32)
+        """``(12,)`` float32: ``a``, ``b``, radius, ``across``, ``thick``, ``pinched`` (what
+        frames store)."""
+        return np.array([*self.a, *self.b, self.radius, *self.across, self.thick,
+                         float(self.pinched)], np.float32)  # fmt: skip
 
     def primitives(self, part: int) -> Primitives:
         """The object as ray-cast primitives labelled ``part``: a round cone, or a box as the
@@ -96,7 +108,8 @@ class ObjectDraw:
     """Objects drawn for ``n`` hands (:func:`draw_objects`): kind (index into
     :data:`OBJECT_KINDS`), radius and axis length (mm), a box's half width and half thickness
     (mm; zero for round kinds), five uniform numbers placing each on the palm
-    (:func:`object_in_hand`) and the pre-shape's thumb CMC flexion (rad)."""
+    (:func:`object_in_hand`) or the fingertips, the pre-shape's thumb CMC flexion (rad) and
+    whether the grasp is a precision grasp (:data:`PRECISION_PROB`)."""
 
     kind: np.ndarray
     radius: np.ndarray
@@ -105,6 +118,7 @@ class ObjectDraw:
     thumb: np.ndarray
     width: np.ndarray
     thick: np.ndarray
+    precision: np.ndarray
 
     def __getitem__(self, idx) -> ObjectDraw:
         if isinstance(idx, int | np.integer):
@@ -116,7 +130,7 @@ def draw_objects(rng: np.random.Generator, n: int) -> ObjectDraw:
     """Kinds and sizes of :data:`OBJECT_KINDS` (:data:`OBJECT_KIND_PROBS`,
     :data:`OBJECT_RADIUS_MM`, :data:`OBJECT_LENGTH_MM`, :data:`OBJECT_BOX_MM`) for ``n``
     objects, in one draw."""
-    u = rng.random((n, 11))
+    u = rng.random((n, 12))
     kind = np.minimum(np.searchsorted(np.cumsum(OBJECT_KIND_PROBS), u[:, 0], side="right"),
                       len(OBJECT_KINDS) - 1)  # fmt: skip
     lo, hi = np.asarray(OBJECT_RADIUS_MM)[kind].T
@@ -132,7 +146,12 @@ def draw_objects(rng: np.random.Generator, n: int) -> ObjectDraw:
     # half extents of the box's core: the rounding adds the radius all round
     width = np.where(box, width / 2 - radius, 0.0)
     thick = np.where(box, thick / 2 - radius, 0.0)
-    return ObjectDraw(kind, radius, length, u[:, 4:9], thumb, width, thick)
+    small = radius + thick <= np.array([PRECISION_MAX_MM[k] for k in OBJECT_KINDS])[kind]
+    precision = small & (u[:, 11] < PRECISION_PROB)
+    # A precision grasp's thumb starts in front of the index, 0-15 degrees (it closes onto
+    # the index's pad from there: at 0 the two tips come within 15 mm, :func:`pinch_point`).
+    thumb = np.where(precision, np.radians(-15.0 * u[:, 3]), thumb)
+    return ObjectDraw(kind, radius, length, u[:, 4:9], thumb, width, thick, precision)
 
 
 def object_in_hand(draw: ObjectDraw, bones: HandBones) -> tuple[Tensor, Tensor]:
@@ -178,22 +197,78 @@ def box_across(draw: ObjectDraw, a: Tensor, b: Tensor) -> Tensor:
     return across * torch.from_numpy(np.asarray(draw.width, np.float64))[:, None]
 
 
+def pinch_point(pre: Tensor, bones: HandBones, index_frac: Tensor) -> tuple[Tensor, Tensor]:
+    """Where the thumb's and the index's tips come closest as the pre-shapes ``pre``
+    (``(n, 30)``, closing joints at 0) close: the index's closing joints at ``index_frac``
+    (``(n,)``) of their range, the thumb's at the fraction (of 21 tried) that brings its tip
+    nearest. Returns the midpoint of the two tips ``(n, 3)`` and the unit direction from the
+    index's tip to the thumb's ``(n, 3)``, hand frame."""
+    n, steps = pre.shape[0], 21
+    _, hi = pose_limits(dtype=pre.dtype, device=pre.device)
+    thumb, index = ([dof_index(d) for d in CLOSING_DOFS[k]] for k in (0, 1))
+    pose = pre.repeat_interleave(steps, 0)
+    pose[:, index] = index_frac.repeat_interleave(steps)[:, None] * hi[index]
+    frac = torch.linspace(0.0, 1.0, steps, dtype=pre.dtype, device=pre.device).repeat(n)
+    pose[:, thumb] = frac[:, None] * hi[thumb]
+    hands = bones if bones.batch_size == 1 else bones[torch.arange(n).repeat_interleave(steps)]
+    j = forward_kinematics(pose, hands).joints.view(n, steps, -1, 3)
+    k = (j[:, :, 4] - j[:, :, 8]).norm(dim=-1).argmin(1)
+    rows = torch.arange(n)
+    tt, ti = j[rows, k, 4], j[rows, k, 8]
+    d = tt - ti
+    return (tt + ti) / 2, d / d.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+
+
+def object_at_fingertips(draw: ObjectDraw, pre: Tensor, bones: HandBones) -> GraspObject:
+    """The drawn objects held for a precision grasp by the pre-shapes ``pre`` (hand frame):
+    centred where the thumb and index close onto each other (:func:`pinch_point`, the index at
+    30-60 % of its range), a capsule's or box's axis across both the pinch and the fingers
+    (a pen between the pads), gripped anywhere but its last 30 mm, a box's thickness between
+    the pads."""
+    p = torch.from_numpy(np.asarray(draw.place, np.float64))
+    centre, d = pinch_point(pre, bones, 0.3 + 0.3 * p[:, 0])
+    fingers = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64).expand_as(d)
+    axis = torch.linalg.cross(fingers, d)
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    length = torch.from_numpy(np.asarray(draw.length, np.float64))
+    shift = (p[:, 4] - 0.5) * 2.0 * (length / 2 - 30.0).clamp_min(0.0)
+    a = centre + axis * (shift - length / 2)[:, None]
+    b = centre + axis * (shift + length / 2)[:, None]
+    radius = torch.from_numpy(np.asarray(draw.radius, np.float64))
+    across = torch.linalg.cross(d, axis)
+    across = across * torch.from_numpy(np.asarray(draw.width, np.float64))[:, None]
+    return GraspObject(a, b, radius, across, torch.from_numpy(np.asarray(draw.thick, np.float64)))
+
+
+def _where(cond: Tensor, x: GraspObject, y: GraspObject) -> GraspObject:
+    """Per object, ``x`` where ``cond`` (``(n,)``) holds, else ``y`` (both boxes: ``x``'s
+    across and thick; ``y``'s may be None, i.e. zero)."""
+    fields = []
+    for p, q in zip(x._fields(), y._fields(), strict=True):
+        q = torch.zeros_like(p) if q is None else q
+        fields.append(torch.where(cond.view(-1, *[1] * (p.dim() - 1)), p, q))
+    return GraspObject(*fields)
+
+
 def grasp_poses(
     poses, bones: HandBones, draw: ObjectDraw
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Close ``(n, 30)`` sampled poses onto drawn objects.
 
     The pre-shape is the pose's own hand opened: its closing joints (:data:`handvox.hand.grasp.
     CLOSING_DOFS`) straight, the finger spread halved, the thumb swung out of the palm's way
     (``draw.thumb``); palm cupping and the root stay. The object is lowered onto it
-    (:func:`~handvox.hand.grasp.place_on_palm`), the fingers closed
+    (:func:`~handvox.hand.grasp.place_on_palm`), or for a precision grasp (``draw.precision``)
+    put between the thumb's and index's pads (:func:`object_at_fingertips`; where it would
+    touch the open hand there, the grasp stays a power grasp), the fingers closed
     (:func:`~handvox.hand.grasp.close_grasp`: each bone stops on the surface, within
     :data:`~handvox.hand.grasp.CONTACT_TOLERANCE_MM`), and the root put back.
 
     Returns:
         ``(n, 30)`` float32 poses, the objects' axis ends ``(n, 2, 3)`` and a box's half-width
-        vector ``(n, 3)`` (zero for round kinds), float64 in the camera frame; radii are
-        ``draw.radius``, a box's half thickness ``draw.thick``.
+        vector ``(n, 3)`` (zero for round kinds), float64 in the camera frame (radii are
+        ``draw.radius``, a box's half thickness ``draw.thick``), and which grasps are precision
+        grasps ``(n,)`` bool.
     """
     pose = torch.as_tensor(np.asarray(poses, np.float32)).double()
     root = pose[:, :6].clone()
@@ -209,13 +284,19 @@ def grasp_poses(
     if bool((np.asarray(draw.kind) == OBJECT_KINDS.index("box")).any()):
         box = box_across(draw, a, b), torch.from_numpy(np.asarray(draw.thick, np.float64))
     obj = place_on_palm(pre, hands, a, b, radius, *box)
+    ok = torch.from_numpy(np.asarray(draw.precision, bool))
+    if bool(ok.any()):
+        pinch = object_at_fingertips(draw, pre, hands)
+        # where the pinched object would touch the open pre-shape, the grasp is a power grasp
+        ok &= hand_overlap(pre, hands, pinch) < -1.0
+        obj = _where(ok, pinch, obj)
     out = close_grasp(pre, hands, obj).pose
     out[:, :6] = root
     rot = axis_angle_to_matrix(root[:, 3:6])
     ends = torch.stack([obj.a, obj.b], 1) @ rot.transpose(1, 2) + root[:, None, :3]
     across = torch.zeros_like(obj.a) if obj.across is None else obj.across
     across = (rot @ across[..., None])[..., 0]
-    return out.float().numpy(), ends.numpy(), across.numpy()
+    return out.float().numpy(), ends.numpy(), across.numpy(), ok.numpy()
 
 
 def clear_of_camera(ends: np.ndarray, radius: np.ndarray) -> np.ndarray:

@@ -464,7 +464,7 @@ def _build_content(j, bones, forearm, length, rng, config, rules, pose, held) ->
     clear = list(solids)
     if arm is not None:
         solids.append(arm.capsule())
-    objects = np.zeros((2, 11), np.float32)
+    objects = np.zeros((2, 12), np.float32)
     if held is not None:
         parts.append(held.primitives(OBJECT))
         solids.append((held.a[None], held.b[None], np.array([held.bounding_radius()])))
@@ -581,8 +581,8 @@ def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, cam
     """An object (:func:`draw_objects`) near the hand, not in it: lying on the table (desk view,
     within 40-260 mm of the point under the hand's centre), else beside the forearm (half the
     time, when there is one) or in front of or behind the hand. At most 200 mm from the hand,
-    at least 5 from everything placed, in the image, the line of sight to the hand's centre
-    free; 8 tries, else None. A box lies on the table on a flat side, elsewhere turned at
+    at least 5 from everything placed, in the image, the lines of sight to the hand's centre
+    and to the object's free; 8 tries, else None. A box lies on the table on a flat side, elsewhere turned at
     random about its axis."""
     centre = j.mean(axis=0)
     for _ in range(8):
@@ -620,6 +620,8 @@ def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, cam
         if min(a[2], b[2]) - bound < 50.0 or not in_view(mid, camera, 0.0, 0.0):
             continue
         if _gap(cap, solids) < 5.0 or _gap(cap, hand) > 200.0 or _sight_blocked(cap, centre):
+            continue
+        if _sight_blocked(solids, mid):  # hidden under the hand or the arm: no use to anyone
             continue
         return HeldObject(a, b, radius, OBJECT_KINDS[int(draw.kind[0])], _unit(flat) * width,
                           thick)  # fmt: skip
