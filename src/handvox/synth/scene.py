@@ -582,8 +582,8 @@ def _near_object(xr, j, hand: Capsules, arm: _Limb | None, solids: Capsules, cam
     within 40-260 mm of the point under the hand's centre), else beside the forearm (half the
     time, when there is one) or in front of or behind the hand. At most 200 mm from the hand,
     at least 5 from everything placed, in the image, the lines of sight to the hand's centre
-    and to the object's free; 8 tries, else None. A box lies on the table on a flat side, elsewhere turned at
-    random about its axis."""
+    and to the object's free; 8 tries, else None. A box lies on the table on a flat side,
+    elsewhere turned at random about its axis."""
     centre = j.mean(axis=0)
     for _ in range(8):
         draw = draw_objects(xr, 1)
