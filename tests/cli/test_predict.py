@@ -15,7 +15,7 @@ from handvox.camera import Camera
 from handvox.cli.bench import synthetic_frame
 from handvox.cli.main import main
 from handvox.cli.predict import collect_frames, predict_frames
-from handvox.errors import HandvoxError
+from handvox.errors import DataError, HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.io.depth import write_nyu_depth, write_png16
 from handvox.io.predictions import read_csv, read_json, read_txt
@@ -98,7 +98,7 @@ def test_folder_all_formats_and_overlays(tmp_path, tiny_model, mixed_folder, fra
 def test_unreadable_file_is_named(tmp_path, tiny_model, mixed_folder, capsys):
     (mixed_folder / "e_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     args = ["predict", str(mixed_folder), "--model", str(tiny_model), "--out",
-            str(tmp_path / "out"), "--quiet"]  # fmt: skip
+            str(tmp_path / "out"), "--quiet", "--camera", "nyu"]  # fmt: skip
     assert main(args) == 2
     assert "e_broken.png" in capsys.readouterr().err
     # --skip-errors: the file becomes a frame without a hand, the reason says why.
@@ -146,7 +146,7 @@ def test_real_frames(tmp_path, tiny_model, shared):
     out = tmp_path / "out"
     nyu = shared / "data/nyu/depth_1_0000001.png"
     assert main(["predict", str(nyu), "--model", str(tiny_model), "--out", str(out), "--quiet",
-                 "--overlay"]) == 0  # fmt: skip
+                 "--overlay", "--camera", "nyu"]) == 0  # fmt: skip
     assert read_json(out / "predictions.json").frames[0].found
     hands17 = shared / "data/hands17/image_D00000030.png"
     cam = "475.065948,475.065948,315.944855,245.287079,640,480"
@@ -163,13 +163,16 @@ def test_no_inputs_no_hand_and_no_default_model(tmp_path, capsys, monkeypatch):
     assert "give depth files" in capsys.readouterr().err
     # an empty frame through the shipped model: a clear "no hand found", not a crash or zeros
     np.save(tmp_path / "x.npy", np.zeros((480, 640), np.float32))
-    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 0
+    args = ["predict", str(tmp_path / "x.npy"), "--camera", "nyu"]
+    # outputs written, but nothing useful produced: exit code 1
+    assert main([*args, "--out", str(tmp_path / "o")]) == 1
+    assert "no frame produced a result" in capsys.readouterr().err
     frame = read_json(tmp_path / "o" / "predictions.json").frames[0]
     assert frame.found is False and "no hand found" in frame.reason
     assert np.isnan(frame.joints_xyz).all()
     # without a shipped model the error says what to do
     monkeypatch.setattr(handvox.estimator.pipeline, "DEFAULT_MODEL_DIR", tmp_path / "none")
-    assert main(["predict", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o2")]) == 2
+    assert main([*args, "--out", str(tmp_path / "o2")]) == 2
     assert "no trained model" in capsys.readouterr().err
 
 
@@ -205,7 +208,8 @@ def test_frames_ids_and_bad_arguments(tmp_path, tiny_model, frame):
 @pytest.mark.integration
 def test_rotations_flag_overrides_the_models_setting(tmp_path, tiny_model, frame, capsys):
     np.save(tmp_path / "f.npy", frame)
-    base = ["predict", str(tmp_path / "f.npy"), "--model", str(tiny_model), "--quiet"]
+    base = ["predict", str(tmp_path / "f.npy"), "--model", str(tiny_model), "--quiet",
+            "--camera", "nyu"]  # fmt: skip
 
     def run(*flags: str) -> np.ndarray:
         out = tmp_path / "-".join(flags)
@@ -234,7 +238,8 @@ def test_rotations_flag_overrides_the_models_setting(tmp_path, tiny_model, frame
 @pytest.mark.integration
 def test_segment_flag_chooses_how_the_hand_is_found(tmp_path, tiny_model, shared):
     nyu = shared / "data/nyu/depth_1_0000001.png"
-    base = ["predict", str(nyu), "--model", str(tiny_model), "--quiet", "--rotations=none"]
+    base = ["predict", str(nyu), "--model", str(tiny_model), "--quiet", "--rotations=none",
+            "--camera", "nyu"]  # fmt: skip
     coms = {}
     for method in ("depth", "learned"):
         out = tmp_path / method
@@ -246,3 +251,49 @@ def test_segment_flag_chooses_how_the_hand_is_found(tmp_path, tiny_model, shared
     assert est.config.segment.method == "learned"
     # the two ways find the same hand (the real frame's) at different centres
     assert 1.0 < np.linalg.norm(coms["depth"] - coms["learned"]) < 60.0
+
+
+def test_no_camera_is_an_error_and_camera_json_gives_one(tmp_path, frame, capsys):
+    np.save(tmp_path / "f.npy", frame)
+    # neither --camera nor a camera.json: refused, naming the file and both ways to give one
+    assert main(["predict", str(tmp_path / "f.npy"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "f.npy" in err and "no camera: give --camera" in err and "camera.json" in err
+    # a camera.json beside the frames (or in the folder above) gives it, and its depth unit
+    rec = tmp_path / "rec"
+    (rec / "seq").mkdir(parents=True)
+    np.save(rec / "seq" / "f.npy", frame * 8)  # 0.125 mm units, as SR300/SR305 store them
+    cam = {"fx": NYU.fx, "fy": NYU.fy, "cx": NYU.cx, "cy": NYU.cy, "width": 640,
+           "height": 480, "depth_unit_mm": 0.125}  # fmt: skip
+    (rec / "camera.json").write_text(json.dumps(cam))
+    frames = collect_frames([rec / "seq"], None)
+    assert frames[0].camera == NYU and frames[0].sensor.unit_mm == 0.125
+    assert frames[0].sensor.origin == str(rec / "camera.json")
+    np.testing.assert_allclose(frames[0].read(), frame, rtol=1e-6)
+    # --camera and --depth-unit win over the file
+    frames = collect_frames([rec / "seq"], "icvl", depth_unit="0.25mm")
+    assert frames[0].camera == Camera.preset("icvl") and frames[0].sensor.unit_mm == 0.25
+    with pytest.raises(HandvoxError, match="--depth-unit"):
+        collect_frames([rec / "seq"], "nyu", depth_unit="furlongs")
+    # a broken camera.json is named
+    (rec / "camera.json").write_text('{"fx": 1}')
+    with pytest.raises(DataError, match="camera.json.*lacks fy"):
+        collect_frames([rec / "seq"], None)
+
+
+@pytest.mark.parametrize(
+    "scale, unit, hint",
+    [(1e-3, None, "--depth-unit m"), (8.0, None, "0.125mm"), (1e-3, "m", None),
+     (8.0, "0.125mm", None), (0.1, None, "--depth-unit cm")],
+)  # fmt: skip
+def test_depth_in_another_unit_is_named_not_silently_missed(tmp_path, frame, scale, unit, hint):
+    # The same frame stored in metres, in 0.125 mm units or in cm: without the right
+    # --depth-unit an error names the unit that fits; with it, the frame reads as millimetres.
+    np.save(tmp_path / "f.npy", (frame * scale).astype(np.float32))
+    frames = collect_frames([tmp_path / "f.npy"], "nyu", depth_unit=unit)
+    if hint is None:
+        np.testing.assert_allclose(frames[0].read(), frame, rtol=1e-5, atol=1e-3)
+    else:
+        with pytest.raises(DataError, match="f.npy") as e:
+            frames[0].read()
+        assert hint in str(e.value)

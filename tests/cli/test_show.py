@@ -96,7 +96,8 @@ def test_hand_box_takes_the_hand_not_the_arm():
 @pytest.mark.integration
 def test_show_cli_real_nyu_frame(nyu, tmp_path):
     out = tmp_path / "show.png"
-    rc = main(["show", str(nyu["depth_path"]), "--gt", str(nyu["gt_path"]), "--out", str(out)])
+    rc = main(["show", str(nyu["depth_path"]), "--camera", "nyu", "--gt", str(nyu["gt_path"]),
+               "--out", str(out)])  # fmt: skip
     assert rc == 0 and out.is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["show.png"], "temporary file left behind"
     # The picture is the library's rendering of the first label line, cropped around it.
@@ -152,11 +153,16 @@ def test_show_errors_name_the_file(nyu, tmp_path):
 @pytest.mark.integration
 def test_show_cli_errors_exit_2(nyu, tmp_path, capsys):
     out = str(tmp_path / "x.png")
-    argv = ["show", str(nyu["depth_path"]), "--gt", str(nyu["gt_path"]), "--frame", "99999"]
+    argv = ["show", str(nyu["depth_path"]), "--camera", "nyu", "--gt", str(nyu["gt_path"]),
+            "--frame", "99999"]  # fmt: skip
     assert main([*argv, "--out", out]) == 2
     assert "nyu_test_groundtruth_label.txt" in capsys.readouterr().err
-    assert main(["show", str(nyu["depth_path"]), "--joint-set", "nope", "--out", out]) == 2
+    assert main(["show", str(nyu["depth_path"]), "--camera", "nyu", "--joint-set", "nope",
+                 "--out", out]) == 2  # fmt: skip
     assert main(["show", str(nyu["depth_path"]), "--camera", "nope", "--out", out]) == 2
+    # no camera and no camera.json beside the frame: an error that says how to give one
+    assert main(["show", str(nyu["depth_path"]), "--out", out]) == 2
+    assert "no camera: give --camera" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 

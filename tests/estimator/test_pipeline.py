@@ -184,7 +184,8 @@ def test_shipped_default_model(nyu_frame, synthetic_frame, shared, tmp_path):
     from handvox.cli.main import main
 
     np.save(tmp_path / "frame.npy", synthetic_frame)
-    assert main(["predict", str(tmp_path / "frame.npy"), "--out", str(tmp_path / "p")]) == 0
+    assert main(["predict", str(tmp_path / "frame.npy"), "--camera", "nyu", "--out",
+                 str(tmp_path / "p")]) == 0  # fmt: skip
     out = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert out["joint_set"] == "canonical21" and out["frames"][0]["found"]
 

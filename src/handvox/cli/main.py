@@ -26,8 +26,15 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
     p.add_argument(
         "--camera",
-        default="nyu",
-        help="camera of the files: preset (nyu, icvl, msra) or fx,fy,cx,cy,w,h",
+        help="camera of the files: preset (nyu, icvl, msra, sr305, hands17) or "
+        "fx,fy,cx,cy,w,h; without it, a camera.json beside the frames (or in the folder "
+        "above); neither is an error",
+    )
+    p.add_argument(
+        "--depth-unit",
+        help="unit of the files' depth values: mm, m, cm, 0.125mm (RealSense SR300/SR305), "
+        "0.25mm (L515), ... (default: the camera.json's depth_unit_mm, else mm; values that "
+        "look like another unit are an error)",
     )
     p.add_argument(
         "--dataset",
@@ -219,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="draw a depth frame with its skeleton(s) to PNG")
     p.add_argument("depth", type=Path, help="depth file: NYU RGB PNG, 16-bit PNG, MSRA .bin, .npy")
-    p.add_argument("--camera", default="nyu", help="preset (nyu, icvl, msra) or fx,fy,cx,cy,w,h")
+    p.add_argument(
+        "--camera",
+        help="preset (nyu, icvl, msra, sr305, hands17) or fx,fy,cx,cy,w,h; without it, a "
+        "camera.json beside the file; neither is an error",
+    )
+    p.add_argument("--depth-unit", help="unit of the file's values: mm, m, 0.125mm, ...")
     p.add_argument("--gt", type=Path, help="ground-truth label file (community format)")
     p.add_argument("--pred", type=Path, help="prediction label file (community format or xyz)")
     p.add_argument("--frame", type=int, default=0, help="0-based line of the label files to draw")
@@ -300,11 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module, _, name = args.run.partition(":")
     try:
-        getattr(importlib.import_module(module), name)(args)  # see the module docstring
+        code = getattr(importlib.import_module(module), name)(args)  # see the module docstring
     except HandvoxError as e:
         print(f"handvox {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

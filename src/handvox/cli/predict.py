@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.datasets import DatasetSpec
 from handvox.io.depth import read_depth
 from handvox.io.predictions import FORMATS, FramePrediction, Predictions, write_predictions
+from handvox.io.sensor import SensorSpec, check_depth_scale, parse_depth_unit, sensor_for
 from handvox.joints import JointSet, convert_joints, get_joint_set
 
 DEPTH_SUFFIXES = (".png", ".npy", ".bin")
@@ -48,32 +50,53 @@ class Frame:
     source: str
     camera: Camera
     read: Callable[[], np.ndarray] = field(repr=False)
+    sensor: SensorSpec | None = None  # files and folders: their camera's and unit's origin
 
 
-def _file_frame(path: Path, frame_id: str, camera: Camera) -> Frame:
+def _file_frame(path: Path, frame_id: str, sensor: SensorSpec) -> Frame:
     def read() -> np.ndarray:
         depth = read_depth(path)
-        camera.check_depth(depth, path, "give the right --camera")
+        if sensor.unit_mm != 1.0:
+            depth = depth * np.float32(sensor.unit_mm)
+        check_depth_scale(depth, path, sensor.unit_mm)
+        sensor.camera.check_depth(depth, path, f"the camera from {sensor.origin}")
         return depth
 
-    return Frame(frame_id, str(path), camera, read)
+    return Frame(frame_id, str(path), sensor.camera, read, sensor)
 
 
 def collect_frames(
     inputs: list[str | Path],
-    camera: Camera | str,
+    camera: Camera | str | None,
     dataset: str | None = None,
     limit: int | None = None,
+    depth_unit: str | float | None = None,
 ) -> list[Frame]:
     """The frames of ``inputs`` (files, folders) then of ``dataset`` (``NAME:ROOT``).
 
     Args:
-        camera: of the files and folders: a Camera, a preset name or ``fx,fy,cx,cy,w,h``.
+        camera: of the files and folders: a Camera, a preset name or ``fx,fy,cx,cy,w,h``; None:
+            each input's ``camera.json`` (:func:`handvox.io.sensor.find_camera_file`).
+        depth_unit: of the files' values (``mm``, ``m``, ``0.125mm``, ... or mm per unit);
+            None: the ``camera.json``'s ``depth_unit_mm``, else mm. Dataset frames are read
+            by their dataset's reader, in its own camera and unit.
     Raises:
-        DataError: an input that does not exist, or a folder without depth files.
-        HandvoxError: an invalid camera or dataset spec.
+        DataError: an input that does not exist, a folder without depth files, an input with
+            no camera.
+        HandvoxError: an invalid camera, depth unit or dataset spec.
     """
-    camera = as_camera(camera)
+    origin = "--camera"
+    if camera is not None:
+        origin = f"--camera {camera}" if isinstance(camera, str) else "the camera given"
+        camera = as_camera(camera)
+    unit_mm = None
+    if isinstance(depth_unit, str):
+        try:
+            unit_mm = parse_depth_unit(depth_unit)
+        except ValueError as e:
+            raise HandvoxError(f"--depth-unit: {e}") from None
+    elif depth_unit is not None:
+        unit_mm = float(depth_unit)
     frames: list[Frame] = []
     for item in inputs:
         path = Path(item)
@@ -85,9 +108,10 @@ def collect_frames(
             )
             if not files:
                 raise DataError(path, f"no depth files ({', '.join(DEPTH_SUFFIXES)}) in folder")
-            frames += [_file_frame(p, f"{path.name}/{p.name}", camera) for p in files]
+            sensor = sensor_for(path, camera, origin, unit_mm)
+            frames += [_file_frame(p, f"{path.name}/{p.name}", sensor) for p in files]
         elif path.exists():
-            frames.append(_file_frame(path, path.name, camera))
+            frames.append(_file_frame(path, path.name, sensor_for(path, camera, origin, unit_mm)))
         else:
             raise DataError(path, "no such file or folder")
     if dataset is not None:
@@ -297,13 +321,16 @@ def _load_estimator(
     return HandPoseEstimator.from_folder(model, **kw)
 
 
-def run(args: argparse.Namespace) -> None:
-    """``handvox predict``."""
+def run(args: argparse.Namespace) -> int:
+    """``handvox predict``: exit code 0, or 1 when no frame produced a result."""
     if not args.inputs and args.dataset is None:
         raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     # Frames first: a bad input is reported before the model is loaded.
-    frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit)
+    frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit, args.depth_unit)
+    if not args.quiet:
+        for line in describe_sensors(frames):
+            print(line)
     try:
         est = _load_estimator(
             args.model, args.device, args.exact, args.rotations, args.scales, args.segment
@@ -329,3 +356,17 @@ def run(args: argparse.Namespace) -> None:
         + ", ".join(str(p) for p in summary.files)
         + (f" and {args.out / 'overlays'}/" if args.overlay else "")
     )
+    if summary.found == 0:
+        print("handvox predict: no frame produced a result (see the reasons in the outputs)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def describe_sensors(frames: list[Frame]) -> list[str]:
+    """One line per camera and unit the file inputs use, with its origin and frame count."""
+    counts: dict[SensorSpec, int] = {}
+    for f in frames:
+        if f.sensor is not None:
+            counts[f.sensor] = counts.get(f.sensor, 0) + 1
+    return [f"{n} frame(s): {spec.describe()}" for spec, n in counts.items()]

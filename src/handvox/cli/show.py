@@ -18,6 +18,7 @@ from handvox.estimator.locate import find_hand
 from handvox.estimator.segment import SegmentConfig
 from handvox.io.depth import read_depth
 from handvox.io.labels import read_labels
+from handvox.io.sensor import check_depth_scale, parse_depth_unit, sensor_for
 from handvox.joints import JointSet, get_joint_set
 from handvox.viz.draw import Box, joints_to_uvd, render_frame, save_png, square_box
 
@@ -85,7 +86,7 @@ def _frame_joints(path: Path, frame: int, cam: Camera) -> np.ndarray:
 
 def show_file(
     depth: Path,
-    camera: str | Camera,
+    camera: str | Camera | None,
     out: Path,
     gt: Path | None = None,
     pred: Path | None = None,
@@ -93,11 +94,15 @@ def show_file(
     joint_set: str | None = None,
     crop: bool = True,
     size_px: int = 512,
+    depth_unit: str | None = None,
 ) -> None:
     """Draw a depth file with line ``frame`` of the label files on it and save a PNG.
 
     Args:
         camera: preset name or ``fx,fy,cx,cy,w,h`` (or a Camera); also projects xyz label files.
+            None: the ``camera.json`` beside the file (:func:`handvox.io.sensor.sensor_for`).
+        depth_unit: of the file's values (``mm``, ``m``, ``0.125mm``, ...); None: the
+            ``camera.json``'s, else mm.
         joint_set: default: by joint count (14 nyu14, 16 icvl16, 36 nyu36, 21 msra21 with the
             msra camera else canonical21).
         crop: around the joints drawn; without label files, around the hand found from depth
@@ -107,14 +112,20 @@ def show_file(
             label file, joint count not the joint set's (or not inferable).
         HandvoxError: unknown camera or joint set name.
     """
-    cam = as_camera(camera)
     cam_name = camera.lower() if isinstance(camera, str) else ""
     try:
+        unit = None if depth_unit is None else parse_depth_unit(depth_unit)
         js = get_joint_set(joint_set) if joint_set else None
     except ValueError as e:
         raise HandvoxError(str(e)) from None
+    given = None if camera is None else as_camera(camera)
+    sensor = sensor_for(depth, given, f"--camera {camera}", unit)
+    cam = sensor.camera
     depth_mm = read_depth(depth)
-    cam.check_depth(depth_mm, depth, f"--camera {camera}")
+    if sensor.unit_mm != 1.0:
+        depth_mm = depth_mm * np.float32(sensor.unit_mm)
+    check_depth_scale(depth_mm, depth, sensor.unit_mm)
+    cam.check_depth(depth_mm, depth, f"the camera from {sensor.origin}")
     found = {p: _frame_joints(Path(p), frame, cam) for p in (gt, pred) if p is not None}
     for p, joints in found.items():
         if js is None:
@@ -150,5 +161,6 @@ def run(args: argparse.Namespace) -> None:
         frame=args.frame,
         joint_set=args.joint_set,
         crop=not args.no_crop,
+        depth_unit=args.depth_unit,
     )
     print(f"wrote {args.out}")
