@@ -297,3 +297,11 @@ def test_depth_in_another_unit_is_named_not_silently_missed(tmp_path, frame, sca
         with pytest.raises(DataError, match="f.npy") as e:
             frames[0].read()
         assert hint in str(e.value)
+
+
+def test_version(capsys):
+    import handvox
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"handvox {handvox.__version__}"

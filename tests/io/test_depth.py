@@ -181,13 +181,13 @@ BAD_FILES = {
         lambda p, t: p.write_bytes(_header(640, 480, 0, 0, 1, 1) + b"\0" * 4),
         "640x480",
     ),
-    "bin with NaN": (
+    "bin with inf": (
         "n.bin",
         "msra",
-        lambda p, t: p.write_bytes(_header(320, 240, 0, 0, 1, 1) + struct.pack("<f", np.nan)),
-        "NaN",
+        lambda p, t: p.write_bytes(_header(320, 240, 0, 0, 1, 1) + struct.pack("<f", np.inf)),
+        "infinite",
     ),
-    "npy with NaN": ("n.npy", "auto", lambda p, t: np.save(p, np.full((3, 3), np.nan)), "NaN"),
+    "npy with inf": ("n.npy", "auto", lambda p, t: np.save(p, np.full((3, 3), np.inf)), "infinite"),
     "npy 3-D": ("d.npy", "npy", lambda p, t: np.save(p, np.zeros((2, 3, 3))), "2-D"),
     "npy strings": ("s.npy", "npy", lambda p, t: np.save(p, np.array([["a"]])), "numeric"),
     "npy garbage": ("g.npy", "npy", lambda p, t: p.write_bytes(b"\x93NUMPY garbage"), "corrupt"),
@@ -204,6 +204,18 @@ def test_bad_file_raises_data_error_naming_it(tmp_path, case):
         read_depth(path, encoding)
     assert name in str(info.value) and words in str(info.value)
     assert info.value.path == path
+
+
+def test_nan_reads_as_no_reading_as_the_api_takes_it(tmp_path):
+    # NaN means "no reading" to HandPoseEstimator; a file holding it must give the same answer
+    depth = np.array([[500.0, np.nan], [np.nan, 700.0]], np.float32)
+    np.save(tmp_path / "n.npy", depth)
+    np.testing.assert_array_equal(read_depth(tmp_path / "n.npy"), [[500.0, 0.0], [0.0, 700.0]])
+    (tmp_path / "n.bin").write_bytes(
+        _header(320, 240, 0, 0, 2, 1) + struct.pack("<2f", np.nan, 650.0)
+    )
+    got = read_depth(tmp_path / "n.bin")
+    assert got[0, 0] == 0.0 and got[0, 1] == 650.0
 
 
 def test_check_depth():

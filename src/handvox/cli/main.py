@@ -12,6 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from handvox import __version__
 from handvox.errors import HandvoxError
 
 
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handvox", description="3D hand pose from depth with volumetric 3D CNNs."
     )
+    parser.add_argument("--version", action="version", version=f"handvox {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(

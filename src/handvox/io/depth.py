@@ -6,7 +6,7 @@ Encodings:
 - ``msra``: MSRA 2015 ``.bin``: six uint32 ``img_width img_height left top right bottom``, then
   ``(right - left) * (bottom - top)`` float32 depths of the box ``[left, right) x [top, bottom)`` in
   row order; pixels outside the box are 0.
-- ``npy``: a NumPy ``(H, W)`` array of depths in mm.
+- ``npy``: a NumPy ``(H, W)`` array of depths in mm (NaN or 0: no reading, read as 0).
 
 An image with no valid pixel is returned as is: whether it holds a hand is for segmentation to say.
 """
@@ -108,7 +108,7 @@ def read_msra_bin(path: str | Path, width: int = 320, height: int = 240) -> np.n
     box = np.frombuffer(data, _MSRA_VALUES, box_w * box_h, offset=24).reshape(box_h, box_w)
     depth = np.zeros((img_h, img_w), np.float32)
     depth[top:bottom, left:right] = box
-    return check_depth(depth, path)
+    return check_depth(_nan_as_no_reading(depth), path)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -122,7 +122,13 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataError(path, f"expected a numeric array, got {getattr(array, 'dtype', array)}")
     if array.ndim != 2:
         raise DataError(path, f"expected a 2-D (H, W) depth array, got shape {array.shape}")
-    return check_depth(array.astype(np.float32), path)
+    return check_depth(_nan_as_no_reading(array.astype(np.float32)), path)
+
+
+def _nan_as_no_reading(depth: np.ndarray) -> np.ndarray:
+    """NaN marks a pixel without a reading in float formats, as the estimator's API takes it:
+    stored as 0 here, so that a file and the same array passed to the API give one answer."""
+    return np.where(np.isnan(depth), np.float32(0), depth).astype(np.float32, copy=False)
 
 
 def read_depth(path: str | Path, encoding: str = "auto") -> np.ndarray:
@@ -132,7 +138,8 @@ def read_depth(path: str | Path, encoding: str = "auto") -> np.ndarray:
         encoding: one of :data:`ENCODINGS`. ``auto`` picks by extension (``.bin`` msra, ``.npy``
             npy) and otherwise by image mode (RGB: nyu, 16-bit grayscale: png16).
     Raises:
-        DataError: missing, unreadable or corrupt file, wrong mode or shape, NaN.
+        DataError: missing, unreadable or corrupt file, wrong mode or shape, infinite or
+            negative values (NaN in ``.npy`` and ``.bin`` files means no reading: 0).
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown depth encoding {encoding!r}; choose one of {ENCODINGS}")
