@@ -74,9 +74,10 @@ def test_resumption_checks_the_config_and_processes():
     saved = TrainConfig(lr=1e-3, epochs=3, num_workers=0)
     state = {"config": saved.to_dict(), "world_size": 1}
     # Fields of how it runs (RUN_FIELDS) may change, and are taken from the new config.
-    more = dataclasses.replace(saved, epochs=9, num_workers=2, progress=False)
+    more = dataclasses.replace(saved, epochs=9, num_workers=2, progress=False, val_every=50,
+                               keep_checkpoints=True)  # fmt: skip
     assert resumed_config(state, more, 1) == more
-    assert {"epochs", "num_workers", "progress"} <= set(RUN_FIELDS)
+    assert {"epochs", "num_workers", "progress", "val_every", "keep_checkpoints"} <= set(RUN_FIELDS)
     with pytest.raises(HandvoxError, match="differs in lr"):
         resumed_config(state, dataclasses.replace(saved, lr=5e-4), 1)
     with pytest.raises(HandvoxError, match="1 processes, not 2"):
@@ -110,15 +111,26 @@ def test_resume_continues_exactly(toy, tmp_path):
     assert not part.finished and part.step == 5
     resumed2 = train(cfg, tmp_path / "stopped", resume=True)
 
+    def rows(run: str, drop: tuple[str, ...] = ("time_s",)) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in drop} for r in read_log(tmp_path / run)]
+
     for run, res in (("killed", resumed), ("stopped", resumed2)):
         assert res.finished and res.step == whole.step
-        for name in ("last", "best"):
-            a, b = weights(tmp_path / "whole" / name), weights(tmp_path / run / name)
-            assert a.keys() == b.keys()
-            assert all(torch.equal(a[k], b[k]) for k in a), (run, name)
-        strip = [{k: v for k, v in r.items() if k != "time_s"} for r in read_log(tmp_path / run)]
-        assert strip == [{k: v for k, v in r.items() if k != "time_s"}
-                         for r in read_log(tmp_path / "whole")]  # fmt: skip
+        a, b = weights(tmp_path / "whole" / "last"), weights(tmp_path / run / "last")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
+    # killed: nothing of the lost steps shows, the same best and the same log
+    a, b = weights(tmp_path / "whole" / "best"), weights(tmp_path / "killed" / "best")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert rows("killed") == rows("whole")
+    # stopped by max_steps: the run that ended there validated at step 5 (its best/ is a
+    # validated model, not the untrained one); resumed, the same validations as the whole run
+    # besides that one (its training-loss means restart there, so they are left out)
+    stopped_rows = rows("stopped", ("time_s", "train_loss", "train_mm", "train_tsdf"))
+    assert [r["step"] for r in stopped_rows] == sorted({"5"} | {r["step"] for r in rows("whole")},
+                                                     key=int)  # fmt: skip
+    assert [r for r in stopped_rows if r["step"] != "5"] == rows(
+        "whole", ("time_s", "train_loss", "train_mm", "train_tsdf")
+    )
 
     # A folder holding another run's state is not silently mixed with a new config.
     with pytest.raises(HandvoxError, match="lr"):

@@ -167,7 +167,15 @@ def test_total_steps_ends_within_an_epoch_and_is_not_exceeded(toy, tmp_path):
     # max_steps on a run already past it: not one step more
     stopped = train(toy_config(toy, epochs=1), tmp_path / "short", max_steps=4)
     assert stopped.step == 4 and not stopped.finished
+    # ended by max_steps before any validation: it validated there, and best/ is the better
+    # of the two validated models, not the untrained one by default
+    rows = read_log(tmp_path / "short")
+    assert [int(r["step"]) for r in rows] == [0, 4]
+    best_step = min(rows, key=lambda r: float(r["val_mm"]))["step"]
+    assert load_model(tmp_path / "short" / "best").meta["step"] == int(best_step)
+    assert float(rows[1]["val_mm"]) < float(rows[0]["val_mm"])  # 4 steps did learn: step 4
     assert train(toy_config(toy, epochs=1), tmp_path / "short", max_steps=4).step == 4
+    assert len(read_log(tmp_path / "short")) == 2  # already validated there: not again
 
 
 @pytest.mark.slow

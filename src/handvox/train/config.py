@@ -36,8 +36,10 @@ from handvox.joints import get_joint_set
 from handvox.train.augment import AugmentConfig
 
 MODES = ("pose", "refine", "finetune", "joint")
-# Fields that may change when a run is resumed: how it runs, not what it computes.
-RUN_FIELDS = ("epochs", "num_workers", "device", "checkpoint_every", "progress")
+# Fields that may change when a run is resumed: how it runs and when it validates and keeps
+# models, not what its steps compute (a validation changes no weight).
+RUN_FIELDS = ("epochs", "num_workers", "device", "checkpoint_every", "progress", "val_every",
+              "keep_checkpoints")  # fmt: skip
 # Fields that saved configs (train_config.json, train_state.pt, model folders' meta) may still
 # hold, with the one value they ever had: handvox trains with Adam on an L2 loss only.
 RETIRED_FIELDS = {"optimizer": "adam", "loss": "l2"}

@@ -108,8 +108,8 @@ def train(
 
 def _loop(run: _Run, max_steps: int | None, on_step) -> TrainResult:
     """The training loop: epochs of optimiser steps, validating (and saving) at each epoch's
-    end, every ``val_every`` steps and at ``total_steps``; the state also every
-    ``checkpoint_every`` steps."""
+    end, every ``val_every`` steps, at ``total_steps`` and where ``max_steps`` stops it; the
+    state also every ``checkpoint_every`` steps."""
     cfg, ctx, device, st = run.cfg, run.ctx, run.device, run.state
     model, opt, sched, batches = run.ddp, run.opt, run.sched, run.loaders.batches
     unit = run.est.pose.target_scale_mm
@@ -168,8 +168,13 @@ def _loop(run: _Run, max_steps: int | None, on_step) -> TrainResult:
             run.validate_and_log()
     except _Stop:
         stopped = True
-        run.checkpoint()
-        run.save_model("last")
+        if st.log and st.log[-1]["step"] == st.step:
+            run.checkpoint()
+            run.save_model("last")
+        else:
+            # A run that ends validates: best/ is a validated model, never the untrained one
+            # only because max_steps came before the first validation.
+            run.validate_and_log()
     ctx.barrier()
     if ctx.main and not stopped:
         print(f"handvox train: done; {best_summary(st.best)}; model in {run.out / 'best'}",
