@@ -150,6 +150,35 @@ def test_keep_checkpoints_then_average(toy, tmp_path):
 
 
 @pytest.mark.slow
+def test_average_recomputes_batch_norm_statistics_on_the_runs_data(toy, tmp_path):
+    # handvox average recomputes the batch-norm statistics on the run's training data (the run
+    # folder found above the checkpoints), as torch.optim.swa_utils.update_bn does for SWA
+    from handvox.cli.main import main
+
+    cfg = toy_config(toy, epochs=2, keep_checkpoints=True)
+    pose = dataclasses.replace(cfg.estimator.pose, batch_norm=True)
+    cfg = dataclasses.replace(cfg, estimator=dataclasses.replace(cfg.estimator, pose=pose))
+    out = tmp_path / "run"
+    train(cfg, out)
+    kept = sorted((out / "checkpoints").iterdir())[1:]
+    average_models(kept, tmp_path / "avg")
+    assert main(["average", *map(str, kept), "--out", str(tmp_path / "avg-bn"),
+                 "--bn-batches", "4"]) == 0  # fmt: skip
+    plain, bn = weights(tmp_path / "avg"), weights(tmp_path / "avg-bn")
+    stats = [k for k in plain if k.endswith(("running_mean", "running_var"))]
+    assert stats and any(not torch.allclose(plain[k], bn[k]) for k in stats)
+    kept_same = [k for k in plain if k not in stats and not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(plain[k], bn[k]) for k in kept_same)  # the weights stay the mean
+    assert all(bool((bn[k] > 0).all()) for k in stats if k.endswith("running_var"))
+    meta = load_model(tmp_path / "avg-bn").meta["batch_norm"]
+    assert meta["recomputed_on"] == str(out) and meta["batches"] == 4
+    # --bn-batches 0 keeps the averaged statistics
+    assert main(["average", *map(str, kept), "--out", str(tmp_path / "avg-0"),
+                 "--bn-batches", "0"]) == 0  # fmt: skip
+    assert all(torch.equal(plain[k], v) for k, v in weights(tmp_path / "avg-0").items())
+
+
+@pytest.mark.slow
 def test_total_steps_ends_within_an_epoch_and_is_not_exceeded(toy, tmp_path):
     # 120 training frames in batches of 8 = 15 steps an epoch; 20 steps end in epoch 2.
     cfg = toy_config(toy, epochs=10, total_steps=20, lr_schedule="cosine")

@@ -98,6 +98,18 @@ def _add_inference_commands(sub) -> None:
     )
     p.add_argument("models", nargs="+", type=Path, help="model folders with the same networks")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
+    p.add_argument(
+        "--bn-run",
+        type=Path,
+        help="run folder whose training data recompute the batch-norm statistics (default: "
+        "the run folder above the first model)",
+    )
+    p.add_argument(
+        "--bn-batches",
+        type=int,
+        default=100,
+        help="training batches for the batch-norm statistics (0: keep the averaged ones)",
+    )
     p.set_defaults(run="handvox.cli.models:run_average")
 
     p = sub.add_parser("bench", help="time per stage and frames/s of the estimator")

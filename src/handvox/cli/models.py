@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from handvox.estimator.export import export_onnx
 from handvox.estimator.weights import average_models
@@ -18,6 +20,26 @@ def run_export(args: argparse.Namespace) -> None:
 
 
 def run_average(args: argparse.Namespace) -> None:
-    """``handvox average``."""
+    """``handvox average``: the mean weights, then batch-norm statistics recomputed on the
+    training data of the run they came from (``--bn-run``, else the run folder holding the first
+    model: ``RUN/best``, ``RUN/checkpoints/stepN``), unless ``--bn-batches 0``."""
+    from handvox.train.batchnorm import recompute_batch_norm
+
+    run = args.bn_run
+    if run is None and args.bn_batches:
+        first = Path(args.models[0])
+        run = next((p for p in (first.parent, first.parent.parent)
+                    if (p / "train_config.json").is_file()), None)  # fmt: skip
     out = average_models(args.models, args.out)
     print(f"wrote {out}: the mean of {len(args.models)} models' weights")
+    if not args.bn_batches:
+        print("batch-norm statistics: averaged with the weights (--bn-batches 0)")
+    elif run is None:
+        print(
+            "handvox average: batch-norm statistics averaged with the weights, not recomputed: "
+            "no run folder found above the first model; give --bn-run RUN (its training data)",
+            file=sys.stderr,
+        )
+    else:
+        n = recompute_batch_norm(out, run, args.bn_batches)
+        print(f"batch-norm statistics recomputed on {n} training batches of {run}")
