@@ -15,6 +15,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _scan_cache(tmp_path_factory):
+    """Training runs share segmentation scans through a cache folder (handvox.train.data.
+    scan_cache_dir); the tests' runs use one of their own, not the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HANDVOX_SCAN_CACHE", str(tmp_path_factory.mktemp("scan-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The reference-data folder ``../shared`` beside the checkout."""

@@ -3,11 +3,13 @@ frame scan and its masks, skipped frames, and label-centred training samples."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+import handvox.train.data
 from handvox.estimator.segment import segment_hand
 from handvox.io.datasets import DatasetSpec
 from handvox.io.synthetic import SyntheticDataset
@@ -85,6 +87,36 @@ def test_scan_keeps_the_segmentation_masks(toy, tmp_path):
         seg = segment_hand(rec.depth, CAMERA)
         assert seg.found and np.array_equal(scan.mask(i, rec.depth.shape), seg.mask)
         np.testing.assert_allclose(scan.com[i], seg.com_xyz)
+
+
+@pytest.mark.slow
+def test_runs_of_the_same_data_share_their_scan(toy, tmp_path, monkeypatch):
+    # A new --out on the same data and segmentation does not segment every frame again: the
+    # scan comes from the shared cache (and the run keeps a copy of its own, for resuming).
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HANDVOX_SCAN_CACHE", str(cache))
+    cfg = toy_config(toy)
+    first = prepare_frames(cfg, cfg.estimator, tmp_path / "a", Dist())
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    def no_scan(*args, **kw):
+        raise AssertionError("scanned again")
+
+    monkeypatch.setattr(handvox.train.data, "scan_source", no_scan)
+    second = prepare_frames(cfg, cfg.estimator, tmp_path / "b", Dist())
+    assert (tmp_path / "b" / "scan").is_dir() and len(
+        list((tmp_path / "b" / "scan").glob("*.npz"))
+    ) == 1
+    np.testing.assert_array_equal(first.val, second.val)
+    # another segmentation is another key: scanned, not taken from the cache
+    other = dataclasses.replace(cfg.estimator, segment=dataclasses.replace(
+        cfg.estimator.segment, radius_mm=cfg.estimator.segment.radius_mm + 10))  # fmt: skip
+    with pytest.raises(AssertionError, match="scanned again"):
+        prepare_frames(cfg, other, tmp_path / "c", Dist())
+    # HANDVOX_SCAN_CACHE=off: nothing shared
+    monkeypatch.setenv("HANDVOX_SCAN_CACHE", "off")
+    with pytest.raises(AssertionError, match="scanned again"):
+        prepare_frames(cfg, cfg.estimator, tmp_path / "d", Dist())
 
 
 @pytest.mark.slow

@@ -24,6 +24,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,22 +343,57 @@ def _open_sources(
         return [open_training_data(s, get_joint_set(cfg.joint_set).name, clean) for s in sources]
 
 
+def scan_cache_dir() -> Path | None:
+    """Where scans are shared between runs: ``$HANDVOX_SCAN_CACHE`` (empty or ``off``: no
+    sharing), else ``$XDG_CACHE_HOME/handvox/scans`` (``~/.cache/handvox/scans``)."""
+    env = os.environ.get("HANDVOX_SCAN_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in ("", "off") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "handvox" / "scans"
+
+
+def _share(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy across file systems), atomically; a failure
+    (read-only cache, full disk) only loses the sharing."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+    except OSError:
+        pass
+
+
 def _load_scans(
     srcs, datasets, est: EstimatorConfig, cfg: TrainConfig, out: Path, ctx: Dist
 ) -> list[Scan]:
+    """Each source's scan: the run's own (``out/scan``), else one another run of the same data
+    and segmentation made (:func:`scan_cache_dir`; the key holds both, :func:`_scan_key`), else
+    scanned now and shared."""
     scans = []
+    shared_dir = scan_cache_dir()
     for src, ds in zip(srcs, datasets, strict=True):
-        path = out / "scan" / f"{_scan_key(src, ds, est, cfg.joint_set)}.npz"
+        name = f"{_scan_key(src, ds, est, cfg.joint_set)}.npz"
+        path = out / "scan" / name
+        shared = None if shared_dir is None else shared_dir / name
         cached = None
-        if ctx.main and path.is_file():
-            with np.load(path) as z:
-                cached = Scan(**{k: z[k] for k in z.files})
+        if ctx.main:
+            if not path.is_file() and shared is not None and shared.is_file():
+                _share(shared, path)  # the run keeps its own, for resuming without the cache
+            if path.is_file():
+                with np.load(path) as z:
+                    cached = Scan(**{k: z[k] for k in z.files})
         cached = ctx.broadcast(cached)
         if cached is None:
             cached = scan_source(ds, est, cfg.num_workers, ctx, f"scan {src.kind}", cfg.progress)
             if ctx.main:
                 with atomic_path(path) as tmp:
                     np.savez(tmp, **cached.arrays())
+                if shared is not None:
+                    _share(path, shared)
         scans.append(cached)
     return scans
 

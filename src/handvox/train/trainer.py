@@ -13,7 +13,9 @@ Output folder::
     log.csv, curves.png losses and validation errors (one row per validation)
     best/, last/        model folders (handvox.estimator.weights): best validation error, latest
     checkpoints/        with keep_checkpoints: the model at every validation, stepNNNNNNN/
-    scan/               cached COMs and segmentation failures of every frame
+    scan/               cached COMs, masks and segmentation failures of every frame, shared
+                        with other runs of the same data and segmentation through
+                        $HANDVOX_SCAN_CACHE (default ~/.cache/handvox/scans; "off": not shared)
     split.json          the training and validation frames of each source
 
 A resumed run repeats the uninterrupted one bit for bit (CPU, ``deterministic=True``; how:
