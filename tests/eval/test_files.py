@@ -148,7 +148,11 @@ def _bad_pred(tmp_path: Path, gt: Path, problem: str) -> Path:
 
 @pytest.mark.parametrize(
     "problem, message",
-    [("missing", "no such file"), ("joints", "14 joints"), ("frames", "4 frames")],
+    [
+        ("missing", "no such file"),
+        ("joints", "14 joints.*--joint-set icvl16"),
+        ("frames", "4 frames"),
+    ],
 )
 def test_bad_prediction_files_raise_dataerror_naming_them(tmp_path, small_gt, problem, message):
     pred = _bad_pred(tmp_path, small_gt, problem)

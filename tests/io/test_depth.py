@@ -191,6 +191,13 @@ BAD_FILES = {
     "npy 3-D": ("d.npy", "npy", lambda p, t: np.save(p, np.zeros((2, 3, 3))), "2-D"),
     "npy strings": ("s.npy", "npy", lambda p, t: np.save(p, np.array([["a"]])), "numeric"),
     "npy garbage": ("g.npy", "npy", lambda p, t: p.write_bytes(b"\x93NUMPY garbage"), "corrupt"),
+    "rosbag": (
+        "r.bag",
+        "auto",
+        lambda p, t: p.write_bytes(b"#ROSBAG V2.0\n"),
+        "RealSense (rosbag)",
+    ),
+    "mkv": ("k.mkv", "auto", lambda p, t: p.write_bytes(b"\x1aE\xdf\xa3"), "Azure Kinect"),
 }
 
 

@@ -22,6 +22,10 @@ from handvox.atomic import atomic_path
 from handvox.errors import DataError
 
 ENCODINGS = ("auto", "nyu", "png16", "msra", "npy")
+# Recordings of whole sessions, named as such (they are not images, whatever a reader would
+# make of their bytes): RealSense rosbag, Azure Kinect Matroska, OpenNI.
+RECORDINGS = {".bag": "RealSense (rosbag)", ".mkv": "Azure Kinect (Matroska)",
+              ".oni": "OpenNI"}  # fmt: skip
 _MSRA_HEADER = np.dtype("<u4")
 _MSRA_VALUES = np.dtype("<f4")
 
@@ -145,6 +149,13 @@ def read_depth(path: str | Path, encoding: str = "auto") -> np.ndarray:
         raise ValueError(f"unknown depth encoding {encoding!r}; choose one of {ENCODINGS}")
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in RECORDINGS:
+        raise DataError(
+            path,
+            f"a {RECORDINGS[suffix]} recording, not a depth image: handvox reads single frames "
+            "(16-bit PNG, .npy, NYU PNG, MSRA .bin); export its depth frames as 16-bit PNGs "
+            "first, with their camera.json (README, 'Your own camera')",
+        )
     if encoding == "msra" or (encoding == "auto" and suffix == ".bin"):
         return read_msra_bin(path)
     if encoding == "npy" or (encoding == "auto" and suffix == ".npy"):

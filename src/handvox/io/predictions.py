@@ -182,7 +182,8 @@ def load_xyz(
         raise DataError(
             path,
             f"{lf.joints.shape[1]} joints per line, but this dataset is scored on "
-            f"{len(joint_set)} ({joint_set.name})",
+            f"{len(joint_set)} ({joint_set.name}); handvox predict writes that set with "
+            f"--joint-set {joint_set.name}",
         )
     if fmt not in ("auto", "uvd", "xyz"):
         raise ValueError(f"format must be auto, uvd or xyz, got {fmt!r}")
