@@ -126,6 +126,9 @@ def test_demo_scores_a_model_of_another_joint_set(tiny_model, tmp_path, monkeypa
     assert demo(out, tiny_model, 4) == 0
     metrics = json.loads((out / "synthetic" / "metrics.json").read_text())
     assert metrics["joint_set"] == "nyu14" and len(metrics["joints"]) == 14
+    # a model of the user's: the report does not claim the test set was held out from it
+    report = (out / "report.md").read_text()
+    assert "neither used in training" not in report and "held out by the protocol" in report
 
 
 def test_a_model_folder_that_is_not_one_fails_clearly(tmp_path, capsys):
