@@ -65,6 +65,8 @@ def test_segment_distance_matches_brute_force():
     p1, q1, p2, q2 = (torch.randn(200, 3, generator=gen, dtype=F64) for _ in range(4))
     q2[:30] = p2[:30] + 0.7 * (q1[:30] - p1[:30])  # parallel
     q1[30:50] = p1[30:50]  # a point
+    q2[50:70] = p2[50:70]  # the other a point (a sphere's axis): missed until 2026-12-06
+    q1[70:80], q2[70:80] = p1[70:80], p2[70:80]  # both
     t = torch.linspace(0, 1, 401, dtype=F64)[:, None]
     dense = torch.cdist(p1[:, None] + t * (q1 - p1)[:, None], p2[:, None] + t * (q2 - p2)[:, None])
     np.testing.assert_allclose(segment_distance(p1, q1, p2, q2), dense.amin((1, 2)), atol=1e-2)

@@ -105,5 +105,13 @@ def segment_distance(p1: Tensor, q1: Tensor, p2: Tensor, q2: Tensor) -> Tensor:
     # t outside [0, 1]: clamp it and recompute s for that end of the second segment
     t_c = t.clamp(0.0, 1.0)
     s = torch.where(t == t_c, s, ((b * t_c - c) / a.clamp_min(1e-12)).clamp(0.0, 1.0))
+    # A segment that is a point (a sphere's axis): the general formula's s would stay 0 there,
+    # so the closest point of the other segment is taken by projection instead.
+    eps = 1e-12
+    point2, point1 = e <= eps, a <= eps
+    s = torch.where(point2 & ~point1, (-c / a.clamp_min(eps)).clamp(0.0, 1.0), s)
+    t_c = torch.where(point2, torch.zeros_like(t_c), t_c)
+    s = torch.where(point1, torch.zeros_like(s), s)
+    t_c = torch.where(point1 & ~point2, (f / e.clamp_min(eps)).clamp(0.0, 1.0), t_c)
     gap = (p1 + s[..., None] * d1) - (p2 + t_c[..., None] * d2)
     return gap.norm(dim=-1)

@@ -23,6 +23,7 @@ def run_average(args: argparse.Namespace) -> None:
     """``handvox average``: the mean weights, then batch-norm statistics recomputed on the
     training data of the run they came from (``--bn-run``, else the run folder holding the first
     model: ``RUN/best``, ``RUN/checkpoints/stepN``), unless ``--bn-batches 0``."""
+    # Here, not at the top: handvox export need not load the training package.
     from handvox.train.batchnorm import recompute_batch_norm
 
     run = args.bn_run
