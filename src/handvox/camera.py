@@ -111,6 +111,12 @@ class Camera:
         """``(..., 3)`` uvd -> ``(..., 3)`` xyz mm (OpenCV)."""
         return uvd_to_xyz(uvd, *self.intrinsics)
 
+    def mirrored(self) -> Camera:
+        """The camera of this camera's images flipped left to right (``u -> width - 1 - u``):
+        they show the scene mirrored (``x -> -x``), a left hand as a right one."""
+        return Camera(self.fx, self.fy, self.width - 1 - self.cx, self.cy, self.width,
+                      self.height)  # fmt: skip
+
     def xyz_to_uvd(self, xyz: Array) -> Array:
         """``(..., 3)`` xyz mm (OpenCV) -> ``(..., 3)`` uvd."""
         return xyz_to_uvd(xyz, *self.intrinsics)

@@ -305,3 +305,19 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"handvox {handvox.__version__}"
+
+
+def test_hand_flag_mirrors_a_left_hand_and_is_recorded(tmp_path, tiny_model, frame, capsys):
+    np.save(tmp_path / "f.npy", np.ascontiguousarray(frame[:, ::-1]))  # a "left" hand
+    cam = NYU.mirrored()
+    spec = f"{cam.fx},{cam.fy},{cam.cx},{cam.cy},{cam.width},{cam.height}"
+    base = ["predict", str(tmp_path / "f.npy"), "--model", str(tiny_model), "--camera", spec,
+            "--exact"]  # fmt: skip
+    assert main([*base, "--hand", "left", "--out", str(tmp_path / "l")]) == 0
+    assert "hand: left (--hand)" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "r")]) == 0
+    assert "hand: right (the default; --hand left for a left hand)" in capsys.readouterr().out
+    left, right = (read_json(tmp_path / k / "predictions.json").frames[0] for k in "lr")
+    assert left.hand == "left" and right.hand == "right"
+    want = HandPoseEstimator.from_folder(tiny_model, fast=False)(frame, NYU).joints_xyz[0]
+    np.testing.assert_allclose(left.joints_xyz, want * [-1, 1, 1], atol=1e-3)

@@ -268,3 +268,31 @@ def test_test_rotations_saved_with_the_model_and_checked(tmp_path):
     for bad in (1.0, 0.0, -1.1, float("nan")):
         with pytest.raises(ValueError, match="test_scales"):
             EstimatorConfig(**{**cfg.__dict__, "test_scales": (bad,)})
+
+
+def test_a_left_hand_is_estimated_mirrored_in_and_out(nyu_frame, shared):
+    # The real NYU frame flipped left to right is a left hand seen by the mirrored camera. With
+    # hand="left" it is estimated as the right hand it mirrors: exactly the unflipped frame's
+    # joints, x negated; as a right hand (the networks' only kind) it comes out far worse.
+    from handvox.io.predictions import load_xyz
+    from handvox.joints import convert_joints, get_joint_set
+
+    est = HandPoseEstimator.default()
+    right = est(nyu_frame, NYU)
+    flipped, cam = np.ascontiguousarray(nyu_frame[:, ::-1]), NYU.mirrored()
+    assert cam.cx == 639 - NYU.cx and cam.fx == NYU.fx
+    left = est(flipped, cam, hand="left")
+    assert left.hand == "left" and right.hand == "right" and left.found.all()
+    np.testing.assert_allclose(left.joints_xyz, right.joints_xyz * [-1, 1, 1], atol=1e-9)
+    np.testing.assert_allclose(left.joints_uvd, cam.xyz_to_uvd(left.joints_xyz))
+    gt = load_xyz(shared / "data/nyu/nyu_test_groundtruth_label.txt", NYU, get_joint_set("nyu14"),
+                  "uvd")[0][0] * [-1, 1, 1]  # the labels of the flipped frame  # fmt: skip
+
+    def error(pred) -> float:
+        xyz = convert_joints(pred.joints_xyz[0], "canonical21", "nyu14")
+        return float(np.linalg.norm(xyz - gt, axis=-1).mean())
+
+    as_right = est(flipped, cam)
+    assert error(left) < 30.0 and error(as_right) > error(left) + 15.0
+    with pytest.raises(HandvoxError, match="hand"):
+        est(flipped, cam, hand="both")

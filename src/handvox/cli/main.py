@@ -32,6 +32,12 @@ def _add_inference_commands(sub) -> None:
         "above); neither is an error",
     )
     p.add_argument(
+        "--hand",
+        choices=["right", "left"],
+        help="the hand the frames show (default right, said in the output and recorded per "
+        "frame): a left hand's frames are mirrored in and its joints mirrored back",
+    )
+    p.add_argument(
         "--depth-unit",
         help="unit of the files' depth values: mm, m, cm, 0.125mm (RealSense SR300/SR305), "
         "0.25mm (L515), ... (default: the camera.json's depth_unit_mm, else mm; values that "

@@ -180,6 +180,7 @@ def predict_frames(
     skip_errors: bool = False,
     progress: bool = True,
     model_name: str = "",
+    hand: str = "right",
 ) -> PredictSummary:
     """Predict every frame and write the ``formats`` (and overlays) into ``out``.
 
@@ -189,6 +190,8 @@ def predict_frames(
             :func:`handvox.joints.convert_joints`); default the model's.
         skip_errors: a frame that cannot be read becomes ``found=False`` with the error as
             reason; otherwise the first such error stops the run (it names the file).
+        hand: the hand the frames show (``right`` or ``left``: :meth:`HandPoseEstimator.
+            __call__`); each prediction records it.
     Raises:
         DataError: an unreadable frame (without ``skip_errors``).
         HandvoxError: an unknown format or joint set, or one the model's joints do not map to.
@@ -224,7 +227,7 @@ def predict_frames(
         ok = [k for k, d in enumerate(depths) if d is not None]
         if ok:
             cam = frames[idx[0]].camera
-            pred = estimator(np.stack([depths[k] for k in ok]), cam)
+            pred = estimator(np.stack([depths[k] for k in ok]), cam, hand=hand)
             xyz = pred.joints_xyz
             if dst_set.name != src_set.name:
                 xyz = convert_joints(xyz, src_set, dst_set)
@@ -265,6 +268,7 @@ def _frame_prediction(
         pred.com_uvd[j],
         xyz,
         uvd,
+        hand=pred.hand,
     )
 
 
@@ -326,11 +330,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs and args.dataset is None:
         raise HandvoxError("give depth files or folders, or --dataset NAME:ROOT")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    args.hand_given = args.hand is not None
+    args.hand = args.hand or "right"
     # Frames first: a bad input is reported before the model is loaded.
     frames = collect_frames(args.inputs, args.camera, args.dataset, args.limit, args.depth_unit)
     if not args.quiet:
         for line in describe_sensors(frames):
             print(line)
+        how = "--hand" if args.hand_given else "the default; --hand left for a left hand"
+        print(f"hand: {args.hand} ({how})")
     try:
         est = _load_estimator(
             args.model, args.device, args.exact, args.rotations, args.scales, args.segment
@@ -348,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
         skip_errors=args.skip_errors,
         progress=not args.quiet,
         model_name=str(args.model) if args.model else "default",
+        hand=args.hand,
     )
     print(
         f"{summary.frames} frames, hand found in {summary.found}"

@@ -54,6 +54,7 @@ class Prediction:
         found: ``(B,)`` bool.
         reason: ``B`` strings, "" where found.
         joint_set: name of the joint set of ``joints_*``.
+        hand: ``"right"`` or ``"left"``: which hand the joints are of (the call's ``hand``).
     """
 
     joints_xyz: np.ndarray
@@ -63,6 +64,7 @@ class Prediction:
     found: np.ndarray
     reason: list[str]
     joint_set: str
+    hand: str = "right"
 
     def __len__(self) -> int:
         return len(self.found)
@@ -318,9 +320,14 @@ class HandPoseEstimator:
         depth: np.ndarray | torch.Tensor,
         camera: Camera | str,
         timings: dict[str, float] | None = None,
+        hand: str = "right",
     ) -> Prediction:
         """Joints of one depth image ``(H, W)`` or a batch ``(B, H, W)``, mm (0 / NaN = no
         reading), taken with ``camera`` (a Camera, a preset name or ``fx,fy,cx,cy,w,h``).
+
+        ``hand``: the hand the frames show. The networks know right hands: a left hand's frames
+        are flipped left to right (a right hand, seen through :meth:`Camera.mirrored`),
+        estimated, and the joints mirrored back (``x -> -x``).
 
         ``timings``, when given, accumulates wall-clock seconds per stage: ``segmentation``
         (mask and COM), ``tsdf``, ``refinement``, ``pose`` (all passes of each).
@@ -328,8 +335,17 @@ class HandPoseEstimator:
         Raises:
             DataError: depth not (H, W) / (B, H, W) numbers of the camera's size.
         """
+        if hand not in ("right", "left"):
+            raise HandvoxError(f"hand must be 'right' or 'left', got {hand!r}")
         cam = as_camera(camera)
         depth = as_depth_batch(depth, cam)
+        if hand == "left":
+            pred = self(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings)
+            xyz, com = pred.joints_xyz.copy(), pred.com_xyz.copy()
+            xyz[..., 0] *= -1
+            com[..., 0] *= -1
+            return Prediction(xyz, cam.xyz_to_uvd(xyz), com, cam.xyz_to_uvd(com), pred.found,
+                              pred.reason, pred.joint_set, "left")  # fmt: skip
         b, j = len(depth), len(self.joint_set)
         xyz = np.full((b, j, 3), np.nan)
         com = np.full((b, 3), np.nan)

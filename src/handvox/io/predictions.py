@@ -64,6 +64,7 @@ class FramePrediction:
         com_xyz, com_uvd: ``(3,)`` the centre of the volume the networks saw.
         joints_xyz, joints_uvd: ``(J, 3)``.
         overlay: the overlay image, relative to the predictions' folder, if one was drawn.
+        hand: which hand the joints are of, ``"right"`` or ``"left"`` (``predict --hand``).
     """
 
     id: str
@@ -76,6 +77,7 @@ class FramePrediction:
     joints_xyz: np.ndarray
     joints_uvd: np.ndarray
     overlay: str | None = None
+    hand: str = "right"
 
     @classmethod
     def missing(
@@ -243,6 +245,7 @@ def write_json(path: str | Path, preds: Predictions) -> Path:
                 "joints_xyz": _list(f.joints_xyz),
                 "joints_uvd": _list(f.joints_uvd),
                 "overlay": f.overlay,
+                "hand": f.hand,
             }
             for f in preds.frames
         ],
@@ -291,6 +294,7 @@ def read_json(path: str | Path) -> Predictions:
                     joints_xyz=_array(f["joints_xyz"], (j, 3), path, where),
                     joints_uvd=_array(f["joints_uvd"], (j, 3), path, where),
                     overlay=f.get("overlay"),
+                    hand=f.get("hand", "right"),  # files before handedness: right hands
                 )
             )
     except DataError:
