@@ -66,7 +66,16 @@ def test_json_round_trip(tmp_path, preds):
     assert doc["joint_names"] == list(NYU14.names)
     assert doc["frames"][2]["joints_xyz"] is None and doc["frames"][2]["found"] is False
     assert list(doc["frames"][0]) == ["id", "source", "camera", "found", "reason", "com_xyz",
-                                      "com_uvd", "joints_xyz", "joints_uvd", "overlay"]  # fmt: skip
+                                      "com_uvd", "joints_xyz", "joints_uvd", "overlay",
+                                      "hand"]  # fmt: skip
+    # the hand is kept; files written before handedness read as right hands
+    preds.frames[1].hand = "left"
+    assert [f.hand for f in read_json(write_json(tmp_path / "h.json", preds)).frames] == [
+        "right", "left", "right"]  # fmt: skip
+    for f in doc["frames"]:
+        del f["hand"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    assert {f.hand for f in read_json(tmp_path / "old.json").frames} == {"right"}
 
 
 def test_json_rounds_to_the_micrometre(tmp_path, preds):
