@@ -209,7 +209,10 @@ def test_precision_grasps_hold_the_object_between_the_pads_away_from_the_palm():
     draw = replace(draw, precision=small, thumb=np.where(small, -0.1, draw.thumb))
     out, ends, across, pinched = grasp_poses(poses, bones, draw)
     assert not pinched[~small].any()
-    assert pinched[small].mean() > 0.6  # most pinches fit the open hand
+    # most pinches fit the open hand (0.58 of these 43; until grasp_poses stopped writing into
+    # the caller's draw, this mask was the accepted pinches themselves and read 1.0)
+    assert pinched[small].mean() > 0.5
+    assert np.array_equal(draw.precision, small)  # the draw is left as drawn
     for k in range(len(OBJECT_KINDS)):
         assert pinched[draw.kind == k].any(), OBJECT_KINDS[k]
     pose = torch.from_numpy(out.astype(np.float64))

@@ -166,15 +166,17 @@ def segment_box_distance(p: Tensor, q: Tensor, frame: Tensor, half: Tensor) -> T
     x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
     f1, f2 = f(x1), f(x2)
     for _ in range(_GOLDEN_STEPS):
-        left = f1 <= f2  # the minimum lies in [lo, x2]
+        # The minimum lies in [lo, x2] (left) or [x1, hi]; the inner point kept is one of the
+        # new pair (the golden ratio's property), so a step evaluates one new point.
+        left = f1 <= f2
         hi = torch.where(left, x2, hi)
         lo = torch.where(left, lo, x1)
-        x1n, x2n = hi - g * (hi - lo), lo + g * (hi - lo)
-        x1, x2 = x1n, x2n
-        f1, f2 = f(x1), f(x2)
-    return torch.minimum(
-        torch.minimum(f1, f2), torch.minimum(f(torch.zeros_like(lo)), f(torch.ones_like(lo)))
-    )
+        new = torch.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
+        fn = f(new)
+        x1, x2, f1, f2 = (torch.where(left, new, x2), torch.where(left, x1, new),
+                          torch.where(left, fn, f2), torch.where(left, f1, fn))  # fmt: skip
+    ends = torch.minimum(f(torch.zeros_like(lo)), f(torch.ones_like(lo)))
+    return torch.minimum(torch.minimum(f1, f2), ends)
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,7 @@ def grasp_poses(
     if bool((np.asarray(draw.kind) == OBJECT_KINDS.index("box")).any()):
         box = box_across(draw, a, b), torch.from_numpy(np.asarray(draw.thick, np.float64))
     obj = place_on_palm(pre, hands, a, b, radius, *box)
-    ok = torch.from_numpy(np.asarray(draw.precision, bool))
+    ok = torch.tensor(np.asarray(draw.precision, bool))  # a copy: the draw stays as drawn
     if bool(ok.any()):
         pinch = object_at_fingertips(draw, pre, hands)
         # where the pinched object would touch the open pre-shape, the grasp is a power grasp
