@@ -1,3 +1,4 @@
+import os
 import struct
 from pathlib import Path
 
@@ -210,6 +211,56 @@ def test_bad_file_raises_data_error_naming_it(tmp_path, case):
     with pytest.raises(DataError) as info:
         read_depth(path, encoding)
     assert name in str(info.value) and words in str(info.value)
+    assert info.value.path == path
+
+
+def _png_claiming(path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` 16-bit pixels, with next to no data."""
+    import struct as st
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return st.pack(">I", len(data)) + kind + data + st.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = st.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b""))  # fmt: skip
+
+
+def _npy_claiming(path, shape) -> None:
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": shape}
+        )
+
+
+def _npy_bit_flipped(path) -> None:
+    np.save(path, np.ones((4, 4), np.float32))
+    data = bytearray(path.read_bytes())
+    data[data.index(b"shape") + 9] ^= 0x40  # inside the header's dict literal
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "name, make, words",
+    [
+        ("huge.png", lambda p: _png_claiming(p, 30000, 30000), "pixels"),
+        ("big.png", lambda p: _png_claiming(p, 8000, 8000), "claims 8000x8000"),
+        ("huge.npy", lambda p: _npy_claiming(p, (10**6, 10**6)), "corrupt"),
+        ("flipped.npy", _npy_bit_flipped, "corrupt"),
+        ("fifo.png", lambda p: os.mkfifo(p), "not a regular file"),
+        ("fifo.bin", lambda p: os.mkfifo(p), "not a regular file"),
+    ],
+)  # fmt: skip
+def test_lying_headers_and_special_files_are_clean_errors_not_crashes_or_hangs(
+    tmp_path, name, make, words
+):
+    # The fuzzing of issue 13 found these as tracebacks (DecompressionBombError, MemoryError,
+    # TokenError) and a FIFO that blocked predict for ever.
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(DataError, match=words) as info:
+        read_depth(path)
     assert info.value.path == path
 
 

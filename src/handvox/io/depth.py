@@ -14,6 +14,7 @@ An image with no valid pixel is returned as is: whether it holds a hand is for s
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,9 @@ from handvox.atomic import atomic_path
 from handvox.errors import DataError
 
 ENCODINGS = ("auto", "nyu", "png16", "msra", "npy")
+# No depth sensor's frame is larger (1280x720 is the largest in handvox.synth.sensors; 4096^2
+# leaves room): a header claiming more is corrupt, and decoding it would exhaust the memory.
+_MAX_PIXELS = 4096 * 4096
 # Recordings of whole sessions, named as such (they are not images, whatever a reader would
 # make of their bytes): RealSense rosbag, Azure Kinect Matroska, OpenNI.
 RECORDINGS = {".bag": "RealSense (rosbag)", ".mkv": "Azure Kinect (Matroska)",
@@ -53,10 +57,13 @@ def _load_image(path: Path) -> tuple[str, np.ndarray]:
     """The image's Pillow mode and its pixels (decoded now, so corrupt data fails here)."""
     try:
         with Image.open(path) as image:
+            w, h = image.size
+            if w * h > _MAX_PIXELS:  # before decoding: a lying header must not take the memory
+                raise DataError(path, f"image header claims {w}x{h} pixels: not a depth frame")
             return image.mode, np.asarray(image)
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise DataError(path, f"unreadable or corrupt image ({e})") from None
 
 
@@ -89,6 +96,8 @@ def read_msra_bin(path: str | Path, width: int = 320, height: int = 240) -> np.n
         DataError: missing file, bad header, wrong byte length, non-finite values.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read below
+        raise DataError(path, "not a regular file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -117,10 +126,17 @@ def read_msra_bin(path: str | Path, width: int = 320, height: int = 240) -> np.n
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
+        # The header first: a corrupt one can claim any shape (MemoryError) or not parse
+        # (tokenize errors), and neither may escape as a traceback.
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+        if array.size > _MAX_PIXELS:
+            raise DataError(path, f".npy header claims shape {array.shape}: not a depth frame")
+        array = np.array(array)
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
-    except (OSError, ValueError, EOFError) as e:
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, MemoryError, SyntaxError, TokenError) as e:
         raise DataError(path, f"unreadable or corrupt .npy file ({e})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise DataError(path, f"expected a numeric array, got {getattr(array, 'dtype', array)}")
@@ -149,6 +165,8 @@ def read_depth(path: str | Path, encoding: str = "auto") -> np.ndarray:
         raise ValueError(f"unknown depth encoding {encoding!r}; choose one of {ENCODINGS}")
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.exists() and not path.is_file():  # a folder, a FIFO, a device: reading could hang
+        raise DataError(path, "not a regular file")
     if suffix in RECORDINGS:
         raise DataError(
             path,
