@@ -53,7 +53,8 @@ def nyu_report(shared):
 @pytest.fixture(scope="module")
 def icvl_report(shared):
     files = [_published(shared, "icvl", f) for f in ICVL_FILES]
-    return evaluate_files("icvl", files[0], _gt(shared, "icvl"), files[1:], out=None)
+    return evaluate_files("icvl", files[0], _gt(shared, "icvl"), files[1:], out=None,
+                          partial=True)  # fmt: skip
 
 
 # --- reproduction of published numbers --------------------------------------------------------
@@ -162,17 +163,27 @@ def test_bad_prediction_files_raise_dataerror_naming_them(tmp_path, small_gt, pr
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_with_fewer_frames_needs_partial(tmp_path, small_gt):
+    # a line deleted: refused, naming the file, unless --partial says it covers a prefix
+    pred = tmp_path / "short.txt"
+    write_labels(pred, read_labels(small_gt).joints[:2])
+    with pytest.raises(DataError, match="short.txt: 2 frames for 3 labels.*--partial"):
+        evaluate_files("icvl", pred, small_gt, [], out=None)
+    rep = evaluate_files("icvl", pred, small_gt, [], out=None, partial=True)
+    assert rep.results[0].frames_scored == 2 and rep.results[0].mean_error == pytest.approx(0.0)
+
+
 def test_frame_names_must_match_the_labels(tmp_path, small_gt):
     joints = read_labels(small_gt).joints
     gt = tmp_path / "named_gt.txt"
     write_labels(gt, joints, names=["s/a.png", "s/b.png", "s/c.png"])
     same = tmp_path / "same.txt"
     write_labels(same, joints[:2], names=["s/a.png", "s/b.png"])
-    assert evaluate_files("icvl", same, gt).results[0].mean_error == 0.0
+    assert evaluate_files("icvl", same, gt, partial=True).results[0].mean_error == 0.0
     swapped = tmp_path / "swapped.txt"
     write_labels(swapped, joints[:2], names=["s/b.png", "s/a.png"])
     with pytest.raises(DataError, match=r"swapped\.txt: frame 1 is 's/b.png'"):
-        evaluate_files("icvl", swapped, gt)
+        evaluate_files("icvl", swapped, gt, partial=True)
 
 
 def test_names_outputs_and_argument_errors(tmp_path, small_gt):
@@ -201,6 +212,9 @@ def test_cli_end_to_end(shared, tmp_path, capsys):
     argv += ["--pred", str(_published(shared, "icvl", "CVPR18_ICVL_V2V_PoseNet.txt"))]
     argv += ["--compare", str(_published(shared, "icvl", "CVWW15_ICVL_Prior.txt"))]
     argv += ["--name", "V2V", "--name", "Prior"]
+    assert main(argv) == 2  # Prior covers the first 702 frames: refused without --partial
+    assert "CVWW15_ICVL_Prior.txt: 702 frames for 1596 labels" in capsys.readouterr().err
+    argv += ["--partial"]
     assert main(argv) == 0
     assert (out / "report.md").read_text() in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
@@ -222,7 +236,7 @@ def test_cli_end_to_end(shared, tmp_path, capsys):
 @pytest.mark.parametrize("problem", ["missing", "joints", "frames"])
 def test_cli_exits_2_with_message_on_bad_files(tmp_path, small_gt, capsys, problem):
     good = tmp_path / "good.txt"
-    write_labels(good, read_labels(small_gt).joints[:2])
+    write_labels(good, read_labels(small_gt).joints)
     pred = _bad_pred(tmp_path, small_gt, problem)
     argv = ["evaluate", "--dataset", "icvl", "--pred", str(good), "--compare", str(pred)]
     argv += ["--gt", str(small_gt), "--out", str(tmp_path / "out")]

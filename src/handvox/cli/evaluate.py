@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> None:
         out=args.out,
         pred_format=args.format,
         names=args.name,
+        partial=args.partial,
     )
     print(report.markdown)
     print(f"wrote {args.out}/metrics.json, report.md, curve.png, per_joint.png")

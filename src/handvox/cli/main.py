@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="prediction format: community uvd, or handvox xyz (mm, OpenCV); auto reads the "
         "header handvox writes and otherwise assumes uvd",
     )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="score files with fewer frames than the labels on the first frames they cover "
+        "(published files that stop early); without it they are refused",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(run="handvox.cli.evaluate:run")
 

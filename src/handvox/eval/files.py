@@ -74,6 +74,7 @@ def evaluate_files(
     out: Path | None = None,
     pred_format: str = "auto",
     names: list[str] | None = None,
+    partial: bool = False,
 ) -> EvaluationReport:
     """Score a prediction file (and others to compare with) against a dataset's test labels.
 
@@ -86,6 +87,9 @@ def evaluate_files(
         out: folder for ``metrics.json``, ``report.md``, ``curve.png``, ``per_joint.png``;
             None writes nothing.
         names: display names for ``pred`` then each ``compare`` file (default: file stem).
+        partial: score files with fewer frames than the labels on the frames they cover (the
+            first ones, as DeepPrior's 702 ICVL frames); without it such a file is refused: a
+            deleted line would pair every later frame with the wrong label.
     Raises:
         HandvoxError / DataError: bad arguments, missing or malformed files.
     """
@@ -118,6 +122,13 @@ def evaluate_files(
     results = []
     for i, (path, name) in enumerate(zip(files, names, strict=True)):
         xyz, lf, kind = load_xyz(path, camera, joint_set, pred_format if i == 0 else "auto")
+        if len(xyz) < len(gt_xyz) and not partial:
+            raise DataError(
+                path,
+                f"{len(xyz)} frames for {len(gt_xyz)} labels: a file that covers only the first "
+                "frames is scored with --partial (a deleted line would misalign every frame "
+                "after it)",
+            )
         if gt_file is not None:
             check_frame_names(gt_file, lf)
         results.append(score(xyz, gt_xyz, name, path, kind))

@@ -3,7 +3,9 @@
 Variants read here:
 - plain: ``u1 v1 d1 ... uJ vJ dJ`` (the published methods' files, NYU/ICVL test labels);
 - named: a first token that is not a number, e.g. ICVL's ``test_seq_1/image_0000.png u1 v1 d1 ...``;
-- lines ending in ``\\r\\r\\n``, trailing spaces, blank lines (skipped);
+- lines ending in ``\\r\\r\\n``, trailing spaces, blank lines (skipped; but the frames must
+  follow one another with the same number of blank lines between them, so that a frame blanked,
+  which would shift every later frame onto the wrong label, is an error);
 - handvox's own files, which start with a ``# handvox labels kind=xyz ...`` header so that xyz
   predictions (mm, OpenCV frame) are not mistaken for uvd. Other ``#`` lines are comments.
 
@@ -70,14 +72,20 @@ def read_labels(path: str | Path, num_joints: int | None = None) -> LabelFile:
     kind = None
     rows: list[list[float]] = []
     names: list[str] = []
+    gaps: list[tuple[int, int]] = []  # (blank lines before a frame after the first, its line)
+    blank = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
+            blank += 1
             continue
         if line.startswith("#"):
             if line.startswith(HEADER_PREFIX):
                 kind = _parse_header(line).get("kind")
             continue
+        if rows:
+            gaps.append((blank, lineno))
+        blank = 0
         tokens = line.split()
         name = None
         try:
@@ -105,6 +113,19 @@ def read_labels(path: str | Path, num_joints: int | None = None) -> LabelFile:
             names.append(name)
     if not rows:
         raise DataError(path, "no frames in label file (empty or only comments)")
+    if gaps:
+        # Frames follow one another with the same number of blank lines between them (none;
+        # ICVL's \r\r\n line ends read as one), so one gap unlike the rest is a frame blanked,
+        # and every frame after it would be scored against the wrong label.
+        counts = [g for g, _ in gaps]
+        usual = min(set(counts), key=lambda g: (-counts.count(g), g))  # ties: the fewer
+        odd = next(((g, n) for g, n in gaps if g != usual), None)
+        if odd is not None:
+            raise DataError(
+                path,
+                f"line {odd[1]}: {odd[0]} blank line(s) before this frame where the others have "
+                f"{usual}: a frame blanked or missing?",
+            )
     if names and len(names) != len(rows):
         raise DataError(path, "some lines have a frame name and others do not")
     joints = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1, 3)
