@@ -61,7 +61,12 @@ def test_written_labels_read_back(tmp_path):
     [
         ("1 2 x 4 5 6", "not a number"),
         ("1 2 3 4 5", "not a multiple of 3"),
-        ("1 2 3 4 5 nan", "NaN"),
+        ("1 2 3 4 5 nan", "not a number"),
+        ("1 2 3 4 5 inf", "not a number"),
+        ("1 2 3 4 5 1_000", "not a number"),  # float() takes these; no label file holds them
+        ("1 2 3 4 5 \u0661\u0662", "not a number"),  # Arabic-Indic digits
+        ("1 2 3 4 5 \uff11\uff12", "not a number"),  # full-width digits
+        ("1 2 3 4 5 1e300", "beyond 1e\\+06"),  # finite, but scores would overflow to inf
         ("1 2 3", "1 joints, but earlier lines have 2"),
     ],
 )

@@ -16,7 +16,7 @@ a camera, ``handvox predict``'s files).
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,12 @@ class LabelFile:
 def _parse_header(line: str) -> dict[str, str]:
     fields = line[len(HEADER_PREFIX) :].split()
     return dict(f.split("=", 1) for f in fields if "=" in f)
+
+
+# A label value: a plain ASCII decimal, optionally signed, with an optional exponent.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Pixels and millimetres of hands before a camera: nothing near a kilometre.
+_MAX_VALUE = 1e6
 
 
 def read_labels(path: str | Path, num_joints: int | None = None) -> LabelFile:
@@ -88,20 +94,22 @@ def read_labels(path: str | Path, num_joints: int | None = None) -> LabelFile:
         blank = 0
         tokens = line.split()
         name = None
-        try:
-            float(tokens[0])
-        except ValueError:
+        if not _NUMBER.fullmatch(tokens[0]):
             name, tokens = tokens[0], tokens[1:]
-        try:
-            values = [float(t) for t in tokens]
-        except ValueError as e:
-            raise DataError(path, f"line {lineno}: not a number ({e})") from None
+        # Plain ASCII decimals only: Python's float() also takes "1_000", "inf" and other
+        # scripts' digits, none of which a label file holds.
+        bad = next((t for t in tokens if not _NUMBER.fullmatch(t)), None)
+        if bad is not None:
+            raise DataError(path, f"line {lineno}: not a number ({bad!r})")
+        values = [float(t) for t in tokens]
         if not values or len(values) % 3:
             raise DataError(
                 path, f"line {lineno}: {len(values)} numbers, not a multiple of 3 (u v d per joint)"
             )
-        if not all(math.isfinite(v) for v in values):
-            raise DataError(path, f"line {lineno}: NaN or infinite value")
+        if not all(abs(v) <= _MAX_VALUE for v in values):
+            raise DataError(
+                path, f"line {lineno}: a value beyond {_MAX_VALUE:g} (pixels or mm): corrupt"
+            )
         if rows and len(values) != len(rows[0]):
             raise DataError(
                 path,
