@@ -321,3 +321,50 @@ def test_hand_flag_mirrors_a_left_hand_and_is_recorded(tmp_path, tiny_model, fra
     assert left.hand == "left" and right.hand == "right"
     want = HandPoseEstimator.from_folder(tiny_model, fast=False)(frame, NYU).joints_xyz[0]
     np.testing.assert_allclose(left.joints_xyz, want * [-1, 1, 1], atol=1e-3)
+
+
+@pytest.mark.integration
+def test_evaluate_and_show_read_predicts_own_json(tmp_path, tiny_model, shared, capsys):
+    # predictions.json, as predict writes it, is a prediction file evaluate and show take; its
+    # frames without a hand count as failures, as in the protocol
+    from handvox.eval.files import evaluate_files
+    from handvox.eval.metrics import MISSED_MM
+    from handvox.io.labels import read_labels, write_labels
+
+    nyu = shared / "data/nyu/depth_1_0000001.png"
+    gt = tmp_path / "gt.txt"
+    labels = read_labels(shared / "data/nyu/nyu_test_groundtruth_label.txt").joints[:2]
+    write_labels(gt, labels)
+    np.save(tmp_path / "empty.npy", np.zeros((480, 640), np.float32))
+    out = tmp_path / "p"
+    assert (
+        main(
+            [
+                "predict",
+                str(nyu),
+                str(tmp_path / "empty.npy"),
+                "--model",
+                str(tiny_model),
+                "--camera",
+                "nyu",
+                "--joint-set",
+                "nyu14",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    frames = read_json(out / "predictions.json").frames
+    assert frames[0].found and not frames[1].found
+    rep = evaluate_files("nyu", out / "predictions.json", gt)
+    err = np.linalg.norm(frames[0].joints_xyz - NYU.uvd_to_xyz(labels[0]), axis=-1)
+    want = (err.mean() + np.sqrt(3) * MISSED_MM) / 2
+    assert rep.results[0].mean_error == pytest.approx(want, abs=1e-3)
+    png = tmp_path / "show.png"
+    assert main(["show", str(nyu), "--camera", "nyu", "--pred", str(out / "predictions.json"),
+                 "--out", str(png)]) == 0 and png.is_file()  # fmt: skip
+    assert main(["show", str(nyu), "--camera", "nyu", "--pred", str(out / "predictions.json"),
+                 "--frame", "1", "--out", str(png)]) == 2  # fmt: skip
+    assert "frame 1 has no hand" in capsys.readouterr().err

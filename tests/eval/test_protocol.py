@@ -11,14 +11,12 @@ import pytest
 from handvox.camera import Camera
 from handvox.cli.bench import synthetic_frame
 from handvox.estimator.pipeline import HandPoseEstimator
-from handvox.eval.metrics import fraction_within, joint_errors
+from handvox.eval.metrics import MISSED_MM, failures_as_far, fraction_within, joint_errors
 from handvox.eval.protocol import (
-    MISSED_MM,
     TEST_SEED,
     TEST_SHAPES,
     TRAIN_SHAPES,
     VALIDATION_SEED,
-    failures_as_far,
     make_test_set,
     predict_dataset,
 )

@@ -18,6 +18,7 @@ from handvox.estimator.locate import find_hand
 from handvox.estimator.segment import SegmentConfig
 from handvox.io.depth import read_depth
 from handvox.io.labels import read_labels
+from handvox.io.predictions import read_json
 from handvox.io.sensor import check_depth_scale, parse_depth_unit, sensor_for
 from handvox.joints import JointSet, get_joint_set
 from handvox.viz.draw import Box, joints_to_uvd, render_frame, save_png, square_box
@@ -76,12 +77,22 @@ def _infer_joint_set(num_joints: int, cam_name: str, path: Path) -> JointSet:
 
 
 def _frame_joints(path: Path, frame: int, cam: Camera) -> np.ndarray:
-    """Line ``frame`` of a label file (uvd, or xyz by its header) as ``(J, 3)`` uvd."""
-    labels = read_labels(path)
-    n = len(labels.joints)
-    if not 0 <= frame < n:
+    """Line ``frame`` of a label file (uvd, or xyz by its header), or frame ``frame`` of a
+    ``predictions.json``, as ``(J, 3)`` uvd."""
+    if path.suffix.lower() == ".json":
+        frames = read_json(path).frames
+        n = len(frames)
+        if 0 <= frame < n and not frames[frame].found:
+            raise DataError(path, f"frame {frame} has no hand: {frames[frame].reason}")
+        joints, kind = (frames[frame].joints_xyz if 0 <= frame < n else None), "xyz"
+    else:
+        labels = read_labels(path)
+        n = len(labels.joints)
+        joints = labels.joints[frame] if 0 <= frame < n else None
+        kind = "xyz" if labels.kind == "xyz" else "uvd"
+    if joints is None:
         raise DataError(path, f"frame {frame} out of range: the file has {n} frames (0..{n - 1})")
-    return joints_to_uvd(labels.joints[frame], cam, "xyz" if labels.kind == "xyz" else "uvd")
+    return joints_to_uvd(joints, cam, kind)
 
 
 def show_file(

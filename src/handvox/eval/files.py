@@ -16,6 +16,7 @@ from handvox.camera import Camera
 from handvox.errors import DataError, HandvoxError
 from handvox.eval.metrics import (
     MethodResult,
+    failures_as_far,
     score,
 )
 from handvox.eval.report import build_metrics, render_markdown, write_report
@@ -81,7 +82,9 @@ def evaluate_files(
     Args:
         dataset: ``nyu``, ``icvl`` or ``msra`` (camera and joint set), or ``synthetic``: then
             ``gt`` is a ``handvox synth`` folder, whose camera and canonical-21 labels are used.
-        pred: the prediction file, uvd or xyz (``pred_format``).
+        pred: the prediction file, uvd or xyz (``pred_format``), or ``handvox predict``'s
+            ``predictions.json`` (in the dataset's joint set: ``predict --joint-set``), whose
+            frames without a hand count as failures (:data:`~handvox.eval.metrics.MISSED_MM`).
         gt: ground-truth labels in community uvd; default :func:`default_gt_path`.
         compare: other methods' files, scored the same way (their format is auto-detected).
         out: folder for ``metrics.json``, ``report.md``, ``curve.png``, ``per_joint.png``;
@@ -131,6 +134,8 @@ def evaluate_files(
             )
         if gt_file is not None:
             check_frame_names(gt_file, lf)
+        if len(xyz) <= len(gt_xyz):  # predictions.json: its frames without a hand are NaN
+            xyz = failures_as_far(xyz, gt_xyz[: len(xyz)])
         results.append(score(xyz, gt_xyz, name, path, kind))
 
     metrics = build_metrics(dataset, joint_set, camera, gt_path, results)

@@ -35,6 +35,20 @@ SYNTHETIC_PROTOCOL = (
     "mm; a frame without a hand found counts as a failure."
 )
 
+# A missed frame's joints are moved by this much along each axis (sqrt(3) x 1000 = 1732 mm from
+# the truth), so it fails every threshold and weighs on the mean as a gross error would.
+MISSED_MM = 1000.0
+
+
+def failures_as_far(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``pred`` ``(N, J, 3)`` with frames without a prediction (any NaN) moved
+    :data:`MISSED_MM` along each axis from the truth ``gt`` (each joint ``sqrt(3) * MISSED_MM``
+    away)."""
+    out = pred.copy()
+    missed = np.isnan(out).any(axis=(1, 2))
+    out[missed] = gt[missed] + MISSED_MM
+    return out
+
 
 # --- metrics ----------------------------------------------------------------------------------
 def joint_errors(pred_xyz: np.ndarray, gt_xyz: np.ndarray) -> np.ndarray:

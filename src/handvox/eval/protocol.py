@@ -7,7 +7,7 @@ both drawn from the base hand shapes :data:`TRAIN_SHAPES`. The held-out test set
 also varies it continuously), seed :data:`TEST_SEED` never used for training data, noisy depth
 of the NYU-like camera and the default scene mix (forearm always; body and wall each with
 probability 0.5). The hand centre comes from segmentation of the noisy depth, as for any input;
-a frame without a hand found counts as a failure (:data:`MISSED_MM`).
+a frame without a hand found counts as a failure (:data:`handvox.eval.metrics.MISSED_MM`).
 
 The cross-domain suite (:data:`DOMAIN_SETS`, :func:`make_domain_set`) measures generalisation,
 not in-domain fit: held-out sets that each change what the training data showed (the hand's
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from handvox.camera import Camera
 from handvox.estimator.pipeline import HandPoseEstimator
-from handvox.eval.metrics import fraction_within, joint_errors
+from handvox.eval.metrics import failures_as_far, fraction_within, joint_errors
 from handvox.io.synthetic import SyntheticDataset
 from handvox.synth.generators import make_generator
 from handvox.synth.hand_config import HandSynthConfig
@@ -41,9 +41,6 @@ TEST_FRAMES = 1000
 # Inference settings (re-centring passes, segmentation shifts) are chosen on this set: a seed
 # used neither for training data nor for the test set, the training shapes.
 VALIDATION_SEED = 98
-# A missed frame's joints are moved by this much along each axis (sqrt(3) x 1000 = 1732 mm from
-# the truth), so it fails every threshold and weighs on the mean as a gross error would.
-MISSED_MM = 1000.0
 
 
 def make_test_set(
@@ -161,15 +158,6 @@ def predict_dataset(
         bar.update(len(recs))
     bar.close()
     return np.concatenate(preds), np.concatenate(gts), np.concatenate(found)
-
-
-def failures_as_far(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``pred`` with frames without a prediction moved :data:`MISSED_MM` along each axis from
-    the truth (each joint ``sqrt(3) * MISSED_MM`` away)."""
-    out = pred.copy()
-    missed = np.isnan(out).any(axis=(1, 2))
-    out[missed] = gt[missed] + MISSED_MM
-    return out
 
 
 def score_domain_sets(

@@ -167,10 +167,13 @@ def save_xyz(
 def load_xyz(
     path: str | Path, camera: Camera, joint_set: JointSet, fmt: str = "auto"
 ) -> tuple[np.ndarray, LabelFile, str]:
-    """Read a label/prediction file as ``(N, J, 3)`` xyz mm (OpenCV frame).
+    """Read a label/prediction file as ``(N, J, 3)`` xyz mm (OpenCV frame): community text
+    (uvd, or xyz by handvox's header) or ``handvox predict``'s ``predictions.json`` (its xyz;
+    NaN for the frames without a hand).
 
     Args:
-        fmt: ``"uvd"``, ``"xyz"``, or ``"auto"`` (the handvox header's kind, else uvd).
+        fmt: ``"uvd"``, ``"xyz"``, or ``"auto"`` (the handvox header's kind, else uvd; a
+            ``.json`` file is always xyz).
     Returns:
         the joints, the raw file, and the format used.
     Raises:
@@ -179,7 +182,13 @@ def load_xyz(
     path = Path(path)
     if path.is_dir():
         raise DataError(path, "is a folder, expected a label file")
-    lf = read_labels(path)
+    if path.suffix.lower() == ".json":
+        preds = read_json(path)
+        xyz = np.stack([f.joints_xyz for f in preds.frames])
+        lf = LabelFile(xyz, "xyz", None, path)
+        fmt = "xyz"
+    else:
+        lf = read_labels(path)
     if lf.joints.shape[1] != len(joint_set):
         raise DataError(
             path,
