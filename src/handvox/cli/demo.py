@@ -50,6 +50,7 @@ from handvox.eval.report import (
 )
 from handvox.io.depth import read_depth
 from handvox.io.predictions import load_xyz
+from handvox.io.sensor import sensor_for
 from handvox.joints import convert_joints, get_joint_set
 from handvox.synth.preview import skinned_sheet
 from handvox.viz.draw import (
@@ -339,14 +340,11 @@ def skinned_section(out: Path) -> tuple[list[str], float]:
 def read_sr305(folder: Path) -> tuple[list[tuple[str, np.ndarray]], Camera]:
     """The SR305 frames of ``../shared/data/sr305`` as (``sequence/frame``, ``(H, W)`` mm), in
     recording order, and their camera (``camera.json``)."""
-    spec = json.loads((folder / "camera.json").read_text())
-    cam = Camera.from_dict(spec)
-    unit = np.float32(spec["depth_unit_mm"])
+    # Its camera.json: the intrinsics and the 1/8 mm depth unit, read as predict reads them.
+    sensor = sensor_for(folder, None, "", None)
     paths = sorted(folder.glob("*/*.png"), key=lambda q: (q.parent.name, int(q.stem)))
-    # read_depth takes a 16-bit PNG's values as millimetres, and neither it nor the estimator has
-    # a depth-unit option: the SR305's 1/8 mm steps become mm here, where the frames are read.
-    frames = [(f"{q.parent.name}/{q.stem}", read_depth(q) * unit) for q in paths]
-    return frames, cam
+    frames = [(f"{q.parent.name}/{q.stem}", sensor.read(q)) for q in paths]
+    return frames, sensor.camera
 
 
 def _sheet_box(est: HandPoseEstimator, depth: np.ndarray, cam: Camera, *skeletons) -> Box:

@@ -34,9 +34,8 @@ from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.datasets import DatasetSpec
-from handvox.io.depth import read_depth
 from handvox.io.predictions import FORMATS, FramePrediction, Predictions, write_predictions
-from handvox.io.sensor import SensorSpec, check_depth_scale, parse_depth_unit, sensor_for
+from handvox.io.sensor import SensorSpec, parse_depth_unit, sensor_for
 from handvox.joints import JointSet, convert_joints, get_joint_set
 
 DEPTH_SUFFIXES = (".png", ".npy", ".bin")
@@ -54,15 +53,7 @@ class Frame:
 
 
 def _file_frame(path: Path, frame_id: str, sensor: SensorSpec) -> Frame:
-    def read() -> np.ndarray:
-        depth = read_depth(path)
-        if sensor.unit_mm != 1.0:
-            depth = depth * np.float32(sensor.unit_mm)
-        check_depth_scale(depth, path, sensor.unit_mm)
-        sensor.camera.check_depth(depth, path, f"the camera from {sensor.origin}")
-        return depth
-
-    return Frame(frame_id, str(path), sensor.camera, read, sensor)
+    return Frame(frame_id, str(path), sensor.camera, lambda: sensor.read(path), sensor)
 
 
 def collect_frames(

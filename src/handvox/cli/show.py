@@ -16,10 +16,9 @@ from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
 from handvox.estimator.locate import find_hand
 from handvox.estimator.segment import SegmentConfig
-from handvox.io.depth import read_depth
 from handvox.io.labels import read_labels
 from handvox.io.predictions import read_json
-from handvox.io.sensor import check_depth_scale, parse_depth_unit, sensor_for
+from handvox.io.sensor import parse_depth_unit, sensor_for
 from handvox.joints import JointSet, get_joint_set
 from handvox.viz.draw import Box, joints_to_uvd, render_frame, save_png, square_box
 
@@ -132,11 +131,7 @@ def show_file(
     given = None if camera is None else as_camera(camera)
     sensor = sensor_for(depth, given, f"--camera {camera}", unit)
     cam = sensor.camera
-    depth_mm = read_depth(depth)
-    if sensor.unit_mm != 1.0:
-        depth_mm = depth_mm * np.float32(sensor.unit_mm)
-    check_depth_scale(depth_mm, depth, sensor.unit_mm)
-    cam.check_depth(depth_mm, depth, f"the camera from {sensor.origin}")
+    depth_mm = sensor.read(depth)
     found = {p: _frame_joints(Path(p), frame, cam) for p in (gt, pred) if p is not None}
     for p, joints in found.items():
         if js is None:

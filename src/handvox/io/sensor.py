@@ -27,6 +27,7 @@ import numpy as np
 
 from handvox.camera import Camera
 from handvox.errors import DataError
+from handvox.io.depth import read_depth
 
 CAMERA_FILE = "camera.json"
 # Millimetres per unit of the unit names --depth-unit takes.
@@ -48,6 +49,17 @@ class SensorSpec:
     camera: Camera
     unit_mm: float
     origin: str
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """The depth file ``path`` as ``(H, W)`` float32 mm (:func:`handvox.io.depth.read_depth`
+        in this unit), checked: a plausible nearest surface (:func:`check_depth_scale`) and this
+        camera's image size. DataError naming the file otherwise."""
+        depth = read_depth(path)
+        if self.unit_mm != 1.0:
+            depth = depth * np.float32(self.unit_mm)
+        check_depth_scale(depth, path, self.unit_mm)
+        self.camera.check_depth(depth, path, f"the camera from {self.origin}")
+        return depth
 
     def describe(self) -> str:
         c = self.camera

@@ -214,7 +214,7 @@ class HandSynthConfig:
     second_hand_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in (*_CONTENT_FIELDS, "hand_by_head_prob"):
+        for name in _CHANCE_FIELDS:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         ViewConfig.preset(self.view)  # an unknown view fails here, not in a worker
@@ -242,13 +242,15 @@ class HandSynthConfig:
         d = to_dict(self)
         if self.sensor is None:
             del d["sensor"], d["sensor_camera"]
-        for name in (*_CONTENT_FIELDS, "hand_by_head_prob"):
+        for name in _CHANCE_FIELDS:
             if d[name] == 0.0:
                 del d[name]
         return d
 
 
 _CONTENT_FIELDS = ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
+# Chances checked to lie in [0, 1] and left out of meta.json while 0 (older datasets resume).
+_CHANCE_FIELDS = (*_CONTENT_FIELDS, "hand_by_head_prob")
 
 
 def content_on(config: HandSynthConfig) -> bool:
