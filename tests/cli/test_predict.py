@@ -316,7 +316,7 @@ def test_hand_flag_mirrors_a_left_hand_and_is_recorded(tmp_path, tiny_model, fra
     assert main([*base, "--hand", "left", "--out", str(tmp_path / "l")]) == 0
     assert "hand: left (--hand)" in capsys.readouterr().out
     assert main([*base, "--out", str(tmp_path / "r")]) == 0
-    assert "hand: right (the default; --hand left for a left hand)" in capsys.readouterr().out
+    assert "hand: right (the default; --hand left or --hand auto)" in capsys.readouterr().out
     left, right = (read_json(tmp_path / k / "predictions.json").frames[0] for k in "lr")
     assert left.hand == "left" and right.hand == "right"
     want = HandPoseEstimator.from_folder(tiny_model, fast=False)(frame, NYU).joints_xyz[0]

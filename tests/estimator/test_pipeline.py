@@ -93,7 +93,9 @@ def test_batch_equals_one_by_one(model_dir, synthetic_frame, fast):
         d[rng.random(d.shape) < 0.05] = 0
         frames.append(d)
     frames.insert(2, np.zeros_like(synthetic_frame))
-    est = HandPoseEstimator.from_folder(model_dir, fast=fast, batch_size=3)  # batch splits too
+    # No hand check: the last shift wraps the forearm's end round to the left border, which
+    # segmentation takes for the hand and the check (rightly) rejects; batching is the point.
+    est = HandPoseEstimator.from_folder(model_dir, fast=fast, batch_size=3, hand_check=False)
     batch = est(np.stack(frames), NYU)
     ones = [est(f, NYU) for f in frames]
     assert batch.found.tolist() == [o.found[0] for o in ones] == [True, True, False, True, True]
@@ -222,7 +224,7 @@ def test_recentring_pass_and_stage_timings(model_dir, synthetic_frame):
     vol = hand_volumes(synthetic_frame[None], [seg], NYU, one.config.volume, centres=centre[None])
     rel = one.relative_joints(vol, exact=True).double().numpy()[0]
     np.testing.assert_allclose(p2.joints_xyz[0], rel + centre, atol=1e-6)
-    assert set(timings) == {"segmentation", "tsdf", "refinement", "pose"}
+    assert set(timings) == {"segmentation", "tsdf", "check", "refinement", "pose"}
     assert all(t > 0 for t in timings.values())
 
 

@@ -66,8 +66,16 @@ def test_json_round_trip(tmp_path, preds):
     assert doc["joint_names"] == list(NYU14.names)
     assert doc["frames"][2]["joints_xyz"] is None and doc["frames"][2]["found"] is False
     assert list(doc["frames"][0]) == ["id", "source", "camera", "found", "reason", "com_xyz",
-                                      "com_uvd", "joints_xyz", "joints_uvd", "overlay",
-                                      "hand"]  # fmt: skip
+                                      "com_uvd", "joints_xyz", "joints_uvd", "overlay", "hand",
+                                      "confidence", "joint_confidence", "p_hand",
+                                      "p_left"]  # fmt: skip
+    # confidences round trip (rounded to 4 decimals); NaN (none) as null
+    assert doc["frames"][0]["confidence"] is None and doc["frames"][0]["p_hand"] is None
+    preds.frames[0].confidence, preds.frames[0].p_hand = 0.71234567, 0.9
+    preds.frames[0].joint_confidence = np.linspace(0.1, 1.0, 14)
+    back = read_json(write_json(tmp_path / "c.json", preds)).frames[0]
+    assert back.confidence == 0.7123 and back.p_hand == 0.9 and np.isnan(back.p_left)
+    np.testing.assert_allclose(back.joint_confidence, np.round(np.linspace(0.1, 1.0, 14), 3))
     # the hand is kept; files written before handedness read as right hands
     preds.frames[1].hand = "left"
     assert [f.hand for f in read_json(write_json(tmp_path / "h.json", preds)).frames] == [

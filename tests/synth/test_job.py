@@ -2,6 +2,7 @@
 and the storage format's codec as the job uses it."""
 
 import json
+import os
 import pickle
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from handvox.camera import Camera
-from handvox.errors import DataError
+from handvox.errors import DataError, HandvoxError
 from handvox.io.synthetic import SyntheticDataset
 from handvox.synth import job as synth
 from handvox.synth.frame import SynthFrame, frame_rng
@@ -204,7 +205,7 @@ def test_killed_job_resumes_without_redoing_chunks(tmp_path):
     assert len(res.chunks_written) == 10 - len(done) and res.partials_removed >= 1
     assert not list(chunks.glob(".*.tmp"))
     after = _mtimes(root)
-    assert len(before) == 5 * len(done)  # per chunk: folder, labels, raw, clean, part
+    assert len(before) == 6 * len(done)  # per chunk: folder, labels, raw, clean, part, sums
     assert {k: after[k] for k in before} == before
     _run(tmp_path / "whole", frames=40)
     _assert_same(_contents(root, require_complete=True), _contents(tmp_path / "whole"))
@@ -231,6 +232,58 @@ def test_damaged_chunks_are_reported_and_rewritten(tmp_path):
     blob.write_bytes(data[:-10])
     assert _run(tmp_path, frames=12).chunks_written == [1]
     _assert_same(_contents(tmp_path), ref)
+
+
+def test_damaged_content_is_found_named_and_rewritten_by_a_rerun(tmp_path):
+    """One flipped bit anywhere in a chunk, sizes unchanged: the checksums find it (the issue's
+    20/20 damaged chunks were kept as complete before them)."""
+    _run(tmp_path, frames=12)
+    ref = _contents(tmp_path)
+    rng = np.random.default_rng(0)
+    chunk = tmp_path / "chunks/chunk_000001"
+    for name in ["raw.npy", "clean.npy", "labels.npz"]:
+        f = chunk / name
+        data = bytearray(f.read_bytes())
+        data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        f.write_bytes(bytes(data))
+        if name == "labels.npz":  # read when the folder is opened
+            with pytest.raises(DataError, match=f"chunk_000001.*{name}"):
+                SyntheticDataset(tmp_path)
+        else:  # read when one of its frames is
+            ds = SyntheticDataset(tmp_path)
+            ds[0]
+            with pytest.raises(DataError, match=f"chunk_000001.*{name}.*damaged"):
+                ds[5]
+        res = _run(tmp_path, frames=12)
+        assert res.chunks_written == [1] and name in res.chunks_damaged[1], res.chunks_damaged
+        _assert_same(_contents(tmp_path), ref)
+    # Labels that are no zip at all (BadZipFile before): a clean error naming the file.
+    (chunk / "labels.npz").write_bytes(b"PK\x03\x04 not a zip")
+    (chunk / "SHA256SUMS").unlink()  # as a chunk of a handvox older than checksums
+    with pytest.raises(DataError, match="chunk_000001.*BadZipFile"):
+        SyntheticDataset(tmp_path)
+    assert _run(tmp_path, frames=12).chunks_written == [1]
+
+
+def test_two_writers_of_one_shard_are_refused_and_stale_temporaries_swept(tmp_path):
+    from handvox.atomic import temp_path, writer_lock
+
+    _run(tmp_path, frames=8)
+    with writer_lock(tmp_path, "synth-shard-1-of-1", "x"):  # as a second process would hold it
+        # flock is per open file: a second open in this process conflicts like another process
+        with pytest.raises(HandvoxError, match="another process .* is writing"):
+            _run(tmp_path, frames=8)
+    _run(tmp_path, frames=8, shard=(1, 2))  # another shard: its own lock
+    # A killed writer's temporary (a dead pid) goes; a live one's stays.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = temp_path(tmp_path / "meta.json")
+    stale = stale.with_name(stale.name.replace(f".{os.getpid()}@", f".{dead}@"))
+    stale.write_text("half")
+    live = temp_path(tmp_path / "meta.json")  # this process's: alive
+    live.write_text("being written")
+    _run(tmp_path, frames=8)
+    assert not stale.exists() and live.exists()
 
 
 def test_bad_frames_and_folders(tmp_path):

@@ -58,7 +58,7 @@ from handvox.io.depth import read_depth
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
 
-STAGES = ("segmentation", "com", "tsdf", "refinement", "pose")
+STAGES = ("segmentation", "com", "tsdf", "check", "refinement", "pose")
 NYU_FRAME = Path(__file__).resolve().parents[3].parent / "shared/data/nyu/depth_1_0000001.png"
 
 
@@ -394,6 +394,11 @@ def _run(
                 front = _front_stages(est, depth, cam, reps)
             stages, segs, tsdf = front
             stages = dict(stages)
+            stages["check"] = None  # the hand check on the plain cube (none: no check)
+            if est.check is not None:
+                args = (tsdf, depth, segs, cam, np.stack([g.com_xyz for g in segs]))
+                timed = _timed(lambda e=est, a=args: e.hand_check(*a), reps, device)
+                stages["check"] = _stats(timed, batch)
             refined = tsdf
             if est.refine_net is not None:
                 stages["refinement"] = _stats(
@@ -491,16 +496,17 @@ def format_markdown(result: dict[str, Any]) -> str:
         "",
         "ms per frame, best (median); frames/s best (median)",
         "",
-        "| variant | batch | segmentation | COM | TSDF | refinement | pose | pose path fps "
-        "| end-to-end fps | joints vs fp32 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| variant | batch | segmentation | COM | TSDF | hand check | refinement | pose "
+        "| pose path fps | end-to-end fps | joints vs fp32 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["runs"]:
         st = r["stages"]
         nets = ", ".join(f"{k}: {v}" for k, v in r["networks"].items())
         lines.append(
             f"| {r['variant']} ({nets}) | {r['batch']} | {_ms(st['segmentation'])} | "
-            f"{_ms(st['com'])} | {_ms(st['tsdf'])} | {_ms(st['refinement'])} | "
+            f"{_ms(st['com'])} | {_ms(st['tsdf'])} | {_ms(st.get('check'))} | "
+            f"{_ms(st['refinement'])} | "
             f"{_ms(st['pose'])} | {_f(r['pose_path'])} | {_f(r['end_to_end'])} | "
             f"{r['max_joint_diff_vs_fp32_mm']:.3f} mm |"
         )

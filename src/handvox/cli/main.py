@@ -8,6 +8,7 @@ errors answer without loading torch, numba and matplotlib, which take seconds.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from pathlib import Path
@@ -33,9 +34,10 @@ def _add_inference_commands(sub) -> None:
     )
     p.add_argument(
         "--hand",
-        choices=["right", "left"],
+        choices=["right", "left", "auto"],
         help="the hand the frames show (default right, said in the output and recorded per "
-        "frame): a left hand's frames are mirrored in and its joints mirrored back",
+        "frame): a left hand's frames are mirrored in and its joints mirrored back; auto: the "
+        "hand check decides per frame",
     )
     p.add_argument(
         "--depth-unit",
@@ -200,6 +202,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    "not in it (default 0)")  # fmt: skip
     p.add_argument("--second-hand-prob", type=float, help="chance of a second, unlabelled hand "
                    "(default 0)")  # fmt: skip
+    p.add_argument("--no-hand-prob", type=float, help="chance that a frame's hand is left out "
+                   "(its arm, object and scene stay): frames that are not of a hand, for the hand "
+                   "check (default 0)")  # fmt: skip
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -334,7 +339,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a user can do about an operating-system error while writing (or reading) a file.
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or write elsewhere",
+    errno.EDQUOT: "over the disk quota: free space or write elsewhere",
+    errno.EFBIG: "larger than this process may write (ulimit -f) or the file system allows",
+    errno.EROFS: "a read-only file system: write elsewhere",
+    errno.EACCES: "no permission: write elsewhere or change the folder's permissions",
+    errno.EPERM: "not permitted: write elsewhere or change the folder's permissions",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EISDIR: "this is a folder, not a file",
+    errno.EEXIST: "a file of this name is in the way",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+}
+
+
+def _os_error(e: OSError) -> str:
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    text = e.strerror or str(e)
+    hint = _OS_HINTS.get(e.errno)
+    return f"{where + ': ' if where else ''}{text}" + (f" ({hint})" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A path that is not valid UTF-8 (bytes from the file system, escaped by Python) is printed
+    # escaped, never a UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     module, _, name = args.run.partition(":")
     try:
@@ -342,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     except HandvoxError as e:
         print(f"handvox {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only, a file where a folder should be: no traceback
+        print(f"handvox {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"handvox {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code if isinstance(code, int) else 0
 
 
@@ -413,3 +451,37 @@ def _add_train_command(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training")
     p.set_defaults(run="handvox.cli.train:run_locator")
+
+    p = sub.add_parser(
+        "train-check",
+        help="train the hand check (is the cube on a hand; left or right) on synthetic folders",
+        description="Segment every frame of the --data and --val folders (handvox synth with "
+        "--no-hand-prob), build the check's cubes once (cached in OUT), then train; OUT is a "
+        "hand check folder (the shipped one is src/handvox/data/hand_check).",
+    )
+    p.add_argument("--data", action="append", required=True, type=Path,
+                   help="synthetic folder to train on (repeat)")  # fmt: skip
+    p.add_argument(
+        "--val",
+        action="append",
+        required=True,
+        type=Path,
+        help="synthetic folder to validate on: other seeds and hand shapes (repeat)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="pose model whose segmentation finds the cube (default: the shipped one)",
+    )
+    p.add_argument("--steps", type=int, help="training steps (default 3000)")
+    p.add_argument("--val-every", type=int, help="steps between validations (default 250)")
+    p.add_argument(
+        "--keep",
+        type=float,
+        default=0.995,
+        help="share of the validation hands the threshold keeps (default 0.995)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run="handvox.cli.train:run_check")

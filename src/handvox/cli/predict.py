@@ -181,7 +181,7 @@ def predict_frames(
             :func:`handvox.joints.convert_joints`); default the model's.
         skip_errors: a frame that cannot be read becomes ``found=False`` with the error as
             reason; otherwise the first such error stops the run (it names the file).
-        hand: the hand the frames show (``right`` or ``left``: :meth:`HandPoseEstimator.
+        hand: the hand the frames show (``right``, ``left`` or ``auto``: :meth:`HandPoseEstimator.
             __call__`); each prediction records it.
     Raises:
         DataError: an unreadable frame (without ``skip_errors``).
@@ -219,12 +219,14 @@ def predict_frames(
         if ok:
             cam = frames[idx[0]].camera
             pred = estimator(np.stack([depths[k] for k in ok]), cam, hand=hand)
-            xyz = pred.joints_xyz
+            xyz, conf = pred.joints_xyz, pred.joint_confidence
             if dst_set.name != src_set.name:
                 xyz = convert_joints(xyz, src_set, dst_set)
+                # a joint of the other set: the confidences of those it is made of, alike
+                conf = convert_joints(np.repeat(conf[..., None], 3, -1), src_set, dst_set)[..., 0]
             uvd = cam.xyz_to_uvd(xyz)
             for j, k in enumerate(ok):
-                batch[k] = _frame_prediction(frames[idx[k]], pred, j, xyz[j], uvd[j])
+                batch[k] = _frame_prediction(frames[idx[k]], pred, j, xyz[j], uvd[j], conf[j])
         for k, r in enumerate(batch):
             assert r is not None
             if overlay and depths[k] is not None:  # an unreadable frame: nothing to draw
@@ -247,7 +249,7 @@ def _joint_set(name: str) -> JointSet:
 
 
 def _frame_prediction(
-    frame: Frame, pred: Prediction, j: int, xyz: np.ndarray, uvd: np.ndarray
+    frame: Frame, pred: Prediction, j: int, xyz: np.ndarray, uvd: np.ndarray, conf: np.ndarray
 ) -> FramePrediction:
     return FramePrediction(
         frame.id,
@@ -259,7 +261,11 @@ def _frame_prediction(
         pred.com_uvd[j],
         xyz,
         uvd,
-        hand=pred.hand,
+        hand=pred.hands[j],
+        confidence=float(pred.confidence[j]),
+        joint_confidence=conf,
+        p_hand=float(pred.p_hand[j]),
+        p_left=float(pred.p_left[j]),
     )
 
 
@@ -328,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in describe_sensors(frames):
             print(line)
-        how = "--hand" if args.hand_given else "the default; --hand left for a left hand"
+        how = "--hand" if args.hand_given else "the default; --hand left or --hand auto"
         print(f"hand: {args.hand} ({how})")
     try:
         est = _load_estimator(

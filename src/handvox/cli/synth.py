@@ -18,7 +18,8 @@ from handvox.synth.transfer import run_transfer as transfer
 def _scene_overrides(args: argparse.Namespace) -> dict:
     """HandSynthConfig fields given on the command line."""
     names = ("forearm_prob", "body_prob", "wall_prob", "noise", "sensor_camera", "view",
-             "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")  # fmt: skip
+             "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob",
+             "no_hand_prob")  # fmt: skip
     out = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if getattr(args, "sensor", None):
         picked = tuple(s.strip() for s in args.sensor.split(",") if s.strip())
@@ -62,6 +63,11 @@ def run(args: argparse.Namespace) -> None:
         f"wrote {result.frames_written} frames in {len(result.chunks_written)} chunks to "
         f"{args.out} ({result.frames_per_second:.0f} frames/s); "
         f"{len(result.chunks_skipped)} chunks were already complete"
+        + (
+            f", {len(result.chunks_damaged)} damaged ones rewritten"
+            if result.chunks_damaged
+            else ""
+        )
     )
     if args.preview:
         print(f"wrote {write_preview(args.out)}")

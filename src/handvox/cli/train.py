@@ -7,15 +7,26 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from handvox.errors import HandvoxError
+from handvox.estimator.check import HandCheckConfig
+from handvox.estimator.pipeline import DEFAULT_MODEL_DIR
 from handvox.estimator.presets import paper_estimator, small_estimator
+from handvox.estimator.weights import load_model
 from handvox.io.datasets import DatasetSpec
 from handvox.train.augment import AugmentConfig
+from handvox.train.check import (
+    CheckTrainConfig,
+    cached_check_frames,
+    calibrate_spread,
+    choose_threshold,
+    train_check,
+)
 from handvox.train.config import TrainConfig, read_config
 from handvox.train.locator import LocatorTrainConfig, make_locator_data, train_locator
 from handvox.train.trainer import train
@@ -115,3 +126,36 @@ def run_locator(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     best = train_locator(train_npz, val_npz, args.out, config)
     print(f"locator: {best}")
+
+
+def run_check(args: argparse.Namespace) -> None:
+    """``handvox train-check``."""
+    model = args.model or DEFAULT_MODEL_DIR
+    est = load_model(model)
+    config = HandCheckConfig(volume=est.config.volume)
+    overrides = {k: getattr(args, k) for k in ("steps", "val_every")}
+    run = CheckTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.out / "cubes"
+    cache.mkdir(exist_ok=True)
+
+    def load(roots: list[Path]) -> dict:
+        parts = []
+        for r in roots:
+            name = str(r.resolve()).strip("/").replace("/", "_")
+            parts.append(cached_check_frames(r, cache / f"{name}.pt", est.config.segment, config,
+                                             progress=not args.quiet))  # fmt: skip
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    train, val = load(args.data), load(args.val)
+    meta = {"data": [str(r) for r in args.data], "val": [str(r) for r in args.val],
+            "segment_from": str(model), "command": " ".join(sys.argv)}  # fmt: skip
+    info = train_check(train, val, args.out, config, run, meta, progress=not args.quiet)
+    threshold = choose_threshold(args.out, val, args.keep)
+    print(f"threshold {threshold:.4f}: keeps {100 * args.keep:.1f} % of the validation hands")
+    spread = calibrate_spread(args.out, model, args.val, progress=not args.quiet)
+    print(f"spread_mm {spread:.2f} (median test-time-view spread on validation hand frames)")
+    best = min(info["log"], key=lambda r: r["val_loss"])
+    print(f"hand check in {args.out}: validation at step {best['step']}: "
+          + json.dumps({k: round(v, 4) for k, v in best.items() if k != "step"}))  # fmt: skip

@@ -12,6 +12,10 @@ Pipeline (paper Sec. 3), per frame:
    :func:`hand_volumes` is this step.
 3. Refinement net (when the model has one), then the pose net: joints relative to the COM, in
    units of ``pose.target_scale_mm``, decoded by :func:`handvox.estimator.volume.decode_joints`.
+4. The hand check (:mod:`handvox.estimator.check`) on the plain cube: ``p(hand)`` (a frame below
+   the check's threshold is not found: "not a hand") and ``p(left)``
+   (``hand="auto"`` estimates the frames it calls left as left hands); the confidence of each
+   frame and joint from ``p(hand)`` and the test-time views' agreement.
 
 ``fast=True`` (the default) on CPU runs the networks as the fastest measured CPU variants
 (:mod:`handvox.estimator.cpu`); ``fast=False`` runs them exactly as trained (fp32, eager).
@@ -29,6 +33,16 @@ import torch
 
 from handvox.camera import Camera, as_camera
 from handvox.errors import DataError, HandvoxError
+from handvox.estimator.check import (
+    HANDEDNESS_MIN,
+    SPREAD_MM,
+    HandCheck,
+    frame_confidence,
+    joint_confidence,
+    load_hand_check,
+    shipped_hand_check,
+    view_spread,
+)
 from handvox.estimator.cpu import fast_cpu_networks
 from handvox.estimator.locate import find_hand
 from handvox.estimator.segment import Segmentation, SegmentConfig
@@ -54,7 +68,16 @@ class Prediction:
         found: ``(B,)`` bool.
         reason: ``B`` strings, "" where found.
         joint_set: name of the joint set of ``joints_*``.
-        hand: ``"right"`` or ``"left"``: which hand the joints are of (the call's ``hand``).
+        hand: the call's ``hand``: ``"right"``, ``"left"`` or ``"auto"``.
+        hands: ``B`` strings, the hand each frame was estimated as (``right`` or ``left``).
+        p_hand: ``(B,)`` the hand check's probability that the cube is on a hand; NaN where no
+            hand was segmented or no check ran (``hand_check=False``).
+        p_left: ``(B,)`` its probability that the hand (as the frame shows it, before any
+            mirroring) is a left one; NaN likewise.
+        confidence: ``(B,)`` in [0, 1]: ``p_hand`` times the test-time views' agreement
+            (:func:`handvox.estimator.check.frame_confidence`); NaN where not estimated.
+        joint_confidence: ``(B, J)`` in (0, 1]: the views' agreement per joint; NaN where not
+            estimated or where the model averages no test-time views.
     """
 
     joints_xyz: np.ndarray
@@ -65,9 +88,33 @@ class Prediction:
     reason: list[str]
     joint_set: str
     hand: str = "right"
+    hands: list[str] | None = None
+    p_hand: np.ndarray | None = None
+    p_left: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    joint_confidence: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        b, j = self.joints_xyz.shape[:2]
+        if self.hands is None:
+            self.hands = [self.hand if self.hand in ("right", "left") else "right"] * b
+        for name in ("p_hand", "p_left", "confidence"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(b, np.nan))
+        if self.joint_confidence is None:
+            self.joint_confidence = np.full((b, j), np.nan)
 
     def __len__(self) -> int:
         return len(self.found)
+
+    def select(self, index: np.ndarray) -> Prediction:
+        """The frames ``index`` (an integer array) of this prediction."""
+        i = np.asarray(index, np.int64)
+        return Prediction(self.joints_xyz[i], self.joints_uvd[i], self.com_xyz[i],
+                          self.com_uvd[i], self.found[i], [self.reason[k] for k in i],
+                          self.joint_set, self.hand, [self.hands[k] for k in i], self.p_hand[i],
+                          self.p_left[i], self.confidence[i],
+                          self.joint_confidence[i])  # fmt: skip
 
 
 def as_depth_batch(depth: np.ndarray | torch.Tensor, camera: Camera) -> np.ndarray:
@@ -167,6 +214,10 @@ class HandPoseEstimator:
             averaged likewise (default: the model's ``config.test_scales``).
         segment_method: how the hand is found (``SegmentConfig.method``: ``"depth"``, the
             nearest object's end; ``"learned"``, the shipped locator); default: the model's.
+        hand_check: the hand check (:mod:`handvox.estimator.check`): True, the shipped one
+            (none where the package holds none); a folder or a loaded
+            :class:`~handvox.estimator.check.HandCheck`; False: none (every segmented frame is
+            estimated, ``p_hand`` NaN, ``hand="auto"`` refused).
 
     Raises:
         HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
@@ -184,8 +235,17 @@ class HandPoseEstimator:
         test_rotations_deg: tuple[float, ...] | None = None,
         test_scales: tuple[float, ...] | None = None,
         segment_method: str | None = None,
+        hand_check: bool | str | Path | HandCheck = True,
     ):
         self.config = estimator.config
+        if hand_check is True:
+            self.check = shipped_hand_check()
+        elif hand_check is False or hand_check is None:
+            self.check = None
+        elif isinstance(hand_check, HandCheck):
+            self.check = hand_check
+        else:
+            self.check = load_hand_check(hand_check)
         if segment_method is not None:
             seg = replace(self.config.segment, method=segment_method)
             self.config = replace(self.config, segment=seg)
@@ -253,7 +313,18 @@ class HandPoseEstimator:
         est = Estimator(replace(self.config, refine=None), self.pose_net, None, self.meta)
         keep = (self.batch_size, self.use_mask, self.recentre)
         tta = (self.config.test_rotations_deg, self.config.test_scales)
-        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta)
+        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta,
+                                 hand_check=self.check or False)  # fmt: skip
+
+    def without_check(self) -> HandPoseEstimator:
+        """The same estimator without the hand check: every segmented frame is estimated and
+        found (the benchmark protocols, whose frames all show a hand, score so)."""
+        if self.check is None:
+            return self
+        est = Estimator(self.config, self.pose_net, self.refine_net, self.meta)
+        keep = (self.batch_size, self.use_mask, self.recentre)
+        tta = (self.config.test_rotations_deg, self.config.test_scales)
+        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta, hand_check=False)
 
     # --- stages ---------------------------------------------------------------------------------
     def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
@@ -327,31 +398,83 @@ class HandPoseEstimator:
 
         ``hand``: the hand the frames show. The networks know right hands: a left hand's frames
         are flipped left to right (a right hand, seen through :meth:`Camera.mirrored`),
-        estimated, and the joints mirrored back (``x -> -x``).
+        estimated, and the joints mirrored back (``x -> -x``). ``"auto"``: the hand check
+        decides per frame (``p_left >= 0.5``: estimated as a left hand; ``hands`` says which).
 
         ``timings``, when given, accumulates wall-clock seconds per stage: ``segmentation``
-        (mask and COM), ``tsdf``, ``refinement``, ``pose`` (all passes of each).
+        (mask and COM), ``tsdf``, ``check``, ``refinement``, ``pose`` (all passes of each).
 
         Raises:
             DataError: depth not (H, W) / (B, H, W) numbers of the camera's size.
         """
-        if hand not in ("right", "left"):
-            raise HandvoxError(f"hand must be 'right' or 'left', got {hand!r}")
+        if hand not in ("right", "left", "auto"):
+            raise HandvoxError(f"hand must be 'right', 'left' or 'auto', got {hand!r}")
         cam = as_camera(camera)
         depth = as_depth_batch(depth, cam)
+        if hand == "right":
+            return self._estimate(depth, cam, timings)
         if hand == "left":
-            pred = self(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings)
-            xyz, com = pred.joints_xyz.copy(), pred.com_xyz.copy()
-            xyz[..., 0] *= -1
-            com[..., 0] *= -1
-            return Prediction(xyz, cam.xyz_to_uvd(xyz), com, cam.xyz_to_uvd(com), pred.found,
-                              pred.reason, pred.joint_set, "left")  # fmt: skip
+            return self._estimate_left(depth, cam, timings)
+        if self.check is None:
+            raise HandvoxError("hand='auto' needs the hand check (this estimator has none); "
+                               "say which hand: 'right' or 'left'")  # fmt: skip
+        acc = self.check.handedness_accuracy
+        if not acc >= HANDEDNESS_MIN:  # NaN too: never validated
+            raise HandvoxError(
+                f"hand='auto': this hand check tells left from right in {100 * acc:.0f} % of its "
+                f"validation frames, below the {100 * HANDEDNESS_MIN:.0f} % it needs; say which "
+                "hand the frames show: 'right' or 'left'"
+            )
+
+        pred = self._estimate(depth, cam, timings)
+        left = np.flatnonzero(pred.p_left >= 0.5)  # NaN (nothing segmented) is not >= 0.5
+        if left.size:
+            lp = self._estimate_left(depth[left], cam, timings)
+            for k, i in enumerate(left):
+                for name in ("joints_xyz", "joints_uvd", "com_xyz", "com_uvd", "found",
+                             "p_hand", "confidence", "joint_confidence"):  # fmt: skip
+                    getattr(pred, name)[i] = getattr(lp, name)[k]
+                pred.reason[i] = lp.reason[k]
+                pred.hands[i] = "left"
+        pred.hand = "auto"
+        return pred
+
+    def _estimate_left(self, depth: np.ndarray, cam: Camera, timings) -> Prediction:
+        """Left hands: the frames flipped left to right (right hands seen through the mirrored
+        camera), estimated, the joints mirrored back (``x -> -x``)."""
+        pred = self._estimate(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings)
+        xyz, com = pred.joints_xyz.copy(), pred.com_xyz.copy()
+        xyz[..., 0] *= -1
+        com[..., 0] *= -1
+        # The check saw the mirrored frame: its p(left) is that of the frame as shown being right.
+        return Prediction(xyz, cam.xyz_to_uvd(xyz), com, cam.xyz_to_uvd(com), pred.found,
+                          pred.reason, pred.joint_set, "left", None, pred.p_hand,
+                          1.0 - pred.p_left, pred.confidence,
+                          pred.joint_confidence)  # fmt: skip
+
+    def hand_check(self, tsdf_plain: torch.Tensor, depth: np.ndarray, segs: list[Segmentation],
+                   cam: Camera, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The hand check's ``p(hand)``, ``p(left)`` ``(B,)`` of found frames (``depth``
+        ``(B, H, W)``, their ``segs`` and cube ``centres`` ``(B, 3)``): on the pose path's plain
+        cube ``tsdf_plain`` where it is the check's cube, else on a cube of the check's own."""
+        chk = self.check
+        if chk.config.volume == self.config.volume and self.use_mask:
+            return chk(tsdf_plain)
+        vol = hand_volumes(depth, segs, cam, chk.config.volume, self.device, True, centres)
+        return chk(vol)
+
+    def _estimate(self, depth: np.ndarray, cam: Camera, timings) -> Prediction:
+        """The pipeline on ``(B, H, W)`` float32 depth, as right hands."""
         b, j = len(depth), len(self.joint_set)
         xyz = np.full((b, j, 3), np.nan)
         com = np.full((b, 3), np.nan)
         found = np.zeros(b, bool)
         reason = [""] * b
+        p_hand, p_left = np.full(b, np.nan), np.full(b, np.nan)
+        spread = np.full((b, j), np.nan)
         clock = _Clock(timings)
+        views = self.test_views()
+        unit = self.config.pose.target_scale_mm
         for s in range(0, b, self.batch_size):
             chunk = depth[s : s + self.batch_size]
             with clock("segmentation"):
@@ -363,30 +486,50 @@ class HandPoseEstimator:
                 continue
             found_segs = [segs[i] for i in hit]
             c = np.stack([g.com_xyz for g in found_segs])
+            idx = np.asarray(hit) + s
             joints = None
             for p in range(1 + self.recentre):
                 if p:  # the cube re-centred on the joints just predicted
                     c = joints.mean(1)
-                joints = np.zeros((len(hit), j, 3))
-                views = self.test_views()
-                for a, sc in views:
+                each = np.zeros((len(views), len(hit), j, 3))
+                for v, (a, sc) in enumerate(views):
                     with clock("tsdf"):
                         tsdf = self.volumes(chunk[hit], found_segs, cam, c, a, sc)
+                    if p == 0 and v == 0 and self.check is not None:
+                        with clock("check"):
+                            p_hand[idx], p_left[idx] = self.hand_check(
+                                tsdf, chunk[hit], found_segs, cam, c
+                            )
                     with clock("refinement"):
                         tsdf = self.refine(tsdf)
                     with clock("pose"):
                         out = self.pose(tsdf).cpu()
                     angle = torch.full((len(hit),), np.deg2rad(a), dtype=torch.float64)
-                    unit = self.config.pose.target_scale_mm
                     centre = torch.from_numpy(c)
-                    joints += decode_joints(
+                    each[v] = decode_joints(
                         out, centre, unit, angle, torch.full_like(angle, sc)
                     ).numpy()
-                joints /= len(views)
-            idx = np.asarray(hit) + s
+                joints = each.mean(0)
             xyz[idx] = joints
             com[idx] = c
             found[idx] = True
+            if len(views) > 1:
+                spread[idx] = view_spread(each)
+        spread_mm = self.check.config.spread_mm if self.check is not None else SPREAD_MM
+        joint_conf = joint_confidence(spread, spread_mm)
+        conf = np.where(found, frame_confidence(
+            np.where(np.isnan(p_hand), 1.0, p_hand), None if len(views) == 1 else spread,
+            spread_mm), np.nan)  # fmt: skip
+        if self.check is not None:
+            conf = np.where(np.isnan(p_hand), np.nan, conf)
+            t = self.check.config.threshold
+            rejected = found & (p_hand < t)
+            for i in np.flatnonzero(rejected):
+                reason[i] = f"not a hand: the hand check gives {p_hand[i]:.3f} (below {t:.3f})"
+
+            found &= ~rejected
+            xyz[rejected] = np.nan
+            com[rejected] = np.nan
         return Prediction(
             joints_xyz=xyz,
             joints_uvd=cam.xyz_to_uvd(xyz),
@@ -395,6 +538,10 @@ class HandPoseEstimator:
             found=found,
             reason=reason,
             joint_set=self.joint_set.name,
+            p_hand=p_hand,
+            p_left=p_left,
+            confidence=conf,
+            joint_confidence=joint_conf,
         )
 
 

@@ -13,6 +13,8 @@ An image with no valid pixel is returned as is: whether it holds a hand is for s
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from tokenize import TokenError
 
@@ -53,18 +55,70 @@ def check_depth(depth: np.ndarray, path: str | Path | None = None) -> np.ndarray
 _PNG16_MODES = ("I;16", "I;16B", "I;16L", "I")  # Pillow's modes for 16-bit grayscale PNGs
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_chunks(path: Path) -> None:
+    """Every chunk of a PNG file against its CRC. Pillow checks neither the image data's CRCs
+    nor, when it has the pixels it needs, zlib's own checksum at the stream's end: a flipped
+    bit there decodes to other depth values without an error (tests/test_fuzz.py found it)."""
+    data = path.read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        return  # not a PNG: Pillow's own checks
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        if pos + 12 > len(data):
+            raise DataError(path, f"unreadable or corrupt image (a PNG cut short at byte {pos})")
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 8 + length
+        if length > 2**31 - 1 or end + 4 > len(data):
+            raise DataError(
+                path,
+                f"unreadable or corrupt image (a PNG cut short or damaged: the chunk at byte "
+                f"{pos} claims {length} bytes)",
+            )
+        kind = data[pos + 4 : pos + 8]
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(data[pos + 4 : end]) != crc:
+            name = kind.decode("latin1")
+            raise DataError(
+                path,
+                f"unreadable or corrupt image (PNG chunk {name!r} at byte {pos} fails its CRC)",
+            )
+        if kind == b"IEND":
+            return
+        pos = end + 4
+
+
 def _load_image(path: Path) -> tuple[str, np.ndarray]:
     """The image's Pillow mode and its pixels (decoded now, so corrupt data fails here)."""
     try:
+        _check_png_chunks(path)
         with Image.open(path) as image:
             w, h = image.size
             if w * h > _MAX_PIXELS:  # before decoding: a lying header must not take the memory
                 raise DataError(path, f"image header claims {w}x{h} pixels: not a depth frame")
+            if image.format == "PNG" and image.mode == "RGB" and _png_bit_depth(path) == 16:
+                # Pillow reads 16-bit channels as 8-bit RGB: it would pass for NYU's encoding
+                raise DataError(
+                    path,
+                    "a 48-bit RGB PNG (16 bits a channel): no depth encoding (NYU's is 8-bit "
+                    "RGB; 16-bit depth is one grey channel)",
+                )
             return image.mode, np.asarray(image)
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
+    except DataError:
+        raise
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise DataError(path, f"unreadable or corrupt image ({e})") from None
+
+
+def _png_bit_depth(path: Path) -> int:
+    """Bits per channel in a PNG's IHDR (byte 24: after the signature, length, type, size)."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if len(head) == 25 else 0
 
 
 def _decode_nyu(mode: str, rgb: np.ndarray, path: Path) -> np.ndarray:
@@ -136,7 +190,15 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataError(path, "no such file") from None
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, MemoryError, SyntaxError, TokenError) as e:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        MemoryError,
+        OverflowError,
+        SyntaxError,
+        TokenError,
+    ) as e:
         raise DataError(path, f"unreadable or corrupt .npy file ({e})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise DataError(path, f"expected a numeric array, got {getattr(array, 'dtype', array)}")

@@ -75,6 +75,15 @@ def read_labels(path: str | Path, num_joints: int | None = None) -> LabelFile:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(path, f"unreadable as a text label file ({e})") from None
 
+    if text.strip() and not text.endswith(("\n", "\r")):
+        # Every label and prediction file of the datasets and papers ends its last line; one
+        # that does not may have been cut inside its last number, which still reads as a number.
+        last = len(text.splitlines())
+        raise DataError(
+            path,
+            f"line {last}: no line break after the last line: the file may be cut short inside "
+            "its last number; if it is complete, end it with a line break",
+        )
     kind = None
     rows: list[list[float]] = []
     names: list[str] = []

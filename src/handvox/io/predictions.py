@@ -65,6 +65,10 @@ class FramePrediction:
         joints_xyz, joints_uvd: ``(J, 3)``.
         overlay: the overlay image, relative to the predictions' folder, if one was drawn.
         hand: which hand the joints are of, ``"right"`` or ``"left"`` (``predict --hand``).
+        confidence: in [0, 1], of the frame's estimate (``Prediction.confidence``); NaN where
+            there is none (no hand segmented, files before confidences).
+        joint_confidence: ``(J,)`` the same per joint; NaN likewise.
+        p_hand, p_left: the hand check's probabilities (``Prediction.p_hand``, ``p_left``).
     """
 
     id: str
@@ -78,6 +82,10 @@ class FramePrediction:
     joints_uvd: np.ndarray
     overlay: str | None = None
     hand: str = "right"
+    confidence: float = float("nan")
+    joint_confidence: np.ndarray | None = None
+    p_hand: float = float("nan")
+    p_left: float = float("nan")
 
     @classmethod
     def missing(
@@ -165,7 +173,7 @@ def save_xyz(
 
 
 def load_xyz(
-    path: str | Path, camera: Camera, joint_set: JointSet, fmt: str = "auto"
+    path: str | Path, camera: Camera, joint_set: JointSet | str, fmt: str = "auto"
 ) -> tuple[np.ndarray, LabelFile, str]:
     """Read a label/prediction file as ``(N, J, 3)`` xyz mm (OpenCV frame): community text
     (uvd, or xyz by handvox's header) or ``handvox predict``'s ``predictions.json`` (its xyz;
@@ -180,6 +188,7 @@ def load_xyz(
         DataError: unreadable file, or a joint count other than ``len(joint_set)``.
     """
     path = Path(path)
+    joint_set = get_joint_set(joint_set)
     if path.is_dir():
         raise DataError(path, "is a folder, expected a label file")
     if path.suffix.lower() == ".json":
@@ -234,6 +243,33 @@ def _list(a: np.ndarray) -> list | None:
     return np.round(a, 3).tolist()
 
 
+def _number(x: float) -> float | None:
+    return round(float(x), 4) if np.isfinite(x) else None
+
+
+_TYPES = {"id": str, "source": str, "found": bool, "reason": str}
+
+
+def _types(f: dict, path: Path, where: str) -> None:
+    """A predictions.json frame's scalar fields of the right types (a ``found`` of ``"x"``
+    would read as true)."""
+    for key, kind in _TYPES.items():
+        if not isinstance(f[key], kind):
+            raise DataError(path, f"{where}: {key} is {f[key]!r}, expected a {kind.__name__}")
+    if f.get("hand", "right") not in ("right", "left"):
+        raise DataError(path, f"{where}: hand is {f['hand']!r}, expected right or left")
+    if f.get("overlay") is not None and not isinstance(f["overlay"], str):
+        raise DataError(path, f"{where}: overlay is {f['overlay']!r}, expected a path")
+
+
+def _float(value, path: Path, where: str) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(path, f"{where}: {value!r} is not a number")
+    return float(value)
+
+
 def write_json(path: str | Path, preds: Predictions) -> Path:
     """Write :class:`Predictions` as ``predictions.json`` (see the module docstring)."""
     js = get_joint_set(preds.joint_set)
@@ -255,6 +291,12 @@ def write_json(path: str | Path, preds: Predictions) -> Path:
                 "joints_uvd": _list(f.joints_uvd),
                 "overlay": f.overlay,
                 "hand": f.hand,
+                "confidence": _number(f.confidence),
+                "joint_confidence": None
+                if f.joint_confidence is None
+                else _list(np.asarray(f.joint_confidence)),
+                "p_hand": _number(f.p_hand),
+                "p_left": _number(f.p_left),
             }
             for f in preds.frames
         ],
@@ -265,6 +307,9 @@ def write_json(path: str | Path, preds: Predictions) -> Path:
 def _array(value: list | None, shape: tuple[int, ...], path: Path, where: str) -> np.ndarray:
     if value is None:
         return np.full(shape, np.nan)
+    flat = np.asarray(value, dtype=object).reshape(-1)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
+        raise DataError(path, f"{where}: values that are not numbers")
     a = np.asarray(value, np.float64)
     if a.shape != shape:
         raise DataError(path, f"{where}: shape {a.shape}, expected {shape}")
@@ -291,21 +336,31 @@ def read_json(path: str | Path) -> Predictions:
         frames = []
         for i, f in enumerate(doc["frames"]):
             where = f"frame {i} ({f['id']})"
-            frames.append(
-                FramePrediction(
-                    id=f["id"],
-                    source=f["source"],
-                    camera=None if f["camera"] is None else Camera.from_dict(f["camera"]),
-                    found=bool(f["found"]),
-                    reason=f["reason"],
-                    com_xyz=_array(f["com_xyz"], (3,), path, where),
-                    com_uvd=_array(f["com_uvd"], (3,), path, where),
-                    joints_xyz=_array(f["joints_xyz"], (j, 3), path, where),
-                    joints_uvd=_array(f["joints_uvd"], (j, 3), path, where),
-                    overlay=f.get("overlay"),
-                    hand=f.get("hand", "right"),  # files before handedness: right hands
-                )
+            _types(f, path, where)
+            frame = FramePrediction(
+                id=f["id"],
+                source=f["source"],
+                camera=None if f["camera"] is None else Camera.from_dict(f["camera"]),
+                found=f["found"],
+                reason=f["reason"],
+                com_xyz=_array(f["com_xyz"], (3,), path, where),
+                com_uvd=_array(f["com_uvd"], (3,), path, where),
+                joints_xyz=_array(f["joints_xyz"], (j, 3), path, where),
+                joints_uvd=_array(f["joints_uvd"], (j, 3), path, where),
+                overlay=f.get("overlay"),
+                hand=f.get("hand", "right"),  # files before handedness: right hands
+                confidence=_float(f.get("confidence"), path, where),
+                joint_confidence=None
+                if f.get("joint_confidence") is None
+                else _array(f["joint_confidence"], (j,), path, where),
+                p_hand=_float(f.get("p_hand"), path, where),
+                p_left=_float(f.get("p_left"), path, where),
             )
+            found_ok = np.isfinite(frame.joints_xyz).all() and np.isfinite(frame.com_xyz).all()
+            if frame.found != found_ok:
+                what = "no joints" if frame.found else "joints"
+                raise DataError(path, f"{where}: found is {frame.found} but it has {what}")
+            frames.append(frame)
     except DataError:
         raise
     except (KeyError, TypeError, ValueError) as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -28,6 +29,8 @@ from handvox.io.synthformat import (
     chunk_frames,
     chunk_name,
     decode_image,
+    read_checksums,
+    verify_file,
 )
 from handvox.joints import convert_joints, get_joint_set
 
@@ -117,14 +120,15 @@ class SyntheticDataset(FrameDataset):
                 self.missing_chunks.append(chunk_name(c))
                 continue
             n = len(chunk_frames(c, frames, size))
-            problem = check_chunk(path, n, self.images)
+            # Labels are read now, so they are checked now; a blob when first read (_blob).
+            problem = check_chunk(path, n, self.images, verify=["labels.npz"])
             if problem is not None:
                 raise DataError(path, problem)
             try:
                 with np.load(path / "labels.npz") as z:
                     for k in keys:
                         parts[k].append(z[k])
-            except (OSError, ValueError, KeyError, zlib.error) as e:
+            except (OSError, ValueError, KeyError, zlib.error, zipfile.BadZipFile) as e:
                 raise DataError(path / "labels.npz", f"unreadable ({type(e).__name__}: {e})") from e
             self.chunks.append(c)
         if self.missing_chunks:
@@ -159,6 +163,7 @@ class SyntheticDataset(FrameDataset):
         self._slot = self.frame_indices - np.asarray(self.chunks)[self._chunk_of] * size
         self._offsets = {k: parts[f"offsets_{k}"] for k in self.images}  # per chunk, (K+1,)
         self._maps: OrderedDict = OrderedDict()
+        self._verified: set[int] = set()  # chunks whose blobs matched their checksums
 
     def __getstate__(self) -> dict:
         # Memory maps do not travel to DataLoader workers; each process opens its own.
@@ -170,6 +175,15 @@ class SyntheticDataset(FrameDataset):
         entry = self._maps.get(ci)
         if entry is None:
             path = self.root / CHUNK_DIR / chunk_name(self.chunks[ci])
+            if ci not in self._verified:  # once per process: the bytes against the checksums
+                try:
+                    sums = read_checksums(path)
+                    problems = [verify_file(path, f"{k}.npy", sums) for k in self.images]
+                except (OSError, ValueError) as e:
+                    raise DataError(path, f"unreadable ({type(e).__name__}: {e})") from e
+                if any(problems):
+                    raise DataError(path, next(p for p in problems if p))
+                self._verified.add(ci)
             entry = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in self.images}
             self._maps[ci] = entry
             if len(self._maps) > _OPEN_CHUNKS:

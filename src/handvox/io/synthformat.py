@@ -11,6 +11,9 @@ Layout of a dataset folder::
                                   shape_id (K,), extra_<name> (K, ...)
         raw.npy, clean.npy        (N,) uint8: the frames' encoded crops, back to back
         extra_<name>.npy          the same for each (H, W) image in ``SynthFrame.extra``
+        SHA256SUMS                the SHA-256 of every file above (``sha256sum -c`` reads it),
+                                  written last: a chunk whose bytes changed after it was written
+                                  (a bad disk, a copy cut short, an edit) is found and named
 
 Encodings (decided by measurement: ``benchmarks/synth_write_speed.py``, figures in
 docs/benchmarks.md):
@@ -36,6 +39,8 @@ docs/benchmarks.md):
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -250,12 +255,73 @@ def _blob_bytes(path: Path) -> int:
     return shape[0]
 
 
-def check_chunk(path: Path, frames: int, images: Sequence[str]) -> str | None:
+CHECKSUMS = "SHA256SUMS"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path, names: Sequence[str]) -> None:
+    """Write ``folder/SHA256SUMS`` for the files ``names`` in it (``sha256sum``'s own format)."""
+    lines = [f"{file_sha256(folder / n)}  {n}\n" for n in sorted(names)]
+    with open(folder / CHECKSUMS, "w", encoding="ascii", newline="\n") as f:
+        f.writelines(lines)
+
+
+def read_checksums(folder: Path) -> dict[str, str] | None:
+    """``{file name: hex SHA-256}`` of a chunk; None for a chunk of a handvox older than
+    checksums (nothing to check it against).
+
+    Raises:
+        ValueError: a damaged checksum file.
+    """
+    path = folder / CHECKSUMS
+    if not path.exists():
+        return None
+    sums = {}
+    for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line:
+            continue
+        digest, sep, name = line.partition(b"  ")
+        if not sep or len(digest) != 64 or any(c not in b"0123456789abcdef" for c in digest):
+            raise ValueError(f"{CHECKSUMS} line {n} is not '<sha256>  <name>'")
+        sums[name.decode("ascii", "replace")] = digest.decode()
+    return sums
+
+
+def verify_file(folder: Path, name: str, sums: dict[str, str] | None) -> str | None:
+    """Why ``folder/name`` does not match its checksum, or None (also when no checksums)."""
+    if sums is None:
+        return None
+    if name not in sums:
+        return f"{name} is not in {CHECKSUMS}"
+    if file_sha256(folder / name) != sums[name]:
+        return f"{name}: content damaged (SHA-256 differs from {CHECKSUMS})"
+    return None
+
+
+def check_chunk(
+    path: Path, frames: int, images: Sequence[str], verify: Sequence[str] | None = None
+) -> str | None:
     """Why the chunk folder ``path`` is not a complete chunk of ``frames`` frames, or None.
 
-    Quick: reads the labels' index arrays and the blobs' headers, not the pixels.
+    Reads the labels' index arrays and the blobs' headers; ``verify``: the files whose bytes are
+    also checked against the chunk's checksums (None: all of them; a rerun of a job uses that;
+    the reader checks ``labels.npz`` when it opens a folder and a blob when it first reads it).
     """
     try:
+        sums = read_checksums(path)
+        for name in ["labels.npz"] + [f"{k}.npy" for k in images]:
+            if verify is None or name in verify:
+                problem = verify_file(path, name, sums)
+                if problem is not None:
+                    return problem
         with np.load(path / "labels.npz") as z:
             if len(z["frame_index"]) != frames:
                 return f"holds {len(z['frame_index'])} frames, expected {frames}"
@@ -264,6 +330,6 @@ def check_chunk(path: Path, frames: int, images: Sequence[str]) -> str | None:
                 size = _blob_bytes(path / f"{key}.npy")
                 if len(offsets) != frames + 1 or size != offsets[-1]:
                     return f"{key}.npy holds {size} bytes, labels expect {offsets[-1]}"
-    except (OSError, ValueError, KeyError, EOFError, zlib.error) as e:
+    except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         return f"unreadable ({type(e).__name__}: {e})"
     return None

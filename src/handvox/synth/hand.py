@@ -271,10 +271,15 @@ class HandFrameGenerator:
 
     def __call__(self, index: int, rng: np.random.Generator) -> SynthFrame:
         hand = self.sample_hand(index, rng)
+        extra = {}
+        hidden = False
+        if self.config.no_hand_prob > 0.0:  # drawn only then: other configs draw as before
+            hidden = bool(rng.random() < self.config.no_hand_prob)
+            extra["hand_shown"] = np.array([not hidden], np.uint8)
         scene = render_hand_scene(hand.joints["canonical21"], hand.bones, rng, self.config,
-                                  pose=hand.pose, held=hand.held)  # fmt: skip
+                                  pose=hand.pose, held=hand.held, hide_hand=hidden)  # fmt: skip
         raw = add_noise(scene, rng, self.config, hand.joints["canonical21"])
-        return make_frame(hand, scene, raw)
+        return make_frame(hand, scene, raw, **extra)
 
 
 def make_frame(hand: HandSample, scene: Scene, raw: np.ndarray, **extra) -> SynthFrame:

@@ -177,11 +177,16 @@ class HandSynthConfig:
             left hand three times in four), posed by the view sampler and moved beside the
             hand or before / behind it, not touching it. Its joints are not labels (stored
             apart, extra ``second_hand``).
+        no_hand_prob: chance that the frame's hand is left out of the picture: its forearm,
+            the object it held, a near object, a second hand, body and wall stay (frames that
+            are not of a hand, for the hand check, :mod:`handvox.estimator.check`). Frames then
+            hold the extra ``hand_shown`` (``(1,)`` uint8, 0 for such a frame); the joints are
+            the hidden hand's.
 
-    With any of the last four on, frames also hold the extras ``content`` (``(4,)`` uint8,
-    :data:`CONTENT_FLAGS`), ``objects`` (``(2, 12)`` float32: the held and the near object as
-    axis ends ``a``, ``b``, radius, a box's half-width vector and half thickness (zero for
-    round objects), camera frame, mm, and 1 for a precision grasp
+    With any of mesh_prob .. second_hand_prob on, frames also hold the extras ``content``
+    (``(4,)`` uint8, :data:`CONTENT_FLAGS`), ``objects`` (``(2, 12)`` float32: the held and the
+    near object as axis ends ``a``, ``b``, radius, a box's half-width vector and half thickness
+    (zero for round objects), camera frame, mm, and 1 for a precision grasp
     (:meth:`handvox.synth.objects.HeldObject.vector`); zeros where there is none) and
     ``second_hand`` (``(21, 3)`` float32 canonical joints, zeros where there is none).
     """
@@ -212,6 +217,7 @@ class HandSynthConfig:
     object_prob: float = 0.0
     near_object_prob: float = 0.0
     second_hand_prob: float = 0.0
+    no_hand_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _CHANCE_FIELDS:
@@ -250,7 +256,7 @@ class HandSynthConfig:
 
 _CONTENT_FIELDS = ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
 # Chances checked to lie in [0, 1] and left out of meta.json while 0 (older datasets resume).
-_CHANCE_FIELDS = (*_CONTENT_FIELDS, "hand_by_head_prob")
+_CHANCE_FIELDS = (*_CONTENT_FIELDS, "hand_by_head_prob", "no_hand_prob")
 
 
 def content_on(config: HandSynthConfig) -> bool:

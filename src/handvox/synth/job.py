@@ -23,8 +23,11 @@ touch each other's files, so N machines may share one folder. Every shard writes
 
 Resumption: a chunk is built in ``chunks/.chunk_XXXXXX.<tag>.tmp/`` and renamed to its final
 name when complete, so a killed job leaves only complete chunks and partial folders. A restart
-deletes its shard's partial folders, skips chunks that exist (checked: labels readable, frame
-count and blob sizes as expected) and writes the rest. The rename protects against the process
+deletes its shard's partial folders, skips chunks that exist (checked: every file against the
+chunk's ``SHA256SUMS``, labels readable, frame count and blob sizes as expected), names and
+rewrites damaged ones, and writes the rest. Two processes writing the same shard of one folder
+are refused (a lock per shard, held while the job runs and released by the kernel when the
+process ends, killed or not). The rename protects against the process
 being killed, not against power loss (nothing is fsynced).
 """
 
@@ -46,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from handvox.atomic import temp_path, write_text
+from handvox.atomic import naming, remove_stale_temps, temp_path, write_text, writer_lock
 from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.io.synthformat import (
@@ -65,6 +68,7 @@ from handvox.io.synthformat import (
     crop_box,
     encode_image,
     quantise_depth,
+    write_checksums,
 )
 from handvox.synth.frame import FrameGenerator, SynthFrame, frame_rng
 
@@ -198,6 +202,7 @@ def _write_chunk(chunks_dir: Path, c: int, first: int, encoded: list[dict]) -> b
         for key in encoded[0]["arrays"]:
             labels[key] = np.stack([e["arrays"][key] for e in encoded])
         np.savez(tmp / "labels.npz", **labels)
+        write_checksums(tmp, ["labels.npz"] + [f"{k}.npy" for k in encoded[0]["blobs"]])
         try:
             os.rename(tmp, final)
         except OSError:
@@ -207,6 +212,8 @@ def _write_chunk(chunks_dir: Path, c: int, first: int, encoded: list[dict]) -> b
                 return False
             raise
         return True
+    except OSError as e:  # a full disk names the chunk, not its temporary
+        raise naming(e, final, tmp) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -337,6 +344,7 @@ class SynthResult:
     root: Path
     chunks_written: list[int]
     chunks_skipped: list[int]
+    chunks_damaged: dict[int, str]  # chunk -> what was wrong with it (rewritten)
     frames_written: int
     partials_removed: int
     seconds: float
@@ -406,33 +414,41 @@ def synthesize(
     root = Path(out)
     chunks_dir = root / CHUNK_DIR
     chunks_dir.mkdir(parents=True, exist_ok=True)
-    _write_meta(root, _meta(camera, frames, seed, chunk_size, compression, gen_info, schema))
-    removed = _clean_partials(chunks_dir, set(mine))
+    with writer_lock(root, f"synth-shard-{shard[0]}-of-{shard[1]}", "this shard of a dataset"):
+        _write_meta(root, _meta(camera, frames, seed, chunk_size, compression, gen_info, schema))
+        removed = _clean_partials(chunks_dir, set(mine))
+        removed += remove_stale_temps(root) + remove_stale_temps(chunks_dir)
 
-    images = list(DEPTH_ENCODING) + [f"extra_{k}" for k in schema["extra_images"]]
-    todo, skipped = [], []
-    for c in mine:
-        path = chunks_dir / chunk_name(c)
-        n = len(chunk_frames(c, frames, chunk_size))
-        if path.is_dir() and check_chunk(path, n, images) is None:
-            skipped.append(c)
-        else:
-            if path.exists():  # damaged at its final name (not from a kill): redo it
-                shutil.rmtree(path)
-            todo.append(c)
+        images = list(DEPTH_ENCODING) + [f"extra_{k}" for k in schema["extra_images"]]
+        todo, skipped, damaged = [], [], {}
+        for c in mine:
+            path = chunks_dir / chunk_name(c)
+            n = len(chunk_frames(c, frames, chunk_size))
+            problem = check_chunk(path, n, images) if path.exists() else "missing"
+            if problem is None:
+                skipped.append(c)
+            else:
+                if path.exists():  # damaged at its final name (not from a kill): named, redone
+                    damaged[c] = problem
+                    print(f"synth: {path}: {problem}; writing it again", file=sys.stderr)
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                todo.append(c)
 
-    job = _Job(root, generator, camera, frames, seed, chunk_size, compression, schema)
-    total = sum(len(chunk_frames(c, frames, chunk_size)) for c in todo)
-    written = 0
-    label = f"synth {shard[0]}/{shard[1]}" if shard[1] > 1 else "synth"
-    with tqdm(total=total, unit="frame", desc=label, disable=None if progress else True) as bar:
-        if workers == 1 or len(todo) <= 1:
-            for c in todo:
-                written += _run_chunk(job, c, on_frame=lambda: bar.update(1))
-        else:
-            ctx = mp.get_context(mp_context)
-            with ctx.Pool(min(workers, len(todo)), _init_worker, (job,)) as pool:
-                for c, n in zip(todo, pool.imap(_worker_chunk, todo), strict=True):
-                    written += n
-                    bar.update(len(chunk_frames(c, frames, chunk_size)))
-    return SynthResult(root, todo, skipped, written, removed, time.perf_counter() - t0)
+        job = _Job(root, generator, camera, frames, seed, chunk_size, compression, schema)
+        total = sum(len(chunk_frames(c, frames, chunk_size)) for c in todo)
+        written = 0
+        label = f"synth {shard[0]}/{shard[1]}" if shard[1] > 1 else "synth"
+        with tqdm(total=total, unit="frame", desc=label, disable=None if progress else True) as bar:
+            if workers == 1 or len(todo) <= 1:
+                for c in todo:
+                    written += _run_chunk(job, c, on_frame=lambda: bar.update(1))
+            else:
+                ctx = mp.get_context(mp_context)
+                with ctx.Pool(min(workers, len(todo)), _init_worker, (job,)) as pool:
+                    for c, n in zip(todo, pool.imap(_worker_chunk, todo), strict=True):
+                        written += n
+                        bar.update(len(chunk_frames(c, frames, chunk_size)))
+        return SynthResult(root, todo, skipped, damaged, written, removed, time.perf_counter() - t0)

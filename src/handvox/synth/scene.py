@@ -32,8 +32,10 @@ from handvox.synth.noise import add_sensor_noise
 from handvox.synth.objects import OBJECT_KINDS, HeldObject, draw_objects
 from handvox.synth.primitives import (
     FOREARM,
+    LITTLE,
     OBJECT,
     OTHER_HAND,
+    PALM,
     Primitives,
     forearm_primitives,
     hand_primitives,
@@ -46,6 +48,8 @@ from handvox.synth.sensors import (
     simulate_at_sensor,
 )
 from handvox.synth.skinned import libhand_hand
+
+HAND_PART_IDS = np.arange(PALM, LITTLE + 1)  # palm, thumb .. little: the hand itself
 
 
 def joint_radii(bones: HandBones) -> np.ndarray:
@@ -106,12 +110,14 @@ def render_hand_scene(
     config: HandSynthConfig,
     pose: np.ndarray | None = None,
     held: HeldObject | None = None,
+    hide_hand: bool = False,
 ) -> Scene:
     """Render a posed hand (``(21, 3)`` canonical joints, camera frame; ``bones`` its
     HandBones of batch 1) with the optional forearm, body and wall of ``config``; with its
     content options also the mesh hand (which needs ``pose``, the ``(30,)`` pose of the joints),
     the object ``held`` in the hand, an object near it and a second hand; in the egocentric and
-    desk views as :data:`VIEW_RULES` say.
+    desk views as :data:`VIEW_RULES` say. ``hide_hand``: everything but the hand itself (its
+    forearm, what it held, the rest of the scene, placed as with it).
 
     Randomness: ``rng`` only. Rendering runs in the calling thread (``threads=1``): the job
     runner's parallelism is one process per core.
@@ -134,6 +140,11 @@ def render_hand_scene(
         prims = hand_primitives(j, joint_radii(bones), palm_thickness=28.0 * s_t,
                                 forearm=forearm, forearm_length=length)  # fmt: skip
         far = j[:, 2].max() + 60.0  # behind the hand (and its thickness)
+    if hide_hand:
+        keep = ~np.isin(prims.part, HAND_PART_IDS)
+        prims = Primitives(prims.kind[keep], prims.params[keep], prims.part[keep])
+        if content is not None:  # the hand's mesh (a second hand's faces are all OTHER_HAND)
+            content.meshes = [m for m in content.meshes if (m[1] == OTHER_HAND + 1).all()]
     centre = j.mean(axis=0)
     if body:
         # A person behind the raised hand (NYU's subjects hold it ~250 mm before the chest):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from handvox.atomic import write_text
+from handvox.atomic import remove_stale_temps, write_text, writer_lock
 from handvox.errors import HandvoxError
 from handvox.estimator.volume import decode_joints
 from handvox.estimator.weights import EstimatorConfig, build_networks, load_model, save_model
@@ -98,12 +99,19 @@ def train(
         :class:`TrainResult`.
     """
     ctx, device = setup_distributed(cfg.device)
+    out = Path(out)
     try:
-        run = _Run.start(cfg, Path(out), device, ctx, resume, command or " ".join(sys.argv))
-        result = _loop(run, max_steps, on_step)
-        # Every process past its last collective before any tears the group down.
-        ctx.barrier()
-        return result
+        with ExitStack() as stack:
+            if ctx.main:  # one writer a run folder; a killed one's temporaries go
+                out.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(writer_lock(out, "train", "a training run"))
+                for folder in [out, *(p for p in out.iterdir() if p.is_dir())]:
+                    remove_stale_temps(folder)
+            run = _Run.start(cfg, out, device, ctx, resume, command or " ".join(sys.argv))
+            result = _loop(run, max_steps, on_step)
+            # Every process past its last collective before any tears the group down.
+            ctx.barrier()
+            return result
     finally:
         ctx.close()
 
@@ -166,6 +174,12 @@ def _loop(run: _Run, max_steps: int | None, on_step) -> TrainResult:
                     if st.step >= run.total_steps:
                         break  # total_steps reached within the epoch
             if st.step_in_epoch >= steps:
+                st.epoch, st.step_in_epoch = st.epoch + 1, 0
+            run.validate_and_log()
+        if st.log and st.log[-1]["step"] != st.step:
+            # Resumed from a state saved at the run's last step but killed before the
+            # validation that follows it (the loop above has no step left to enter for).
+            if st.step_in_epoch >= batches.steps(st.epoch):
                 st.epoch, st.step_in_epoch = st.epoch + 1, 0
             run.validate_and_log()
     except _Stop:
