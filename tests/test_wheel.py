@@ -44,7 +44,7 @@ print("ok", handvox.__version__)
 def test_a_wheel_installs_outside_the_checkout_and_finds_what_it_ships(tmp_path):
     wheels = tmp_path / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(wheels), str(ROOT)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

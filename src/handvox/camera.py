@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from handvox.errors import DataError, HandvoxError
+from handvox.errors import HandvoxError, SizeMismatch
 
 if TYPE_CHECKING:  # annotations only: see the module docstring
     import torch
@@ -134,7 +134,7 @@ class Camera:
         shape = tuple(depth.shape)
         if len(shape) < 2 or shape[-2:] != (self.height, self.width):
             size = f"{shape[-1]}x{shape[-2]}" if len(shape) >= 2 else f"of shape {shape}"
-            raise DataError(
+            raise SizeMismatch(
                 source,
                 f"depth is {size} but the camera is {self.width}x{self.height}: its intrinsics "
                 "do not apply" + (f" ({hint})" if hint else ""),

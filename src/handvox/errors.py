@@ -16,3 +16,8 @@ class DataError(HandvoxError, ValueError):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class SizeMismatch(DataError):
+    """An image whose size is not its camera's (its intrinsics would not apply): in a folder of
+    mixed sizes, a per-file result rather than the end of the run."""

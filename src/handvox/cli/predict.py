@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from handvox.camera import Camera, as_camera
-from handvox.errors import DataError, HandvoxError
+from handvox.errors import DataError, HandvoxError, SizeMismatch
 from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.datasets import DatasetSpec
 from handvox.io.predictions import FORMATS, FramePrediction, Predictions, write_predictions
@@ -158,6 +158,7 @@ class PredictSummary:
     found: int
     errors: int
     files: list[Path]
+    other_sizes: int = 0  # frames whose image size is not their camera's (not estimated)
 
 
 def predict_frames(
@@ -208,12 +209,15 @@ def predict_frames(
             try:
                 depths[k] = frames[i].read()
             except DataError as e:
-                if not skip_errors:
+                # A frame of another size than its camera is that file's result (a folder of
+                # mixed sizes goes on); other unreadable files end the run unless skipped.
+                if not skip_errors and not isinstance(e, SizeMismatch):
                     bar.close()
                     raise
                 f = frames[i]
+                what = "other size" if isinstance(e, SizeMismatch) else "unreadable"
                 batch[k] = FramePrediction.missing(
-                    f.id, f.source, f.camera, f"unreadable: {e}", len(dst_set)
+                    f.id, f.source, f.camera, f"{what}: {e}", len(dst_set)
                 )
         ok = [k for k, d in enumerate(depths) if d is not None]
         if ok:
@@ -238,7 +242,8 @@ def predict_frames(
     written = write_predictions(out, preds, formats)
     found = sum(r.found for r in results)
     errors = sum(r.reason.startswith("unreadable:") for r in results)
-    return PredictSummary(len(results), found, errors, written)
+    sizes = sum(r.reason.startswith("other size:") for r in results)
+    return PredictSummary(len(results), found, errors, written, sizes)
 
 
 def _joint_set(name: str) -> JointSet:
@@ -358,6 +363,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{summary.frames} frames, hand found in {summary.found}"
         + (f", {summary.errors} unreadable" if summary.errors else "")
+        + (
+            f", {summary.other_sizes} of another size than their camera (not estimated)"
+            if summary.other_sizes
+            else ""
+        )
         + "; wrote "
         + ", ".join(str(p) for p in summary.files)
         + (f" and {args.out / 'overlays'}/" if args.overlay else "")
