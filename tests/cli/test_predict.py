@@ -117,6 +117,25 @@ def test_wrong_size_for_camera_is_named(tmp_path, tiny_model, mixed_folder, caps
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "a_nyu.png" in err and "640x480" in err and "320x240" in err
+    # A folder of mixed sizes: the frames of the camera's size are estimated, the others are
+    # their own results (found=false, why), and the run goes on.
+    np.save(mixed_folder / "f_small.npy", np.full((240, 320), 700.0, np.float32))
+    out = tmp_path / "mixed"
+    args = ["predict", str(mixed_folder), "--model", str(tiny_model), "--camera", "nyu",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert "1 of another size than their camera" in capsys.readouterr().out
+    frames = {
+        f["id"].split("/")[-1]: f
+        for f in json.loads((out / "predictions.json").read_text())["frames"]
+    }
+    small = frames["f_small.npy"]
+    assert (
+        not small["found"]
+        and small["reason"].startswith("other size:")
+        and "320x240" in small["reason"]
+    )
+    assert frames["a_nyu.png"]["found"]
 
 
 @pytest.mark.integration

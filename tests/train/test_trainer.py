@@ -24,21 +24,49 @@ from handvox.io.synthetic import SyntheticDataset
 from handvox.train.config import TrainConfig
 from handvox.train.logs import LOG_FIELDS
 from handvox.train.state import STATE_NAME
-from handvox.train.trainer import lr_factor, train
+from handvox.train.trainer import lr_schedule, train
 from tests.tiny import tiny_config
 from tests.train.toy import CAMERA, read_log, toy_config, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _closed_form(step: int, cfg: TrainConfig, total: int) -> float:
+    """The schedule's definition: linear warm-up times a cosine reaching 0 at ``total``."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "cosine":
+        return warm * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    return warm
+
+
+def _lrs(cfg: TrainConfig, total: int, steps: int, start: int = 0) -> list[float]:
+    """The learning rate at steps ``start .. start + steps - 1``, the scheduler built at
+    ``start`` (as a resumed run builds it) and stepped along with its optimiser."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = lr_schedule(opt, cfg, total, start)
+    out = []
+    for _ in range(steps):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
 def test_learning_rate_schedule():
-    cfg = TrainConfig(lr_schedule="cosine", warmup_steps=4)
-    assert [lr_factor(s, cfg, 20) for s in range(4)] == pytest.approx(
-        [(s + 1) / 4 * 0.5 * (1 + math.cos(math.pi * s / 20)) for s in range(4)]
-    )
-    assert lr_factor(10, cfg, 20) == pytest.approx(0.5) and lr_factor(25, cfg, 20) == 0.0
-    constant = TrainConfig(warmup_steps=4)
-    assert [lr_factor(s, constant, 20) for s in (0, 3, 19)] == [0.25, 1.0, 1.0]
+    """torch.optim.lr_scheduler's warm-up and cosine, chained: the closed form; built at a
+    later step (a resumed run) it goes on bit for bit; re-spanned over more steps, it follows
+    the new cosine from where it is."""
+    cfg = TrainConfig(lr_schedule="cosine", warmup_steps=4, lr=1e-3)
+    lrs = _lrs(cfg, 20, 21)  # a run never steps past its total
+    assert lrs == pytest.approx([1e-3 * _closed_form(s, cfg, 20) for s in range(21)], abs=1e-12)
+    assert lrs[10] == pytest.approx(0.5e-3) and lrs[20] == pytest.approx(0.0, abs=1e-15)
+    assert _lrs(cfg, 20, 8, start=7) == lrs[7:15]  # resumed: exactly the same values
+    longer = _lrs(cfg, 40, 5, start=10)  # resumed with more epochs: the new curve from step 10
+    assert longer == pytest.approx([1e-3 * _closed_form(s, cfg, 40) for s in range(10, 15)])
+    constant = TrainConfig(warmup_steps=4, lr=1e-3)
+    assert _lrs(constant, 20, 20)[::3] == pytest.approx([2.5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3,
+                                                         1e-3])  # fmt: skip
+    assert _lrs(TrainConfig(lr=1e-3), 20, 3) == [1e-3] * 3  # no warm-up, constant
 
 
 @pytest.mark.slow

@@ -202,6 +202,7 @@ def predict_frames(
             raise HandvoxError(str(e)) from None
     results: list[FramePrediction] = []
     bar = tqdm(total=len(frames), unit="frame", disable=not progress, desc="predict")
+    first_mismatch: SizeMismatch | None = None
     for idx in _batches(frames, batch_size):
         batch: list[FramePrediction | None] = [None] * len(idx)
         depths: list[np.ndarray | None] = [None] * len(idx)
@@ -214,6 +215,8 @@ def predict_frames(
                 if not skip_errors and not isinstance(e, SizeMismatch):
                     bar.close()
                     raise
+                if isinstance(e, SizeMismatch) and first_mismatch is None:
+                    first_mismatch = e
                 f = frames[i]
                 what = "other size" if isinstance(e, SizeMismatch) else "unreadable"
                 batch[k] = FramePrediction.missing(
@@ -238,6 +241,8 @@ def predict_frames(
             results.append(r)
         bar.update(len(idx))
     bar.close()
+    if first_mismatch is not None and all(r.reason.startswith("other size:") for r in results):
+        raise first_mismatch  # no frame fits the camera: the camera is wrong, not the files
     preds = Predictions(dst_set.name, results, model_name)
     written = write_predictions(out, preds, formats)
     found = sum(r.found for r in results)

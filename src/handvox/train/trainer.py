@@ -27,16 +27,21 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import (
+    ChainedScheduler,
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+)
 
 from handvox.atomic import remove_stale_temps, write_text, writer_lock
 from handvox.errors import HandvoxError
@@ -200,18 +205,33 @@ def _loop(run: _Run, max_steps: int | None, on_step) -> TrainResult:
                        dict(run.frames.skipped))  # fmt: skip
 
 
-def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
-    """The learning rate of optimiser step ``step`` (from 0) over ``cfg.lr``: a linear warmup
-    over ``cfg.warmup_steps`` times a constant, or a cosine reaching 0 at step ``total``.
+def lr_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, step: int = 0):
+    """The learning-rate schedule from ``torch.optim.lr_scheduler``, advanced to optimiser step
+    ``step``: a linear warm-up over ``cfg.warmup_steps`` (``LinearLR``) times, for ``cosine``, a
+    cosine reaching 0 at step ``total`` (``CosineAnnealingLR``), chained multiplicatively
+    (``ChainedScheduler``: the warm-up scales the cosine, where ``SequentialLR`` would delay it).
 
-    Applied through ``LambdaLR``, as a closed form of the step: the warmup multiplies the cosine
-    (SequentialLR would delay it) and a resumed run may re-span it over more epochs
-    (``epochs`` is a RUN_FIELD), which the recursive CosineAnnealingLR cannot follow.
+    A resumed run builds it afresh and steps it to where it was (scalar updates: milliseconds for
+    tens of thousands of steps), so the values are those of an uninterrupted run bit for bit,
+    and a run resumed with more epochs (``epochs`` is a RUN_FIELD) follows the cosine re-spanned
+    over its new ``total`` from the step it is at.
     """
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    for group in opt.param_groups:
+        group["lr"] = group["initial_lr"] = cfg.lr
+    parts: list[torch.optim.lr_scheduler.LRScheduler] = []
+    if cfg.warmup_steps > 1:
+        w = cfg.warmup_steps
+        parts.append(LinearLR(opt, start_factor=1.0 / w, end_factor=1.0, total_iters=w - 1))
     if cfg.lr_schedule == "cosine" and total > 0:
-        return warm * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    return warm
+        parts.append(CosineAnnealingLR(opt, T_max=total, eta_min=0.0))
+    if not parts:
+        parts.append(ConstantLR(opt, factor=1.0, total_iters=0))
+    sched = ChainedScheduler(parts, optimizer=opt)
+    with warnings.catch_warnings():  # stepping without optimiser steps is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(min(step, total) if cfg.lr_schedule == "cosine" else step):
+            sched.step()
+    return sched
 
 
 # --- the networks ---------------------------------------------------------------------------
@@ -307,7 +327,7 @@ class _Run:
     model: _Model  # the trained ones
     ddp: nn.Module  # model, under DDP when there are several processes
     opt: torch.optim.Optimizer
-    sched: LambdaLR
+    sched: ChainedScheduler
     total_steps: int  # the run's end: all epochs' steps, or fewer with cfg.total_steps
     state: RunState
 
@@ -352,9 +372,7 @@ class _Run:
         total = sum(loaders.batches.steps(e) for e in range(cfg.epochs))
         if cfg.total_steps:
             total = min(total, cfg.total_steps)
-        for group in opt.param_groups:  # the schedule's base (states saved before it lack it)
-            group.setdefault("initial_lr", cfg.lr)
-        sched = LambdaLR(opt, partial(lr_factor, cfg=cfg, total=total), last_epoch=state.step - 1)
+        sched = lr_schedule(opt, cfg, total, state.step)
         run = cls(cfg, est, out, device, ctx, command, frames, loaders, pose, refine, model,
                   ctx.wrap(model, device), opt, sched, total, state)  # fmt: skip
         if ctx.main:
