@@ -87,6 +87,10 @@ def test_found_and_auto_follow_the_check(frame, tiny_model):
     plain = HandPoseEstimator.from_folder(tiny_model, hand_check=False, **views)
     ref = plain(both, NYU)
     assert ref.found.all() and np.isnan(ref.p_hand).all()
+    # without a check the views' agreement alone; without views either, nothing to say: NaN
+    assert ((ref.confidence > 0) & (ref.confidence <= 1)).all()
+    bare = HandPoseEstimator.from_folder(tiny_model, hand_check=False, test_rotations_deg=())
+    assert np.isnan(bare(both, NYU).confidence).all()
     with pytest.raises(HandvoxError, match="auto"):
         plain(frame, NYU, hand="auto")
 

@@ -517,11 +517,14 @@ class HandPoseEstimator:
                 spread[idx] = view_spread(each)
         spread_mm = self.check.config.spread_mm if self.check is not None else SPREAD_MM
         joint_conf = joint_confidence(spread, spread_mm)
-        conf = np.where(found, frame_confidence(
-            np.where(np.isnan(p_hand), 1.0, p_hand), None if len(views) == 1 else spread,
-            spread_mm), np.nan)  # fmt: skip
+        # p_hand times the views' agreement; either alone where the other is missing; NaN
+        # (nothing to say) without a check and without test-time views.
+        views_spread = None if len(views) == 1 else spread
+        conf = np.full(b, np.nan)
+        if self.check is not None or views_spread is not None:
+            ph = p_hand if self.check is not None else np.ones(b)
+            conf = np.where(found, frame_confidence(ph, views_spread, spread_mm), np.nan)
         if self.check is not None:
-            conf = np.where(np.isnan(p_hand), np.nan, conf)
             t = self.check.config.threshold
             rejected = found & (p_hand < t)
             for i in np.flatnonzero(rejected):
