@@ -365,6 +365,14 @@ def _save_figure(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100)
 
 
+def _frame_note(pred, i: int) -> str:
+    """A contact-sheet caption: the frame's confidence, or why it has no skeleton."""
+    if pred.found[i]:
+        c = pred.confidence[i]
+        return f"confidence {c:.2f}" if np.isfinite(c) else ""
+    return "not a hand (hand check)" if pred.reason[i].startswith("not a hand") else "no hand found"
+
+
 def real_frames_section(est: HandPoseEstimator, shared: Path, out: Path) -> tuple[list[str], dict]:
     """The model on real sensors' frames: the 19 SR305 frames (unlabelled), the NYU test frame 1
     (labelled: an approximate error on NYU's 14 joints) and the HANDS 2017 frame (unlabelled),
@@ -378,7 +386,7 @@ def real_frames_section(est: HandPoseEstimator, shared: Path, out: Path) -> tupl
     for i, (name, depth) in enumerate(sr_frames):
         uvd = sr_pred.joints_uvd[i] if sr_pred.found[i] else None
         sheet.append(SheetFrame(name, depth, sr_cam, uvd, box=_sheet_box(est, depth, sr_cam, uvd),
-                                note="" if uvd is not None else "no hand found"))  # fmt: skip
+                                note=_frame_note(sr_pred, i)))  # fmt: skip
     fig = contact_sheet(sheet, js, cols=5, title=f"Intel RealSense SR305: {len(sheet)} frames")
     _save_figure(fig, out / "real" / "sr305.png")
 
@@ -421,6 +429,8 @@ def real_frames_section(est: HandPoseEstimator, shared: Path, out: Path) -> tupl
     _save_figure(fig, out / "real" / "others.png")
     seconds = time.perf_counter() - t0
     missed = [name for (name, _), f in zip(sr_frames, sr_pred.found, strict=True) if not f]
+    rejected = [n for (n, _), r in zip(sr_frames, sr_pred.reason, strict=True)
+                if r.startswith("not a hand")]  # fmt: skip
     lines = [
         "## Real frames",
         "",
@@ -434,8 +444,12 @@ def real_frames_section(est: HandPoseEstimator, shared: Path, out: Path) -> tupl
         "(an open palm turned in the image plane; fingers apart, not stretched), from "
         "L. Ondris's hand-recognition dataset under the MIT licence; it has gesture labels but "
         "no joint labels, so judge these by eye"
-        + (f" (no hand found in {', '.join(missed)})" if missed else "")
-        + ":",
+        + (f" (no hand found in {', '.join(missed)}" if missed else "")
+        + (f"; the hand check's 'not a hand': {', '.join(rejected)}" if rejected else "")
+        + (")" if missed else "")
+        + ". Under each frame its confidence (the hand check's p(hand) times how well the "
+        "test-time cubes agree; it ranks estimates by their error, docs/benchmarks.md, 'The hand "
+        "check'):",
         "",
         "![SR305 frames](real/sr305.png)",
         "",
