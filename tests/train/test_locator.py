@@ -99,6 +99,11 @@ def test_train_locator_command_renders_then_trains(tmp_path):
         scenes = set(range(len(LOCATOR_SCENES)))
         assert len(z["depth"]) == 20 and set(z["scene"].tolist()) <= scenes
     assert (out / "best" / "model.safetensors").is_file()
+    # A second writer of the run is refused while the first holds it (here: this process).
+    from handvox.atomic import writer_lock
+
+    with writer_lock(out, "train-locator", "a locator training run"):
+        assert main(args) == 2
 
 
 def test_rendering_resumes_from_the_blocks_done(tmp_path):

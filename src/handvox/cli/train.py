@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from handvox.atomic import remove_stale_temps, writer_lock
 from handvox.errors import HandvoxError
 from handvox.estimator.check import HandCheckConfig
 from handvox.estimator.pipeline import DEFAULT_MODEL_DIR
@@ -118,13 +119,18 @@ def run_locator(args: argparse.Namespace) -> None:
     config = LocatorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     data = args.out / "data"
     train_npz, val_npz = data / f"train-{args.frames}.npz", data / f"val-{args.val_frames}.npz"
-    if not train_npz.is_file():
-        make_locator_data(train_npz, args.frames, args.workers)
-    if not val_npz.is_file():
-        # frames 10^6 .. of each scene: never a training frame
-        make_locator_data(val_npz, args.val_frames, args.workers, first=10**6)
-    torch.set_num_threads(args.threads)
-    best = train_locator(train_npz, val_npz, args.out, config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    # One writer a run folder; a killed one's temporaries go (as handvox train does).
+    with writer_lock(args.out, "train-locator", "a locator training run"):
+        for folder in [args.out, *(p for p in args.out.iterdir() if p.is_dir())]:
+            remove_stale_temps(folder)
+        if not train_npz.is_file():
+            make_locator_data(train_npz, args.frames, args.workers)
+        if not val_npz.is_file():
+            # frames 10^6 .. of each scene: never a training frame
+            make_locator_data(val_npz, args.val_frames, args.workers, first=10**6)
+        torch.set_num_threads(args.threads)
+        best = train_locator(train_npz, val_npz, args.out, config)
     print(f"locator: {best}")
 
 
