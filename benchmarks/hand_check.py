@@ -199,10 +199,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--frames", type=int, default=300, help="frames per set (the first ones)")
     ap.add_argument("--check", type=Path, help="hand check folder (default: the shipped one)")
+    ap.add_argument(
+        "--segment",
+        choices=["depth", "learned"],
+        help="how the hand is found (default: the model's, the depth rule)",
+    )
     args = ap.parse_args()
     check = args.check if args.check else True
-    est = HandPoseEstimator.default(hand_check=check)
-    plain = HandPoseEstimator.default(hand_check=False)
+    est = HandPoseEstimator.default(hand_check=check, segment_method=args.segment)
+    plain = HandPoseEstimator.default(hand_check=False, segment_method=args.segment)
     sets = {}
     for root in map(Path, args.sets.split(",")):
         s = score_set(root, est, plain, args.frames)
