@@ -111,6 +111,20 @@ def test_unreadable_file_is_named(tmp_path, tiny_model, mixed_folder, capsys):
 
 
 @pytest.mark.integration
+def test_hand_check_on_by_default_and_said_and_off_on_request(tmp_path, tiny_model, frame,
+                                                              capsys):  # fmt: skip
+    np.save(tmp_path / "f.npy", frame)
+    base = ["predict", str(tmp_path / "f.npy"), "--model", str(tiny_model), "--camera", "nyu"]
+    assert main([*base, "--out", str(tmp_path / "on")]) in (0, 1)
+    assert "hand check: on" in capsys.readouterr().out
+    on = json.loads((tmp_path / "on/predictions.json").read_text())["frames"][0]
+    assert 0.0 <= on["p_hand"] <= 1.0
+    assert main([*base, "--out", str(tmp_path / "off"), "--no-hand-check"]) == 0
+    assert "hand check: off" in capsys.readouterr().out
+    off = json.loads((tmp_path / "off/predictions.json").read_text())["frames"][0]
+    assert off["found"] and off["p_hand"] is None
+
+
 def test_wrong_size_for_camera_is_named(tmp_path, tiny_model, mixed_folder, capsys):
     args = ["predict", str(mixed_folder / "a_nyu.png"), "--model", str(tiny_model),
             "--camera", "icvl", "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip

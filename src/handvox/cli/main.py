@@ -86,6 +86,12 @@ def _add_inference_commands(sub) -> None:
         "default: the model's",
     )
     p.add_argument(
+        "--no-hand-check",
+        action="store_true",
+        help="estimate every frame segmentation finds: no 'not a hand' from the shipped hand "
+        "check, no p_hand (the confidences are then the test-time views' agreement alone)",
+    )
+    p.add_argument(
         "--skip-errors",
         action="store_true",
         help="record unreadable files as not found instead of stopping",

@@ -319,9 +319,11 @@ def _load_estimator(
     rotations: str | None = None,
     scales: str | None = None,
     segment: str | None = None,
+    hand_check: bool = True,
 ):
     kw = {
         "segment_method": segment,
+        "hand_check": hand_check,
         "device": device,
         "fast": not exact,
         "test_rotations_deg": _parse_numbers(rotations, "--rotations", "-20,20"),
@@ -347,11 +349,16 @@ def run(args: argparse.Namespace) -> int:
         how = "--hand" if args.hand_given else "the default; --hand left or --hand auto"
         print(f"hand: {args.hand} ({how})")
     try:
-        est = _load_estimator(
-            args.model, args.device, args.exact, args.rotations, args.scales, args.segment
-        )
+        est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales,
+                              args.segment, not args.no_hand_check)  # fmt: skip
     except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
         raise HandvoxError(f"--rotations/--scales: {e}") from None
+    if not args.quiet:
+        if est.check is not None:
+            print(f"hand check: on (a frame whose p_hand is below {est.check.config.threshold:g} "
+                  "is 'not a hand'; --no-hand-check estimates every frame)")  # fmt: skip
+        else:
+            print("hand check: off")
     summary = predict_frames(
         est,
         frames,
