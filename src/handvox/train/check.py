@@ -91,10 +91,6 @@ def cached_check_frames(root: str | Path, cache: Path, segment: SegmentConfig,
     return data
 
 
-def _cat(parts: list[dict]) -> dict[str, torch.Tensor]:
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0] if k != "frame"}
-
-
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve: the chance that a random positive scores above a random
     negative (ties count half)."""
