@@ -397,6 +397,8 @@ class ViewConfig:
         ego_elevation_deg: for ``away``, how far the fingers point up from the optical axis.
         target_region: ``(u0, u1, v0, v1)``, fractions of the image width and height where the
             hand centre's pixel is drawn; None: the central ``frame_fraction``.
+        near_mm: nothing of the hand nearer than this: the centre's depth is drawn from
+            ``near_mm`` plus the hand's radius at least (0: no such bound).
     """
 
     camera: Camera | str = "nyu"
@@ -413,6 +415,7 @@ class ViewConfig:
     facing: str = "camera"
     ego_elevation_deg: float = 30.0
     target_region: tuple[float, float, float, float] | None = None
+    near_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.facing not in FACINGS:
@@ -445,6 +448,9 @@ class ViewConfig:
                 facing="away",
                 fit_margin=0.8,
                 target_region=(0.15, 0.85, 0.3, 0.95),
+                # Head-mounted sensors measure nothing nearer than ~200 mm (SR300/SR305: 0.2 m):
+                # a hand drawn nearer came out unmeasured, a frame with no hand to learn or test.
+                near_mm=200.0,
             ),  # fmt: skip
             "desk": cls(
                 depth_mm=(350.0, 700.0),
@@ -549,7 +555,12 @@ def sample_global(
     radius = DEFAULT_RADIUS_MM if radius is None else radius
     radius = torch.as_tensor(radius, dtype=torch.float64).expand(n)
     rot = sample_orientation(generator, n, cfg)
-    depth = cfg.depth_mm[0] + (cfg.depth_mm[1] - cfg.depth_mm[0]) * _rand(generator, n)
+    near, far = cfg.depth_mm
+    u = _rand(generator, n)
+    if cfg.near_mm > 0:
+        # Drawn over the range left, not clamped: no pile of hands at the bound.
+        near = torch.clamp(cfg.near_mm + radius, min=near, max=far)
+    depth = near + (far - near) * u
     uv = []
     region = cfg.target_region
     for axis, (size, c, f) in enumerate(
