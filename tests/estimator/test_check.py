@@ -124,6 +124,23 @@ def test_found_and_auto_follow_the_check(frame, tiny_model):
     np.testing.assert_allclose(b.p_left, 0.1, rtol=1e-5)
 
 
+def test_a_check_goes_with_the_way_the_hand_is_found(tiny_model, tmp_path):
+    """The shipped check for each segment method is its own (cubes centred by the depth rule and
+    by the locator differ where there is no hand); a check given for another method warns."""
+    for method in ("depth", "learned"):
+        est = HandPoseEstimator.from_folder(tiny_model, segment_method=method)
+        if est.check is not None:
+            assert est.check.config.segment_method == method
+            assert est.check is shipped_hand_check(method)
+    stub = _stub(0.9, 0.1)  # HandCheckConfig's default: the depth rule's cubes
+    with pytest.warns(UserWarning, match="segment method 'depth'.*'learned'"):
+        HandPoseEstimator.from_folder(tiny_model, segment_method="learned", hand_check=stub)
+    # saved and loaded, the method goes with it
+    learned = HandCheckConfig(width=2, segment_method="learned")
+    save_hand_check(stub.net, learned, tmp_path, {})
+    assert load_hand_check(tmp_path).config.segment_method == "learned"
+
+
 def test_save_load_and_bad_folders(tmp_path):
     net = HandCheckNet(4)
     cfg = HandCheckConfig(width=4, spread_mm=7.5)

@@ -138,7 +138,7 @@ def run_check(args: argparse.Namespace) -> None:
     """``handvox train-check``."""
     model = args.model or DEFAULT_MODEL_DIR
     est = load_model(model)
-    config = HandCheckConfig(volume=est.config.volume)
+    config = HandCheckConfig(volume=est.config.volume, segment_method=est.config.segment.method)
     overrides = {k: getattr(args, k) for k in ("steps", "val_every")}
     run = CheckTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     torch.set_num_threads(args.threads)

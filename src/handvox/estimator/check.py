@@ -51,6 +51,13 @@ HANDEDNESS_MIN = 0.95
 HAND_THRESHOLD = 0.5
 
 DEFAULT_CHECK_DIR = Path(__file__).resolve().parents[1] / "data" / "hand_check"
+# The shipped checks, one per way of finding the hand (SegmentConfig.method): the depth rule and
+# the locator centre their cubes differently on what is not a hand (an arm, an object), and a
+# check learns the cubes it is shown.
+SHIPPED_CHECK_DIRS = {
+    "depth": DEFAULT_CHECK_DIR,
+    "learned": DEFAULT_CHECK_DIR.parent / "hand_check_learned",
+}
 
 
 @dataclass(frozen=True)
@@ -64,12 +71,15 @@ class HandCheckConfig:
             at which :func:`frame_confidence` halves; set from validation frames in training.
         threshold: ``found`` needs ``p(hand)`` at least this; set in training so that the
             validation frames' hands are kept (:func:`handvox.train.check.choose_threshold`).
+        segment_method: how the cubes it learned were centred (``SegmentConfig.method``); an
+            estimator that finds the hand otherwise shows it cubes it never saw.
     """
 
     volume: VolumeConfig = VolumeConfig(size=32, voxel_mm=9.375)
     width: int = 8
     spread_mm: float = SPREAD_MM
     threshold: float = HAND_THRESHOLD
+    segment_method: str = "depth"
 
     def to_dict(self) -> dict:
         return cfgio.to_dict(self)
@@ -157,10 +167,12 @@ def load_hand_check(folder: str | Path = DEFAULT_CHECK_DIR) -> HandCheck:
     return HandCheck(net.eval(), config, doc.get("meta", {}))
 
 
-@lru_cache(maxsize=2)
-def shipped_hand_check(folder: str = str(DEFAULT_CHECK_DIR)) -> HandCheck | None:
-    """The shipped check, or None where the package holds none."""
-    if not (Path(folder) / "config.json").is_file():
+@lru_cache(maxsize=4)
+def shipped_hand_check(segment_method: str = "depth") -> HandCheck | None:
+    """The shipped check for cubes centred by ``segment_method`` (:data:`SHIPPED_CHECK_DIRS`),
+    or None where the package holds none."""
+    folder = SHIPPED_CHECK_DIRS.get(segment_method)
+    if folder is None or not (folder / "config.json").is_file():
         return None
     return load_hand_check(folder)
 

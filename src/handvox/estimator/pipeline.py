@@ -24,6 +24,7 @@ Pipeline (paper Sec. 3), per frame:
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -238,17 +239,25 @@ class HandPoseEstimator:
         hand_check: bool | str | Path | HandCheck = True,
     ):
         self.config = estimator.config
+        if segment_method is not None:
+            seg = replace(self.config.segment, method=segment_method)
+            self.config = replace(self.config, segment=seg)
+        method = self.config.segment.method
         if hand_check is True:
-            self.check = shipped_hand_check()
+            self.check = shipped_hand_check(method)
         elif hand_check is False or hand_check is None:
             self.check = None
         elif isinstance(hand_check, HandCheck):
             self.check = hand_check
         else:
             self.check = load_hand_check(hand_check)
-        if segment_method is not None:
-            seg = replace(self.config.segment, method=segment_method)
-            self.config = replace(self.config, segment=seg)
+        if self.check is not None and self.check.config.segment_method != method:
+            warnings.warn(
+                f"this hand check learned cubes centred by segment method "
+                f"{self.check.config.segment_method!r}, the estimator's is {method!r}: its p_hand "
+                "is not what it was validated to be",
+                stacklevel=2,
+            )
         if test_rotations_deg is not None:
             self.config = replace(self.config, test_rotations_deg=tuple(test_rotations_deg))
         if test_scales is not None:
