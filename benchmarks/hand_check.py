@@ -198,11 +198,15 @@ def main() -> None:
     ap.add_argument("--sets", required=True, help="comma-separated synthetic folders")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--frames", type=int, default=300, help="frames per set (the first ones)")
-    ap.add_argument("--check", type=Path, help="hand check folder (default: the shipped one)")
+    ap.add_argument(
+        "--check",
+        type=Path,
+        help="hand check folder (default: the shipped one for the way the hand is found)",
+    )
     ap.add_argument(
         "--segment",
         choices=["depth", "learned"],
-        help="how the hand is found (default: the model's, the depth rule)",
+        help="how the hand is found (default: the model's; the shipped one's is the locator)",
     )
     args = ap.parse_args()
     check = args.check if args.check else True

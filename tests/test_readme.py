@@ -88,7 +88,9 @@ def _fresh_copy(dest: Path) -> Path:
     if (ROOT / ".git").exists() and shutil.which("git"):
         # the working tree as it is (tracked files, and changes not yet committed)
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=ROOT, capture_output=True, check=True)
+        diff = subprocess.run(
+            ["git", "diff", "--binary", "HEAD"], cwd=ROOT, capture_output=True, check=True
+        )
         if diff.stdout:
             subprocess.run(["git", "apply", "--allow-empty"], cwd=clone, input=diff.stdout,
                            check=True)  # fmt: skip

@@ -36,6 +36,8 @@ else:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 RECIPE = ("default_model", "default_finetune", "default_swa")
+# The randomised mix's six sources (docs/model-card.md, stage 4), as the shipped model names them.
+MIX_SOURCES = ["base", "mesh", "tof", "stereo", "ego", "desk"]
 
 
 def test_checks_refuse_what_cannot_run():
@@ -71,12 +73,17 @@ def test_dict_round_trip_and_retired_fields():
 
 
 def test_the_shipped_models_train_config_loads():
+    """The shipped model (stage 5) was trained with exactly configs/mix_continue.toml, but for
+    where its data and starting weights lay and the run's worker and progress flags; the
+    capsule-hand model before it held the retired optimizer and loss fields, read as ever."""
     model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
-    saved = model["meta"]["train_config"]
-    assert (saved["optimizer"], saved["loss"]) == ("adam", "l2")
-    cfg = TrainConfig.from_dict(saved)
+    cfg = TrainConfig.from_dict(model["meta"]["train_config"])
     assert cfg.estimator == EstimatorConfig.from_dict(model["estimator"])
-    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.lr_schedule) == (3e-4, 9, 32, "cosine")
+    recipe = load_config(CONFIGS / "mix_continue.toml")
+    local = ("data", "init", "num_workers", "progress")
+    assert dataclasses.replace(cfg, **{k: getattr(recipe, k) for k in local}) == recipe
+    assert [s.root.rsplit("/", 1)[-1] for s in cfg.data] == MIX_SOURCES
+    assert model["meta"]["init_model"]["init_model"]["commit"] == "83dfae0"
 
 
 @pytest.mark.parametrize("name", RECIPE)
@@ -87,7 +94,7 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
     assert load_config(CONFIGS / f"{name}.toml") == TrainConfig.from_dict(trained)
 
 
-@pytest.mark.parametrize("name", [*RECIPE, "loo_finetune"])
+@pytest.mark.parametrize("name", [*RECIPE, "loo_finetune", "mix_finetune", "mix_continue"])
 def test_recipe_files_hold_only_what_differs_from_their_base(name):
     own = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
     base = own.pop("base")
@@ -116,6 +123,21 @@ def test_the_recipe_chains():
     assert swa.init == "runs/default-ft/last" and swa.keep_checkpoints
     assert swa.lr_schedule == "constant" and swa.lr < ft.lr
     assert (swa.estimator, swa.augment, swa.data) == (ft.estimator, ft.augment, ft.data)
+
+
+def test_the_mix_recipe_chains():
+    """Stage 4 and the leave-one-out runs start from the capsule-hand model (stages 1-3, which
+    saw none of the mix's factors), never from today's shipped weights, which saw them all;
+    both find the hand with the locator. Stage 5 continues stage 4 on the same networks, data
+    and augmentation at a lower rate, keeping a model at each validation for averaging."""
+    names = ("default_finetune", "loo_finetune", "mix_finetune", "mix_continue")
+    ft, loo, mix, cont = (load_config(CONFIGS / f"{n}.toml") for n in names)
+    assert mix.init == loo.init == "runs/capsule-model"
+    assert "runs/capsule-model" in (ROOT / "benchmarks/capsule_model.sh").read_text()
+    assert mix.estimator.segment.method == loo.estimator.segment.method == "learned"
+    assert mix.estimator.pose == ft.estimator.pose and mix.estimator.volume == ft.estimator.volume
+    assert cont.init == "runs/mix/best" and cont.keep_checkpoints and cont.lr < mix.lr
+    assert (cont.estimator, cont.augment, cont.data) == (mix.estimator, mix.augment, mix.data)
 
 
 def test_presets_as_bases(tmp_path):

@@ -2,9 +2,10 @@
 
 1. Renders the held-out synthetic test set (:mod:`handvox.eval.protocol`: a hand shape and a seed
    never used in training, noisy depth, forearm / body / wall scenes).
-2. Runs the shipped model (or ``--model DIR``) on it, the hand centre found from depth alone,
-   and scores it: fraction-of-frames curve, per-joint errors, the 20/40/50 mm table, a grid of
-   overlays (best, median and worst frames), time per stage.
+2. Runs the shipped model (or ``--model DIR``) on it, the hand centre found from depth alone (the
+   model's own way: the learned locator or the depth rule), and scores it: fraction-of-frames
+   curve, per-joint errors, the 20/40/50 mm table, a grid of overlays (best, median and worst
+   frames), time per stage.
 3. Scores it on the cross-domain suite (:data:`handvox.eval.protocol.DOMAIN_SETS`: skinned
    hands, other sensors, an egocentric hand holding an object), a matrix in the report, and
    shows the recorded leave-one-out runs beside it (:data:`LEAVE_ONE_OUT`; not rerun).
@@ -204,8 +205,8 @@ def synthetic_section(
         f"{len(ds)} frames rendered by handvox (seed {TEST_SEED}, hand shape "
         f"{', '.join(TEST_SHAPES)}: {held_out}; noisy depth of a NYU-like camera; "
         f"forearm always, body and wall each in half the frames) in {render_s:.1f} s, into "
-        f"`{testset}`. The hand centre comes from segmenting the noisy depth (no labels "
-        f"at input); frames without a hand found count as failures "
+        f"`{testset}`. The hand centre comes from {_finder(est)} on the noisy depth (no "
+        f"labels at input); frames without a hand found count as failures "
         f"({metrics['frames_without_hand']} here). Joints: {js.name}.",
         "",
         *_table(
@@ -245,6 +246,13 @@ def synthetic_section(
                "frames_per_s": len(ds) / wall_s,
                "passes_per_frame": (1 + est.recentre) * len(est.test_views())}  # fmt: skip
     return lines, summary
+
+
+def _finder(est: HandPoseEstimator) -> str:
+    """How ``est`` finds the hand, in words."""
+    if est.config.segment.method == "learned":
+        return "the learned hand locator (`handvox.estimator.locate`)"
+    return "the depth rule (`handvox.estimator.segment`)"
 
 
 def domain_section(

@@ -30,9 +30,9 @@ PROTOCOL = (
 )
 SYNTHETIC_PROTOCOL = (
     "handvox synthetic protocol (handvox.eval.protocol): labels and predictions in xyz mm, camera "
-    "frame; hand centre from segmenting the noisy depth; per-joint Euclidean error; mean error "
-    "over all joints and frames; success = fraction of frames whose maximum joint error is <= D "
-    "mm; a frame without a hand found counts as a failure."
+    "frame; hand centre found in the noisy depth by the model (no labels); per-joint Euclidean "
+    "error; mean error over all joints and frames; success = fraction of frames whose maximum "
+    "joint error is <= D mm; a frame without a hand found counts as a failure."
 )
 
 # A missed frame's joints are moved by this much along each axis (sqrt(3) x 1000 = 1732 mm from
