@@ -34,6 +34,7 @@ from handvox.joints import NYU14_FROM_NYU36, NYU36
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
 from handvox.synth.hand_config import HandSynthConfig
+from handvox.train.trainer import COM_SOURCE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproduce.md"
 # The only additions to the doc's commands: CPU-sized, a handful of steps.
@@ -210,7 +211,8 @@ def check_train(ns, joint_set: str, data_spec: str, train_frames: int) -> None:
     mode = ns.mode or "pose"
     assert meta["mode"] == mode and (model.refine_net is not None) == (mode != "pose")
     assert meta["data"] == [data_spec]
-    assert meta["input"]["com"] == "segment_hand on the input depth"
+    # these runs find the hand by the depth rule, and the model says so
+    assert meta["input"]["com"] == COM_SOURCE["depth"] and model.config.segment.method == "depth"
     # Every training frame of the split is used, validated or skipped, and only those.
     assert meta["train_frames"] + meta["val_frames"] + sum(meta["skipped"].values()) == (
         train_frames

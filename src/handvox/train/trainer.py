@@ -61,6 +61,13 @@ from handvox.train.state import (
     step_seed,
 )
 
+# What a model's meta says its training centres came from, by SegmentConfig.method: a user of the
+# model must find the hand the same way (the pose net learnt that centre's offsets).
+COM_SOURCE = {
+    "depth": "segment_hand (the depth rule) on the input depth",
+    "learned": "the hand locator (handvox.estimator.locate) on the input depth",
+}
+
 
 @dataclass
 class TrainResult:
@@ -506,7 +513,7 @@ class _Run:
             "step": st.step,
             "best_val": st.best,
             "time_s": round(st.elapsed(), 1),
-            "input": {"com": "segment_hand on the input depth", "mask": cfg.use_mask},
+            "input": {"com": COM_SOURCE[cfg.estimator.segment.method], "mask": cfg.use_mask},
             "train_config": cfg.to_dict(),
             "torch": torch.__version__,
         }
