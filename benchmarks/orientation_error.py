@@ -1,0 +1,62 @@
+"""A model's error against where the hand points in the image: the direction from the wrist to
+the middle finger's MCP joint, 0° with the fingers up, 90° to the right, ±180° down.
+
+    python benchmarks/orientation_error.py --sets demo-output/testset mix-val/ego ... [--model M]
+
+Per 45° bin of every frame of the rendered sets: the share of frames there and the model's mean
+and median joint error (frames without a hand at the protocol's miss distance). A bin that is
+rare and bad is a gap in the training views, not the network's ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.eval.metrics import failures_as_far, joint_errors
+from handvox.eval.protocol import predict_dataset
+from handvox.io.synthetic import SyntheticDataset
+from handvox.joints import get_joint_set
+
+
+def pointing_deg(uv: np.ndarray, wrist: int, mcp: int) -> np.ndarray:
+    """``(N, J, 2)`` image points -> ``(N,)`` angle of wrist -> ``mcp`` in degrees, 0 up
+    (image v decreasing), 90 right, ±180 down."""
+    d = uv[:, mcp] - uv[:, wrist]
+    return np.degrees(np.arctan2(d[:, 0], -d[:, 1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", type=Path, nargs="+", required=True, help="rendered folders")
+    ap.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    est = HandPoseEstimator.from_folder(args.model) if args.model else HandPoseEstimator.default()
+    names = get_joint_set(est.config.joint_set).names
+    wrist, mcp = names.index("wrist"), names.index("middle_mcp")
+    angles, errors = [], []
+    for root in args.sets:
+        ds = SyntheticDataset(root, joint_set=est.config.joint_set, load_clean=False)
+        pred, gt, _ = predict_dataset(est, ds, progress=False)
+        errors.append(joint_errors(failures_as_far(pred, gt), gt).mean(axis=1))
+        uv = np.stack([ds.camera.xyz_to_uvd(g)[:, :2] for g in gt])
+        angles.append(pointing_deg(uv, wrist, mcp))
+    a, e = np.concatenate(angles), np.concatenate(errors)
+    print(f"{len(a)} frames of {len(args.sets)} sets")
+    print("| pointing (deg) | frames | share | mean error (mm) | median (mm) |")
+    print("| --- | --- | --- | --- | --- |")
+    for lo in range(-180, 180, 45):
+        m = (a >= lo) & (a < lo + 45)
+        if m.any():
+            print(f"| {lo} to {lo + 45} | {m.sum()} | {100 * m.mean():.1f} % "
+                  f"| {e[m].mean():.2f} | {np.median(e[m]):.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
