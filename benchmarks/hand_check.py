@@ -141,20 +141,23 @@ def plot(sets: dict, path: Path, threshold: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    for name, s in sets.items():
+    for k, (name, s) in enumerate(sets.items()):
+        colour = f"C{k}"  # one colour a set in all three panels
         rows = s["rows"]
         shown = np.array([r["shown"] for r in rows])
         conf = np.array([r["conf"] for r in rows])
         order = np.argsort(-conf)
         tpr = np.r_[0, np.cumsum(shown[order]) / max(1, shown.sum())]
         fpr = np.r_[0, np.cumsum(~shown[order]) / max(1, (~shown).sum())]
-        axes[0].plot(fpr, tpr, label=f"{name} (AUROC {s['summary']['auroc_confidence']:.3f})")
+        auroc = s["summary"]["auroc_confidence"]
+        axes[0].plot(fpr, tpr, color=colour, label=f"{name} (AUROC {auroc:.3f})")
         hs = [r for r in rows if r["shown"] and "error" in r]
         axes[1].scatter(
             [r["conf"] for r in hs],
             [r["error"] for r in hs],
             s=6,
             alpha=0.5,
+            color=colour,
             label=f"{name} (Spearman {s['summary']['spearman_frame']:.2f})",
         )
         axes[2].hist(
@@ -162,6 +165,7 @@ def plot(sets: dict, path: Path, threshold: float) -> None:
             bins=40,
             range=(0, 1),
             histtype="step",
+            color=colour,
             label=f"{name}: hands",
         )
         axes[2].hist(
@@ -170,6 +174,7 @@ def plot(sets: dict, path: Path, threshold: float) -> None:
             range=(0, 1),
             histtype="step",
             linestyle="--",
+            color=colour,
             label=f"{name}: not hands",
         )
     axes[0].plot([0, 1], [0, 1], color="0.7", lw=0.8)
