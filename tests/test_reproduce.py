@@ -27,6 +27,7 @@ from PIL import Image
 
 from handvox.camera import Camera, flip_y
 from handvox.cli.main import build_parser, main
+from handvox.estimator.locate import HAND_FINDERS
 from handvox.estimator.weights import load_model
 from handvox.io.depth import write_nyu_depth, write_png16
 from handvox.io.labels import read_labels, write_labels
@@ -34,7 +35,6 @@ from handvox.joints import NYU14_FROM_NYU36, NYU36
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
 from handvox.synth.hand_config import HandSynthConfig
-from handvox.train.trainer import COM_SOURCE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproduce.md"
 # The only additions to the doc's commands: CPU-sized, a handful of steps.
@@ -212,7 +212,8 @@ def check_train(ns, joint_set: str, data_spec: str, train_frames: int) -> None:
     assert meta["mode"] == mode and (model.refine_net is not None) == (mode != "pose")
     assert meta["data"] == [data_spec]
     # these runs find the hand by the depth rule, and the model says so
-    assert meta["input"]["com"] == COM_SOURCE["depth"] and model.config.segment.method == "depth"
+    assert model.config.segment.method == "depth"
+    assert meta["input"]["com"] == f"{HAND_FINDERS['depth']} on the input depth"
     # Every training frame of the split is used, validated or skipped, and only those.
     assert meta["train_frames"] + meta["val_frames"] + sum(meta["skipped"].values()) == (
         train_frames

@@ -30,6 +30,7 @@ import numpy as np
 from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
 from handvox.cli.show import hand_box
+from handvox.estimator.locate import HAND_FINDERS
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.eval.files import evaluate_files
 from handvox.eval.metrics import score
@@ -205,8 +206,8 @@ def synthetic_section(
         f"{len(ds)} frames rendered by handvox (seed {TEST_SEED}, hand shape "
         f"{', '.join(TEST_SHAPES)}: {held_out}; noisy depth of a NYU-like camera; "
         f"forearm always, body and wall each in half the frames) in {render_s:.1f} s, into "
-        f"`{testset}`. The hand centre comes from {_finder(est)} on the noisy depth (no "
-        f"labels at input); frames without a hand found count as failures "
+        f"`{testset}`. The hand centre comes from {HAND_FINDERS[est.config.segment.method]} on "
+        f"the noisy depth (no labels at input); frames without a hand found count as failures "
         f"({metrics['frames_without_hand']} here). Joints: {js.name}.",
         "",
         *_table(
@@ -246,13 +247,6 @@ def synthetic_section(
                "frames_per_s": len(ds) / wall_s,
                "passes_per_frame": (1 + est.recentre) * len(est.test_views())}  # fmt: skip
     return lines, summary
-
-
-def _finder(est: HandPoseEstimator) -> str:
-    """How ``est`` finds the hand, in words."""
-    if est.config.segment.method == "learned":
-        return "the learned hand locator (`handvox.estimator.locate`)"
-    return "the depth rule (`handvox.estimator.segment`)"
 
 
 def domain_section(

@@ -292,6 +292,14 @@ def locate_hand(
     return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
 
 
+# Each way of finding the hand (SegmentConfig.method), in words: what a report says and what a
+# trained model's meta records (a user of the model must find the hand the same way).
+HAND_FINDERS = {
+    "depth": "the depth rule (handvox.estimator.segment)",
+    "learned": "the learned hand locator (handvox.estimator.locate)",
+}
+
+
 def find_hand(
     depth: np.ndarray, camera: Camera, config: SegmentConfig | None = None
 ) -> Segmentation:

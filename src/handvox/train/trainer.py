@@ -45,6 +45,7 @@ from torch.optim.lr_scheduler import (
 
 from handvox.atomic import remove_stale_temps, write_text, writer_lock
 from handvox.errors import HandvoxError
+from handvox.estimator.locate import HAND_FINDERS
 from handvox.estimator.volume import decode_joints
 from handvox.estimator.weights import EstimatorConfig, build_networks, load_model, save_model
 from handvox.eval.metrics import fraction_within, joint_errors
@@ -60,13 +61,6 @@ from handvox.train.state import (
     save_state,
     step_seed,
 )
-
-# What a model's meta says its training centres came from, by SegmentConfig.method: a user of the
-# model must find the hand the same way (the pose net learnt that centre's offsets).
-COM_SOURCE = {
-    "depth": "segment_hand (the depth rule) on the input depth",
-    "learned": "the hand locator (handvox.estimator.locate) on the input depth",
-}
 
 
 @dataclass
@@ -513,7 +507,10 @@ class _Run:
             "step": st.step,
             "best_val": st.best,
             "time_s": round(st.elapsed(), 1),
-            "input": {"com": COM_SOURCE[cfg.estimator.segment.method], "mask": cfg.use_mask},
+            "input": {
+                "com": f"{HAND_FINDERS[cfg.estimator.segment.method]} on the input depth",
+                "mask": cfg.use_mask,
+            },
             "train_config": cfg.to_dict(),
             "torch": torch.__version__,
         }
