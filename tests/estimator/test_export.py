@@ -77,6 +77,27 @@ def test_metadata_and_pose_only_model(tmp_path):
     assert "minus the COM" in meta["output"]
 
 
+def test_dense_head_exports_and_onnx_runtime_agrees(tmp_path):
+    """The soft-argmax (softmax, sums over axes) goes through the exporter as the FC head does."""
+    import onnx
+
+    from handvox.estimator.presets import dense_estimator
+
+    torch.manual_seed(0)
+    cfg = dense_estimator("nyu14")
+    pose, _ = build_networks(cfg)
+    with torch.no_grad():
+        pose.features.heatmaps.weight.normal_(std=3.0)  # peaked heatmaps, joints off-centre
+    save_model(tmp_path / "model", cfg, pose)
+    res = export_onnx(tmp_path / "model", tmp_path / "dense.onnx")
+    assert res.max_diff_mm < 0.01
+    meta = {p.key: p.value for p in onnx.load(str(res.path)).metadata_props}
+    assert json.loads(meta["handvox_config"])["pose"]["head"] == "dense"
+    tsdf = torch.rand(1, 1, 32, 32, 32) * 2 - 1
+    out = run_onnx(res.path, tsdf.numpy())[0]
+    assert out.shape == (14, 3) and np.abs(out).max() > 1.0  # mm: not all at the centre
+
+
 def test_cli_export(tmp_path, model_dir, capsys):
     out = tmp_path / "sub" / "model.onnx"
     assert main(["export", "--model", str(model_dir), "--out", str(out)]) == 0

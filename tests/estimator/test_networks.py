@@ -3,6 +3,8 @@ table, forward/backward behaviour."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,131 @@ def test_pose_net_levels_with_several_convs_and_batch_norm():
     assert net(torch.zeros(2, 1, 32, 32, 32)).shape == (2, 21, 3)
     # the paper's config (ints) is the same as one-conv levels
     assert PoseNetConfig(channels=(8, 8)).levels == ((8,), (8,))
+
+
+# --- the dense head ---------------------------------------------------------------------------
+
+
+def test_soft_argmax_reads_each_axis_at_the_cubes_voxel_centres():
+    """A peaked heatmap at voxel (k, j, i) gives that voxel's centre as the volume places it
+    (x along W, y along H, z along D), in units of the half cube; a flat one the cube's centre."""
+    from handvox.estimator.networks import soft_argmax_3d
+    from handvox.estimator.volume import VolumeConfig, voxel_centers
+
+    r, half = 8, 150.0
+    cfg = VolumeConfig(size=r, voxel_mm=2 * half / r)
+    com = torch.tensor([[10.0, -20.0, 500.0]], dtype=torch.float64)
+    centres = voxel_centers(com, cfg)[0]  # (z, y, x, 3) mm
+    logits = torch.full((3, 2, r, r, r), -1e4)
+    picks = [((1, 6, 3), (7, 0, 2)), ((0, 0, 0), (4, 4, 5)), ((2, 7, 6), (3, 1, 0))]
+    for b, voxels in enumerate(picks):
+        for j, (k, y, x) in enumerate(voxels):
+            logits[b, j, k, y, x] = 0.0
+    out = soft_argmax_3d(logits)
+    assert out.shape == (3, 2, 3) and out.dtype == torch.float32
+    for b, voxels in enumerate(picks):
+        for j, (k, y, x) in enumerate(voxels):
+            mm = out[b, j].double() * half + com[0]
+            torch.testing.assert_close(mm, centres[k, y, x])
+    flat = soft_argmax_3d(torch.zeros(1, 1, r, r, r))
+    torch.testing.assert_close(flat, torch.zeros(1, 1, 3))
+    # bf16 logits are read in float32: the same centre to float32's precision
+    bf = soft_argmax_3d(logits.to(torch.bfloat16))
+    assert bf.dtype == torch.float32 and (bf - out).abs().max() < 1e-6
+
+
+def test_dense_head_layers_shapes_and_config_rules():
+    from handvox.estimator.networks import DenseTrunk, SoftArgmax3d
+    from handvox.estimator.presets import compact_estimator, dense_estimator, dense_head
+    from handvox.estimator.volume import VolumeConfig
+    from handvox.estimator.weights import EstimatorConfig
+
+    est = dense_estimator()
+    cfg = est.pose
+    assert cfg.head == "dense" and cfg.fc == () and cfg.heatmap_size == 16
+    assert cfg.levels == compact_estimator().pose.levels  # the compact encoder
+    net = PoseNet(cfg)
+    assert isinstance(net.features, DenseTrunk) and isinstance(net.head, SoftArgmax3d)
+    rows = layer_table(net, (1, 1, 32, 32, 32))
+    assert rows[-2].kind == "Conv3d" and rows[-2].out_shape == (1, 21, 16, 16, 16)
+    assert rows[-1].kind == "SoftArgmax3d" and rows[-1].out_shape == (1, 63)
+    assert not any(r.kind == "Linear" for r in rows)
+    # encoder (as compact's, no last pooling), 2 decoder levels (1^3 projection, k3 fuse + BN)
+    # and the 1^3 heatmap conv
+    enc = 27 * (16 + 16 * 32 + 32 * 32 + 32 * 64 + 64 * 64 + 64 * 128) + 2 * (
+        16 + 32 + 32 + 64 + 64 + 128
+    )
+    dec = (128 * 64 + 64) + (27 * 64 * 64 + 2 * 64) + (64 * 32 + 32) + (27 * 32 * 32 + 2 * 32)
+    assert n_params(net) == enc + dec + 32 * 21 + 21
+    out = net(torch.randn(2, 1, 32, 32, 32))
+    assert out.shape == (2, 21, 3) and out.abs().max() < 0.01  # flat heatmaps at the start
+    # any joint set; decoder channels that differ from the encoder's get a lateral projection
+    other = PoseNet(dense_head(dataclasses.replace(cfg, num_joints=14), decoder=(48, 24, 8)))
+    assert other.cfg.heatmap_size == 32
+    assert other(torch.randn(1, 1, 32, 32, 32)).shape == (1, 14, 3)
+    assert isinstance(other.features.lateral[0], torch.nn.Conv3d)
+
+    with pytest.raises(ValueError, match="no FC layers"):
+        PoseNetConfig(head="dense", decoder=(8,))
+    with pytest.raises(ValueError, match="decoder levels"):
+        dataclasses.replace(cfg, decoder=(64, 32, 16, 8))
+    with pytest.raises(ValueError, match="no decoder"):
+        dataclasses.replace(compact_estimator().pose, decoder=(8,))
+    with pytest.raises(ValueError, match="head must be"):
+        PoseNetConfig(head="heatmap")
+    with pytest.raises(ValueError, match="half the cube"):
+        EstimatorConfig(volume=VolumeConfig(size=32, voxel_mm=5.0), pose=cfg)
+
+
+def test_dense_head_learns_a_joint_where_the_surface_is():
+    """Trained a few steps on cubes whose joint sits at a blob of the input, the dense head
+    moves its estimates towards the blob: the gradient reaches the encoder through the
+    soft-argmax."""
+    from handvox.estimator.presets import dense_head
+
+    torch.manual_seed(0)
+    cfg = dense_head(PoseNetConfig(input_size=16, channels=(4, 8, 8), kernel=3, fc=(),
+                                   batch_norm=True, num_joints=1), decoder=(8, 4))  # fmt: skip
+    net = PoseNet(cfg)
+    n = 16
+    grid = (2 * torch.arange(n) + 1) / n - 1
+    targets = torch.rand(8, 1, 3) * 1.2 - 0.6
+    z, y, x = torch.meshgrid(grid, grid, grid, indexing="ij")
+    pos = torch.stack([x, y, z], -1)  # (D, H, W, 3)
+    d2 = ((pos[None] - targets[:, None, None, None, 0]) ** 2).sum(-1)
+    volume = (1 - 2 * torch.exp(-d2 / 0.02))[:, None]  # -1 at the joint, +1 far from it
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = ((net(volume) - targets) ** 2).sum(-1).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert net.features.encoder[0][0].weight.grad.abs().sum() > 0
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_dense_head_cpu_variant_agrees_and_saves(tmp_path):
+    from handvox.estimator.cpu import fast_cpu_networks
+    from handvox.estimator.presets import dense_estimator
+    from handvox.estimator.weights import build_networks, load_model, save_model
+
+    torch.manual_seed(0)
+    est = dense_estimator()
+    pose, _ = build_networks(est)
+    with torch.no_grad():
+        pose.features.heatmaps.weight.normal_(std=3.0)  # heatmaps that are not flat
+    pose.eval()
+    x = torch.rand(2, 1, 32, 32, 32) * 2 - 1
+    with torch.no_grad():
+        ref = pose(x)
+        fast, _, names = fast_cpu_networks(pose, None)
+        out = fast(x)
+    assert ref.abs().max() > 0.01
+    assert out.dtype == torch.float32 and (out - ref).abs().max() < 0.02
+    save_model(tmp_path / "m", est, pose)
+    back = load_model(tmp_path / "m")
+    assert back.config == est and back.config.pose.decoder == (64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back.pose_net.eval()(x), ref)

@@ -131,23 +131,38 @@ def test_architectures_compares_paper_and_compact_under_one_config(data, tmp_pat
     )
     out = tmp_path / "arch"
     argv = ["--config", str(tmp_path / "cfg.toml"), "--data", f"synthetic:{data['sampler']}",
-            "--steps", "compact=3,paper=2", "--test", str(data["test"]),
-            "--val", str(tmp_path / "val"), "--frames", "12", "--out", str(out)]  # fmt: skip
+            "--steps", "compact=3,dense=3,paper=2", "--test", str(data["test"]),
+            "--val", str(tmp_path / "val"), "--frames", "12", "--out", str(out),
+            "--domain-frames", "2", "--workers", "1"]  # fmt: skip
     metrics = arch.main(argv)
     rows = {r["name"]: r for r in metrics["architectures"]["rows"]}
     assert rows["paper"]["params"] == 59_632_503 and rows["paper"]["volume"] == "60^3 x 5 mm"
     assert rows["compact"]["params"] == 2_593_423 and rows["compact"]["steps"] == 3
+    assert rows["dense"]["params"] == 579_109 and rows["dense"]["volume"] == "32^3 x 9.375 mm"
     assert rows["paper"]["steps"] == 2
     for r in rows.values():
         assert math.isfinite(r["test_mm"]) and math.isfinite(r["val_mm"])
-    # only the estimator differs between the two runs
-    a, b = (json.loads((out / n / "train_config.json").read_text()) for n in ("compact", "paper"))
+        assert len(r["domains"]) == 7
+        assert all(d["frames"] == 2 for d in r["domains"].values())
+        assert r["spread"]["size_ratio"] > 0 and math.isfinite(r["spread"]["tips_mm"])
+    # only the estimator differs between the runs, and between compact and dense only the head
+    a, b, c = (json.loads((out / n / "train_config.json").read_text())
+               for n in ("compact", "paper", "dense"))  # fmt: skip
     differ = {k for k in a if a[k] != b[k]}
     assert {"estimator", "total_steps"} <= differ <= {"estimator", "total_steps", "epochs",
                                                       "warmup_steps"}  # fmt: skip
     assert a["estimator"]["segment"] == b["estimator"]["segment"]
-    assert "paper's pose net" in (out / "report.md").read_text()
-    # a rerun reuses both runs
+    pose_a, pose_c = a["estimator"].pop("pose"), c["estimator"].pop("pose")
+    assert a["estimator"] == c["estimator"] and pose_c["head"] == "dense"
+    assert {k for k in pose_a if pose_a[k] != pose_c[k]} == {"head", "fc", "decoder"}
+    report = (out / "report.md").read_text()
+    assert "paper's pose net" in report and "dense head" in report
+    assert "cross-domain suite" in report and "egocentric-object" in report
+    assert (out / "networks.png").read_bytes()[:4] == b"\x89PNG" and "networks.png" in report
+    # a rerun reuses every run and its scores
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/last/model.safetensors")}
+    before_domains = {p: p.stat().st_mtime_ns for p in out.glob("*/domains.json")}
+    assert len(before) == len(before_domains) == 3
     arch.main(argv)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/last/model.safetensors")} == before
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/domains.json")} == before_domains

@@ -94,7 +94,9 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
     assert load_config(CONFIGS / f"{name}.toml") == TrainConfig.from_dict(trained)
 
 
-@pytest.mark.parametrize("name", [*RECIPE, "loo_finetune", "mix_finetune", "mix_continue"])
+@pytest.mark.parametrize(
+    "name", [*RECIPE, "loo_finetune", "mix_finetune", "mix_continue", "heads", "dense_mix"]
+)
 def test_recipe_files_hold_only_what_differs_from_their_base(name):
     own = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
     base = own.pop("base")
@@ -154,8 +156,11 @@ def test_presets_as_bases(tmp_path):
     assert sum(p.numel() for p in pose.parameters()) == 2_593_423  # docs/model-card.md
     # A refinement mode on the paper's base gets the paper's refinement net.
     assert resolve_estimator(dataclasses.replace(cfg, mode="joint")).refine is not None
+    f.write_text('base = "dense"\n')
+    dense, _ = build_networks(load_config(f).estimator)
+    assert sum(p.numel() for p in dense.parameters()) == 579_109 and dense.cfg.head == "dense"
     f.write_text('base = "tiny"\n')
-    with pytest.raises(ValueError, match="compact, paper"):
+    with pytest.raises(ValueError, match="compact, dense, paper"):
         load_config(f)
 
 
@@ -200,3 +205,19 @@ def test_cli_arguments_config_files_and_resumption(tmp_path):
     bad.write_text('base = "compact"\ndata = ["synthetic:/d"]\nlearning_rate = 0.1\n')
     with pytest.raises(HandvoxError, match="learning_rate"):
         config_from_args(parse("--config", str(bad), "--out", str(tmp_path / "y")))
+
+
+def test_the_heads_configs_differ_where_they_say():
+    """The heads' comparison trains today's compact net as the shipped model's stage 1 does
+    (batch, rate, schedule, bf16) with the locator's centres; the dense mix run is the same but
+    for its head and its run length."""
+    heads, dense = (load_config(CONFIGS / f"{n}.toml") for n in ("heads", "dense_mix"))
+    stage1 = load_config(CONFIGS / "default_model.toml")
+    assert heads.estimator.pose == stage1.estimator.pose and heads.estimator.segment.method == (
+        "learned"
+    )
+    assert (heads.batch_size, heads.lr, heads.lr_schedule, heads.amp) == (
+        stage1.batch_size, stage1.lr, stage1.lr_schedule, stage1.amp)  # fmt: skip
+    assert dense.estimator.pose.head == "dense" and dense.estimator.pose.fc == ()
+    assert dense.estimator.pose.levels == heads.estimator.pose.levels
+    assert dense.estimator.volume == heads.estimator.volume and dense.keep_checkpoints

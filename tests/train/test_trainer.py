@@ -26,7 +26,7 @@ from handvox.train.logs import LOG_FIELDS
 from handvox.train.state import STATE_NAME
 from handvox.train.trainer import lr_schedule, train
 from tests.tiny import tiny_config
-from tests.train.toy import CAMERA, read_log, toy_config, weights
+from tests.train.toy import CAMERA, FRAMES, read_log, toy_config, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -109,6 +109,78 @@ def test_training_learns_and_writes_a_loadable_model(toy, tmp_path):
             xyz = decode_joints(est.pose_net(vol), com, est.config.pose.target_scale_mm)
         errs.append(np.linalg.norm(xyz[0].numpy() - rec.joints_xyz, axis=-1))
     assert np.mean(errs) == pytest.approx(best, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_without_an_estimator_trains_the_papers_networks(toy, tmp_path):
+    """No estimator and no init in the config (``handvox train`` without --config, --small or
+    --init): the paper's networks at 60^3, and their model folders say how the hand was found
+    (saving them once failed on the config's missing estimator)."""
+    cfg = toy_config(toy, estimator=None, mode="joint", total_steps=1, batch_size=2,
+                     val_max_frames=2)  # fmt: skip
+    res = train(cfg, tmp_path / "run")
+    assert res.step == 1
+    est = load_model(tmp_path / "run" / "last")
+    assert est.config.volume.size == 60 and est.config.refine is not None
+    assert est.config.pose.fc == (2048, 2048) and est.config.pose.head == "holistic"
+    assert est.meta["input"]["com"].startswith("the depth rule")
+
+
+@pytest.mark.slow
+def test_frames_rendered_as_read_train_as_the_written_ones(toy, tmp_path):
+    """``render:`` the toy folder's recipe with its own seed: the data loader renders, and
+    segments, the frames the folder holds, so the run's split and weights are those of the run
+    that read them from disk, bit for bit; another seed trains on new frames."""
+    from handvox.io.datasets import DatasetSpec
+
+    kw = dict(total_steps=6, num_workers=0, refine_weight=None)
+    stored = train(toy_config(toy, **kw), tmp_path / "stored")
+    spec = DatasetSpec.parse(f"render:{toy}?seed=3&frames={FRAMES}")
+    rendered = train(toy_config(toy, data=(spec,), **kw), tmp_path / "rendered")
+    assert not (tmp_path / "rendered" / "scan").exists() or not any(
+        (tmp_path / "rendered" / "scan").iterdir()
+    )
+    split = [json.loads((tmp_path / r / "split.json").read_text())["sources"][0]
+             for r in ("stored", "rendered")]  # fmt: skip
+    assert split[0]["train"] == split[1]["train"] and split[0]["val"] == split[1]["val"]
+    assert rendered.log[-1]["val_mm"] == stored.log[-1]["val_mm"]
+    a, b = weights(tmp_path / "stored" / "last"), weights(tmp_path / "rendered" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    other = DatasetSpec.parse(f"render:{toy}?seed=4&frames={FRAMES}")
+    new = train(toy_config(toy, data=(other,), **kw), tmp_path / "other")
+    assert new.log[-1]["val_mm"] != stored.log[-1]["val_mm"]
+
+
+def test_a_rendered_slot_without_a_hand_draws_another_frame(toy, monkeypatch):
+    """A rendered frame that shows no hand is not trained on: its slot draws the next attempt
+    (what the scan's skip does for frames on disk); a recipe that never shows one stops the
+    run with its name."""
+    from handvox.synth.stream import RenderedFrames
+    from handvox.train.data import RENDER_ATTEMPTS, Samples
+
+    src = RenderedFrames(toy, seed=3, frames=FRAMES)
+    plain = src.render
+    calls = []
+
+    def first_empty(i, attempt=0):
+        calls.append((i, attempt))
+        rec = plain(i, attempt)
+        if attempt == 0:
+            rec.depth[:] = 0  # no valid pixel: no hand
+        return rec
+
+    monkeypatch.setattr(src, "render", first_empty)
+    cfg = toy_config(toy)
+    samples = Samples([src], [None], cfg.estimator, cfg.augment, 0, True, False)
+    out = samples[(7, -1, -1)]
+    assert calls == [(7, 0), (7, 1)]
+    np.testing.assert_allclose(out["joints"], plain(7, 1).joints_xyz)
+    assert torch.isfinite(out["volume"]).all() and out["volume"].min() < 0  # a surface
+
+    monkeypatch.setattr(src, "render", lambda i, attempt=0: first_empty(i, 0))
+    with pytest.raises(HandvoxError, match=f"no hand found in {RENDER_ATTEMPTS} frames"):
+        samples[(8, -1, -1)]
 
 
 @pytest.mark.slow

@@ -57,14 +57,16 @@ def fast_cpu_networks(
 ) -> tuple[nn.Module, nn.Module | None, dict[str, str]]:
     """The fastest measured CPU variants of both networks, and a name for each.
 
-    Pose net: convolutions in bf16 (native bf16 CPUs) or fp32, channels_last; FC layers int8.
+    Pose net: convolutions in bf16 (native bf16 CPUs) or fp32, channels_last; FC layers int8
+    (the dense head has none: its soft-argmax reads the heatmaps in float32).
     """
     bf16, int8 = _bf16_native(), _int8_available()
     features = for_cpu_inference(pose_net.features, bf16=bf16)
     head = for_cpu_inference(pose_net.head, channels_last=False, int8_linear=int8)
     pose = _SplitPose(features, head, pose_net.cfg.num_joints).eval()
     conv = "bf16" if bf16 else "fp32"
-    names = {"pose": f"{conv}-conv+{'int8' if int8 else 'fp32'}-linear+channels_last"}
+    linear = f"+{'int8' if int8 else 'fp32'}-linear" if pose_net.cfg.fc else ""
+    names = {"pose": f"{conv}-conv{linear}+channels_last"}
     refine = None
     if refine_net is not None:
         refine = for_cpu_inference(refine_net, bf16=bf16)

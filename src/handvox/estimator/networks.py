@@ -26,6 +26,19 @@ activation; pooling is max pooling):
     The text says "3D convolution + 3D pooling + ReLU"; the table puts ReLU on the conv row. Both
     orders give the same numbers (max pooling and ReLU commute); we follow the table.
 
+(c) handvox's dense head (``PoseNetConfig.head = "dense"``), not in the paper: the same encoder
+levels without the last pooling, then a top-down decoder (each level: 1^3 projection, 2x nearest
+up-sampling, the encoder's feature map of that size added, one conv k3 + BN + ReLU) and a 1^3
+conv to one heatmap per joint; a soft-argmax per joint (softmax over the heatmap's voxels, the
+expected voxel centre: integral regression, Sun et al., ECCV 2018) gives its coordinates. For
+the compact encoder at 32^3 with ``decoder=(64, 32)``: 4^3 -> 8^3 -> 16^3 heatmaps.
+Why this dense head (docs/benchmarks.md, "A dense head"): it outputs the same ``(B, J, 3)`` target
+as the holistic heads, so the codec, the L2 loss, the test-time views, the trainer and the CPU
+variants serve both unchanged; unlike V2V-PoseNet's argmax over 44^3 heatmaps (2.3 mm voxels of
+an 88^3 input) its expectation is not quantised to the voxel, which at handvox's 16^3 heatmaps
+(18.75 mm voxels) would be ruinous; and each joint is a weighted mean of places in the cube,
+tied to where the evidence is, instead of one vector read off the whole volume.
+
 The pose net regresses joints relative to the COM divided by ``PoseNetConfig.target_scale_mm``
 (default 150 mm, half the paper's cube, so targets inside the cube lie in [-1, 1]); the codec is
 :func:`handvox.estimator.volume.encode_joints` / :func:`~handvox.estimator.volume.decode_joints`.
@@ -36,6 +49,7 @@ pooling and up-sampling are not counted), the convention behind "~1 GFLOP" for t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from math import prod
 from typing import TypeVar
@@ -45,6 +59,8 @@ import torch
 from torch import nn
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+HEADS = ("holistic", "dense")
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,13 @@ class PoseNetConfig:
         dropout: dropout fraction after each hidden FC layer.
         num_joints: J; the last FC layer has 3 J outputs.
         target_scale_mm: the regression target is ``(joints - com) / target_scale_mm``.
+        head: ``"holistic"`` (FC layers on the flattened features: the paper's) or ``"dense"``
+            (a decoder to per-joint heatmaps and a soft-argmax; module docstring, (c)). The
+            dense head's heatmaps span the cube, so it needs ``target_scale_mm`` to be half the
+            cube's edge (checked by the estimator's config) and has no FC layers (``fc=()``).
+        decoder: the dense head's decoder channels, coarse to fine, one entry per 2x
+            up-sampling; its heatmaps have ``feature_size * 2 ** (len(decoder) + 1)`` voxels a
+            side. Empty for the holistic head.
     """
 
     input_size: int = 60
@@ -71,6 +94,27 @@ class PoseNetConfig:
     dropout: float = 0.5
     num_joints: int = 14
     target_scale_mm: float = 150.0
+    head: str = "holistic"
+    decoder: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, not {self.head!r}")
+        if self.head == "holistic" and self.decoder:
+            raise ValueError("the holistic head has no decoder: leave decoder empty")
+        if self.head == "dense":
+            if self.fc:
+                raise ValueError("the dense head has no FC layers: set fc = ()")
+            if not 1 <= len(self.decoder) <= len(self.channels) - 1:
+                raise ValueError(
+                    f"the dense head needs 1 to {len(self.channels) - 1} decoder levels "
+                    f"(one fewer than the encoder's), got {len(self.decoder)}"
+                )
+
+    @property
+    def heatmap_size(self) -> int:
+        """Edge of the dense head's heatmaps (voxels)."""
+        return self.input_size // 2 ** (len(self.channels) - 1 - len(self.decoder))
 
     @property
     def levels(self) -> tuple[tuple[int, ...], ...]:
@@ -131,14 +175,98 @@ def _conv_relu(c_in: int, c_out: int, kernel: int, batch_norm: bool = False) -> 
     return [conv, *norm, nn.ReLU(inplace=True)]
 
 
+def soft_argmax_3d(logits: torch.Tensor) -> torch.Tensor:
+    """Expected voxel centre under each channel's softmax: ``(B, J, D, H, W)`` logits ->
+    ``(B, J, 3)`` (x, y, z) in units of the half cube, voxel centres at ``(2 i + 1) / n - 1``.
+
+    Computed in float32 whatever the input's dtype (bf16's 8-bit mantissa would move a joint by
+    up to ~0.4 % of the cube), under no autocast.
+    """
+    b, j, d, h, w = logits.shape
+    dev = logits.device.type
+    # (torch.autocast knows no "meta", on which layer_table runs the network.)
+    off = torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else nullcontext()
+    with off:
+        p = torch.softmax(logits.float().reshape(b, j, -1), dim=-1).view(b, j, d, h, w)
+
+        def centres(n: int) -> torch.Tensor:
+            return (2 * torch.arange(n, device=logits.device, dtype=torch.float32) + 1) / n - 1
+
+        x = (p.sum(dim=(2, 3)) * centres(w)).sum(-1)
+        y = (p.sum(dim=(2, 4)) * centres(h)).sum(-1)
+        z = (p.sum(dim=(3, 4)) * centres(d)).sum(-1)
+    return torch.stack([x, y, z], dim=-1)
+
+
+class SoftArgmax3d(nn.Module):
+    """:func:`soft_argmax_3d` as a module, flattened to ``(B, 3 J)`` like a holistic head's."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return soft_argmax_3d(logits).flatten(1)
+
+
+class DenseTrunk(nn.Module):
+    """The dense head's network up to its heatmaps: ``(B, 1, D, D, D)`` -> ``(B, J, R, R, R)``
+    logits, R = ``cfg.heatmap_size`` (module docstring, (c))."""
+
+    def __init__(self, cfg: PoseNetConfig):
+        super().__init__()
+        self.encoder = nn.ModuleList()
+        c_in = 1
+        skips = []
+        for level in cfg.levels:
+            layers: list[nn.Module] = []
+            for c in level:
+                layers += _conv_relu(c_in, c, cfg.kernel, cfg.batch_norm)
+                c_in = c
+            self.encoder.append(nn.Sequential(*layers))
+            skips.append(c_in)
+        self.pool = nn.MaxPool3d(2, stride=2)
+        self.project, self.lateral, self.fuse = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for c, skip in zip(cfg.decoder, reversed(skips[:-1]), strict=False):
+            self.project.append(nn.Conv3d(c_in, c, 1))
+            self.lateral.append(nn.Identity() if skip == c else nn.Conv3d(skip, c, 1))
+            self.fuse.append(nn.Sequential(*_conv_relu(c, c, cfg.kernel, cfg.batch_norm)))
+            c_in = c
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.heatmaps = nn.Conv3d(c_in, cfg.num_joints, 1)
+        # Flat heatmaps at the start: every joint begins at the cube's centre, where the
+        # holistic head's zero-mean output starts too.
+        nn.init.normal_(self.heatmaps.weight, std=1e-3)
+        nn.init.zeros_(self.heatmaps.bias)
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        x = volume
+        skips = []
+        for i, level in enumerate(self.encoder):
+            if i:
+                x = self.pool(x)
+            x = level(x)
+            skips.append(x)
+        for project, lateral, fuse, skip in zip(
+            self.project, self.lateral, self.fuse, reversed(skips[:-1]), strict=False
+        ):
+            x = fuse(self.up(project(x)) + lateral(skip))
+        return self.heatmaps(x)
+
+
 class PoseNet(nn.Module):
-    """``(B, 1, D, D, D)`` TSDF -> ``(B, J, 3)`` joints relative to the COM / target scale."""
+    """``(B, 1, D, D, D)`` TSDF -> ``(B, J, 3)`` joints relative to the COM / target scale.
+
+    ``features`` then ``head``: for the holistic head the conv levels and the FC layers, for the
+    dense head :class:`DenseTrunk` and :class:`SoftArgmax3d` (which is why the CPU variants of
+    :mod:`handvox.estimator.cpu` serve both).
+    """
 
     def __init__(self, cfg: PoseNetConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or PoseNetConfig()
         if cfg.feature_size < 1:
             raise ValueError(f"input_size {cfg.input_size} too small for {len(cfg.channels)} pools")
+        if cfg.head == "dense":
+            self.features: nn.Module = DenseTrunk(cfg)
+            self.head: nn.Module = SoftArgmax3d()
+            return
         layers: list[nn.Module] = []
         c_in = 1
         for level in cfg.levels:

@@ -69,6 +69,13 @@ class EstimatorConfig:
             raise ValueError(
                 f"pose net input {self.pose.input_size} != volume size {self.volume.size}"
             )
+        if self.pose.head == "dense" and not math.isclose(
+            self.volume.cube_mm, 2 * self.pose.target_scale_mm
+        ):
+            raise ValueError(
+                f"the dense head's heatmaps span the cube: target_scale_mm must be half the "
+                f"cube's edge ({self.volume.cube_mm / 2:g} mm), not {self.pose.target_scale_mm:g}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return cfgio.to_dict(self)

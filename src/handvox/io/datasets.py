@@ -28,6 +28,16 @@ READERS: dict[str, type[FrameDataset]] = {
 }
 
 
+def register_reader(kind: str, cls: type[FrameDataset]) -> None:
+    """Make ``kind`` name ``cls`` in specs: how a package above this one adds a kind (training's
+    ``render``, :class:`handvox.synth.stream.RenderedFrames`, which this package must not import:
+    the synthesis package imports it)."""
+    known = READERS.get(kind)
+    if known is not None and known is not cls:
+        raise ValueError(f"dataset kind {kind!r} is taken by {known.__name__}")
+    READERS[kind] = cls
+
+
 def _reader(kind: str) -> type[FrameDataset]:
     try:
         return READERS[kind.lower()]

@@ -29,11 +29,16 @@ from typing import Any
 
 from handvox import config as cfgio
 from handvox.estimator.networks import RefineNetConfig
-from handvox.estimator.presets import compact_estimator, paper_estimator
+from handvox.estimator.presets import compact_estimator, dense_estimator, paper_estimator
 from handvox.estimator.weights import EstimatorConfig, load_model
-from handvox.io.datasets import DatasetSpec
+from handvox.io.datasets import DatasetSpec, register_reader
 from handvox.joints import get_joint_set
+from handvox.synth.stream import RenderedFrames
 from handvox.train.augment import AugmentConfig
+
+# Training also reads frames rendered as it goes (render:FOLDER?seed=S&frames=N: the recipe of a
+# synthetic folder, handvox.synth.stream).
+register_reader("render", RenderedFrames)
 
 MODES = ("pose", "refine", "finetune", "joint")
 # Fields that may change when a run is resumed: how it runs and when it validates and keeps
@@ -196,11 +201,12 @@ def resolve_estimator(cfg: TrainConfig) -> EstimatorConfig:
 
 
 # Named bases of config files (``base = "paper"``): the paper's training defaults (TrainConfig's)
-# with the paper's networks (Table 3 at 60^3 x 5 mm) or with handvox's compact pose net; the
-# canonical 21 joints.
+# with the paper's networks (Table 3 at 60^3 x 5 mm), with handvox's compact pose net, or with the
+# compact encoder and the dense head; the canonical 21 joints.
 PRESETS = {
     "paper": lambda: TrainConfig(estimator=paper_estimator("canonical21", refine=False)).to_dict(),
     "compact": lambda: TrainConfig(estimator=compact_estimator()).to_dict(),
+    "dense": lambda: TrainConfig(estimator=dense_estimator()).to_dict(),
 }
 
 

@@ -8,7 +8,10 @@ the transformed cube -> target = joints relative to the cube centre in the cube'
 by ``PoseNetConfig.target_scale_mm`` (:class:`Samples`). Validation volumes are not augmented.
 
 Before training every frame is scanned once (:func:`scan_source`; COM, whether a hand was
-found, how far its joints reach; cached in the run's ``scan/``), frames are split into training
+found, how far its joints reach; cached in the run's ``scan/``), except frames rendered as they
+are read (``render:`` sources, :class:`handvox.synth.stream.RenderedFrames`): the worker that
+renders one segments it, and draws another for the slot when it shows no hand (or, with
+``skip_outside_cube``, a joint outside the cube). Frames are split into training
 and validation (:func:`split_frames`; all of it: :func:`prepare_frames`) and each epoch's order
 is a function of ``(seed, epoch)`` (:func:`epoch_plan`, :class:`EpochBatches`), which is what
 makes a resumed run repeat an uninterrupted one.
@@ -44,6 +47,7 @@ from handvox.estimator.weights import EstimatorConfig
 from handvox.io.datasets import DatasetSpec
 from handvox.io.frames import FrameDataset
 from handvox.joints import get_joint_set
+from handvox.synth.stream import RenderedFrames
 from handvox.train.augment import AugmentConfig, AugmentParams
 from handvox.train.augment import sample_params as sample_augment
 from handvox.train.config import TrainConfig
@@ -242,9 +246,15 @@ class EpochBatches:
 
 
 # --- samples --------------------------------------------------------------------------------
+# Frames a rendered slot may draw before the run stops: a recipe whose frames show no hand
+# this often is broken, not unlucky.
+RENDER_ATTEMPTS = 20
+
+
 class Samples(Dataset):
     """Network inputs of frames of several sources, indexed by ``(frame, epoch, position)``
-    keys (``epoch < 0``: no augmentation).
+    keys (``epoch < 0``: no augmentation). A source without a scan (``None``: rendered as read)
+    is segmented here, frame by frame.
 
     Returns a dict: ``volume`` ``(1, D, D, D)`` float32; ``target`` ``(J, 3)`` float32 (pose-net
     target in the cube's frame); ``joints`` ``(J, 3)`` float32 mm; ``com`` ``(3,)`` float64 (cube
@@ -255,16 +265,20 @@ class Samples(Dataset):
     def __init__(
         self,
         sources: list[FrameDataset],
-        scans: list[Scan],
+        scans: list[Scan | None],
         est: EstimatorConfig,
         augment: AugmentConfig,
         seed: int,
         use_mask: bool,
         clean: bool,
+        skip_outside_cube: bool = True,
     ):
         self.sources, self.scans, self.est, self.augment = sources, scans, est, augment
         self.seed, self.use_mask, self.clean = seed, use_mask, clean
-        self.coms = np.concatenate([sc.com for sc in scans]) if scans else np.zeros((0, 3))
+        self.skip_outside_cube = skip_outside_cube
+        coms = [np.full((len(ds), 3), np.nan) if sc is None else sc.com
+                for ds, sc in zip(sources, scans, strict=True)]  # fmt: skip
+        self.coms = np.concatenate(coms) if coms else np.zeros((0, 3))
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
 
     def __len__(self) -> int:
@@ -274,16 +288,38 @@ class Samples(Dataset):
         s = int(np.searchsorted(self.offsets, frame, side="right") - 1)
         return s, frame - int(self.offsets[s])
 
+    def _render(self, src: RenderedFrames, i: int) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Slot ``i`` of a rendered source: its first frame that shows a hand (inside the cube,
+        with ``skip_outside_cube``), with the COM and mask segmentation gives it."""
+        half = self.est.volume.cube_mm / 2
+        for attempt in range(RENDER_ATTEMPTS):
+            rec = src.render(i, attempt)
+            seg = find_hand(rec.depth, rec.camera, self.est.segment)
+            if not seg.found:
+                continue
+            if self.skip_outside_cube and np.abs(rec.joints_xyz - seg.com_xyz).max() > half:
+                continue
+            return rec, seg.com_xyz, seg.mask
+        raise HandvoxError(
+            f"{src.root} (rendered, seed {src.seed}): no hand found in {RENDER_ATTEMPTS} frames "
+            f"drawn for frame {i}; check the recipe (handvox synth --preview)"
+        )
+
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         frame, epoch, position = key
         s, i = self.locate(frame)
-        rec = self.sources[s][i]
         vol_cfg, seg_cfg = self.est.volume, self.est.segment
         mask = None
-        if self.use_mask:
-            m = self.scans[s].mask(i, rec.depth.shape)
-            mask = None if m is None else torch.from_numpy(m)[None]
-        com = self.coms[frame]
+        if self.scans[s] is None:
+            rec, com, m = self._render(self.sources[s], i)
+            if self.use_mask:
+                mask = torch.from_numpy(m)[None]
+        else:
+            rec = self.sources[s][i]
+            if self.use_mask:
+                m = self.scans[s].mask(i, rec.depth.shape)
+                mask = None if m is None else torch.from_numpy(m)[None]
+            com = self.coms[frame]
         aug = AugmentParams()
         if epoch >= 0:
             aug = sample_augment(np.random.default_rng([self.seed, epoch, position]), self.augment)
@@ -372,10 +408,13 @@ def _load_scans(
 ) -> list[Scan]:
     """Each source's scan: the run's own (``out/scan``), else one another run of the same data
     and segmentation made (:func:`scan_cache_dir`; the key holds both, :func:`_scan_key`), else
-    scanned now and shared."""
-    scans = []
+    scanned now and shared; None for a rendered source (segmented as it is read)."""
+    scans: list[Scan | None] = []
     shared_dir = scan_cache_dir()
     for src, ds in zip(srcs, datasets, strict=True):
+        if isinstance(ds, RenderedFrames):
+            scans.append(None)
+            continue
         name = f"{_scan_key(src, ds, est, cfg.joint_set)}.npz"
         path = out / "scan" / name
         shared = None if shared_dir is None else shared_dir / name
@@ -447,11 +486,17 @@ def prepare_frames(cfg: TrainConfig, est: EstimatorConfig, out: Path, ctx: Dist)
     pools, val, base = [], [], 0
     for k, (ds, scan) in enumerate(zip(all_ds, scans, strict=True)):
         n = len(ds)
-        usable = scan.status == OK
         if cfg.val_data:
             is_val = np.full(n, k >= len(train_ds))
         else:
             is_val = split_frames(n, cfg.val_fraction, cfg.val_block, cfg.val_seed)
+        if scan is None:  # rendered: every slot gets a usable frame (Samples._render)
+            if k < len(train_ds):
+                pools.append(base + np.flatnonzero(~is_val))
+            val.append(base + np.flatnonzero(is_val))
+            base += n
+            continue
+        usable = scan.status == OK
         skipped["no_hand"] += int(((scan.status == NO_HAND) & ~is_val).sum())
         skipped["unlabelled"] += int(((scan.status == UNLABELLED) & ~is_val).sum())
         skipped["val_no_hand"] += int(((scan.status == NO_HAND) & is_val).sum())
@@ -474,7 +519,8 @@ def prepare_frames(cfg: TrainConfig, est: EstimatorConfig, out: Path, ctx: Dist)
         raise HandvoxError("no usable training frame (see the skip counts)")
     if not len(val_idx):
         raise HandvoxError("no usable validation frame: raise val_fraction or give val_data")
-    samples = Samples(all_ds, scans, est, cfg.augment, cfg.seed, cfg.use_mask, cfg.needs_clean)
+    samples = Samples(all_ds, scans, est, cfg.augment, cfg.seed, cfg.use_mask, cfg.needs_clean,
+                      cfg.skip_outside_cube)  # fmt: skip
     return RunFrames(samples, pools, val_idx, skipped)
 
 

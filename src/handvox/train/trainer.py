@@ -508,7 +508,7 @@ class _Run:
             "best_val": st.best,
             "time_s": round(st.elapsed(), 1),
             "input": {
-                "com": f"{HAND_FINDERS[cfg.estimator.segment.method]} on the input depth",
+                "com": f"{HAND_FINDERS[self.est.segment.method]} on the input depth",
                 "mask": cfg.use_mask,
             },
             "train_config": cfg.to_dict(),
