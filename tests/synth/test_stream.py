@@ -61,6 +61,8 @@ def test_other_seeds_attempts_and_processes(recipe):
 def test_bad_recipes_are_named(recipe, tmp_path):
     with pytest.raises(DataError, match="meta.json"):
         RenderedFrames(tmp_path, seed=1, frames=10)
+    with pytest.raises(ValueError, match=r"need \?seed=S&frames=N"):
+        RenderedFrames(recipe, frames=10)
     with pytest.raises(ValueError, match="frames must be"):
         RenderedFrames(recipe, seed=1, frames=0)
     with pytest.raises(ValueError, match="joint set|unknown"):

@@ -37,13 +37,14 @@ class RenderedFrames(FrameDataset):
     Args:
         root: a folder ``handvox synth`` wrote (its ``meta.json`` names the generator, its
             configuration and the camera; generators ``hand`` and ``toy``).
-        seed: the frames' seed (the folder's own seed gives the folder's frames).
-        frames: how many frames the dataset holds (indices ``0 .. frames - 1``).
+        seed: the frames' seed (the folder's own seed gives the folder's frames); required.
+        frames: how many frames the dataset holds (indices ``0 .. frames - 1``); required.
         joint_set: a set the generator makes, or one exactly derivable from ``canonical21``.
         load_clean: also give the noise-free depth (``clean_depth``).
     Raises:
         DataError: ``root`` holds no readable ``meta.json``.
-        ValueError: an unknown generator, a bad count or an unknown joint set.
+        ValueError: no seed or count, an unknown generator, a bad count or an unknown joint
+            set.
     """
 
     OPTIONS = {"seed": int, "frames": int}
@@ -51,11 +52,18 @@ class RenderedFrames(FrameDataset):
     def __init__(
         self,
         root: str | Path,
-        seed: int,
-        frames: int,
+        seed: int | None = None,
+        frames: int | None = None,
         joint_set: str = "canonical21",
         load_clean: bool = True,
     ):
+        if seed is None or frames is None:
+            # No default: a seed silently shared with another run, or the folder's own, would
+            # train on frames someone else also trains or validates on.
+            raise ValueError(
+                "rendered frames need ?seed=S&frames=N: the seed of the new frames and how many "
+                "a run may draw (e.g. render:synth-data?seed=8&frames=1000000)"
+            )
         self.root = Path(root)
         meta = read_meta(self.root)
         self.camera = Camera.from_dict(meta["camera"])

@@ -113,6 +113,12 @@ def _pack_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return box, np.packbits(mask[r0:r1, c0:c1])
 
 
+def _reach(joints_xyz: np.ndarray, com: np.ndarray) -> float:
+    """How far the cube must reach from ``com`` to hold every joint: the largest per-axis
+    distance, mm (a joint lies inside the cube when this is at most half its edge)."""
+    return float(np.abs(joints_xyz - com).max())
+
+
 class _ScanFrames(Dataset):
     def __init__(self, ds: FrameDataset, indices: np.ndarray, seg_cfg):
         self.ds, self.indices, self.seg_cfg = ds, indices, seg_cfg
@@ -129,8 +135,7 @@ class _ScanFrames(Dataset):
         seg = find_hand(rec.depth, rec.camera, self.seg_cfg)
         if not seg.found:
             return i, np.full(3, np.nan), NO_HAND, np.inf, *none
-        reach = float(np.abs(rec.joints_xyz - seg.com_xyz).max())
-        return i, seg.com_xyz, OK, reach, *_pack_mask(seg.mask)
+        return i, seg.com_xyz, OK, _reach(rec.joints_xyz, seg.com_xyz), *_pack_mask(seg.mask)
 
 
 def _segment_ident(cfg) -> dict:
@@ -297,7 +302,7 @@ class Samples(Dataset):
             seg = find_hand(rec.depth, rec.camera, self.est.segment)
             if not seg.found:
                 continue
-            if self.skip_outside_cube and np.abs(rec.joints_xyz - seg.com_xyz).max() > half:
+            if self.skip_outside_cube and _reach(rec.joints_xyz, seg.com_xyz) > half:
                 continue
             return rec, seg.com_xyz, seg.mask
         raise HandvoxError(
