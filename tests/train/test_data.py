@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,3 +154,21 @@ def test_label_centred_training_samples(toy, tmp_path):
         np.testing.assert_allclose(train_s["com"].numpy(), ds[i].joints_xyz.mean(0), atol=1e-4)
         np.testing.assert_allclose(val_s["com"].numpy(), samples.coms[i])
         assert np.abs(train_s["com"].numpy() - val_s["com"].numpy()).max() > 1.0
+
+
+def test_the_renderer_is_imported_only_by_runs_that_render():
+    """``render:`` is registered by training without importing the renderer (numba kernels,
+    the skinned hand) into every training process; a spec of that kind imports it."""
+    code = (
+        "import sys, handvox.cli.main, handvox.train.trainer\n"
+        "print(sorted(k for k in sys.modules if k.startswith('handvox.synth')))\n"
+        "from handvox.io.datasets import DatasetSpec, register_reader\n"
+        "DatasetSpec.parse('render:x?seed=1&frames=2')\n"
+        "print('handvox.synth.stream' in sys.modules)\n"
+        "try:\n"
+        "    register_reader('render', 'elsewhere:Other')\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "True", "dataset kind 'render' is taken"]

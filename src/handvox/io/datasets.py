@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from inspect import signature
 from pathlib import Path
 from typing import Any
@@ -28,21 +29,32 @@ READERS: dict[str, type[FrameDataset]] = {
 }
 
 
-def register_reader(kind: str, cls: type[FrameDataset]) -> None:
-    """Make ``kind`` name ``cls`` in specs: how a package above this one adds a kind (training's
-    ``render``, :class:`handvox.synth.stream.RenderedFrames`, which this package must not import:
-    the synthesis package imports it)."""
-    known = READERS.get(kind)
-    if known is not None and known is not cls:
-        raise ValueError(f"dataset kind {kind!r} is taken by {known.__name__}")
-    READERS[kind] = cls
+def register_reader(kind: str, where: str) -> None:
+    """Make ``kind`` name the reader ``where`` (``"package.module:Class"``, imported when a spec
+    of that kind is first used): how a package above this one adds a kind (training's ``render``,
+    :class:`handvox.synth.stream.RenderedFrames`, which this package must not import: synthesis
+    imports it), without importing it into every process that only might use it."""
+    known = _LAZY.get(kind)
+    if kind in READERS or (known is not None and known != where):
+        raise ValueError(f"dataset kind {kind!r} is taken")
+    _LAZY[kind] = where
+
+
+# Kinds registered by register_reader, not imported yet: kind -> "module:Class".
+_LAZY: dict[str, str] = {}
 
 
 def _reader(kind: str) -> type[FrameDataset]:
+    kind = kind.lower()
+    if kind in _LAZY and kind not in READERS:
+        module, _, name = _LAZY[kind].partition(":")
+        READERS[kind] = getattr(import_module(module), name)
     try:
-        return READERS[kind.lower()]
+        return READERS[kind]
     except KeyError:
-        raise ValueError(f"unknown dataset {kind!r}; choose one of {sorted(READERS)}") from None
+        raise ValueError(
+            f"unknown dataset {kind!r}; choose one of {sorted({*READERS, *_LAZY})}"
+        ) from None
 
 
 @dataclass(frozen=True)

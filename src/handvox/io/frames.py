@@ -30,6 +30,9 @@ class FrameDataset(Dataset):
     # Options a dataset spec (handvox.io.datasets.DatasetSpec) may give the reader's constructor:
     # name -> how its text is read.
     OPTIONS: ClassVar[dict[str, Callable[[str], Any]]] = {}
+    # True for frames made when they are read (handvox.synth.stream.RenderedFrames): training
+    # segments them as it reads them instead of scanning them all first.
+    RENDERED: ClassVar[bool] = False
 
     def __len__(self) -> int:
         return len(self.frame_ids)

@@ -48,6 +48,7 @@ class RenderedFrames(FrameDataset):
     """
 
     OPTIONS = {"seed": int, "frames": int}
+    RENDERED = True
 
     def __init__(
         self,

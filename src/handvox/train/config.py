@@ -33,12 +33,11 @@ from handvox.estimator.presets import compact_estimator, dense_estimator, paper_
 from handvox.estimator.weights import EstimatorConfig, load_model
 from handvox.io.datasets import DatasetSpec, register_reader
 from handvox.joints import get_joint_set
-from handvox.synth.stream import RenderedFrames
 from handvox.train.augment import AugmentConfig
 
 # Training also reads frames rendered as it goes (render:FOLDER?seed=S&frames=N: the recipe of a
-# synthetic folder, handvox.synth.stream).
-register_reader("render", RenderedFrames)
+# synthetic folder), imported only by runs that use it (the renderer is heavy).
+register_reader("render", "handvox.synth.stream:RenderedFrames")
 
 MODES = ("pose", "refine", "finetune", "joint")
 # Fields that may change when a run is resumed: how it runs and when it validates and keeps

@@ -9,9 +9,10 @@ by ``PoseNetConfig.target_scale_mm`` (:class:`Samples`). Validation volumes are 
 
 Before training every frame is scanned once (:func:`scan_source`; COM, whether a hand was
 found, how far its joints reach; cached in the run's ``scan/``), except frames rendered as they
-are read (``render:`` sources, :class:`handvox.synth.stream.RenderedFrames`): the worker that
-renders one segments it, and draws another for the slot when it shows no hand (or, with
-``skip_outside_cube``, a joint outside the cube). Frames are split into training
+are read (``render:`` sources, whose reader has ``RENDERED``:
+:class:`handvox.synth.stream.RenderedFrames`): the worker that renders one segments it, and
+draws another for the slot when it shows no hand (or, with ``skip_outside_cube``, a joint
+outside the cube). Frames are split into training
 and validation (:func:`split_frames`; all of it: :func:`prepare_frames`) and each epoch's order
 is a function of ``(seed, epoch)`` (:func:`epoch_plan`, :class:`EpochBatches`), which is what
 makes a resumed run repeat an uninterrupted one.
@@ -47,7 +48,6 @@ from handvox.estimator.weights import EstimatorConfig
 from handvox.io.datasets import DatasetSpec
 from handvox.io.frames import FrameDataset
 from handvox.joints import get_joint_set
-from handvox.synth.stream import RenderedFrames
 from handvox.train.augment import AugmentConfig, AugmentParams
 from handvox.train.augment import sample_params as sample_augment
 from handvox.train.config import TrainConfig
@@ -293,7 +293,7 @@ class Samples(Dataset):
         s = int(np.searchsorted(self.offsets, frame, side="right") - 1)
         return s, frame - int(self.offsets[s])
 
-    def _render(self, src: RenderedFrames, i: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    def _render(self, src: Any, i: int) -> tuple[Any, np.ndarray, np.ndarray]:
         """Slot ``i`` of a rendered source: its first frame that shows a hand (inside the cube,
         with ``skip_outside_cube``), with the COM and mask segmentation gives it."""
         half = self.est.volume.cube_mm / 2
@@ -417,7 +417,7 @@ def _load_scans(
     scans: list[Scan | None] = []
     shared_dir = scan_cache_dir()
     for src, ds in zip(srcs, datasets, strict=True):
-        if isinstance(ds, RenderedFrames):
+        if ds.RENDERED:
             scans.append(None)
             continue
         name = f"{_scan_key(src, ds, est, cfg.joint_set)}.npz"
