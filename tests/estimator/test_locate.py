@@ -75,6 +75,33 @@ def test_targets_decode_to_the_centre_they_encode():
     assert torch.allclose(t["heat"].sum((1, 2)), torch.ones(n))
 
 
+def test_a_prior_picks_the_peak_near_it_unless_the_other_is_ten_times_stronger():
+    h2 = w2 = 40
+    rows = torch.arange(h2, dtype=torch.float32)[:, None]
+    cols = torch.arange(w2, dtype=torch.float32)[None, :]
+
+    def bump(r, c):
+        return torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / 2.0)
+
+    x = locator_input(torch.full((1, 80, 80), 600.0), 1, 2000.0, 10.0)
+
+    def output(weaker):  # heat logits: a bump at (10, 10) and one `weaker` times less at (30, 30)
+        heat = torch.log(bump(10, 10) + bump(30, 30) / weaker + 1e-6)
+        return torch.stack([heat, torch.zeros(h2, w2), torch.zeros(h2, w2)])[None]
+
+    def col_row(out, near=None):
+        c = decode(out, x, near=near).centre[0, :2]
+        return tuple(((c - 0.5) / 2).round().int().tolist())  # output cells
+
+    assert col_row(output(3.0)) == (10, 10)
+    assert col_row(output(3.0), torch.tensor([[30.0, 30.0, 3.0]])) == (30, 30)
+    # far from both, or unknown (NaN): the stronger
+    assert col_row(output(3.0), torch.tensor([[0.0, 39.0, 3.0]])) == (10, 10)
+    assert col_row(output(3.0), torch.tensor([[float("nan")] * 3])) == (10, 10)
+    # the floor: a peak twenty times stronger wins away from the prior
+    assert col_row(output(20.0), torch.tensor([[30.0, 30.0, 3.0]])) == (10, 10)
+
+
 def test_loss_is_least_at_the_target():
     g = torch.Generator().manual_seed(1)
     centre = torch.tensor([[60.0, 50.0, 700.0], [100.0, 70.0, 450.0]])
@@ -135,6 +162,12 @@ def test_shipped_locator_finds_the_real_nyu_hand(shared):
     assert np.linalg.norm(pts - seg.com_xyz, axis=1).max() <= LEARNED.radius_mm + 1e-6
     assert np.percentile(depth[v, u], 95) < uvd[:, 2].max() + 60.0
     assert 3000 < seg.mask.sum() < 15000
+    # a sequence's last hand nearby changes nothing; one 400 mm away (a wrong last frame, or a
+    # hand that moved) does not pull the centre off the only hand there is
+    truth = NYU.uvd_to_xyz(uvd).mean(0)
+    for offset in ([20.0, 0.0, 0.0], [400.0, -100.0, 0.0]):
+        other = find_hand(depth, NYU, LEARNED, near_xyz=seg.com_xyz + np.array(offset))
+        assert np.linalg.norm(other.com_xyz - truth) < 50.0
 
 
 @pytest.mark.slow

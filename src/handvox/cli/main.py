@@ -99,6 +99,85 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run="handvox.cli.predict:run")
 
+    p = sub.add_parser(
+        "live",
+        help="joints of a depth camera, recording or frame sequence, frame by frame, smoothed",
+        description="Estimate every frame of a stream (handvox.io.stream): a RealSense "
+        "(realsense[:SERIAL]), a RealSense recording (bag:FILE), an OpenNI2 device "
+        "(openni2[:URI]), an Azure Kinect (k4a[:INDEX]), a folder of depth files or an (N, H, W) "
+        ".npy stack. One JSON line a frame; Ctrl-C ends the run and completes the outputs.",
+    )
+    p.add_argument("--source", required=True, help="where the frames come from (above)")
+    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    p.add_argument(
+        "--camera",
+        help="camera of a file sequence (preset or fx,fy,cx,cy,w,h; default its camera.json); "
+        "devices and recordings report their own",
+    )
+    p.add_argument(
+        "--depth-unit",
+        help="unit of a file sequence's values (mm, m, 0.125mm, ...; default its camera.json's, "
+        "else mm); devices and recordings report their own",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate of a file sequence (its time stamps, for the smoothing and --bvh); a "
+        "camera's requested rate",
+    )
+    p.add_argument(
+        "--hand",
+        choices=["right", "left", "auto"],
+        default="right",
+        help="the hand the frames show (default right)",
+    )
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no window; JSON lines to standard output unless --jsonl says where",
+    )
+    p.add_argument(
+        "--viewer",
+        choices=["opencv", "rerun", "none"],
+        default="opencv",
+        help="without --headless: OpenCV window (default) or rerun's 3D viewer",
+    )
+    p.add_argument("--jsonl", help="write the JSON lines to this file ('-': standard output)")
+    p.add_argument(
+        "--record",
+        type=Path,
+        help="also record the stream and its lines as a file sequence in this folder",
+    )
+    p.add_argument(
+        "--bvh",
+        type=Path,
+        help="at the end, the sequence solved to joint angles as a BVH animation",
+    )
+    p.add_argument("--frames", type=int, help="stop after this many frames")
+    p.add_argument("--no-smooth", action="store_true", help="the joints as estimated, unfiltered")
+    p.add_argument(
+        "--min-cutoff",
+        type=float,
+        default=1.0,
+        help="One Euro filter: cut-off of a still joint, Hz (default 1; lower: smoother)",
+    )
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=0.02,
+        help="One Euro filter: cut-off added per mm/s of speed (default 0.02; higher: "
+        "less lag in motion)",
+    )
+    p.add_argument(
+        "--rotations",
+        help="test-time rotations, degrees (default: the model's; 'none' for the fastest loop)",
+    )
+    p.add_argument("--segment", choices=["depth", "learned"], help="default: the model's")
+    p.add_argument("--no-hand-check", action="store_true", help="no 'not a hand' check")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--exact", action="store_true", help="fp32 networks as trained")
+    p.set_defaults(run="handvox.cli.live:run")
+
     p = sub.add_parser("export", help="ONNX file of the networks (TSDF in, joints - COM out)")
     p.add_argument("--model", required=True, type=Path, help="model folder")
     p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")

@@ -178,14 +178,34 @@ class Located:
     mask: Tensor
 
 
-def decode(out: Tensor, x: Tensor, window: int = 3) -> Located:
+# A sequence's last hand steers which peak is taken (decode's ``near``): a Gaussian of this
+# spread about where the hand was, over a floor, so that a peak far from it needs this many times
+# the heat to win (the hand moved, or the last one was wrong) instead of never winning.
+NEAR_SIGMA_MM = 100.0  # a hand at 3 m/s moves 100 mm between frames at 30 frames/s
+NEAR_FLOOR = 0.1
+
+
+def decode(out: Tensor, x: Tensor, window: int = 3, near: Tensor | None = None) -> Located:
     """Network output ``(B, 3, h2, w2)`` of input ``x`` -> :class:`Located`: the centre is the
     distribution's mean within ``window`` cells of its peak (sub-cell, robust to a second mode),
-    its depth the depth head's mean there under the same weights."""
+    its depth the depth head's mean there under the same weights.
+
+    ``near``: ``(B, 3)`` output-cell column, row and spread (cells) of a prior on the centre (a
+    sequence's last hand; NaN rows: none): the peak is that of the heat times
+    ``NEAR_FLOOR + (1 - NEAR_FLOOR) * gaussian``; the mean about it is the heat's own."""
     b, _, h2, w2 = out.shape
     p = F.softmax(out[:, 0].reshape(b, -1), 1).reshape(b, h2, w2)
     z = reference_depth(x) + _DEPTH_SCALE_MM * out[:, 2]
-    peak = p.reshape(b, -1).argmax(1)
+    choose = p
+    if near is not None:
+        near = near.to(p)
+        rr = torch.arange(h2, device=p.device, dtype=p.dtype)[None, :, None]
+        cc = torch.arange(w2, device=p.device, dtype=p.dtype)[None, None, :]
+        c0, r0, sd = (near[:, k, None, None] for k in range(3))
+        g = torch.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sd**2))
+        g = torch.nan_to_num(NEAR_FLOOR + (1 - NEAR_FLOOR) * g, nan=1.0)
+        choose = p * g
+    peak = choose.reshape(b, -1).argmax(1)
     pr, pc = peak // w2, peak % w2
     rows = torch.arange(h2, device=out.device)[None, :, None]
     cols = torch.arange(w2, device=out.device)[None, None, :]
@@ -239,7 +259,11 @@ def _shipped(folder: str) -> LocatorNet:
 
 
 def locate_hand(
-    depth: np.ndarray, camera: Camera, config: SegmentConfig, net: LocatorNet | None = None
+    depth: np.ndarray,
+    camera: Camera,
+    config: SegmentConfig,
+    net: LocatorNet | None = None,
+    near_xyz: np.ndarray | None = None,
 ) -> Segmentation:
     """The hand's centre and mask by the learned locator (``net``; default: the shipped one).
 
@@ -254,6 +278,9 @@ def locate_hand(
     Args:
         depth: ``(H, W)`` float mm; 0, NaN and values >= ``config.far_mm`` mean no reading.
         camera: intrinsics of the image (its size must be ``W x H``).
+        near_xyz: ``(3,)`` mm, where the hand was in the sequence's last frame: of two
+            candidates, the one near it is taken (:func:`decode`'s ``near``, spread
+            :data:`NEAR_SIGMA_MM`). None or NaN: no prior.
     """
     cfg = config
     depth = _check(depth, camera)
@@ -265,7 +292,15 @@ def locate_hand(
         if not bool(x[:, 1].any()):
             return _miss(shape, f"no valid depth pixels (0, NaN and >= {cfg.far_mm:g} mm mean "
                                 "no reading)")  # fmt: skip
-        found = decode(net(x), x)
+        near = None
+        if near_xyz is not None and np.isfinite(near_xyz).all() and near_xyz[2] > 0:
+            u, v, z = camera.xyz_to_uvd(np.asarray(near_xyz, np.float64))
+            cell = s * OUT_STRIDE  # image pixels per output cell
+            spread = camera.fx * NEAR_SIGMA_MM / z / cell
+            # output cell (i, k) is centred on grid coordinate 2i + 0.5 (module docstring)
+            near = torch.tensor([[(u / s - 0.5) / OUT_STRIDE, (v / s - 0.5) / OUT_STRIDE,
+                                  spread]])  # fmt: skip
+        found = decode(net(x), x, near=near)
     col, row, d = found.centre[0].double().numpy()
     com = camera.uvd_to_xyz(np.array([col * s, row * s, d]))
     # Hand cells, one output cell wider (fingers at a cell's edge), at full resolution.
@@ -301,11 +336,16 @@ HAND_FINDERS = {
 
 
 def find_hand(
-    depth: np.ndarray, camera: Camera, config: SegmentConfig | None = None
+    depth: np.ndarray,
+    camera: Camera,
+    config: SegmentConfig | None = None,
+    near_xyz: np.ndarray | None = None,
 ) -> Segmentation:
     """The hand by ``config.method``: ``"depth"`` (:func:`~handvox.estimator.segment.segment_hand`,
-    the nearest object's end) or ``"learned"`` (:func:`locate_hand`, the shipped locator)."""
+    the nearest object's end) or ``"learned"`` (:func:`locate_hand`, the shipped locator).
+    ``near_xyz``: where the hand was in a sequence's last frame, a prior the locator uses (the
+    depth rule takes the nearest object's end wherever it is, and ignores it)."""
     config = config or SegmentConfig()
     if config.method == "learned":
-        return locate_hand(depth, camera, config)
+        return locate_hand(depth, camera, config, near_xyz=near_xyz)
     return segment_hand(depth, camera, config)

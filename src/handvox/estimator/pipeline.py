@@ -336,9 +336,15 @@ class HandPoseEstimator:
         return HandPoseEstimator(est, self.device, self.fast, *keep, *tta, hand_check=False)
 
     # --- stages ---------------------------------------------------------------------------------
-    def segment(self, depth: np.ndarray, camera: Camera) -> list[Segmentation]:
-        """``(B, H, W)`` float32 mm -> B segmentations (mask, COM, found, reason)."""
-        return [find_hand(d, camera, self.config.segment) for d in depth]
+    def segment(
+        self, depth: np.ndarray, camera: Camera, near_xyz: np.ndarray | None = None
+    ) -> list[Segmentation]:
+        """``(B, H, W)`` float32 mm -> B segmentations (mask, COM, found, reason); ``near_xyz``
+        ``(B, 3)``: where each frame's hand was a frame before (NaN rows: unknown)."""
+        near = [None] * len(depth) if near_xyz is None else near_xyz
+        return [
+            find_hand(d, camera, self.config.segment, n) for d, n in zip(depth, near, strict=True)
+        ]
 
     def volumes(
         self,
@@ -401,9 +407,14 @@ class HandPoseEstimator:
         camera: Camera | str,
         timings: dict[str, float] | None = None,
         hand: str = "right",
+        near_xyz: np.ndarray | None = None,
     ) -> Prediction:
         """Joints of one depth image ``(H, W)`` or a batch ``(B, H, W)``, mm (0 / NaN = no
         reading), taken with ``camera`` (a Camera, a preset name or ``fx,fy,cx,cy,w,h``).
+
+        ``near_xyz``: ``(3,)`` or ``(B, 3)`` mm, where each frame's hand was in its sequence's
+        previous frame (e.g. that frame's ``com_xyz``; NaN: unknown): the learned locator takes
+        the candidate near it (:func:`handvox.estimator.locate.locate_hand`).
 
         ``hand``: the hand the frames show. The networks know right hands: a left hand's frames
         are flipped left to right (a right hand, seen through :meth:`Camera.mirrored`),
@@ -420,10 +431,15 @@ class HandPoseEstimator:
             raise HandvoxError(f"hand must be 'right', 'left' or 'auto', got {hand!r}")
         cam = as_camera(camera)
         depth = as_depth_batch(depth, cam)
+        near = None
+        if near_xyz is not None:
+            near = np.asarray(near_xyz, np.float64).reshape(-1, 3)
+            if len(near) != len(depth):
+                raise HandvoxError(f"near_xyz: {len(near)} rows for {len(depth)} frames")
         if hand == "right":
-            return self._estimate(depth, cam, timings)
+            return self._estimate(depth, cam, timings, near)
         if hand == "left":
-            return self._estimate_left(depth, cam, timings)
+            return self._estimate_left(depth, cam, timings, near)
         if self.check is None:
             raise HandvoxError("hand='auto' needs the hand check (this estimator has none); "
                                "say which hand: 'right' or 'left'")  # fmt: skip
@@ -435,10 +451,11 @@ class HandPoseEstimator:
                 "hand the frames show: 'right' or 'left'"
             )
 
-        pred = self._estimate(depth, cam, timings)
+        pred = self._estimate(depth, cam, timings, near)
         left = np.flatnonzero(pred.p_left >= 0.5)  # NaN (nothing segmented) is not >= 0.5
         if left.size:
-            lp = self._estimate_left(depth[left], cam, timings)
+            lp = self._estimate_left(depth[left], cam, timings,
+                                     None if near is None else near[left])  # fmt: skip
             for k, i in enumerate(left):
                 for name in ("joints_xyz", "joints_uvd", "com_xyz", "com_uvd", "found",
                              "p_hand", "confidence", "joint_confidence"):  # fmt: skip
@@ -448,10 +465,13 @@ class HandPoseEstimator:
         pred.hand = "auto"
         return pred
 
-    def _estimate_left(self, depth: np.ndarray, cam: Camera, timings) -> Prediction:
+    def _estimate_left(self, depth: np.ndarray, cam: Camera, timings, near=None) -> Prediction:
         """Left hands: the frames flipped left to right (right hands seen through the mirrored
         camera), estimated, the joints mirrored back (``x -> -x``)."""
-        pred = self._estimate(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings)
+        if near is not None:
+            near = near * np.array([-1.0, 1.0, 1.0])  # in the mirrored frame
+        pred = self._estimate(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings,
+                              near)  # fmt: skip
         xyz, com = pred.joints_xyz.copy(), pred.com_xyz.copy()
         xyz[..., 0] *= -1
         com[..., 0] *= -1
@@ -472,7 +492,7 @@ class HandPoseEstimator:
         vol = hand_volumes(depth, segs, cam, chk.config.volume, self.device, True, centres)
         return chk(vol)
 
-    def _estimate(self, depth: np.ndarray, cam: Camera, timings) -> Prediction:
+    def _estimate(self, depth: np.ndarray, cam: Camera, timings, near=None) -> Prediction:
         """The pipeline on ``(B, H, W)`` float32 depth, as right hands."""
         b, j = len(depth), len(self.joint_set)
         xyz = np.full((b, j, 3), np.nan)
@@ -487,7 +507,7 @@ class HandPoseEstimator:
         for s in range(0, b, self.batch_size):
             chunk = depth[s : s + self.batch_size]
             with clock("segmentation"):
-                segs = self.segment(chunk, cam)
+                segs = self.segment(chunk, cam, None if near is None else near[s : s + len(chunk)])
             hit = [i for i, g in enumerate(segs) if g.found]
             for i, g in enumerate(segs):
                 reason[s + i] = g.reason

@@ -150,6 +150,39 @@ class MethodResult:
         )
 
 
+# --- sequences ---------------------------------------------------------------------------------
+
+
+def jitter_mm(joints: np.ndarray) -> float:
+    """Frame-to-frame jitter of a sequence: the root mean square over joints and consecutive
+    frame pairs of how far a joint moves, ``(T, J, 3)`` mm -> mm (pairs with a NaN frame left
+    out). Of a still hand, what noise alone moves the joints."""
+    step = np.linalg.norm(np.diff(np.asarray(joints, np.float64), axis=0), axis=-1)
+    return float(np.sqrt(np.nanmean(step**2)))
+
+
+def lag_frames(
+    late: np.ndarray, early: np.ndarray, max_lag: float = 5.0, step: float = 0.05
+) -> float:
+    """How many frames ``late`` trails ``early`` (both ``(T, J, 3)``; e.g. filtered and raw
+    joints of a moving hand): the shift ``k`` in ``[0, max_lag]`` (fractional, ``early``
+    interpolated linearly in time) minimising the mean joint distance between ``late[t]`` and
+    ``early[t - k]`` over the frames where both exist."""
+    late = np.asarray(late, np.float64)
+    early = np.asarray(early, np.float64)
+    t = np.arange(len(early), dtype=np.float64)
+    flat = early.reshape(len(early), -1)
+    first = int(np.ceil(max_lag))  # frames before the largest shift have no past to compare
+    best, best_err = 0.0, np.inf
+    for k in np.arange(0.0, max_lag + step / 2, step):
+        shifted = np.stack([np.interp(t - k, t, flat[:, c]) for c in range(flat.shape[1])], -1)
+        d = np.linalg.norm(late[first:] - shifted[first:].reshape(late[first:].shape), axis=-1)
+        err = float(np.nanmean(d))
+        if err < best_err:
+            best, best_err = float(k), err
+    return best
+
+
 def score(
     pred_xyz: np.ndarray,
     gt_xyz: np.ndarray,

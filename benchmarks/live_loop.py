@@ -1,0 +1,162 @@
+"""``handvox live``'s loop timed and its smoothing measured, on rendered sequences.
+
+    python benchmarks/live_loop.py --frames 300 --seeds 11,12,13,14,15 --out /tmp/live
+
+Per seed, two sequences of one hand (:func:`handvox.synth.sequence.render_sequence`, NYU camera,
+640x480, 30 frames/s): ``still`` (only the sensor's noise changes) and ``wave`` (swept 60 mm side
+to side every 2 s, up to 188 mm/s). Each is written as a RealSense recording (``.db3`` through
+pyrealsense2's software device, 0.125 mm units as an SR305 stores them) and played back through
+the loop ``handvox live --headless`` runs (:func:`handvox.estimator.temporal.track`): read,
+segment, TSDF, check, network, smoothing, no drawing. Reported:
+
+- speed: frames/s of the whole loop (read included) and latency per frame (median, 95th
+  percentile), per stage ms a frame, with the shipped model's test-time rotations and without
+  (``--rotations none``), after a warm-up of 10 frames;
+- smoothing (the defaults, :class:`handvox.estimator.temporal.OneEuroConfig`): jitter of the still
+  hand (RMS frame-to-frame joint motion) raw and smoothed, their ratio; lag of the smoothed waving
+  hand behind the raw one (frames); mean joint error raw and smoothed against the rendered truth.
+
+Seeds 1-3 chose the filter's defaults; report others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.temporal import OneEuroConfig, track
+from handvox.eval.metrics import jitter_mm, lag_frames
+from handvox.io.stream import open_stream, write_realsense_recording
+from handvox.synth.sequence import render_sequence
+
+FPS = 30.0
+
+
+def _run(path: Path, est: HandPoseEstimator, smoothing, warmup: int = 10):
+    out = {"joints": [], "latency": [], "stages": {}}
+    with open_stream(f"bag:{path}") as stream:
+        t_read = time.perf_counter()
+        for k, tr in enumerate(track(stream, est, smoothing=smoothing, timed=True)):
+            now = time.perf_counter()
+            if k >= warmup:
+                # the read: from the end of the last frame's work to this frame's arrival
+                read_ms = (now - t_read) * 1000.0 - tr.latency_ms
+                out["stages"].setdefault("read", []).append(read_ms)
+                for s, v in tr.timings.items():
+                    out["stages"].setdefault(s, []).append(v * 1000.0)
+                out["latency"].append(tr.latency_ms)
+                out["loop"] = out.get("loop", 0.0) + (now - t_read)
+            n = tr.prediction.joints_xyz.shape[1]
+            out["joints"].append(tr.joints if tr.joints is not None else np.full((n, 3), np.nan))
+            t_read = time.perf_counter()
+    out["joints"] = np.stack(out["joints"])
+    return out
+
+
+def _error(joints: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.nanmean(np.linalg.norm(joints - truth, axis=-1)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--seeds", default="11,12,13,14,15")
+    ap.add_argument("--model", type=Path, help="default: the shipped model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--parts", default="speed,smoothing",
+                    help="speed (time it on a quiet machine), smoothing, or both")  # fmt: skip
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    parts = set(args.parts.split(","))
+    if args.model is None:
+        make = HandPoseEstimator.default
+    else:
+
+        def make(**k):
+            return HandPoseEstimator.from_folder(args.model, **k)
+
+    settings = {"model's rotations": make(), "no rotations": make(test_rotations_deg=())}
+    results = {"seeds": seeds, "frames": args.frames, "speed": {}, "smoothing": []}
+    speed: dict[str, dict[str, list]] = {
+        k: {"latency": [], "fps": [], "stages": {}} for k in settings
+    }
+    for seed in seeds:
+        paths = {}
+        truth = {}
+        for motion in ("still", "wave"):
+            seq = render_sequence(args.frames, FPS, motion, seed=seed)
+            paths[motion] = write_realsense_recording(
+                args.out / f"{motion}-{seed}.db3", seq.depth, seq.camera, 0.125, FPS
+            )
+            truth[motion] = seq.joints
+        # speed: the waving hand, both settings, raw joints and the default smoothing alike
+        for name, est in settings.items() if "speed" in parts else ():
+            r = _run(paths["wave"], est, OneEuroConfig())
+            speed[name]["latency"] += r["latency"]
+            speed[name]["fps"].append(len(r["latency"]) / r["loop"])
+            for s, v in r["stages"].items():
+                speed[name]["stages"].setdefault(s, []).extend(v)
+        if "smoothing" not in parts:
+            continue
+        est = settings["model's rotations"]
+        row = {"seed": seed}
+        for motion in ("still", "wave"):
+            raw = _run(paths[motion], est, None)["joints"]
+            smooth = _run(paths[motion], est, OneEuroConfig())["joints"]
+            row[motion] = {
+                "raw_error": _error(raw, truth[motion]),
+                "smoothed_error": _error(smooth, truth[motion]),
+            }
+            if motion == "still":
+                row[motion].update(jitter_raw=jitter_mm(raw), jitter_smoothed=jitter_mm(smooth),
+                                   ratio=jitter_mm(raw) / jitter_mm(smooth))  # fmt: skip
+            else:
+                row[motion]["lag_frames"] = lag_frames(smooth, raw)
+        results["smoothing"].append(row)
+        print(json.dumps(row))
+    if "speed" in parts:
+        _speed_table(speed, results)
+    if "smoothing" in parts:
+        _smoothing_table(results)
+    (args.out / "live_loop.json").write_text(json.dumps(results, indent=1))
+
+
+def _speed_table(speed: dict, results: dict) -> None:
+    print("\n| setting | frames/s (loop) | latency median / p95 ms | " + " | ".join(
+        f"{s} ms" for s in speed["no rotations"]["stages"]) + " |")  # fmt: skip
+    for name, s in speed.items():
+        lat = np.asarray(s["latency"])
+        st = {k: float(np.median(v)) for k, v in s["stages"].items()}
+        results["speed"][name] = {
+            "fps": float(np.median(s["fps"])),
+            "latency_median": float(np.median(lat)),
+            "latency_p95": float(np.percentile(lat, 95)),
+            "stages": st,
+        }
+        print(f"| {name} | {np.median(s['fps']):.1f} | {np.median(lat):.1f} / "
+              f"{np.percentile(lat, 95):.1f} | " + " | ".join(f"{v:.2f}" for v in st.values())
+              + " |")  # fmt: skip
+
+
+def _smoothing_table(results: dict) -> None:
+    print("\n| seed | still: jitter raw / smoothed mm (ratio) | wave: lag frames | "
+          "error raw / smoothed mm (still; wave) |")  # fmt: skip
+    for r in results["smoothing"]:
+        s, w = r["still"], r["wave"]
+        errors = (f"{s['raw_error']:.1f} / {s['smoothed_error']:.1f}; "
+                  f"{w['raw_error']:.1f} / {w['smoothed_error']:.1f}")  # fmt: skip
+        print(f"| {r['seed']} | {s['jitter_raw']:.2f} / {s['jitter_smoothed']:.2f} "
+              f"({s['ratio']:.1f}x) | {w['lag_frames']:.2f} | {errors} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

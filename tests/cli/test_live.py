@@ -1,0 +1,120 @@
+"""``handvox live`` end to end on rendered sequences: the smoothing's jitter and lag with the
+shipped model, a RealSense recording played through, the outputs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from handvox.cli.main import main
+from handvox.eval.metrics import jitter_mm, lag_frames
+from handvox.hand.bvh import read_bvh
+from handvox.synth.sequence import render_sequence
+
+FPS = 30.0
+# Rendered with seeds the filter's defaults were not chosen on (seeds 1-3, docs/benchmarks.md).
+SEED = 7
+
+
+def _live(tmp_path, name, *args):
+    out = tmp_path / f"{name}.jsonl"
+    code = main(["live", "--headless", "--jsonl", str(out), *args])
+    lines = [json.loads(s) for s in out.read_text().splitlines()]
+    return code, lines
+
+
+def _joints(lines):
+    return np.array([ln["joints"] if ln["found"] else np.full((21, 3), np.nan) for ln in lines])
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seq")
+    out = {}
+    for motion in ("still", "wave"):
+        seq = render_sequence(60, FPS, motion, seed=SEED)
+        np.save(root / f"{motion}.npy", seq.depth)
+        out[motion] = (root / f"{motion}.npy", seq)
+    return out
+
+
+def test_smoothing_cuts_a_still_hands_jitter_3x_and_lags_a_moving_one_under_a_frame(
+    sequences, tmp_path
+):
+    common = ["--camera", "nyu", "--fps", str(FPS)]
+    results = {}
+    for motion, (path, seq) in sequences.items():
+        code, raw = _live(tmp_path, f"{motion}-raw", "--source", str(path), *common, "--no-smooth")
+        assert code == 0
+        code, smooth = _live(tmp_path, f"{motion}-smooth", "--source", str(path), *common)
+        assert code == 0 and all(ln["smoothed"] for ln in smooth)
+        assert [ln["t"] for ln in smooth] == pytest.approx(seq.times_s, abs=1e-6)
+        results[motion] = (_joints(raw), _joints(smooth), seq.joints)
+    raw, smooth, truth = results["still"]
+    assert np.isfinite(raw).all()  # the hand is found in every frame
+    assert jitter_mm(raw) / jitter_mm(smooth) >= 3.0
+    raw, smooth, truth = results["wave"]
+    assert lag_frames(smooth, raw) <= 1.0
+    # and the smoothed joints are no worse than the raw ones against the truth
+    err = lambda j: np.linalg.norm(j - truth, axis=-1).mean()  # noqa: E731
+    assert err(smooth) <= err(raw) + 1.0
+
+
+def _pyrealsense2():
+    if os.environ.get("HANDVOX_REQUIRE_REALSENSE") == "1":
+        import pyrealsense2
+
+        return pyrealsense2
+    return pytest.importorskip("pyrealsense2", reason="pyrealsense2 (handvox[realsense]) absent")
+
+
+def test_a_realsense_recording_of_rendered_frames_end_to_end(sequences, tmp_path):
+    rs = _pyrealsense2()
+    from handvox.io.stream import write_realsense_recording
+
+    _, seq = sequences["wave"]
+    version = tuple(int(x) for x in getattr(rs, "__version__", "2.0.0").split(".")[:2])
+    bag = tmp_path / ("wave.db3" if version >= (2, 57) else "wave.bag")
+    # as an SR305 stores it: 0.125 mm units
+    write_realsense_recording(bag, seq.depth[:20], seq.camera, unit_mm=0.125, fps=FPS)
+    rec, bvh = tmp_path / "rec", tmp_path / "wave.bvh"
+    code, lines = _live(
+        tmp_path, "bag", "--source", f"bag:{bag}", "--record", str(rec), "--bvh", str(bvh)
+    )
+    assert code == 0
+    assert [ln["frame"] for ln in lines] == list(range(20))
+    assert [ln["t"] for ln in lines] == pytest.approx(seq.times_s[:20], abs=1e-6)
+    pred = _joints(lines)
+    # what the same frames give read straight from the array (the recording stores 0.125 mm
+    # steps: a few hundredths of a millimetre apart)
+    direct = tmp_path / "direct.npy"
+    np.save(direct, seq.depth[:20])
+    code, ref = _live(
+        tmp_path, "direct", "--source", str(direct), "--camera", "nyu", "--fps", str(FPS)
+    )
+    assert code == 0
+    np.testing.assert_allclose(pred, _joints(ref), atol=0.5)
+    # the BVH has a frame per input frame at the recording's rate
+    anim = read_bvh(bvh)
+    assert anim.num_frames == 20 and anim.frame_time == pytest.approx(1 / FPS, rel=1e-4)
+    # the recording plays again as a file sequence with its camera and unit
+    cam = json.loads((rec / "camera.json").read_text())
+    assert cam["depth_unit_mm"] == pytest.approx(0.125, rel=1e-6)
+    code, again = _live(tmp_path, "again", "--source", str(rec / "depth"), "--fps", str(FPS))
+    assert code == 0
+    np.testing.assert_allclose(_joints(again), pred, atol=0.05)
+    assert (rec / "predictions.jsonl").read_text().count("\n") == 20
+
+
+def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsys):
+    path, _ = sequences["still"]
+    code, _ = _live(tmp_path, "nofps", "--source", str(path), "--camera", "nyu", "--frames", "2")
+    assert code == 2
+    assert "no time stamps: give its frame rate (--fps)" in capsys.readouterr().err
+    code, lines = _live(
+        tmp_path, "two", "--source", str(path), "--camera", "nyu", "--no-smooth", "--frames", "2"
+    )
+    assert code == 0 and len(lines) == 2 and lines[0]["t"] is None
+    assert main(["live", "--headless", "--source", "k4a"]) == 2  # pyk4a is not installed
+    assert "pip install 'handvox[k4a]'" in capsys.readouterr().err
