@@ -105,6 +105,8 @@ def test_a_realsense_recording_of_rendered_frames_end_to_end(sequences, tmp_path
     assert code == 0
     np.testing.assert_allclose(_joints(again), pred, atol=0.05)
     assert (rec / "predictions.jsonl").read_text().count("\n") == 20
+    # a second recording into the same folder would leave the first one's frames behind: refused
+    assert main(["live", "--headless", "--source", f"bag:{bag}", "--record", str(rec)]) == 2
 
 
 def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsys):

@@ -71,6 +71,10 @@ class Recorder:
 
     def __init__(self, folder: Path, stream: DepthStream):
         self.folder = folder
+        if (folder / "camera.json").exists() or any((folder / "depth").glob("*.png")):
+            # frames of an earlier, longer recording would stay behind the new one's
+            raise HandvoxError(f"--record {folder}: holds a recording already; give a new folder "
+                               "or delete it")  # fmt: skip
         (folder / "depth").mkdir(parents=True, exist_ok=True)
         cam, unit = stream.camera, stream.sensor.unit_mm
         write_text(

@@ -71,7 +71,7 @@ def _add_inference_commands(sub) -> None:
         "--rotations",
         help="test-time rotations about the viewing axis, degrees (--rotations=-20,20), whose "
         "predictions are averaged with the plain one; 'none' turns them off (default: the "
-        "model's, the shipped model's -20,20; each costs one more TSDF and network pass)",
+        "model's: the shipped model runs one view; each costs one more TSDF and network pass)",
     )
     p.add_argument(
         "--scales",
