@@ -35,6 +35,19 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def recording_suffix() -> str:
+    """The RealSense recording extension of the installed pyrealsense2 (the realsense extra):
+    librealsense 2.57 on records ROS2 ``.db3``, earlier versions ROS1 ``.bag``. Skips where it is
+    absent, except under CI with libusb installed (HANDVOX_REQUIRE_REALSENSE=1, .ci/run)."""
+    if os.environ.get("HANDVOX_REQUIRE_REALSENSE") == "1":
+        import pyrealsense2 as rs
+    else:
+        rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 (handvox[realsense]) absent")
+    version = tuple(int(x) for x in getattr(rs, "__version__", "2.0.0").split(".")[:2])
+    return ".db3" if version >= (2, 57) else ".bag"
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test: tiny tensors on a shared 2-core machine run faster so

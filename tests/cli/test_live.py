@@ -2,7 +2,6 @@
 shipped model, a RealSense recording played through, the outputs."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from handvox.cli.main import main
 from handvox.eval.metrics import jitter_mm, lag_frames
 from handvox.hand.bvh import read_bvh
+from handvox.io.stream import write_realsense_recording
 from handvox.synth.sequence import render_sequence
 
 FPS = 30.0
@@ -61,21 +61,9 @@ def test_smoothing_cuts_a_still_hands_jitter_3x_and_lags_a_moving_one_under_a_fr
     assert err(smooth) <= err(raw) + 1.0
 
 
-def _pyrealsense2():
-    if os.environ.get("HANDVOX_REQUIRE_REALSENSE") == "1":
-        import pyrealsense2
-
-        return pyrealsense2
-    return pytest.importorskip("pyrealsense2", reason="pyrealsense2 (handvox[realsense]) absent")
-
-
-def test_a_realsense_recording_of_rendered_frames_end_to_end(sequences, tmp_path):
-    rs = _pyrealsense2()
-    from handvox.io.stream import write_realsense_recording
-
+def test_a_realsense_recording_of_rendered_frames_end_to_end(sequences, tmp_path, recording_suffix):
     _, seq = sequences["wave"]
-    version = tuple(int(x) for x in getattr(rs, "__version__", "2.0.0").split(".")[:2])
-    bag = tmp_path / ("wave.db3" if version >= (2, 57) else "wave.bag")
+    bag = tmp_path / f"wave{recording_suffix}"
     # as an SR305 stores it: 0.125 mm units
     write_realsense_recording(bag, seq.depth[:20], seq.camera, unit_mm=0.125, fps=FPS)
     rec, bvh = tmp_path / "rec", tmp_path / "wave.bvh"

@@ -2,7 +2,6 @@
 open."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -97,25 +96,9 @@ def test_a_missing_sdk_names_the_extra(spec, extra, monkeypatch):
         open_stream(spec)
 
 
-def _pyrealsense2():
-    """pyrealsense2 (the realsense extra; CI installs it and its libusb, and requires it)."""
-    if os.environ.get("HANDVOX_REQUIRE_REALSENSE") == "1":
-        import pyrealsense2
-
-        return pyrealsense2
-    return pytest.importorskip("pyrealsense2", reason="pyrealsense2 (handvox[realsense]) absent")
-
-
-def _recording_suffix(rs) -> str:
-    # librealsense 2.57 on records ROS2 .db3, earlier versions ROS1 .bag
-    version = tuple(int(x) for x in getattr(rs, "__version__", "2.0.0").split(".")[:2])
-    return ".db3" if version >= (2, 57) else ".bag"
-
-
-def test_realsense_recording_round_trip(tmp_path):
-    rs = _pyrealsense2()
+def test_realsense_recording_round_trip(tmp_path, recording_suffix):
     frames = _frames(12, seed=1)
-    path = tmp_path / f"rec{_recording_suffix(rs)}"
+    path = tmp_path / f"rec{recording_suffix}"
     write_realsense_recording(path, frames, CAM, unit_mm=0.125, fps=30)
     with open_stream(f"bag:{path}") as s:
         assert not s.live
@@ -131,9 +114,8 @@ def test_realsense_recording_round_trip(tmp_path):
         np.testing.assert_allclose(f.depth, np.rint(want / 0.125) * 0.125, atol=1e-4)
 
 
-def test_realsense_recording_stopped_early_releases_the_player(tmp_path):
-    rs = _pyrealsense2()
-    path = tmp_path / f"rec{_recording_suffix(rs)}"
+def test_realsense_recording_stopped_early_releases_the_player(tmp_path, recording_suffix):
+    path = tmp_path / f"rec{recording_suffix}"
     write_realsense_recording(path, _frames(8), CAM, unit_mm=1.0)
     for _ in range(2):  # opened again after an early stop: the first run let go of the file
         with open_stream(f"bag:{path}") as s:

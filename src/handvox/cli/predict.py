@@ -36,9 +36,8 @@ from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.datasets import DatasetSpec
 from handvox.io.predictions import FORMATS, FramePrediction, Predictions, write_predictions
 from handvox.io.sensor import SensorSpec, parse_depth_unit, sensor_for
+from handvox.io.stream import DEPTH_SUFFIXES
 from handvox.joints import JointSet, convert_joints, get_joint_set
-
-DEPTH_SUFFIXES = (".png", ".npy", ".bin")
 
 
 @dataclass

@@ -153,18 +153,19 @@ def sensor_for(
     return SensorSpec(camera, unit_mm, origin)
 
 
-def check_depth_scale(depth_mm: np.ndarray, path: str | Path | None, unit_mm: float) -> None:
+def check_depth_scale(depth_mm: np.ndarray, path: str | Path | None, unit_mm: float) -> bool:
     """Raise :class:`DataError` (naming ``path`` and the unit that would fit) when the nearest
     surface of ``depth_mm`` (``(H, W)`` mm, read with ``unit_mm`` mm per stored unit; the 1st
     percentile of its valid pixels) lies outside :data:`NEAREST_MM`. Frames with fewer than 50
-    valid pixels pass: whether they hold a hand is for segmentation to say."""
+    valid pixels pass: whether they hold a hand is for segmentation to say. Returns whether the
+    frame had the pixels to judge by."""
     valid = depth_mm[np.isfinite(depth_mm) & (depth_mm > 0)]
     if valid.size < _MIN_PIXELS:
-        return
+        return False
     near = float(np.percentile(valid, 1))
     lo, hi = NEAREST_MM
     if lo <= near <= hi:
-        return
+        return True
     stored = near / unit_mm  # the nearest value as the file stores it
     used = "mm" if unit_mm == 1.0 else f"{unit_mm:g} mm"
     if near < lo:

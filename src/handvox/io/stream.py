@@ -182,9 +182,11 @@ class ArraySequence(DepthStream):
 
     def __iter__(self) -> Iterator[StreamFrame]:
         unit = np.float32(self.sensor.unit_mm)
+        checked = False
         for i in range(len(self.stack)):
             depth = np.nan_to_num(np.asarray(self.stack[i], np.float32) * unit, nan=0.0)
-            check_depth_scale(depth, f"{self.path} frame {i}", self.sensor.unit_mm)
+            if not checked:  # one unit for the whole stack: its first frame with readings says
+                checked = check_depth_scale(depth, f"{self.path} frame {i}", self.sensor.unit_mm)
             yield StreamFrame(i, depth, _timed(i, self.fps), str(i))
 
 
