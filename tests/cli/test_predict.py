@@ -222,6 +222,12 @@ def test_frames_ids_and_bad_arguments(tmp_path, tiny_model, frame):
     np.save(tmp_path / "sub" / "f.npy", frame)
     frames = collect_frames([tmp_path / "f.npy", tmp_path / "f.npy", tmp_path / "sub"], "nyu")
     assert [f.id for f in frames] == ["f.npy", "f.npy#1", "sub/f.npy"]
+    # a folder's numbered frames in the order they were recorded, as handvox live reads them
+    (tmp_path / "seq").mkdir()
+    for n in (10, 2, 1):
+        np.save(tmp_path / "seq" / f"{n}.npy", frame)
+    ids = [f.id for f in collect_frames([tmp_path / "seq"], "nyu")]
+    assert ids == ["seq/1.npy", "seq/2.npy", "seq/10.npy"]
     assert frames[0].camera == NYU and frames[0].source == str(tmp_path / "f.npy")
     with pytest.raises(HandvoxError, match="camera"):
         collect_frames([tmp_path / "f.npy"], "nope")

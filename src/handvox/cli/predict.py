@@ -2,8 +2,9 @@
 
 Inputs
     Files (NYU RGB-encoded PNG, 16-bit PNG, MSRA ``.bin``, ``.npy``; see
-    :func:`handvox.io.depth.read_depth`), folders (their depth files, not recursive, sorted by
-    name) and datasets opened with :meth:`handvox.io.datasets.DatasetSpec.open` (``nyu:ROOT``).
+    :func:`handvox.io.depth.read_depth`), folders (their depth files, not recursive, in name
+    order with numbers by value: :func:`handvox.io.stream.depth_files`) and datasets opened
+    with :meth:`handvox.io.datasets.DatasetSpec.open` (``nyu:ROOT``).
     Files and folders use the ``camera`` given; dataset frames their dataset's camera.
     Frame ids: a file's name, ``FOLDER/NAME`` for a folder's files, the dataset's frame ids.
 
@@ -36,7 +37,7 @@ from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.datasets import DatasetSpec
 from handvox.io.predictions import FORMATS, FramePrediction, Predictions, write_predictions
 from handvox.io.sensor import SensorSpec, parse_depth_unit, sensor_for
-from handvox.io.stream import DEPTH_SUFFIXES
+from handvox.io.stream import depth_files
 from handvox.joints import JointSet, convert_joints, get_joint_set
 
 
@@ -91,13 +92,7 @@ def collect_frames(
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in DEPTH_SUFFIXES and not p.name.startswith(".")
-            )
-            if not files:
-                raise DataError(path, f"no depth files ({', '.join(DEPTH_SUFFIXES)}) in folder")
+            files = depth_files(path)  # numbers in names by value, as handvox live reads them
             sensor = sensor_for(path, camera, origin, unit_mm)
             frames += [_file_frame(p, f"{path.name}/{p.name}", sensor) for p in files]
         elif path.exists():

@@ -135,22 +135,29 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def depth_files(folder: Path) -> list[Path]:
+    """The depth files of ``folder`` (:data:`DEPTH_SUFFIXES`, not hidden, not recursive) in name
+    order, numbers by value (:func:`natural_key`); DataError naming the folder if none."""
+    files = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in DEPTH_SUFFIXES and not p.name.startswith(".")
+        ),
+        key=lambda p: natural_key(p.name),
+    )
+    if not files:
+        raise DataError(folder, f"no depth files ({', '.join(DEPTH_SUFFIXES)}) in folder")
+    return files
+
+
 class FileSequence(DepthStream):
     """The depth files of a folder in name order, numbers by value (:func:`natural_key`; files of
     :data:`DEPTH_SUFFIXES`), each read and checked as ``handvox predict`` reads files
     (:meth:`handvox.io.sensor.SensorSpec.read`)."""
 
     def __init__(self, spec: str, folder: Path, sensor: SensorSpec, fps: float | None):
-        files = sorted(
-            (
-                p
-                for p in folder.iterdir()
-                if p.is_file() and p.suffix.lower() in DEPTH_SUFFIXES and not p.name.startswith(".")
-            ),
-            key=lambda p: natural_key(p.name),
-        )
-        if not files:
-            raise DataError(folder, f"no depth files ({', '.join(DEPTH_SUFFIXES)}) in folder")
+        files = depth_files(folder)
         self.spec, self.sensor, self.files, self.fps = spec, sensor, files, fps
         self.length = len(files)
 
