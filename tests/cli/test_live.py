@@ -106,5 +106,7 @@ def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsy
         tmp_path, "two", "--source", str(path), "--camera", "nyu", "--no-smooth", "--frames", "2"
     )
     assert code == 0 and len(lines) == 2 and lines[0]["t"] is None
+    assert lines[0]["hand"] == "right"
+    assert "hand: right (the default" in capsys.readouterr().err
     assert main(["live", "--headless", "--source", "k4a"]) == 2  # pyk4a is not installed
     assert "pip install 'handvox[k4a]'" in capsys.readouterr().err

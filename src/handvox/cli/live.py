@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
     stream = open_stream(args.source, camera, f"--camera {args.camera}", unit, args.fps)
     with stream:
         print(f"source {args.source}: {stream.sensor.describe()}", file=sys.stderr)
+        how = "--hand" if args.hand is not None else "the default; --hand left or --hand auto"
+        args.hand = args.hand or "right"
+        print(f"hand: {args.hand} ({how})", file=sys.stderr)
         est = _load_estimator(
             args.model,
             args.device,

@@ -128,8 +128,8 @@ def _add_inference_commands(sub) -> None:
     p.add_argument(
         "--hand",
         choices=["right", "left", "auto"],
-        default="right",
-        help="the hand the frames show (default right)",
+        help="the hand the frames show (default right, said on standard error and in every "
+        "JSON line)",
     )
     p.add_argument(
         "--headless",
