@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from handvox.camera import Camera
 from handvox.errors import HandvoxError
 from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.stream import DepthStream, StreamFrame
@@ -138,7 +139,7 @@ class TrackedFrame:
 def track(
     stream: DepthStream | Iterable[StreamFrame],
     estimator: HandPoseEstimator,
-    camera=None,
+    camera: Camera | str | None = None,
     hand: str = "right",
     smoothing: OneEuroConfig | None = None,
     timed: bool = False,
