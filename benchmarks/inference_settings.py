@@ -2,7 +2,8 @@
 
 Scores every combination of the segmentation's centre shifts (``finger_shift_mm`` /
 ``ray_shift_mm`` at their defaults, or 0), re-centring passes (0, 1), sets of test-time
-rotations (``--rotations``) and of test-time scales (``--scales``) on the protocol's validation set
+rotations (``--rotations``), of test-time scales (``--scales``) and of the upright pass's
+threshold (``--upright``: degrees, or none) on the protocol's validation set
 (:func:`handvox.eval.protocol.make_test_set` with ``validation=True``: seed 98, the training
 shapes), and prints the table the model card quotes. The shipped model's ``config.json``
 takes the cheapest row within 0.05 mm of the lowest mean joint error. A model trained on a mix of
@@ -55,7 +56,11 @@ def main() -> None:
     )
     ap.add_argument("--shifts", default="on,off", help="segmentation centre shifts to try")
     ap.add_argument("--recentre", default="0,1", help="re-centring passes to try")
+    ap.add_argument("--upright", default="none",
+                    help="thresholds of the upright pass to try (EstimatorConfig."
+                         "upright_beyond_deg), degrees or 'none'")  # fmt: skip
     args = ap.parse_args()
+    uprights = [None if u.strip() == "none" else float(u) for u in args.upright.split(",")]
     rotation_sets, scale_sets = (
         [() if r.strip() == "none" else tuple(float(a) for a in r.split(",")) for r in s.split(";")]
         for s in (args.rotations, args.scales)
@@ -70,12 +75,15 @@ def main() -> None:
     )
     frames = sum(len(ds) for ds in sets)
     print("| shifts | re-centring passes | test-time rotations (deg) | test-time scales "
-          "| validation mean (mm) | ≤20 / 40 / 50 mm (%) | ms a frame |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| upright beyond (deg) | validation mean (mm) | ≤20 / 40 / 50 mm (%) "
+          "| ms a frame |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     defaults = SegmentConfig()
     for shift in args.shifts.split(","):
         for passes in (int(p) for p in args.recentre.split(",")):
-            for rotations, scales in itertools.product(rotation_sets, scale_sets):
+            for rotations, scales, upright in itertools.product(
+                rotation_sets, scale_sets, uprights
+            ):
                 model = load_model(args.model)
                 on = shift.strip() == "on"
                 seg = dataclasses.replace(
@@ -84,9 +92,8 @@ def main() -> None:
                     ray_shift_mm=defaults.ray_shift_mm if on else 0.0,
                 )
                 model.config = dataclasses.replace(model.config, segment=seg)
-                est = HandPoseEstimator(
-                    model, recentre=passes, test_rotations_deg=rotations, test_scales=scales
-                )
+                est = HandPoseEstimator(model, recentre=passes, test_rotations_deg=rotations,
+                                        test_scales=scales, upright_beyond_deg=upright)  # fmt: skip
                 t0 = time.perf_counter()
                 runs = [predict_dataset(est, ds, progress=False) for ds in sets]
                 pred, gt = (np.concatenate([r[k] for r in runs]) for k in (0, 1))
@@ -95,7 +102,8 @@ def main() -> None:
                 t = res.table()
                 rot = ", ".join(f"{a:g}" for a in rotations) or "none"
                 sca = ", ".join(f"{a:g}" for a in scales) or "none"
-                print(f"| {shift} | {passes} | {rot} | {sca} | {res.mean_error:.2f} | "
+                up = "none" if upright is None else f"{upright:g}"
+                print(f"| {shift} | {passes} | {rot} | {sca} | {up} | {res.mean_error:.2f} | "
                       f"{t[20]:.1f} / {t[40]:.1f} / {t[50]:.1f} | {ms:.1f} |",
                       flush=True)  # fmt: skip
 

@@ -18,8 +18,13 @@ segment, TSDF, check, network, smoothing, no drawing. Reported:
 
 - prior (``--parts prior``): desk scenes with a second hand and objects near the hand, the hand
   waving; per frame, the learned locator's centre with and without the last frame's centre as its
-  prior (:func:`handvox.estimator.locate.find_hand`'s ``near_xyz``), against the true centre (the
-  joints' mean): share of frames more than 40 mm off.
+  prior (:func:`handvox.estimator.locate.find_hand`'s ``near_xyz``; with it, read on a window about
+  it, :data:`~handvox.estimator.locate.TRACK_MARGIN_MM`, or on the whole frame), against the true
+  centre (the joints' mean): share of frames more than 40 mm off, mean distance.
+
+The speed and smoothing parts run ``no rotations`` also with the locator reading the whole frame
+(``whole frame``: :data:`~handvox.estimator.locate.TRACK_MAX_AREA` 0), the loop before tracking
+windows; the smoothing part reports its joint error against the truth.
 
 Seeds 1-3 chose the filter's defaults; report others.
 """
@@ -29,11 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
+from handvox.estimator import locate
 from handvox.estimator.locate import find_hand
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.segment import SegmentConfig
@@ -46,9 +54,21 @@ from handvox.synth.sequence import render_sequence
 FPS = 30.0
 
 
-def _run(path: Path, est: HandPoseEstimator, smoothing, warmup: int = 10):
+@contextmanager
+def _whole_frame(on: bool):
+    """The locator reading the whole frame even with a prior (as before tracking windows)."""
+    with mock.patch.object(locate, "TRACK_MAX_AREA", 0.0) if on else _nothing():
+        yield
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+def _run(path: Path, est: HandPoseEstimator, smoothing, warmup: int = 10, whole: bool = False):
     out = {"joints": [], "latency": [], "stages": {}}
-    with open_stream(f"bag:{path}") as stream:
+    with open_stream(f"bag:{path}") as stream, _whole_frame(whole):
         t_read = time.perf_counter()
         for k, tr in enumerate(track(stream, est, smoothing=smoothing, timed=True)):
             now = time.perf_counter()
@@ -74,15 +94,18 @@ def _prior_rows(seeds: list[int], frames: int) -> list[dict]:
     for seed in seeds:
         seq = render_sequence(frames, FPS, "wave", seed=seed, config=cfg, amplitude_mm=80.0)
         truth = seq.joints.mean(axis=1)
-        off = {"without": [], "with": []}
-        last = None
+        off = {"without": [], "with": [], "with, whole frame": []}
+        last = {"with": None, "with, whole frame": None}
         for d, t in zip(seq.depth, truth, strict=True):
-            plain = find_hand(d, seq.camera, seg)
-            steered = find_hand(d, seq.camera, seg, near_xyz=last)
-            last = steered.com_xyz if steered.found else None
-            for k, g in (("without", plain), ("with", steered)):
+            got = {"without": find_hand(d, seq.camera, seg)}
+            for k in last:
+                with _whole_frame(k != "with"):
+                    got[k] = find_hand(d, seq.camera, seg, near_xyz=last[k])
+                last[k] = got[k].com_xyz if got[k].found else None
+            for k, g in got.items():
                 off[k].append(np.linalg.norm(g.com_xyz - t) if g.found else np.inf)
-        row = {"seed": seed, **{k: float(np.mean(np.asarray(v) > 40.0)) for k, v in off.items()}}
+        row = {"seed": seed, **{k: float(np.mean(np.asarray(v) > 40.0)) for k, v in off.items()},
+               **{f"{k} mean mm": float(np.mean(v)) for k, v in off.items()}}  # fmt: skip
         rows.append(row)
         print(json.dumps(row))
     return rows
@@ -113,16 +136,20 @@ def main() -> None:
         def make(**k):
             return HandPoseEstimator.from_folder(args.model, **k)
 
-    settings = {"model's rotations": make(), "no rotations": make(test_rotations_deg=())}
+    settings = {"model's rotations": make(), "no rotations": make(test_rotations_deg=()),
+                "no rotations, whole frame": make(test_rotations_deg=())}  # fmt: skip
     results = {"seeds": seeds, "frames": args.frames, "speed": {}, "smoothing": []}
     speed: dict[str, dict[str, list]] = {
         k: {"latency": [], "fps": [], "stages": {}} for k in settings
     }
     if "prior" in parts:
         results["prior"] = _prior_rows(seeds, args.frames)
-        print("\n| seed | frames > 40 mm off: without prior | with |")
+        keys = ("without", "with", "with, whole frame")
+        print("\n| seed | frames > 40 mm off (mean mm): without prior | with, window | with, "
+              "whole frame |")  # fmt: skip
         for r in results["prior"]:
-            print(f"| {r['seed']} | {100 * r['without']:.1f} % | {100 * r['with']:.1f} % |")
+            print(f"| {r['seed']} | " + " | ".join(
+                f"{100 * r[k]:.1f} % ({r[k + ' mean mm']:.1f})" for k in keys) + " |")  # fmt: skip
     for seed in seeds if parts & {"speed", "smoothing"} else ():
         paths = {}
         truth = {}
@@ -134,7 +161,7 @@ def main() -> None:
             truth[motion] = seq.joints
         # speed: the waving hand, both settings, raw joints and the default smoothing alike
         for name, est in settings.items() if "speed" in parts else ():
-            r = _run(paths["wave"], est, OneEuroConfig())
+            r = _run(paths["wave"], est, OneEuroConfig(), whole="whole" in name)
             speed[name]["latency"] += r["latency"]
             speed[name]["fps"].append(len(r["latency"]) / r["loop"])
             for s, v in r["stages"].items():
@@ -146,9 +173,11 @@ def main() -> None:
         for motion in ("still", "wave"):
             raw = _run(paths[motion], est, None)["joints"]
             smooth = _run(paths[motion], est, OneEuroConfig())["joints"]
+            whole = _run(paths[motion], est, None, whole=True)["joints"]
             row[motion] = {
                 "raw_error": _error(raw, truth[motion]),
                 "smoothed_error": _error(smooth, truth[motion]),
+                "whole_frame_raw_error": _error(whole, truth[motion]),
             }
             if motion == "still":
                 row[motion].update(jitter_raw=jitter_mm(raw), jitter_smoothed=jitter_mm(smooth),
@@ -183,13 +212,14 @@ def _speed_table(speed: dict, results: dict) -> None:
 
 def _smoothing_table(results: dict) -> None:
     print("\n| seed | still: jitter raw / smoothed mm (ratio) | wave: lag frames | "
-          "error raw / smoothed mm (still; wave) |")  # fmt: skip
+          "error raw / smoothed mm (still; wave) | raw, whole frame (still; wave) |")  # fmt: skip
     for r in results["smoothing"]:
         s, w = r["still"], r["wave"]
         errors = (f"{s['raw_error']:.1f} / {s['smoothed_error']:.1f}; "
                   f"{w['raw_error']:.1f} / {w['smoothed_error']:.1f}")  # fmt: skip
+        whole = f"{s['whole_frame_raw_error']:.1f}; {w['whole_frame_raw_error']:.1f}"
         print(f"| {r['seed']} | {s['jitter_raw']:.2f} / {s['jitter_smoothed']:.2f} "
-              f"({s['ratio']:.1f}x) | {w['lag_frames']:.2f} | {errors} |")  # fmt: skip
+              f"({s['ratio']:.1f}x) | {w['lag_frames']:.2f} | {errors} | {whole} |")  # fmt: skip
 
 
 if __name__ == "__main__":

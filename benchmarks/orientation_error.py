@@ -16,18 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.pipeline import HandPoseEstimator, pointing_deg
 from handvox.eval.metrics import failures_as_far, joint_errors
 from handvox.eval.protocol import predict_dataset
 from handvox.io.synthetic import SyntheticDataset
 from handvox.joints import get_joint_set
-
-
-def pointing_deg(uv: np.ndarray, wrist: int, mcp: int) -> np.ndarray:
-    """``(N, J, 2)`` image points -> ``(N,)`` angle of wrist -> ``mcp`` in degrees, 0 up
-    (image v decreasing), 90 right, ±180 down."""
-    d = uv[:, mcp] - uv[:, wrist]
-    return np.degrees(np.arctan2(d[:, 0], -d[:, 1]))
 
 
 def main() -> None:
@@ -38,15 +31,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     est = HandPoseEstimator.from_folder(args.model) if args.model else HandPoseEstimator.default()
-    names = get_joint_set(est.config.joint_set).names
-    wrist, mcp = names.index("wrist"), names.index("middle_mcp")
+    joint_set = get_joint_set(est.config.joint_set)
     angles, errors = [], []
     for root in args.sets:
         ds = SyntheticDataset(root, joint_set=est.config.joint_set, load_clean=False)
         pred, gt, _ = predict_dataset(est, ds, progress=False)
         errors.append(joint_errors(failures_as_far(pred, gt), gt).mean(axis=1))
         uv = np.stack([ds.camera.xyz_to_uvd(g)[:, :2] for g in gt])
-        angles.append(pointing_deg(uv, wrist, mcp))
+        angles.append(pointing_deg(uv, joint_set))
     a, e = np.concatenate(angles), np.concatenate(errors)
     print(f"{len(a)} frames of {len(args.sets)} sets")
     print("| pointing (deg) | frames | share | mean error (mm) | median (mm) |")

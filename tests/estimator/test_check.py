@@ -206,3 +206,13 @@ def test_shipped_check_rejects_things_that_are_not_hands(shipped):
     segmented = [r == "" or r.startswith("not a hand") for r in pred.reason]
     assert not pred.found.any(), (pred.reason, pred.p_hand)
     assert sum(segmented) >= 1  # at least one reached the check (not all stopped by segmentation)
+
+
+def test_the_fast_estimator_runs_the_frozen_check_with_the_same_answer(shipped, shared):
+    depth = read_depth(shared / "data/nyu/depth_1_0000001.png")
+    exact = HandPoseEstimator.default(fast=False)
+    assert shipped.variants["check"] == "fp32-frozen"
+    assert isinstance(shipped._check.net, torch.jit.ScriptModule)
+    assert shipped._check.net is not shipped.check.net  # the check itself stays as loaded
+    a, b = shipped(depth, NYU), exact(depth, NYU)
+    assert abs(a.p_hand[0] - b.p_hand[0]) < 1e-4

@@ -197,3 +197,53 @@ def test_shipped_locator_beats_the_depth_rule_on_hands_with_objects():
 def test_locate_hand_reports_frames_without_readings():
     seg = locate_hand(np.zeros((480, 640), np.float32), NYU, LEARNED)
     assert not seg.found and "no valid depth" in seg.reason
+
+
+def test_cube_box_holds_every_point_of_the_ball():
+    from handvox.estimator.locate import _cube_box
+
+    rng = np.random.default_rng(0)
+    for centre in ([0.0, 0.0, 600.0], [-250.0, 120.0, 400.0], [300.0, -200.0, 900.0]):
+        c = np.array(centre)
+        y0, y1, x0, x1 = _cube_box(NYU, c, 200.0, (480, 640))
+        d = rng.normal(size=(5000, 3))
+        pts = c + d / np.linalg.norm(d, axis=1, keepdims=True) * 200.0 * rng.uniform(
+            0, 1, (5000, 1)
+        )
+        u, v, _ = NYU.xyz_to_uvd(pts).T
+        seen = (u >= 0) & (u < 640) & (v >= 0) & (v < 480)
+        assert seen.any()
+        assert ((u[seen] >= x0) & (u[seen] < x1) & (v[seen] >= y0) & (v[seen] < y1)).all()
+        assert (y1 - y0) * (x1 - x0) < 480 * 640  # and it is a crop, not the frame
+    assert _cube_box(NYU, np.array([0.0, 0.0, 150.0]), 200.0, (480, 640)) is None  # behind
+
+
+def test_tracking_reads_a_window_about_the_last_hand_and_the_frame_when_it_is_not_there(
+    shared, monkeypatch
+):
+    """With a sequence's last hand the locator reads only a window about it (what makes it
+    cheap in handvox live); where the hand is not in that window it reads the whole frame, so a
+    wrong last hand costs time, not the hand."""
+    from handvox.estimator import locate
+
+    nyu = shared / "data" / "nyu"
+    depth = read_depth(nyu / "depth_1_0000001.png")
+    whole = find_hand(depth, NYU, LEARNED)
+    reads = []
+    real = locate._read
+    monkeypatch.setattr(locate, "_read", lambda *a: reads.append(a[4]) or real(*a))
+    grid = (120, 160)
+    tracked = find_hand(depth, NYU, LEARNED, near_xyz=whole.com_xyz + [20.0, 0.0, 0.0])
+    assert len(reads) == 1
+    r0, r1, c0, c1 = reads[0]
+    assert (r1 - r0) * (c1 - c0) < 0.6 * grid[0] * grid[1]
+    assert r0 % 8 == 0 and c0 % 8 == 0  # the window samples the grid as the frame does
+    assert np.linalg.norm(tracked.com_xyz - whole.com_xyz) < 10.0
+    assert (tracked.mask & whole.mask).sum() > 0.9 * whole.mask.sum()
+    reads.clear()
+    away = whole.com_xyz + [400.0, -100.0, 0.0]
+    lost = find_hand(depth, NYU, LEARNED, near_xyz=away)
+    assert reads[-1] == (0, grid[0], 0, grid[1])  # the window held no hand: the whole frame
+    untracked = locate_hand(depth, NYU, LEARNED, near_xyz=away, window=False)
+    np.testing.assert_array_equal(lost.com_xyz, untracked.com_xyz)
+    np.testing.assert_array_equal(lost.mask, untracked.mask)

@@ -345,3 +345,30 @@ def test_dense_head_cpu_variant_agrees_and_saves(tmp_path):
     assert back.config == est and back.config.pose.decoder == (64, 32)
     with torch.no_grad():
         torch.testing.assert_close(back.pose_net.eval()(x), ref)
+
+
+def test_frozen_for_cpu_agrees_with_eager_at_any_size_and_leaves_the_model():
+    from handvox.estimator.check import HandCheckNet
+    from handvox.estimator.cpu import frozen_for_cpu
+    from handvox.estimator.locate import LocatorNet
+
+    torch.manual_seed(0)
+    for net, example, others in (
+        (LocatorNet(8), torch.rand(1, 2, 120, 160), [(1, 2, 64, 72), (3, 2, 184, 320)]),
+        (HandCheckNet(4, 32), torch.rand(1, 1, 32, 32, 32), [(5, 1, 32, 32, 32)]),
+    ):
+        for m in net.modules():  # batch-norm statistics that are not the identity
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        net.eval()
+        frozen = frozen_for_cpu(net, example)
+        assert isinstance(frozen, torch.jit.ScriptModule)
+        with torch.no_grad():
+            for shape in [tuple(example.shape), *others]:
+                x = torch.rand(shape) * 2 - 1
+                ref = net(x)
+                torch.testing.assert_close(frozen(x), ref, atol=1e-4, rtol=1e-4)
+        assert not net.training and any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()
+        )  # the original keeps its batch norms (freezing folds them into a copy)

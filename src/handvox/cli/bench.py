@@ -6,6 +6,9 @@ Stages, per frame, on one depth frame repeated to fill a batch:
   nearest object, hand region, back-projection, mask);
 * ``com``: the centre of mass inside it (``handvox.estimator.segment._centre``: mean shift and
   wrist cut), timed by wrapping that function while ``segment_hand`` runs;
+* ``tracking``: finding the hand again with its centre just found as the last frame's (a hand
+  held still in a sequence: what ``handvox live`` pays a frame; the learned locator then reads a
+  window about it, :data:`handvox.estimator.locate.TRACK_MARGIN_MM`; the depth rule ignores it);
 * ``tsdf``: :func:`handvox.estimator.pipeline.hand_volumes` (masked projective TSDF);
 * ``refinement`` and ``pose``: the two networks.
 
@@ -58,7 +61,7 @@ from handvox.io.depth import read_depth
 from handvox.synth.frame import frame_rng
 from handvox.synth.generators import make_generator
 
-STAGES = ("segmentation", "com", "tsdf", "check", "refinement", "pose")
+STAGES = ("segmentation", "com", "tracking", "tsdf", "check", "refinement", "pose")
 NYU_FRAME = Path(__file__).resolve().parents[3].parent / "shared/data/nyu/depth_1_0000001.png"
 
 
@@ -135,11 +138,14 @@ def _front_stages(
     if not all(s.found for s in segs):
         raise RuntimeError(f"no hand found in the benchmark frame: {segs[0].reason}")
     seg = [t - c for t, c in zip(total, com, strict=True)]
+    last = np.stack([g.com_xyz for g in segs])
+    tracking = _timed(lambda: est.segment(depth, cam, last), repeats, est.device)
     tsdf_s = _timed(lambda: est.volumes(depth, segs, cam), repeats, est.device)
     tsdf = est.volumes(depth, segs, cam)
     stages = {
         "segmentation": _stats(seg, b),
         "com": _stats(com, b),
+        "tracking": _stats(tracking, b),
         "tsdf": _stats(tsdf_s, b),
     }
     return stages, segs, tsdf
@@ -496,16 +502,17 @@ def format_markdown(result: dict[str, Any]) -> str:
         "",
         "ms per frame, best (median); frames/s best (median)",
         "",
-        "| variant | batch | segmentation | COM | TSDF | hand check | refinement | pose "
-        "| pose path fps | end-to-end fps | joints vs fp32 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| variant | batch | segmentation | COM | tracking | TSDF | hand check | refinement "
+        "| pose | pose path fps | end-to-end fps | joints vs fp32 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["runs"]:
         st = r["stages"]
         nets = ", ".join(f"{k}: {v}" for k, v in r["networks"].items())
         lines.append(
             f"| {r['variant']} ({nets}) | {r['batch']} | {_ms(st['segmentation'])} | "
-            f"{_ms(st['com'])} | {_ms(st['tsdf'])} | {_ms(st.get('check'))} | "
+            f"{_ms(st['com'])} | {_ms(st.get('tracking'))} | {_ms(st['tsdf'])} | "
+            f"{_ms(st.get('check'))} | "
             f"{_ms(st['refinement'])} | "
             f"{_ms(st['pose'])} | {_f(r['pose_path'])} | {_f(r['end_to_end'])} | "
             f"{r['max_joint_diff_vs_fp32_mm']:.3f} mm |"

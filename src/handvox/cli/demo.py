@@ -486,9 +486,14 @@ def _passes_note(est: HandPoseEstimator) -> str:
     if scales:
         factors = ", ".join(f"{s:g}" for s in scales)
         why.append(f"test-time scales of {factors} averaged with the plain cube")
+    up = est.config.upright_beyond_deg
+    again = "" if up is None else (
+        f" Hands pointing more than {up:g}° from up in the image are estimated once more on a "
+        "cube turned to hold them upright."
+    )  # fmt: skip
     if not why:
-        return "One TSDF and network pass a frame."
-    return f"{n} TSDF and network passes a frame ({'; '.join(why)})."
+        return "One TSDF and network pass a frame." + again
+    return f"{n} TSDF and network passes a frame ({'; '.join(why)})." + again
 
 
 def run_demo(

@@ -162,15 +162,11 @@ def run(args: argparse.Namespace) -> int:
         how = "--hand" if args.hand is not None else "the default; --hand left or --hand auto"
         args.hand = args.hand or "right"
         print(f"hand: {args.hand} ({how})", file=sys.stderr)
-        est = _load_estimator(
-            args.model,
-            args.device,
-            args.exact,
-            args.rotations,
-            None,
-            args.segment,
-            not args.no_hand_check,
-        )
+        try:
+            est = _load_estimator(args.model, args.device, args.exact, args.rotations, None,
+                                  args.segment, not args.no_hand_check, args.upright)  # fmt: skip
+        except ValueError as e:  # a rotation of 0, an upright angle of 180, NaN
+            raise HandvoxError(f"--rotations/--upright: {e}") from None
         joint_set = est.joint_set.name
         viewer = _viewer(viewer_kind, stream, joint_set)
         jsonl_path = args.jsonl if args.jsonl is not None else ("-" if args.headless else None)

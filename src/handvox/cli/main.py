@@ -79,6 +79,11 @@ def _add_inference_commands(sub) -> None:
         "likewise; 'none' turns them off (default: the model's)",
     )
     p.add_argument(
+        "--upright",
+        help="a hand pointing further than this from up in the image (degrees) is estimated "
+        "again on a cube turned to hold it upright; 'none': never (default: the model's)",
+    )
+    p.add_argument(
         "--segment",
         choices=["depth", "learned"],
         help="how the hand is found: depth (the nearest object's end) or learned (the shipped "
@@ -171,6 +176,11 @@ def _add_inference_commands(sub) -> None:
     p.add_argument(
         "--rotations",
         help="test-time rotations, degrees (default: the model's; 'none' for the fastest loop)",
+    )
+    p.add_argument(
+        "--upright",
+        help="re-estimate hands pointing further than this from up, degrees, on a turned cube "
+        "(default: the model's; 'none': never)",
     )
     p.add_argument("--segment", choices=["depth", "learned"], help="default: the model's")
     p.add_argument("--no-hand-check", action="store_true", help="no 'not a hand' check")

@@ -314,6 +314,7 @@ def _load_estimator(
     scales: str | None = None,
     segment: str | None = None,
     hand_check: bool = True,
+    upright: str | None = None,
 ):
     kw = {
         "segment_method": segment,
@@ -323,6 +324,11 @@ def _load_estimator(
         "test_rotations_deg": _parse_numbers(rotations, "--rotations", "-20,20"),
         "test_scales": _parse_numbers(scales, "--scales", "0.9,1.1"),
     }
+    if upright is not None:
+        turn = _parse_numbers(upright, "--upright", "75")
+        if len(turn) > 1:
+            raise HandvoxError(f"--upright: one angle in degrees or 'none', got {upright!r}")
+        kw["upright_beyond_deg"] = turn[0] if turn else None
     if model is None:
         return HandPoseEstimator.default(**kw)
     return HandPoseEstimator.from_folder(model, **kw)
@@ -344,9 +350,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"hand: {args.hand} ({how})")
     try:
         est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales,
-                              args.segment, not args.no_hand_check)  # fmt: skip
-    except ValueError as e:  # a rotation of 0, a scale of 1, inf or NaN
-        raise HandvoxError(f"--rotations/--scales: {e}") from None
+                              args.segment, not args.no_hand_check, args.upright)  # fmt: skip
+    except ValueError as e:  # a rotation of 0, a scale of 1, an upright angle of 180, NaN
+        raise HandvoxError(f"--rotations/--scales/--upright: {e}") from None
     if not args.quiet:
         if est.check is not None:
             print(f"hand check: on (a frame whose p_hand is below {est.check.config.threshold:g} "

@@ -22,6 +22,7 @@ agree (their spread, per joint and per frame); ``found`` needs ``p(hand)`` at le
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +37,7 @@ from torch import Tensor, nn
 from handvox import config as cfgio
 from handvox.atomic import atomic_path, write_text
 from handvox.errors import DataError
+from handvox.estimator.cpu import frozen_for_cpu
 from handvox.estimator.volume import VolumeConfig
 
 # A cube whose centre lies farther than this from the hand's joint mean counts as "not on the
@@ -128,6 +130,13 @@ class HandCheck:
     def handedness_accuracy(self) -> float:
         """Left vs right accuracy on its validation frames (NaN when not recorded)."""
         return float(self.meta.get("validation", {}).get("handedness_accuracy", float("nan")))
+
+    def for_cpu(self) -> HandCheck:
+        """The same check with its network run as :func:`~handvox.estimator.cpu.frozen_for_cpu`
+        (several times faster on CPU, same results within float rounding)."""
+        size = self.config.volume.size
+        net = frozen_for_cpu(self.net.cpu(), torch.zeros(1, 1, size, size, size))
+        return dataclasses.replace(self, net=net)
 
     @torch.inference_mode()
     def __call__(self, tsdf: Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,11 @@ docs/benchmarks.md, "The pose path and its CPU remedies"):
 * refinement net: ``bf16 + channels_last`` where the CPU has native bf16 (AVX512-BF16 / AMX),
   else ``channels_last`` in fp32.
 
+* hand locator (2-D) and hand check (3-D): traced, frozen and rewritten for oneDNN
+  (:func:`frozen_for_cpu`: batch norm folded into the convolutions, weights packed once instead
+  of at every call); fp32, outputs within 1e-4 of eager. The check's first convolution has one
+  input channel, which eager PyTorch runs on a slow generic kernel.
+
 Joints move by hundredths to tenths of a millimetre against fp32; int8 quantises activations
 with one scale per batch, so in fast mode a frame's joints also depend (as little) on its
 batch-mates. ``fast=False`` runs the networks exactly as trained (fp32, eager). On GPUs the
@@ -114,3 +119,18 @@ def for_cpu_inference(
     if bf16:
         m = _Cast(m, torch.bfloat16)
     return m
+
+
+def frozen_for_cpu(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """An eval-mode, frozen TorchScript copy of ``model`` rewritten for oneDNN
+    (``torch.jit.freeze`` + ``torch.jit.optimize_for_inference``), traced on ``example``; inputs
+    of other sizes and batch sizes run too (the graph keeps their shapes symbolic). fp32, same
+    results within float rounding. ``model`` is left as it is.
+
+    Both calls are deprecated for ``torch.compile``, which needs a C++ compiler at run time and
+    compiles for every new input size; these still run in the PyTorch handvox pins and measured
+    the fastest (docs/benchmarks.md, "Live")."""
+    m = copy.deepcopy(model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, example)))

@@ -40,7 +40,9 @@ from torch.nn import functional as F
 from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
 from handvox.errors import DataError
+from handvox.estimator.cpu import frozen_for_cpu
 from handvox.estimator.segment import (
+    _ARM_SHELL_MM,
     _EIGHT,
     Segmentation,
     SegmentConfig,
@@ -254,8 +256,63 @@ def locator_id() -> str:
 
 
 @lru_cache(maxsize=4)
-def _shipped(folder: str) -> LocatorNet:
-    return load_locator(folder)
+def _shipped(folder: str) -> nn.Module:
+    """The locator of ``folder`` as inference runs it (:func:`frozen_for_cpu`)."""
+    return frozen_for_cpu(load_locator(folder), torch.zeros(1, 2, 120, 160))
+
+
+# Tracking (a sequence's last hand given): the locator reads a window of the grid around it
+# instead of the whole frame, the hand's ball (``radius_mm``) plus this much motion each way;
+# where the hand is not clearly in the window (its peak at the window's edge, or no cell near
+# the peak called hand), the whole frame is read as without a prior's window.
+TRACK_MARGIN_MM = 90.0  # 2.7 m/s at 30 frames/s; the centre's jitter is ~2 mm
+_TRACK_EDGE_CELLS = 2  # output cells: a peak this near a window edge may belong outside it
+# A window over this share of the grid saves too little: the whole frame is read (0: always).
+TRACK_MAX_AREA = 0.6
+
+
+def _cube_box(camera: Camera, xyz: np.ndarray, half_mm: float, shape: tuple[int, int]):
+    """Pixel box ``(y0, y1, x0, x1)`` (ends exclusive, clipped to ``shape``) holding the image of
+    the cube of half-width ``half_mm`` about ``xyz`` (so of every point within ``half_mm`` of it);
+    None when the cube reaches behind the camera."""
+    if xyz[2] - half_mm <= 1.0:
+        return None
+    corners = xyz + half_mm * np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+    u, v, _ = camera.xyz_to_uvd(corners).T
+    y0, y1 = max(0, int(np.floor(v.min()))), min(shape[0], int(np.ceil(v.max())) + 1)
+    x0, x1 = max(0, int(np.floor(u.min()))), min(shape[1], int(np.ceil(u.max())) + 1)
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def _read(net: LocatorNet, depth: Tensor, s: int, cfg: SegmentConfig, cells: tuple, near):
+    """The locator on the grid window ``cells`` ``(r0, r1, c0, c1)`` (starts multiples of
+    :data:`_PAD`, so its strided convolutions sample the grid as on the whole frame): the
+    :class:`Located` in the window's grid coordinates; None where it holds no reading.
+    ``near``: ``(col, row, spread)`` of the prior in whole-frame output cells, or None."""
+    r0, r1, c0, c1 = cells
+    x = locator_input(depth[None, r0 * s : r1 * s, c0 * s : c1 * s], s, cfg.far_mm,
+                      cfg.min_depth_mm)  # fmt: skip
+    if not bool(x[:, 1].any()):
+        return None
+    if near is not None:
+        near = torch.tensor([[near[0] - c0 / OUT_STRIDE, near[1] - r0 / OUT_STRIDE, near[2]]])
+    return decode(net(x), x, near=near)
+
+
+def _holds_hand(found: Located, cells: tuple, grid: tuple[int, int]) -> bool:
+    """Whether a window's reading can stand for the whole frame's: the peak is not at an edge
+    of the window inside the frame, and the locator calls some cell about it hand."""
+    r0, r1, c0, c1 = cells
+    col, row = (found.centre[0, :2].numpy() - 0.5) / OUT_STRIDE  # output cells in the window
+    h2, w2 = found.mask.shape[-2:]
+    e = _TRACK_EDGE_CELLS
+    if (col < e and c0 > 0) or (row < e and r0 > 0):
+        return False
+    if (col > w2 - 1 - e and c1 < grid[1]) or (row > h2 - 1 - e and r1 < grid[0]):
+        return False
+    i, k = int(round(row)), int(round(col))
+    about = found.mask[0, max(0, i - 2) : i + 3, max(0, k - 2) : k + 3]
+    return bool(about.numel()) and float(about.max()) > 0.5
 
 
 def locate_hand(
@@ -264,6 +321,7 @@ def locate_hand(
     config: SegmentConfig,
     net: LocatorNet | None = None,
     near_xyz: np.ndarray | None = None,
+    window: bool = True,
 ) -> Segmentation:
     """The hand's centre and mask by the learned locator (``net``; default: the shipped one).
 
@@ -281,39 +339,70 @@ def locate_hand(
         near_xyz: ``(3,)`` mm, where the hand was in the sequence's last frame: of two
             candidates, the one near it is taken (:func:`decode`'s ``near``, spread
             :data:`NEAR_SIGMA_MM`). None or NaN: no prior.
+        window: with ``near_xyz``, read only a window of the image about it
+            (:data:`TRACK_MARGIN_MM`), the whole image where the hand is not clearly in it.
     """
     cfg = config
     depth = _check(depth, camera)
     shape = depth.shape
     net = net or _shipped(str(DEFAULT_LOCATOR_DIR))
     s = grid_stride(shape[1])
+    grid = (-(-shape[0] // s), -(-shape[1] // s))  # cells of depth[::s, ::s]
+    whole = (0, grid[0], 0, grid[1])
+    prior = near_xyz is not None and np.isfinite(near_xyz).all() and near_xyz[2] > 0
+    near, cells, found = None, whole, None
     with torch.no_grad():
-        x = locator_input(torch.from_numpy(depth)[None], s, cfg.far_mm, cfg.min_depth_mm)
-        if not bool(x[:, 1].any()):
+        t = torch.from_numpy(depth)
+        if prior:
+            near_xyz = np.asarray(near_xyz, np.float64)
+            u, v, z = camera.xyz_to_uvd(near_xyz)
+            spread = camera.fx * NEAR_SIGMA_MM / z / (s * OUT_STRIDE)
+            # output cell (i, k) is centred on grid coordinate 2i + 0.5 (module docstring)
+            near = ((u / s - 0.5) / OUT_STRIDE, (v / s - 0.5) / OUT_STRIDE, spread)
+            box = _cube_box(camera, near_xyz, cfg.radius_mm + TRACK_MARGIN_MM, shape)
+            if window and box is not None:
+                y0, y1, x0, x1 = box
+                r0, c0 = y0 // s // _PAD * _PAD, x0 // s // _PAD * _PAD
+                cells = (r0, min(grid[0], -(-y1 // s)), c0, min(grid[1], -(-x1 // s)))
+                area = (cells[1] - r0) * (cells[3] - c0)
+                if area <= TRACK_MAX_AREA * grid[0] * grid[1]:
+                    found = _read(net, t, s, cfg, cells, near)
+                    if found is not None and not _holds_hand(found, cells, grid):
+                        found = None
+        if found is None:
+            cells = whole
+            found = _read(net, t, s, cfg, cells, near)
+        if found is None:
             return _miss(shape, f"no valid depth pixels (0, NaN and >= {cfg.far_mm:g} mm mean "
                                 "no reading)")  # fmt: skip
-        near = None
-        if near_xyz is not None and np.isfinite(near_xyz).all() and near_xyz[2] > 0:
-            u, v, z = camera.xyz_to_uvd(np.asarray(near_xyz, np.float64))
-            cell = s * OUT_STRIDE  # image pixels per output cell
-            spread = camera.fx * NEAR_SIGMA_MM / z / cell
-            # output cell (i, k) is centred on grid coordinate 2i + 0.5 (module docstring)
-            near = torch.tensor([[(u / s - 0.5) / OUT_STRIDE, (v / s - 0.5) / OUT_STRIDE,
-                                  spread]])  # fmt: skip
-        found = decode(net(x), x, near=near)
     col, row, d = found.centre[0].double().numpy()
-    com = camera.uvd_to_xyz(np.array([col * s, row * s, d]))
+    r0, c0 = cells[0], cells[2]
+    com = camera.uvd_to_xyz(np.array([(col + c0) * s, (row + r0) * s, d]))
+    # Only pixels within the arm's shell of the centre can count (_select), so only their box
+    # is read at full resolution.
+    box = _cube_box(camera, com, cfg.radius_mm + _ARM_SHELL_MM[1], shape)
+    if box is None:
+        box = (0, shape[0], 0, shape[1])
     # Hand cells, one output cell wider (fingers at a cell's edge), at full resolution.
-    cells = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, _EIGHT)
+    cells_hand = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, _EIGHT)
     k = s * OUT_STRIDE
-    allowed = np.repeat(np.repeat(cells, k, 0), k, 1)[: shape[0], : shape[1]]
+    oy, ox = r0 * s, c0 * s  # the read window's first pixel
+    y0, y1 = max(box[0], oy), min(box[1], oy + cells_hand.shape[0] * k)
+    x0, x1 = max(box[2], ox), min(box[3], ox + cells_hand.shape[1] * k)
+    if y0 >= y1 or x0 >= x1:
+        return _miss(shape, "hand region too small (0 px)")
+    sub = cells_hand[
+        (y0 - oy) // k : (y1 - 1 - oy) // k + 1, (x0 - ox) // k : (x1 - 1 - ox) // k + 1
+    ]
+    allowed = np.repeat(np.repeat(sub, k, 0), k, 1)
+    allowed = allowed[(y0 - oy) % k :, (x0 - ox) % k :][: y1 - y0, : x1 - x0]
+    crop = depth[y0:y1, x0:x1]
     with np.errstate(invalid="ignore"):
-        near = (
-            (depth > cfg.min_depth_mm) & (depth < cfg.far_mm) & (np.abs(depth - d) <= cfg.band_mm)
-        )
-    rows, cols = np.nonzero(near & allowed)
+        keep = (crop > cfg.min_depth_mm) & (crop < cfg.far_mm) & (np.abs(crop - d) <= cfg.band_mm)
+    rows, cols = np.nonzero(keep & allowed)
     if rows.size < cfg.min_pixels:
         return _miss(shape, f"hand region too small ({rows.size} px)")
+    rows, cols = rows + y0, cols + x0
     xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
     on_border = (rows <= 1) | (cols <= 1) | (rows >= shape[0] - 2) | (cols >= shape[1] - 2)
     inside = np.empty(len(xyz), bool)

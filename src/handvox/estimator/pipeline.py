@@ -142,7 +142,7 @@ def hand_volumes(
     device: str | torch.device = "cpu",
     use_mask: bool = True,
     centres: np.ndarray | None = None,
-    angle_deg: float = 0.0,
+    angle_deg: float | np.ndarray = 0.0,
     scale: float = 1.0,
 ) -> torch.Tensor:
     """TSDF volumes of found hands: each frame's depth inside its hand mask (or all of it with
@@ -153,7 +153,7 @@ def hand_volumes(
         segs: ``B`` segmentations of those frames, all found.
         centres: ``(B, 3)`` mm cube centres instead of the segmentations' COMs.
         angle_deg: the cube rotated about the viewing axis, as training's augmentation rotates
-            it; 0 is the plain cube.
+            it, one angle for all or ``(B,)``; 0 is the plain cube.
         scale: the cube scaled by this factor about its centre, as training's augmentation
             scales it (> 1: the hand looks smaller); 1 is the plain cube.
     Returns:
@@ -167,10 +167,22 @@ def hand_volumes(
         mask = torch.from_numpy(np.stack([s.mask for s in segs])).to(device)
     d = torch.from_numpy(depth).to(device)
     view = {}
-    if angle_deg != 0 or scale != 1:
-        angle = torch.full((len(d),), np.deg2rad(angle_deg), dtype=torch.float64, device=device)
+    angle_deg = np.broadcast_to(np.asarray(angle_deg, np.float64), (len(d),))
+    if angle_deg.any() or scale != 1:
+        angle = torch.from_numpy(np.deg2rad(angle_deg)).to(device)
         view = {"angle": angle, "scale": torch.full_like(angle, scale)}
     return projective_tsdf(d, com, camera, volume, mask=mask, **view)
+
+
+def pointing_deg(uv: np.ndarray, joint_set: JointSet) -> np.ndarray:
+    """``(..., J, 2)`` image points of ``joint_set`` -> ``(...)`` the direction the hand points
+    in the image, wrist -> middle finger's MCP, degrees: 0 up (image v decreasing), 90 right,
+    +-180 down."""
+    names = joint_set.names
+    if "wrist" not in names or "middle_mcp" not in names:
+        raise HandvoxError(f"joint set {joint_set.name} has no wrist and middle_mcp to point")
+    d = uv[..., names.index("middle_mcp"), :] - uv[..., names.index("wrist"), :]
+    return np.degrees(np.arctan2(d[..., 0], -d[..., 1]))
 
 
 class _Clock:
@@ -215,6 +227,9 @@ class HandPoseEstimator:
             averaged likewise (default: the model's ``config.test_scales``).
         segment_method: how the hand is found (``SegmentConfig.method``: ``"depth"``, the
             nearest object's end; ``"learned"``, the shipped locator); default: the model's.
+        upright_beyond_deg: a frame whose hand points further than this from up in the image
+            is estimated again on a cube turned to hold it upright
+            (``EstimatorConfig.upright_beyond_deg``); None: never; default: the model's.
         hand_check: the hand check (:mod:`handvox.estimator.check`): True, the shipped one
             (none where the package holds none); a folder or a loaded
             :class:`~handvox.estimator.check.HandCheck`; False: none (every segmented frame is
@@ -237,6 +252,7 @@ class HandPoseEstimator:
         test_scales: tuple[float, ...] | None = None,
         segment_method: str | None = None,
         hand_check: bool | str | Path | HandCheck = True,
+        upright_beyond_deg: float | None | str = "model",
     ):
         self.config = estimator.config
         if segment_method is not None:
@@ -262,6 +278,8 @@ class HandPoseEstimator:
             self.config = replace(self.config, test_rotations_deg=tuple(test_rotations_deg))
         if test_scales is not None:
             self.config = replace(self.config, test_scales=tuple(test_scales))
+        if upright_beyond_deg != "model":
+            self.config = replace(self.config, upright_beyond_deg=upright_beyond_deg)
         self.meta = estimator.meta
         trained = self.meta.get("trained")
         if trained is not None and "pose" not in trained:
@@ -274,6 +292,8 @@ class HandPoseEstimator:
         self.recentre = int(self.config.recentre if recentre is None else recentre)
         self.use_mask = use_mask
         self.joint_set: JointSet = get_joint_set(self.config.joint_set)
+        if self.config.upright_beyond_deg is not None:
+            pointing_deg(np.zeros((len(self.joint_set), 2)), self.joint_set)  # it can point
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HandvoxError(f"device {device}: CUDA is not available to this torch build")
@@ -284,10 +304,14 @@ class HandPoseEstimator:
         if estimator.refine_net is not None:
             self.refine_net = estimator.refine_net.to(self.device).eval()
         self.fast = fast and self.device.type == "cpu"
+        self._check = self.check
         if self.fast:
             self._pose, self._refine, self.variants = fast_cpu_networks(
                 self.pose_net, self.refine_net
             )
+            if self.check is not None:
+                self._check = self.check.for_cpu()
+                self.variants["check"] = "fp32-frozen"
         else:
             self._pose, self._refine = self.pose_net, self.refine_net
             self.variants = {"pose": "fp32"} | ({"refine": "fp32"} if self.refine_net else {})
@@ -352,12 +376,12 @@ class HandPoseEstimator:
         segs: list[Segmentation],
         camera: Camera,
         centres: np.ndarray | None = None,
-        angle_deg: float = 0.0,
+        angle_deg: float | np.ndarray = 0.0,
         scale: float = 1.0,
     ) -> torch.Tensor:
         """``(B, H, W)`` depth of found hands -> ``(B, 1, D, D, D)`` TSDF on the device, around
-        the COMs (or ``centres`` ``(B, 3)``), the cube rotated by ``angle_deg`` and scaled by
-        ``scale``."""
+        the COMs (or ``centres`` ``(B, 3)``), the cube rotated by ``angle_deg`` (one or
+        ``(B,)``) and scaled by ``scale``."""
         cfg = self.config.volume
         return hand_volumes(
             depth, segs, camera, cfg, self.device, self.use_mask, centres, angle_deg, scale
@@ -486,11 +510,33 @@ class HandPoseEstimator:
         """The hand check's ``p(hand)``, ``p(left)`` ``(B,)`` of found frames (``depth``
         ``(B, H, W)``, their ``segs`` and cube ``centres`` ``(B, 3)``): on the pose path's plain
         cube ``tsdf_plain`` where it is the check's cube, else on a cube of the check's own."""
-        chk = self.check
+        chk = self._check
         if chk.config.volume == self.config.volume and self.use_mask:
             return chk(tsdf_plain)
         vol = hand_volumes(depth, segs, cam, chk.config.volume, self.device, True, centres)
         return chk(vol)
+
+    def _views(self, depth, segs, cam, centres, views, clock, turn=0.0):
+        """Every test view of found hands (``depth`` ``(n, H, W)``, their ``segs``, cube
+        ``centres`` ``(n, 3)``), each cube turned by ``turn`` degrees (one or ``(n,)``) besides
+        its view's own angle: joints ``(views, n, J, 3)``, and the first view's unrefined TSDF
+        (the hand check's cube)."""
+        unit = self.config.pose.target_scale_mm
+        each = np.zeros((len(views), len(segs), len(self.joint_set), 3))
+        first = None
+        for v, (a, sc) in enumerate(views):
+            ang = np.broadcast_to(a + np.asarray(turn, np.float64), (len(segs),))
+            with clock("tsdf"):
+                tsdf = self.volumes(depth, segs, cam, centres, ang, sc)
+            first = tsdf if v == 0 else first
+            with clock("refinement"):
+                tsdf = self.refine(tsdf)
+            with clock("pose"):
+                out = self.pose(tsdf).cpu()
+            angle = torch.from_numpy(np.ascontiguousarray(np.deg2rad(ang)))
+            centre = torch.from_numpy(centres)
+            each[v] = decode_joints(out, centre, unit, angle, torch.full_like(angle, sc)).numpy()
+        return each, first
 
     def _estimate(self, depth: np.ndarray, cam: Camera, timings, near=None) -> Prediction:
         """The pipeline on ``(B, H, W)`` float32 depth, as right hands."""
@@ -503,7 +549,6 @@ class HandPoseEstimator:
         spread = np.full((b, j), np.nan)
         clock = _Clock(timings)
         views = self.test_views()
-        unit = self.config.pose.target_scale_mm
         for s in range(0, b, self.batch_size):
             chunk = depth[s : s + self.batch_size]
             with clock("segmentation"):
@@ -520,25 +565,22 @@ class HandPoseEstimator:
             for p in range(1 + self.recentre):
                 if p:  # the cube re-centred on the joints just predicted
                     c = joints.mean(1)
-                each = np.zeros((len(views), len(hit), j, 3))
-                for v, (a, sc) in enumerate(views):
-                    with clock("tsdf"):
-                        tsdf = self.volumes(chunk[hit], found_segs, cam, c, a, sc)
-                    if p == 0 and v == 0 and self.check is not None:
-                        with clock("check"):
-                            p_hand[idx], p_left[idx] = self.hand_check(
-                                tsdf, chunk[hit], found_segs, cam, c
-                            )
-                    with clock("refinement"):
-                        tsdf = self.refine(tsdf)
-                    with clock("pose"):
-                        out = self.pose(tsdf).cpu()
-                    angle = torch.full((len(hit),), np.deg2rad(a), dtype=torch.float64)
-                    centre = torch.from_numpy(c)
-                    each[v] = decode_joints(
-                        out, centre, unit, angle, torch.full_like(angle, sc)
-                    ).numpy()
+                each, plain = self._views(chunk[hit], found_segs, cam, c, views, clock)
+                if p == 0 and self.check is not None:
+                    with clock("check"):
+                        p_hand[idx], p_left[idx] = self.hand_check(
+                            plain, chunk[hit], found_segs, cam, c
+                        )
                 joints = each.mean(0)
+            if self.config.upright_beyond_deg is not None:
+                # hands pointing down or sideways again, on a cube turned to hold them upright
+                # (turning the cube by the angle the hand points turns the hand to 0)
+                points = pointing_deg(cam.xyz_to_uvd(joints)[..., :2], self.joint_set)
+                t = np.flatnonzero(np.abs(points) > self.config.upright_beyond_deg)
+                if t.size:
+                    each[:, t] = self._views(chunk[hit][t], [found_segs[k] for k in t], cam,
+                                             c[t], views, clock, points[t])[0]  # fmt: skip
+                    joints = each.mean(0)
             xyz[idx] = joints
             com[idx] = c
             found[idx] = True
@@ -583,4 +625,5 @@ __all__ = [
     "Prediction",
     "as_camera",
     "hand_volumes",
+    "pointing_deg",
 ]

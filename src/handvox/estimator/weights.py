@@ -55,8 +55,17 @@ class EstimatorConfig:
     # Test-time scales (besides 1): the plain cube also scaled by each factor (> 1: the hand
     # looks smaller to the network), as training's augmentation scales it.
     test_scales: tuple[float, ...] = ()
+    # A frame whose predicted hand points more than this far from up in the image (degrees, the
+    # wrist -> middle MCP direction) is estimated again on a cube turned to hold it upright, as
+    # most training views show hands; None: never (views that turn the hand over are rare in
+    # rendered training data, and errors there are higher: docs/benchmarks.md).
+    upright_beyond_deg: float | None = None
 
     def __post_init__(self) -> None:
+        if self.upright_beyond_deg is not None and not 0 <= self.upright_beyond_deg < 180:
+            raise ValueError(
+                f"upright_beyond_deg must be in [0, 180) or None, got {self.upright_beyond_deg}"
+            )
         if any(not math.isfinite(a) or a == 0 for a in self.test_rotations_deg):
             raise ValueError(
                 f"test_rotations_deg must be finite and non-zero, got {self.test_rotations_deg}"
