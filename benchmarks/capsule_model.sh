@@ -7,11 +7,5 @@
 #
 #   bash benchmarks/capsule_model.sh [OUT]     (default runs/capsule-model)
 set -euo pipefail
-OUT=${1:-runs/capsule-model}
-REV=83dfae0  # the last commit that shipped it
-mkdir -p "$OUT"
-for f in config.json model.safetensors; do
-    git show "$REV:src/handvox/data/default_model/$f" >"$OUT/$f.tmp"
-    mv "$OUT/$f.tmp" "$OUT/$f"
-done
-echo "capsule-hand model in $OUT"
+# 83dfae0: the last commit that shipped it
+exec bash "$(dirname "$0")/model_from_git.sh" 83dfae0 "${1:-runs/capsule-model}"

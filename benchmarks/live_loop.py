@@ -24,7 +24,10 @@ segment, TSDF, check, network, smoothing, no drawing. Reported:
 
 The speed and smoothing parts run ``no rotations`` also with the locator reading the whole frame
 (``whole frame``: :data:`~handvox.estimator.locate.TRACK_MAX_AREA` 0), the loop before tracking
-windows; the smoothing part reports its joint error against the truth.
+windows; the smoothing part reports its joint error against the truth. The speed part also
+runs the waving hand's frames from an ``.npy`` stack in memory (``frames from memory``): the
+recording's player decodes frames on a thread of its own, which shares the two cores with the
+loop.
 
 Seeds 1-3 chose the filter's defaults; report others.
 """
@@ -41,6 +44,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from handvox.camera import Camera
 from handvox.estimator import locate
 from handvox.estimator.locate import find_hand
 from handvox.estimator.pipeline import HandPoseEstimator
@@ -66,9 +70,16 @@ def _nothing():
     yield
 
 
+def _open(path: Path):
+    """A recording (``.db3``), or an ``.npy`` stack of the same frames in mm (NYU camera)."""
+    if path.suffix == ".npy":
+        return open_stream(f"npy:{path}", camera=Camera.preset("nyu"), unit_mm=1.0, fps=FPS)
+    return open_stream(f"bag:{path}")
+
+
 def _run(path: Path, est: HandPoseEstimator, smoothing, warmup: int = 10, whole: bool = False):
     out = {"joints": [], "latency": [], "stages": {}}
-    with open_stream(f"bag:{path}") as stream, _whole_frame(whole):
+    with _open(path) as stream, _whole_frame(whole):
         t_read = time.perf_counter()
         for k, tr in enumerate(track(stream, est, smoothing=smoothing, timed=True)):
             now = time.perf_counter()
@@ -137,7 +148,8 @@ def main() -> None:
             return HandPoseEstimator.from_folder(args.model, **k)
 
     settings = {"model's rotations": make(), "no rotations": make(test_rotations_deg=()),
-                "no rotations, whole frame": make(test_rotations_deg=())}  # fmt: skip
+                "no rotations, whole frame": make(test_rotations_deg=()),
+                "no rotations, frames from memory": make(test_rotations_deg=())}  # fmt: skip
     results = {"seeds": seeds, "frames": args.frames, "speed": {}, "smoothing": []}
     speed: dict[str, dict[str, list]] = {
         k: {"latency": [], "fps": [], "stages": {}} for k in settings
@@ -159,9 +171,14 @@ def main() -> None:
                 args.out / f"{motion}-{seed}.db3", seq.depth, seq.camera, 0.125, FPS
             )
             truth[motion] = seq.joints
+            if motion == "wave":  # the same frames without a reader's thread beside the loop
+                np.save(args.out / f"wave-{seed}.npy", seq.depth.astype(np.float32))
         # speed: the waving hand, both settings, raw joints and the default smoothing alike
         for name, est in settings.items() if "speed" in parts else ():
-            r = _run(paths["wave"], est, OneEuroConfig(), whole="whole" in name)
+            path = paths["wave"]
+            if "memory" in name:
+                path = args.out / f"wave-{seed}.npy"
+            r = _run(path, est, OneEuroConfig(), whole="whole" in name)
             speed[name]["latency"] += r["latency"]
             speed[name]["fps"].append(len(r["latency"]) / r["loop"])
             for s, v in r["stages"].items():

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# As the command line does (handvox.cli): OpenMP threads that sleep instead of spinning keep
-# small batched solves fast on a shared machine. Set before any test imports torch.
+# As the command line does for its jobs beside other processes (handvox.cli.main): pytest's
+# workers and subprocesses share the cores, where OpenMP threads that sleep instead of spinning
+# keep small batched solves fast. Set before any test imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

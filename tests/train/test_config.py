@@ -73,17 +73,24 @@ def test_dict_round_trip_and_retired_fields():
 
 
 def test_the_shipped_models_train_config_loads():
-    """The shipped model (the dense head, issue 14) was trained with exactly
-    configs/dense_mix.toml, but for where its data lay and the run's worker and progress flags;
-    it was chosen to run with one view (its estimator's test-time rotations: none), as trained."""
+    """The shipped model (the dense head, issue 14, trained on by issue 12) was trained with
+    exactly configs/dense_mix_continue.toml, but for where its data lay, the run's worker and
+    progress flags, and where its starting weights lay (the model then shipped, which the config
+    restores from git); it runs one view, as trained, and the upright pass chosen on
+    validation."""
     model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
     cfg = TrainConfig.from_dict(model["meta"]["train_config"])
-    assert cfg.estimator == EstimatorConfig.from_dict(model["estimator"])
-    recipe = load_config(CONFIGS / "dense_mix.toml")
-    local = ("data", "num_workers", "progress")
+    shipped = EstimatorConfig.from_dict(model["estimator"])
+    assert cfg.estimator == dataclasses.replace(shipped, upright_beyond_deg=None)
+    recipe = load_config(CONFIGS / "dense_mix_continue.toml")
+    local = ("data", "num_workers", "progress", "init")
     assert dataclasses.replace(cfg, **{k: getattr(recipe, k) for k in local}) == recipe
+    assert cfg.init == "src/handvox/data/default_model" and recipe.init == "runs/dense-mix-8"
     assert [s.root.rsplit("/", 1)[-1] for s in cfg.data] == MIX_SOURCES
-    assert model["meta"]["inference_settings"]["test_rotations_deg"] == []
+    chosen = model["meta"]["inference_settings"]
+    assert chosen["test_rotations_deg"] == [] == list(shipped.test_rotations_deg)
+    assert chosen["upright_beyond_deg"] == shipped.upright_beyond_deg == 90.0
+    assert len(model["meta"]["averaged_from"]) == 3
 
 
 @pytest.mark.parametrize("name", RECIPE)
@@ -95,7 +102,16 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
 
 
 @pytest.mark.parametrize(
-    "name", [*RECIPE, "loo_finetune", "mix_finetune", "mix_continue", "heads", "dense_mix"]
+    "name",
+    [
+        *RECIPE,
+        "loo_finetune",
+        "mix_finetune",
+        "mix_continue",
+        "heads",
+        "dense_mix",
+        "dense_mix_continue",
+    ],  # fmt: skip
 )
 def test_recipe_files_hold_only_what_differs_from_their_base(name):
     own = tomllib.loads((CONFIGS / f"{name}.toml").read_text())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -456,6 +457,22 @@ def _os_error(e: OSError) -> str:
     return f"{where + ': ' if where else ''}{text}" + (f" ({hint})" if hint else "")
 
 
+# OpenMP's wait policy. The command line owns its process, so it, not the library, sets it, and
+# before the command's module imports torch (OpenMP reads it once, when torch loads). Passive for
+# the jobs that share the cores with other processes (rendering and data workers, IK solves):
+# busy-waiting threads made small batched IK solves several times slower on a loaded 2-core
+# machine. OpenMP's own default (a short spin, then sleep) for inference in one process, whose
+# batch-1 frames are many small parallel regions: passive waiting halved the live loop's and the
+# pose path's frames/s on a quiet 2-core machine (docs/benchmarks.md, "OpenMP's wait policy").
+_OPENMP_DEFAULT_WAIT = ("live", "predict", "bench")
+
+
+def openmp_wait_policy(command: str) -> str | None:
+    """The ``OMP_WAIT_POLICY`` the command line sets for ``command`` (None: OpenMP's default);
+    a value in the environment wins."""
+    return None if command in _OPENMP_DEFAULT_WAIT else "PASSIVE"
+
+
 def main(argv: list[str] | None = None) -> int:
     # A path that is not valid UTF-8 (bytes from the file system, escaped by Python) is printed
     # escaped, never a UnicodeEncodeError.
@@ -463,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    policy = openmp_wait_policy(args.command)
+    if policy is not None:
+        os.environ.setdefault("OMP_WAIT_POLICY", policy)
     module, _, name = args.run.partition(":")
     try:
         code = getattr(importlib.import_module(module), name)(args)  # see the module docstring

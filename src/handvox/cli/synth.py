@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> None:
         if args.generator == "hand":
             config = HandSynthConfig.for_camera(camera, **_scene_overrides(args))
         generator, info = make_generator(args.generator, camera, config)
+        if min(args.frames, args.chunk_size, args.workers) < 1:
+            raise ValueError(
+                f"--frames, --chunk-size and --workers must be at least 1, got {args.frames}, "
+                f"{args.chunk_size} and {args.workers}"
+            )
     except ValueError as e:
         raise HandvoxError(str(e)) from None
     result = synthesize(
