@@ -2,6 +2,7 @@
 the middle finger's MCP joint, 0° with the fingers up, 90° to the right, ±180° down.
 
     python benchmarks/orientation_error.py --sets demo-output/testset mix-val/ego ... [--model M]
+        [--upright DEG|none]
 
 Per 45° bin of every frame of the rendered sets: the share of frames there and the model's mean
 and median joint error (frames without a hand at the protocol's miss distance). A bin that is
@@ -28,9 +29,16 @@ def main() -> None:
     ap.add_argument("--sets", type=Path, nargs="+", required=True, help="rendered folders")
     ap.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--upright", default="model",
+                    help="the upright pass's threshold, degrees, or 'none' (default: the "
+                         "model's)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    est = HandPoseEstimator.from_folder(args.model) if args.model else HandPoseEstimator.default()
+    kw = {}
+    if args.upright != "model":
+        kw["upright_beyond_deg"] = None if args.upright == "none" else float(args.upright)
+    est = (HandPoseEstimator.from_folder(args.model, **kw) if args.model
+           else HandPoseEstimator.default(**kw))  # fmt: skip
     joint_set = get_joint_set(est.config.joint_set)
     angles, errors = [], []
     for root in args.sets:
