@@ -133,7 +133,7 @@ def _summary(latencies: list[float], found: int, elapsed: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """``handvox live``: 0, or 1 when no frame had a hand."""
     # Imported here, not at the top: the estimator loads torch, which --help does not need.
-    from handvox.cli.predict import _load_estimator
+    from handvox.cli.predict import _load_estimator, describe_passes
 
     if args.fps is not None and args.fps <= 0:
         raise HandvoxError("--fps must be positive")
@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                                   args.segment, not args.no_hand_check, args.upright)  # fmt: skip
         except ValueError as e:  # a rotation of 0, an upright angle of 180, NaN
             raise HandvoxError(f"--rotations/--upright: {e}") from None
+        print(describe_passes(est), file=sys.stderr)
         joint_set = est.joint_set.name
         viewer = _viewer(viewer_kind, stream, joint_set)
         jsonl_path = args.jsonl if args.jsonl is not None else ("-" if args.headless else None)

@@ -457,20 +457,25 @@ def _os_error(e: OSError) -> str:
     return f"{where + ': ' if where else ''}{text}" + (f" ({hint})" if hint else "")
 
 
-# OpenMP's wait policy. The command line owns its process, so it, not the library, sets it, and
-# before the command's module imports torch (OpenMP reads it once, when torch loads). Passive for
-# the jobs that share the cores with other processes (rendering and data workers, IK solves):
-# busy-waiting threads made small batched IK solves several times slower on a loaded 2-core
-# machine. OpenMP's own default (a short spin, then sleep) for inference in one process, whose
-# batch-1 frames are many small parallel regions: passive waiting halved the live loop's and the
-# pose path's frames/s on a quiet 2-core machine (docs/benchmarks.md, "OpenMP's wait policy").
-_OPENMP_DEFAULT_WAIT = ("live", "predict", "bench")
+# OpenMP's waiting. The command line owns its process, so it, not the library, sets it, and before
+# the command's module imports torch (OpenMP reads it once, when torch loads). Passive waiting
+# for the jobs that share the cores with other processes (rendering and data workers, IK
+# solves): busy-waiting threads made small batched IK solves several times slower on a loaded
+# 2-core machine. Inference in one process (live, predict, bench) runs a batch-1 frame as many
+# small parallel regions, and passive waiting halved its frames/s on a quiet machine; OpenMP's
+# own default spin (300,000 rounds) is as fast there but on a loaded one stalls frames for
+# hundreds of ms. A short spin keeps nearly all of the speed and most of the robustness
+# (libgomp's GOMP_SPINCOUNT, as PyTorch's Linux wheels use; docs/benchmarks.md, "OpenMP's wait
+# policy"). Either variable set by the user wins.
+_INFERENCE_COMMANDS = ("live", "predict", "bench")
+INFERENCE_SPINCOUNT = 30000
 
 
-def openmp_wait_policy(command: str) -> str | None:
-    """The ``OMP_WAIT_POLICY`` the command line sets for ``command`` (None: OpenMP's default);
-    a value in the environment wins."""
-    return None if command in _OPENMP_DEFAULT_WAIT else "PASSIVE"
+def openmp_env(command: str) -> dict[str, str]:
+    """The OpenMP settings the command line gives ``command`` where the environment has none."""
+    if command in _INFERENCE_COMMANDS:
+        return {"GOMP_SPINCOUNT": str(INFERENCE_SPINCOUNT)}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,9 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
-    policy = openmp_wait_policy(args.command)
-    if policy is not None:
-        os.environ.setdefault("OMP_WAIT_POLICY", policy)
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+        os.environ.update(openmp_env(args.command))
     module, _, name = args.run.partition(":")
     try:
         code = getattr(importlib.import_module(module), name)(args)  # see the module docstring

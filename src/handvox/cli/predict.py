@@ -306,6 +306,15 @@ def _parse_numbers(text: str | None, flag: str, example: str) -> tuple[float, ..
         ) from None
 
 
+def describe_passes(est: HandPoseEstimator) -> str:
+    """The line saying how many cubes a frame takes and whether hands pointing down get a second
+    pass (settings that change the answer, so said)."""
+    up = est.config.upright_beyond_deg
+    turn = "off" if up is None else f"beyond {up:g}°"
+    return (f"views: {len(est.test_views())} a frame (--rotations, --scales); a second pass on "
+            f"hands pointing down: {turn} (--upright)")  # fmt: skip
+
+
 def _load_estimator(
     model: Path | None,
     device: str,
@@ -359,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
                   "is 'not a hand'; --no-hand-check estimates every frame)")  # fmt: skip
         else:
             print("hand check: off")
+        print(describe_passes(est))
     summary = predict_frames(
         est,
         frames,
