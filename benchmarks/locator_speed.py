@@ -1,6 +1,6 @@
 """The learned locator's cost and the tracking window's price (issue 15, item 6).
 
-    python benchmarks/locator_speed.py --parts speed,window --sets VAL/base VAL/mesh ...
+    python benchmarks/locator_speed.py --parts speed,window,same --sets VAL/base VAL/mesh ...
 
 - ``speed``: on the real NYU frame, ms a call (median and best of 3 x 60, interleaved) of the
   locator's network eager and frozen (:func:`handvox.estimator.cpu.frozen_for_cpu`), and of the
@@ -10,6 +10,10 @@
   frame's own whole-frame centre (a tracked hand one frame later), read on the whole frame and
   on the window, against the joints' mean: mean and median distance, frames over 20 mm.
 
+- ``same``: on the same sets (every 5th frame), without a prior, whether ``locate_hand`` gives
+  the same mask and centre as that of an earlier commit (``--against``, default e415d52: before
+  the full-resolution step was cropped to the arm test's ball), loaded from git.
+
 Run with nothing else on the machine for ``speed``; ``OMP_WAIT_POLICY`` as the command line
 leaves it for inference (unset).
 """
@@ -17,6 +21,10 @@ leaves it for inference (unset).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,11 +104,38 @@ def window(sets: list[Path]) -> None:
         print(f"| {root.name} | {len(err['whole'])} | " + " | ".join(cells) + " |", flush=True)
 
 
+def same(sets: list[Path], rev: str) -> None:
+    source = subprocess.run(["git", "show", f"{rev}:src/handvox/estimator/locate.py"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "locate_then.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("locate_then", path)
+        then = importlib.util.module_from_spec(spec)
+        sys.modules["locate_then"] = then
+        spec.loader.exec_module(then)
+    then.DEFAULT_LOCATOR_DIR = locate.DEFAULT_LOCATOR_DIR  # its folder, relative to the package
+    net = locate.load_locator()
+    n = equal = 0
+    for root in sets:
+        ds = SyntheticDataset(root, load_clean=False)
+        for i in range(0, len(ds), 5):
+            r = ds[i]
+            depth = r.depth.astype(np.float32)
+            a = then.locate_hand(depth, r.camera, LEARNED, net)
+            b = locate.locate_hand(depth, r.camera, LEARNED, net)
+            n += 1
+            alike = np.array_equal(a.mask, b.mask) and np.array_equal(a.com_xyz, b.com_xyz)
+            equal += a.found == b.found and (not a.found or alike)
+    print(f"the same mask and centre as {rev}'s locate_hand (one eager network): {equal} of {n}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="speed", help="speed, window, or both")
     ap.add_argument("--sets", type=Path, nargs="*", default=[], help="rendered sets (window)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--against", default="e415d52", help="the commit of part 'same'")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
@@ -108,6 +143,8 @@ def main() -> None:
         speed()
     if "window" in parts:
         window(args.sets)
+    if "same" in parts:
+        same(args.sets, args.against)
 
 
 if __name__ == "__main__":
