@@ -284,7 +284,7 @@ def _cube_box(camera: Camera, xyz: np.ndarray, half_mm: float, shape: tuple[int,
     return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
 
 
-def _read(net: LocatorNet, depth: Tensor, s: int, cfg: SegmentConfig, cells: tuple, near):
+def _read(net: nn.Module, depth: Tensor, s: int, cfg: SegmentConfig, cells: tuple, near):
     """The locator on the grid window ``cells`` ``(r0, r1, c0, c1)`` (starts multiples of
     :data:`_PAD`, so its strided convolutions sample the grid as on the whole frame): the
     :class:`Located` in the window's grid coordinates; None where it holds no reading.
@@ -319,7 +319,7 @@ def locate_hand(
     depth: np.ndarray,
     camera: Camera,
     config: SegmentConfig,
-    net: LocatorNet | None = None,
+    net: nn.Module | None = None,
     near_xyz: np.ndarray | None = None,
     window: bool = True,
 ) -> Segmentation:
