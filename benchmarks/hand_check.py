@@ -1,5 +1,5 @@
 """The hand check and the confidences (handvox.estimator.check) on held-out frames, through the
-whole estimator (the shipped pose model, its segmentation, the shipped check).
+whole estimator (the shipped pose model or ``--model``, its segmentation, the shipped check).
 
 Sets: synthetic folders rendered with ``handvox synth --no-hand-prob`` (hands and frames whose
 hand was left out: held objects, forearms, objects near the hand, bodies, tables) on hand shapes
@@ -37,7 +37,7 @@ from scipy.stats import spearmanr
 from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
 from handvox.estimator.check import ON_HAND_MM
-from handvox.estimator.pipeline import HandPoseEstimator
+from handvox.estimator.pipeline import DEFAULT_MODEL_DIR, HandPoseEstimator
 from handvox.io.sensor import sensor_for
 from handvox.io.synthetic import SyntheticDataset
 from handvox.train.check import auroc
@@ -213,10 +213,22 @@ def main() -> None:
         choices=["depth", "learned"],
         help="how the hand is found (default: the model's; the shipped one's is the locator)",
     )
+    ap.add_argument("--model", type=Path, help="pose model folder (default: the shipped one)")
+    ap.add_argument(
+        "--rotations",
+        help="test-time rotations, comma-separated degrees, or 'none' (default: the model's); "
+        "with rotations an uncalibrated model's confidence is the views' agreement",
+    )
     args = ap.parse_args()
     check = args.check if args.check else True
-    est = HandPoseEstimator.default(hand_check=check, segment_method=args.segment)
-    plain = HandPoseEstimator.default(hand_check=False, segment_method=args.segment)
+    model = args.model or DEFAULT_MODEL_DIR
+    kw = {"segment_method": args.segment}
+    if args.rotations:
+        kw["test_rotations_deg"] = (
+            () if args.rotations == "none" else tuple(map(float, args.rotations.split(",")))
+        )
+    est = HandPoseEstimator.from_folder(model, hand_check=check, **kw)
+    plain = HandPoseEstimator.from_folder(model, hand_check=False, **kw)
     sets = {}
     for root in map(Path, args.sets.split(",")):
         s = score_set(root, est, plain, args.frames)

@@ -250,6 +250,26 @@ def test_soft_argmax_reads_each_axis_at_the_cubes_voxel_centres():
     assert bf.dtype == torch.float32 and (bf - out).abs().max() < 1e-6
 
 
+def test_heatmap_moments_of_a_point_two_points_and_a_flat_heatmap():
+    """A heatmap on one voxel spreads 0; split evenly between two voxels d apart along one axis,
+    d / 2; flat over n^3 voxels, sqrt(3 (n^2 - 1) / (3 n^2)) half cubes (the discrete uniform's
+    variance on each axis); the means are soft_argmax_3d's; float32 whatever the logits' dtype."""
+    from handvox.estimator.networks import heatmap_moments, soft_argmax_3d
+
+    r = 8
+    logits = torch.full((1, 3, r, r, r), -1e4)
+    logits[0, 0, 2, 3, 4] = 0.0
+    logits[0, 1, 1, 1, 1] = logits[0, 1, 1, 1, 6] = 0.0  # x: voxels 1 and 6, 5 voxels apart
+    logits[0, 2] = 0.0
+    mean, s = heatmap_moments(logits)
+    assert s.shape == (1, 3) and s.dtype == torch.float32
+    torch.testing.assert_close(mean, soft_argmax_3d(logits))
+    voxel = 2 / r  # half cubes
+    torch.testing.assert_close(s[0, :2], torch.tensor([0.0, 2.5 * voxel]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(s[0, 2], torch.tensor(((r * r - 1) / (r * r)) ** 0.5))
+    assert (heatmap_moments(logits.to(torch.bfloat16))[1] - s).abs().max() < 1e-4
+
+
 def test_dense_head_layers_shapes_and_config_rules():
     from handvox.estimator.networks import DenseTrunk, SoftArgmax3d
     from handvox.estimator.presets import compact_estimator, dense_estimator, dense_head

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -62,6 +63,20 @@ def test_errors_name_the_file(tmp_path):
 def test_mismatched_sizes_rejected():
     with pytest.raises(ValueError, match="volume size"):
         EstimatorConfig(volume=VolumeConfig(size=32), pose=PoseNetConfig(input_size=60))
+
+
+def test_joint_spread_needs_the_dense_head_and_one_positive_number_a_joint():
+    from handvox.estimator.presets import dense_estimator
+
+    dense = dense_estimator()
+    ok = EstimatorConfig.from_dict({**dense.to_dict(), "joint_spread_mm": [40.0] * 21})
+    assert ok.joint_spread_mm == (40.0,) * 21
+    with pytest.raises(ValueError, match="21 positive numbers"):
+        dataclasses.replace(dense, joint_spread_mm=(40.0,) * 20)
+    with pytest.raises(ValueError, match="21 positive numbers"):
+        dataclasses.replace(dense, joint_spread_mm=(40.0,) * 20 + (0.0,))
+    with pytest.raises(ValueError, match="dense head"):
+        tiny_config(joint_spread_mm=(40.0,) * 14)
 
 
 def test_average_models_is_the_mean_of_the_weights(tmp_path):

@@ -449,9 +449,9 @@ def real_frames_section(est: HandPoseEstimator, shared: Path, out: Path) -> tupl
         + (f" (no hand found in {', '.join(missed)}" if missed else "")
         + (f"; the hand check's 'not a hand': {', '.join(rejected)}" if rejected else "")
         + (")" if missed else "")
-        + ". Under each frame its confidence (the hand check's p(hand) times how well the "
-        "test-time cubes agree; it ranks estimates by their error, docs/benchmarks.md, 'The hand "
-        "check'):",
+        + ". Under each frame its confidence (the hand check's p(hand) times how sure the pose "
+        "net is of the joints: its heatmaps' spread, or the test-time cubes' agreement; it ranks "
+        "estimates by their error, docs/benchmarks.md, 'Confidence from one view'):",
         "",
         "![SR305 frames](real/sr305.png)",
         "",

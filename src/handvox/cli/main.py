@@ -95,7 +95,7 @@ def _add_inference_commands(sub) -> None:
         "--no-hand-check",
         action="store_true",
         help="estimate every frame segmentation finds: no 'not a hand' from the shipped hand "
-        "check, no p_hand (the confidences are then the test-time views' agreement alone)",
+        "check, no p_hand (the confidences are then the pose net's certainty alone)",
     )
     p.add_argument(
         "--skip-errors",
@@ -215,6 +215,20 @@ def _add_inference_commands(sub) -> None:
         help="training batches for the batch-norm statistics (0: keep the averaged ones)",
     )
     p.set_defaults(run="handvox.cli.models:run_average")
+
+    p = sub.add_parser(
+        "calibrate",
+        help="set a dense-head model's per-joint confidence from validation frames",
+        description="From the heatmap spreads and joint errors on hand frames of the --data "
+        "folders (validation frames: never the test set), the spread at which each joint's "
+        "confidence halves (EstimatorConfig.joint_spread_mm; handvox.train.confidence); "
+        "rewrites MODEL/config.json.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="model folder (dense head)")
+    p.add_argument("--data", action="append", required=True, type=Path,
+                   help="synthetic validation folder (repeat)")  # fmt: skip
+    p.add_argument("--frames", type=int, default=600, help="hand frames in all (default 600)")
+    p.set_defaults(run="handvox.cli.models:run_calibrate")
 
     p = sub.add_parser("bench", help="time per stage and frames/s of the estimator")
     p.add_argument("--model", type=Path, help="model folder")

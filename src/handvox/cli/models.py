@@ -1,4 +1,5 @@
-"""``handvox export`` and ``handvox average``: model folders in, a model file or folder out."""
+"""``handvox export``, ``handvox average`` and ``handvox calibrate``: model folders in, a model
+file or folder out."""
 
 from __future__ import annotations
 
@@ -44,3 +45,13 @@ def run_average(args: argparse.Namespace) -> None:
     else:
         n = recompute_batch_norm(out, run, args.bn_batches)
         print(f"batch-norm statistics recomputed on {n} training batches of {run}")
+
+
+def run_calibrate(args: argparse.Namespace) -> None:
+    """``handvox calibrate``."""
+    # Here, not at the top: handvox export need not load the training package.
+    from handvox.train.confidence import calibrate_joint_spread
+
+    value = calibrate_joint_spread(args.model, args.data, args.frames)
+    print(f"{args.model}/config.json: joint_spread_mm {min(value):.1f}-{max(value):.1f} mm "
+          "(the heatmap spread at which each joint's confidence halves)")  # fmt: skip

@@ -193,16 +193,19 @@ def view_spread(views: np.ndarray) -> np.ndarray:
     return np.linalg.norm(views - mean, axis=-1).mean(0)
 
 
-def joint_confidence(spread: np.ndarray, spread_mm: float) -> np.ndarray:
-    """``(B, J)`` spread (mm) -> ``(B, J)`` confidence in (0, 1]: 1 where the views agree,
-    halving at every ``spread_mm``."""
+def joint_confidence(spread: np.ndarray, spread_mm: float | np.ndarray) -> np.ndarray:
+    """``(B, J)`` spread (mm) -> ``(B, J)`` confidence in (0, 1]: 1 where the views agree (or
+    a heatmap is a point), halving at every ``spread_mm`` (one, or ``(J,)``: each joint's)."""
     return np.exp2(-np.asarray(spread, np.float64) / spread_mm)
 
 
-def frame_confidence(p_hand: np.ndarray, spread: np.ndarray | None, spread_mm: float) -> np.ndarray:
-    """``(B,)`` confidence of each frame's estimate: ``p(hand)`` times the views' agreement
-    (:func:`joint_confidence` of the frame's mean spread); ``p(hand)`` alone without views."""
+def frame_confidence(
+    p_hand: np.ndarray, spread: np.ndarray | None, spread_mm: float | np.ndarray
+) -> np.ndarray:
+    """``(B,)`` confidence of each frame's estimate: ``p(hand)`` times the pose net's
+    certainty (``2^-x``, x the frame's mean over joints of ``spread / spread_mm``);
+    ``p(hand)`` alone without a spread."""
     p = np.asarray(p_hand, np.float64)
     if spread is None:
         return p
-    return p * joint_confidence(np.asarray(spread).mean(-1), spread_mm)
+    return p * np.exp2(-(np.asarray(spread, np.float64) / spread_mm).mean(-1))

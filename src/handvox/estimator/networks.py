@@ -175,13 +175,10 @@ def _conv_relu(c_in: int, c_out: int, kernel: int, batch_norm: bool = False) -> 
     return [conv, *norm, nn.ReLU(inplace=True)]
 
 
-def soft_argmax_3d(logits: torch.Tensor) -> torch.Tensor:
-    """Expected voxel centre under each channel's softmax: ``(B, J, D, H, W)`` logits ->
-    ``(B, J, 3)`` (x, y, z) in units of the half cube, voxel centres at ``(2 i + 1) / n - 1``.
-
-    Computed in float32 whatever the input's dtype (bf16's 8-bit mantissa would move a joint by
-    up to ~0.4 % of the cube), under no autocast.
-    """
+def _marginals(logits: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each channel's softmax over its ``(D, H, W)`` voxels, summed to its x, y and z
+    marginals: ``[(p (B, J, n), voxel centres (n,))]`` for x, y, z, in float32 under no
+    autocast (bf16's 8-bit mantissa would move a joint by up to ~0.4 % of the cube)."""
     b, j, d, h, w = logits.shape
     dev = logits.device.type
     # (torch.autocast knows no "meta", on which layer_table runs the network.)
@@ -192,10 +189,29 @@ def soft_argmax_3d(logits: torch.Tensor) -> torch.Tensor:
         def centres(n: int) -> torch.Tensor:
             return (2 * torch.arange(n, device=logits.device, dtype=torch.float32) + 1) / n - 1
 
-        x = (p.sum(dim=(2, 3)) * centres(w)).sum(-1)
-        y = (p.sum(dim=(2, 4)) * centres(h)).sum(-1)
-        z = (p.sum(dim=(3, 4)) * centres(d)).sum(-1)
-    return torch.stack([x, y, z], dim=-1)
+        return [(p.sum(dim=(2, 3)), centres(w)), (p.sum(dim=(2, 4)), centres(h)),
+                (p.sum(dim=(3, 4)), centres(d))]  # fmt: skip
+
+
+def soft_argmax_3d(logits: torch.Tensor) -> torch.Tensor:
+    """Expected voxel centre under each channel's softmax: ``(B, J, D, H, W)`` logits ->
+    ``(B, J, 3)`` (x, y, z) in units of the half cube, voxel centres at ``(2 i + 1) / n - 1``;
+    float32 whatever the input's dtype."""
+    return torch.stack([(p * c).sum(-1) for p, c in _marginals(logits)], dim=-1)
+
+
+def heatmap_moments(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`soft_argmax_3d` and how far each channel's softmax spreads about it, from one
+    softmax: ``(B, J, D, H, W)`` logits -> ``(B, J, 3)`` expectations and ``(B, J)`` root of the
+    summed x, y, z variances, both in units of the half cube.
+
+    A wide or split heatmap is a joint the network is unsure of: on validation frames this
+    ranks joints and frames by their error (docs/benchmarks.md, "Confidence from one view").
+    """
+    marginals = _marginals(logits)
+    mean = torch.stack([(p * c).sum(-1) for p, c in marginals], dim=-1)
+    var = sum((p * c**2).sum(-1) for p, c in marginals) - (mean**2).sum(-1)
+    return mean, var.clamp_min(0).sqrt()
 
 
 class SoftArgmax3d(nn.Module):

@@ -15,7 +15,9 @@ Pipeline (paper Sec. 3), per frame:
 4. The hand check (:mod:`handvox.estimator.check`) on the plain cube: ``p(hand)`` (a frame below
    the check's threshold is not found: "not a hand") and ``p(left)``
    (``hand="auto"`` estimates the frames it calls left as left hands); the confidence of each
-   frame and joint from ``p(hand)`` and the test-time views' agreement.
+   frame and joint from ``p(hand)`` and how sure the pose net is: its heatmaps' spread (the
+   dense head, calibrated: ``EstimatorConfig.joint_spread_mm``), else the test-time views'
+   agreement.
 
 ``fast=True`` (the default) on CPU runs the networks as the fastest measured CPU variants
 (:mod:`handvox.estimator.cpu`); ``fast=False`` runs them exactly as trained (fp32, eager).
@@ -46,6 +48,7 @@ from handvox.estimator.check import (
 )
 from handvox.estimator.cpu import fast_cpu_networks
 from handvox.estimator.locate import find_hand
+from handvox.estimator.networks import heatmap_moments
 from handvox.estimator.segment import Segmentation, SegmentConfig
 from handvox.estimator.volume import VolumeConfig, decode_joints, projective_tsdf
 from handvox.estimator.weights import Estimator, load_model
@@ -75,10 +78,12 @@ class Prediction:
             hand was segmented or no check ran (``hand_check=False``).
         p_left: ``(B,)`` its probability that the hand (as the frame shows it, before any
             mirroring) is a left one; NaN likewise.
-        confidence: ``(B,)`` in [0, 1]: ``p_hand`` times the test-time views' agreement
-            (:func:`handvox.estimator.check.frame_confidence`); NaN where not estimated.
-        joint_confidence: ``(B, J)`` in (0, 1]: the views' agreement per joint; NaN where not
-            estimated or where the model averages no test-time views.
+        confidence: ``(B,)`` in [0, 1]: ``p_hand`` times how sure the pose net is of the
+            frame's joints (:func:`handvox.estimator.check.frame_confidence`); NaN where not
+            estimated.
+        joint_confidence: ``(B, J)`` in (0, 1]: per joint, from its heatmap's spread (a dense
+            head calibrated by ``handvox calibrate``), else from the test-time views'
+            agreement; NaN where not estimated or where the model has neither.
     """
 
     joints_xyz: np.ndarray
@@ -407,6 +412,16 @@ class HandPoseEstimator:
         return self._pose(tsdf)
 
     @torch.inference_mode()
+    def pose_and_spread(self, tsdf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`pose` of a dense-head model, and each joint's heatmap spread ``(B, J)``, mm
+        (:func:`handvox.estimator.networks.heatmap_moments`, the same softmax read once)."""
+        if self.config.pose.head != "dense":
+            raise HandvoxError("only the dense head has heatmaps to spread")
+        # the fast and the exact pose nets both split into features (the heatmaps) and head
+        joints, spread = heatmap_moments(self._pose.features(tsdf))
+        return joints, spread * self.config.pose.target_scale_mm
+
+    @torch.inference_mode()
     def relative_joints(self, tsdf: torch.Tensor, exact: bool = False) -> torch.Tensor:
         """Both networks: raw TSDF ``(B, 1, D, D, D)`` -> ``(B, J, 3)`` joints - COM, mm.
 
@@ -519,10 +534,12 @@ class HandPoseEstimator:
     def _views(self, depth, segs, cam, centres, views, clock, turn=0.0):
         """Every test view of found hands (``depth`` ``(n, H, W)``, their ``segs``, cube
         ``centres`` ``(n, 3)``), each cube turned by ``turn`` degrees (one or ``(n,)``) besides
-        its view's own angle: joints ``(views, n, J, 3)``, and the first view's unrefined TSDF
-        (the hand check's cube)."""
+        its view's own angle: joints ``(views, n, J, 3)``, the heatmaps' spread ``(views, n, J)``
+        mm (NaN unless the model's confidence is calibrated on them), and the first view's
+        unrefined TSDF (the hand check's cube)."""
         unit = self.config.pose.target_scale_mm
         each = np.zeros((len(views), len(segs), len(self.joint_set), 3))
+        spread = np.full(each.shape[:3], np.nan)
         first = None
         for v, (a, sc) in enumerate(views):
             ang = np.broadcast_to(a + np.asarray(turn, np.float64), (len(segs),))
@@ -532,11 +549,16 @@ class HandPoseEstimator:
             with clock("refinement"):
                 tsdf = self.refine(tsdf)
             with clock("pose"):
-                out = self.pose(tsdf).cpu()
+                if self.config.joint_spread_mm:  # calibrated: read the heatmaps' spread too
+                    out, sp = self.pose_and_spread(tsdf)
+                    spread[v] = sp.cpu().numpy()
+                else:
+                    out = self.pose(tsdf)
+                out = out.cpu()
             angle = torch.from_numpy(np.ascontiguousarray(np.deg2rad(ang)))
             centre = torch.from_numpy(centres)
             each[v] = decode_joints(out, centre, unit, angle, torch.full_like(angle, sc)).numpy()
-        return each, first
+        return each, spread, first
 
     def _estimate(self, depth: np.ndarray, cam: Camera, timings, near=None) -> Prediction:
         """The pipeline on ``(B, H, W)`` float32 depth, as right hands."""
@@ -546,7 +568,8 @@ class HandPoseEstimator:
         found = np.zeros(b, bool)
         reason = [""] * b
         p_hand, p_left = np.full(b, np.nan), np.full(b, np.nan)
-        spread = np.full((b, j), np.nan)
+        spread = np.full((b, j), np.nan)  # mm, of the views or of the heatmaps: spread_mm's unit
+        heat = bool(self.config.joint_spread_mm)
         clock = _Clock(timings)
         views = self.test_views()
         for s in range(0, b, self.batch_size):
@@ -565,7 +588,8 @@ class HandPoseEstimator:
             for p in range(1 + self.recentre):
                 if p:  # the cube re-centred on the joints just predicted
                     c = joints.mean(1)
-                each, plain = self._views(chunk[hit], found_segs, cam, c, views, clock)
+                each, heat_spread, plain = self._views(chunk[hit], found_segs, cam, c, views,
+                                                       clock)  # fmt: skip
                 if p == 0 and self.check is not None:
                     with clock("check"):
                         p_hand[idx], p_left[idx] = self.hand_check(
@@ -578,23 +602,30 @@ class HandPoseEstimator:
                 points = pointing_deg(cam.xyz_to_uvd(joints)[..., :2], self.joint_set)
                 t = np.flatnonzero(np.abs(points) > self.config.upright_beyond_deg)
                 if t.size:
-                    each[:, t] = self._views(chunk[hit][t], [found_segs[k] for k in t], cam,
-                                             c[t], views, clock, points[t])[0]  # fmt: skip
+                    segs_t = [found_segs[k] for k in t]
+                    each[:, t], heat_spread[:, t], _ = self._views(
+                        chunk[hit][t], segs_t, cam, c[t], views, clock, points[t]
+                    )
                     joints = each.mean(0)
             xyz[idx] = joints
             com[idx] = c
             found[idx] = True
-            if len(views) > 1:
+            if heat:
+                spread[idx] = heat_spread.mean(0)
+            elif len(views) > 1:
                 spread[idx] = view_spread(each)
-        spread_mm = self.check.config.spread_mm if self.check is not None else SPREAD_MM
+        if heat:  # each joint's own scale, from validation (handvox.train.confidence)
+            spread_mm = np.asarray(self.config.joint_spread_mm)
+        else:
+            spread_mm = self.check.config.spread_mm if self.check is not None else SPREAD_MM
         joint_conf = joint_confidence(spread, spread_mm)
-        # p_hand times the views' agreement; either alone where the other is missing; NaN
-        # (nothing to say) without a check and without test-time views.
-        views_spread = None if len(views) == 1 else spread
+        # p_hand times how sure the pose net is; either alone where the other is missing; NaN
+        # (nothing to say) without a check and without heatmaps or test-time views.
+        certainty = spread if heat or len(views) > 1 else None
         conf = np.full(b, np.nan)
-        if self.check is not None or views_spread is not None:
+        if self.check is not None or certainty is not None:
             ph = p_hand if self.check is not None else np.ones(b)
-            conf = np.where(found, frame_confidence(ph, views_spread, spread_mm), np.nan)
+            conf = np.where(found, frame_confidence(ph, certainty, spread_mm), np.nan)
         if self.check is not None:
             t = self.check.config.threshold
             rejected = found & (p_hand < t)

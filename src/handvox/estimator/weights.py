@@ -60,8 +60,23 @@ class EstimatorConfig:
     # most training views show hands; None: never (views that turn the hand over are rare in
     # rendered training data, and errors there are higher: docs/benchmarks.md).
     upright_beyond_deg: float | None = None
+    # Per joint, the spread (mm) of the dense head's heatmaps at which its confidence halves,
+    # from validation hand frames (handvox calibrate; handvox.train.confidence says how): per
+    # joint, as joints spread and err differently on every frame. Empty: not calibrated
+    # (confidence from test-time views, if any).
+    joint_spread_mm: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.joint_spread_mm:
+            if self.pose.head != "dense":
+                raise ValueError("joint_spread_mm needs the dense head (its heatmaps spread)")
+            if len(self.joint_spread_mm) != self.pose.num_joints or not all(
+                math.isfinite(s) and s > 0 for s in self.joint_spread_mm
+            ):
+                raise ValueError(
+                    f"joint_spread_mm must hold {self.pose.num_joints} positive numbers, got "
+                    f"{self.joint_spread_mm}"
+                )
         if self.upright_beyond_deg is not None and not 0 <= self.upright_beyond_deg < 180:
             raise ValueError(
                 f"upright_beyond_deg must be in [0, 180) or None, got {self.upright_beyond_deg}"
