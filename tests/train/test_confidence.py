@@ -15,7 +15,7 @@ from handvox.errors import HandvoxError
 from handvox.estimator.pipeline import DEFAULT_MODEL_DIR, HandPoseEstimator
 from handvox.synth.generators import make_generator
 from handvox.synth.job import synthesize
-from handvox.train.confidence import calibrate_joint_spread, halving_spreads
+from handvox.train.confidence import calibrate_joint_spread, halving_spreads, spreads_and_errors
 
 NYU = Camera.preset("nyu")
 
@@ -71,6 +71,14 @@ def test_calibrate_writes_the_model_and_one_cube_ranks_joints_by_their_error(tmp
     err = np.linalg.norm(pred.joints_xyz[f] - ds.joints_xyz[f], axis=-1)
     rho = spearmanr(conf.ravel(), -err.ravel())[0]
     assert rho > 0.25
+
+
+def test_spreads_leave_the_callers_estimator_as_it_was(rendered):
+    est = HandPoseEstimator.default(hand_check=False)
+    before = est.config
+    spreads, errors = spreads_and_errors(est, [rendered], frames=16, progress=False)
+    assert est.config is before and spreads.shape == errors.shape and spreads.shape[1] == 21
+    assert (spreads > 0).all() and (errors > 0).all()
 
 
 def test_calibrate_refuses_a_model_without_heatmaps(tiny_model, rendered, tmp_path):

@@ -1,7 +1,7 @@
 """Calibrating the pose model's per-joint confidence on validation frames.
 
 The dense head's heatmaps say how sure the network is of each joint
-(:func:`handvox.estimator.networks.heatmap_spread`), with one cube and at no extra cost. A
+(:func:`handvox.estimator.networks.heatmap_moments`), with one cube and at no extra cost. A
 spread alone means different things at different joints (the MCPs, inside the palm, spread
 about 1.6x as wide as the fingertips on every frame, and the fingertips' errors run larger), so
 each joint's spread is read as an expected error: times that joint's median error over its
@@ -14,6 +14,7 @@ docs/benchmarks.md, "Confidence from one view".
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import replace
@@ -38,7 +39,9 @@ def spreads_and_errors(
     if est.config.pose.head != "dense":
         raise HandvoxError("only the dense head has heatmaps to spread: this model's pose head "
                            f"is {est.config.pose.head!r}")  # fmt: skip
-    # a unit scale per joint turns joint_confidence back into the spread: 2^-spread
+    # A unit scale per joint turns joint_confidence back into the spread (2^-spread), on a copy:
+    # the caller's estimator keeps its own calibration.
+    est = copy.copy(est)
     est.config = replace(est.config, joint_spread_mm=(1.0,) * est.config.pose.num_joints)
     spreads, errors = [], []
     per_root = max(1, frames // len(roots))
