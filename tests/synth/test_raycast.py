@@ -18,7 +18,7 @@ from handvox.synth.primitives import (
     hand_primitives,
     scene_primitives,
 )
-from handvox.synth.raycast import part_map, render_depth
+from handvox.synth.raycast import occlude, part_map, render_depth
 from tests.synth import oracles
 from tests.synth.scenes import open_hand
 
@@ -41,6 +41,30 @@ def test_sphere_on_axis_depth_and_silhouette():
     clear = np.abs(rho - 1.0) > 1e-6
     assert np.array_equal(hit[clear], (rho <= 1.0)[clear])
     assert hit[cy, cx + int(ru)] and not hit[cy, cx + int(ru) + 1]
+
+
+def test_occlude_pastes_what_is_nearer_and_where_nothing_was_read():
+    """A sphere (centre 600 mm, radius 40) over a wall at 590 mm, with a hole of no reading
+    (0) and a strip nearer than the sphere (500 mm): the sphere replaces the wall where it is
+    nearer, fills the hole, and stays behind the strip; noise needs an rng."""
+    ball = Primitives.spheres([[0.0, 0.0, 600.0]], [40.0])
+    alone = render_depth(ball, SMALL, background=np.inf)
+    wall = np.full((SMALL.height, SMALL.width), 590.0, np.float32)
+    wall[20:28, 28:36] = 0.0  # no reading around the axis
+    wall[:, :30] = 500.0  # nearer than the sphere
+    out, covered = occlude(wall, SMALL, ball)
+    expect = np.isfinite(alone) & (alone < np.where(wall > 0, wall, np.inf))
+    assert np.array_equal(covered, expect) and covered.sum() > 20
+    np.testing.assert_array_equal(out[covered], alone[covered])
+    np.testing.assert_array_equal(out[~covered], wall[~covered])
+    assert out[24, 32] == pytest.approx(560.0, abs=0.5) and covered[24, 32]  # the hole, filled
+    assert not covered[:, :30].any()  # behind the nearer strip
+    assert (alone[:, 30:] < 590.0).sum() > 0 and out.dtype == np.float32
+    assert wall[24, 32] == 0.0  # the input is left as it was
+    noisy, _ = occlude(wall, SMALL, ball, 1.5, np.random.default_rng(0))
+    assert 1.0 < (noisy - out)[covered].std() < 2.0
+    with pytest.raises(ValueError, match="needs an rng"):
+        occlude(wall, SMALL, ball, 1.5)
 
 
 def test_sphere_off_axis_depth():

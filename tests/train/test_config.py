@@ -109,6 +109,7 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
     [
         *RECIPE,
         "loo_finetune",
+        "loo_occluders",
         "mix_finetune",
         "mix_continue",
         "heads",

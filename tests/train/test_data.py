@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import handvox.train.data
 from handvox.estimator.segment import segment_hand
@@ -154,6 +155,24 @@ def test_label_centred_training_samples(toy, tmp_path):
         np.testing.assert_allclose(train_s["com"].numpy(), ds[i].joints_xyz.mean(0), atol=1e-4)
         np.testing.assert_allclose(val_s["com"].numpy(), samples.coms[i])
         assert np.abs(train_s["com"].numpy() - val_s["com"].numpy()).max() > 1.0
+
+
+@pytest.mark.slow
+def test_occluded_training_samples(toy, tmp_path):
+    """occluder_prob 1: every training sample gets a sphere in front of a joint (its volume
+    changes, its labels do not); validation samples stay whole."""
+    still = {"rotation_deg": 0, "scale": (1, 1), "com_jitter_mm": 0}
+    plain_cfg = toy_config(toy, augment=AugmentConfig(**still))
+    occ_cfg = toy_config(toy, augment=AugmentConfig(**still, occluder_prob=1.0))
+    plain = prepare_frames(plain_cfg, plain_cfg.estimator, tmp_path / "a", Dist()).samples
+    occ = prepare_frames(occ_cfg, occ_cfg.estimator, tmp_path / "b", Dist()).samples
+    changed = 0
+    for i in range(8):
+        a, b = plain[(i, 0, i)], occ[(i, 0, i)]
+        torch.testing.assert_close(a["target"], b["target"])  # the labels are the hand's
+        changed += int(not torch.equal(a["volume"], b["volume"]))
+        torch.testing.assert_close(plain[(i, -1, 0)]["volume"], occ[(i, -1, 0)]["volume"])
+    assert changed >= 6  # a sphere behind the hand, or off the cube, can leave it unchanged
 
 
 def test_the_renderer_is_imported_only_by_runs_that_render():

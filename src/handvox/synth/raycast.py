@@ -470,3 +470,26 @@ def render_depth(
         normals = np.zeros((h, w, 3), np.float32)
         _normals_kernel(prims.kind, prims.params, depth, ids, *camera.intrinsics, normals)
     return Rendering(depth, ids if return_ids else None, normals)
+
+
+def occlude(
+    depth: np.ndarray,
+    camera: Camera,
+    prims: Primitives,
+    noise_mm: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``depth`` ``(H, W)`` mm (0: no reading) with ``prims`` pasted in where they are nearer
+    (or where there was no reading), their depth plus Gaussian ``noise_mm`` drawn from ``rng``:
+    a new float32 array, and the ``(H, W)`` bool mask of the pixels they cover."""
+    drawn = render_depth(prims, camera, background=np.inf, threads=1)
+    with np.errstate(invalid="ignore"):
+        covered = drawn < np.where(depth > 0, depth, np.inf)  # 0 and NaN: no reading
+    out = np.array(depth, np.float32, copy=True)
+    hit = drawn[covered]
+    if noise_mm > 0:
+        if rng is None:
+            raise ValueError("occlude: noise_mm > 0 needs an rng (the draw must be reproducible)")
+        hit = hit + rng.normal(0.0, noise_mm, hit.shape)
+    out[covered] = hit
+    return out, covered

@@ -59,6 +59,11 @@ OK, NO_HAND, UNLABELLED = 0, 1, 2
 
 
 # --- sources --------------------------------------------------------------------------------
+# Sensor-like noise on an occluder's surface (AugmentConfig.occluder_prob): a clean analytic
+# sphere among noisy pixels would be an easy tell.
+OCCLUDER_NOISE_MM = 1.5
+
+
 def open_training_data(spec: DatasetSpec, joint_set: str, load_clean: bool) -> FrameDataset:
     """The frames of ``spec`` that training (or validation) reads, in ``joint_set``: NYU's and
     ICVL's train split unless the spec names another (never the test split: TrainConfig
@@ -326,10 +331,23 @@ class Samples(Dataset):
                 mask = None if m is None else torch.from_numpy(m)[None]
             com = self.coms[frame]
         aug = AugmentParams()
+        depth = rec.depth
         if epoch >= 0:
-            aug = sample_augment(np.random.default_rng([self.seed, epoch, position]), self.augment)
+            rng = np.random.default_rng([self.seed, epoch, position])
+            aug = sample_augment(rng, self.augment, len(rec.joints_xyz))
             if aug.label_centre:
                 com = rec.joints_xyz.astype(np.float64).mean(0)
+            if aug.occluder is not None:
+                # Here, not at the top: only runs with occluders load the renderer (numba).
+                from handvox.synth.primitives import Primitives
+                from handvox.synth.raycast import occlude  # (the renderer, as above)
+
+                joint, radius, offset = aug.occluder
+                ball = Primitives.spheres(rec.joints_xyz[joint][None] + np.asarray(offset),
+                                          np.array([radius]))  # fmt: skip
+                depth, covered = occlude(depth, rec.camera, ball, OCCLUDER_NOISE_MM, rng)
+                if mask is not None:  # the locator leaves a held object out of the hand
+                    mask = mask & ~torch.from_numpy(covered)[None]
         centre = torch.from_numpy(com + np.asarray(aug.jitter))[None]
         angle = torch.tensor([aug.angle], dtype=torch.float64)
         scale = torch.tensor([aug.scale], dtype=torch.float64)
@@ -342,7 +360,7 @@ class Samples(Dataset):
         joints = torch.from_numpy(rec.joints_xyz.astype(np.float64))[None]
         target = encode_joints(joints, centre, self.est.pose.target_scale_mm, angle, scale)[0]
         out = {
-            "volume": volume(rec.depth, mask),
+            "volume": volume(depth, mask),
             "target": target.float(),
             "joints": torch.from_numpy(rec.joints_xyz.astype(np.float32)),
             "com": centre[0],
