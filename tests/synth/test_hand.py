@@ -19,7 +19,12 @@ from handvox.io.synthetic import SyntheticDataset
 from handvox.synth import hand as synth_hand
 from handvox.synth.frame import frame_rng
 from handvox.synth.hand import bones_from_vector, check_poses, hand_frame_generator
-from handvox.synth.hand_config import MARKER_SETS, HandSynthConfig, pose_sampler_config
+from handvox.synth.hand_config import (
+    MARKER_SETS,
+    SCENE_PARTS,
+    HandSynthConfig,
+    pose_sampler_config,
+)
 from handvox.synth.scene import in_view
 from tests.synth.scenes import CANON_PALM, HAND_IDS, NYU, palm_visibility
 
@@ -146,6 +151,25 @@ def test_content_frames_are_deterministic_and_picklable():
     assert f.extra["content"][1] == 1
 
 
+def test_a_grasp_without_its_object_keeps_the_pose_and_leaves_the_object_out():
+    shown = HandSynthConfig(view="egocentric", object_prob=1.0)
+    hidden = replace(shown, held_object_shown=False)
+    obj = SCENE_PARTS.index("object")
+    seen = 0
+    for i in range(4):
+        a = hand_frame_generator(shown)(i, frame_rng(5, i))
+        b = hand_frame_generator(hidden)(i, frame_rng(5, i))
+        np.testing.assert_array_equal(a.pose, b.pose)  # the same grasp ...
+        assert a.extra["content"][1] == 1
+        seen += int((a.extra["part"] == obj).any())
+        assert b.extra["content"][1] == 0 and not (b.extra["part"] == obj).any()  # ... no object
+        assert not b.extra["objects"][0].any()
+        hand = np.isin(b.extra["part"], HAND_IDS)
+        assert hand.sum() >= np.isin(a.extra["part"], HAND_IDS).sum()  # nothing hides the hand
+    assert seen >= 2
+    assert "held_object_shown" not in shown.to_dict() and not hidden.to_dict()["held_object_shown"]
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_cli_synth_takes_the_scene_content_options(tmp_path):
@@ -156,6 +180,12 @@ def test_cli_synth_takes_the_scene_content_options(tmp_path):
     cfg = json.loads((out / "meta.json").read_text())["generator"]["config"]
     assert cfg["view"] == "desk" and cfg["object_prob"] == 1.0 and cfg["near_object_prob"] == 0.5
     assert "mesh_prob" not in cfg and "second_hand_prob" not in cfg
+    assert "held_object_shown" not in cfg
+    hide = tmp_path / "hidden"
+    assert main(["synth", "--out", str(hide), "--frames", "1", "--seed", "2", "--quiet",
+                 "--object-prob", "1", "--hide-held-object"]) == 0  # fmt: skip
+    meta = json.loads((hide / "meta.json").read_text())["generator"]["config"]
+    assert meta["object_prob"] == 1.0 and meta["held_object_shown"] is False
     ds = SyntheticDataset(out, require_complete=True)
     assert (ds.frame_extras(0)["content"][:2] == [0, 1]).all()
     bad = ["transfer", "--from", str(out), "--shapes", "1", "--views", "1", "--out",

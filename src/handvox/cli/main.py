@@ -308,6 +308,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    "instead of the capsule hand (default 0)")  # fmt: skip
     p.add_argument("--object-prob", type=float, help="chance the hand holds an object, fingers "
                    "closed onto it (default 0; synth only)")  # fmt: skip
+    p.add_argument("--hide-held-object", action="store_true", help="draw the grasp that "
+                   "--object-prob asks for but leave the object out of the picture")  # fmt: skip
     p.add_argument("--near-object-prob", type=float, help="chance of an object near the hand, "
                    "not in it (default 0)")  # fmt: skip
     p.add_argument("--second-hand-prob", type=float, help="chance of a second, unlabelled hand "

@@ -21,6 +21,8 @@ def _scene_overrides(args: argparse.Namespace) -> dict:
              "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob",
              "no_hand_prob")  # fmt: skip
     out = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if getattr(args, "hide_held_object", False):
+        out["held_object_shown"] = False
     if getattr(args, "sensor", None):
         picked = tuple(s.strip() for s in args.sensor.split(",") if s.strip())
         out["sensor"] = picked[0] if len(picked) == 1 else picked  # "all" is a name, not a family

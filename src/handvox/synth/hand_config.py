@@ -171,6 +171,11 @@ class HandSynthConfig:
             place_on_palm`) and the fingers closed onto it (:func:`~handvox.hand.grasp.
             close_grasp`), which replaces the sampled articulation's closing joints; the view
             sampler's placement stays, the hand is checked in view again.
+        held_object_shown: False draws the grasp as ``object_prob`` says (the fingers closed
+            on the object) but leaves the object out of the picture: grasp poses without their
+            objects, so that a model can be trained without objects yet with the poses that
+            hold them (the leave-one-out run of docs/benchmarks.md keeps pose coverage apart
+            from the objects' surfaces). The ``content`` and ``objects`` extras say no object.
         near_object_prob: chance of an object near the hand but not in it (beside the forearm,
             in front of or behind the hand; on the table in the desk view), 5-200 mm from it.
         second_hand_prob: chance of a second hand (capsule or mesh as ``mesh_prob`` draws; a
@@ -215,6 +220,7 @@ class HandSynthConfig:
     sensor_camera: bool = False
     mesh_prob: float = 0.0
     object_prob: float = 0.0
+    held_object_shown: bool = True
     near_object_prob: float = 0.0
     second_hand_prob: float = 0.0
     no_hand_prob: float = 0.0
@@ -242,8 +248,8 @@ class HandSynthConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready description (for meta.json): :func:`handvox.config.to_dict`, less the
-        sensor fields while they are off and the scene-content chances (and ``hand_by_head_prob``)
-        while they are 0, so
+        sensor fields while they are off, the scene-content chances (and ``hand_by_head_prob``)
+        while they are 0 and ``held_object_shown`` while True, so
         that datasets made before they existed resume."""
         d = to_dict(self)
         if self.sensor is None:
@@ -251,6 +257,8 @@ class HandSynthConfig:
         for name in _CHANCE_FIELDS:
             if d[name] == 0.0:
                 del d[name]
+        if self.held_object_shown:
+            del d["held_object_shown"]
         return d
 
 

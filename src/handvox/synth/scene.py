@@ -117,12 +117,15 @@ def render_hand_scene(
     content options also the mesh hand (which needs ``pose``, the ``(30,)`` pose of the joints),
     the object ``held`` in the hand, an object near it and a second hand; in the egocentric and
     desk views as :data:`VIEW_RULES` say. ``hide_hand``: everything but the hand itself (its
-    forearm, what it held, the rest of the scene, placed as with it).
+    forearm, what it held, the rest of the scene, placed as with it). ``config.held_object_shown``
+    False leaves ``held`` out (its grasp stays in the joints).
 
     Randomness: ``rng`` only. Rendering runs in the calling thread (``threads=1``): the job
     runner's parallelism is one process per core.
     """
     cam = config.camera
+    if not config.held_object_shown:
+        held = None
     j = np.asarray(joints21, np.float64)
     s_t = thickness_scale(bones)
     rules = view_rules(config.view)
