@@ -3,6 +3,8 @@ shipped locator on frames the depth rule gets wrong."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.estimator.locate import (
     LocatorNet,
+    _hand_pixels,
     decode,
     encode_targets,
     find_hand,
@@ -31,6 +34,8 @@ NYU = Camera.preset("nyu")
 
 def test_grid_stride_keeps_about_160_cells_across():
     assert [grid_stride(w) for w in (160, 320, 640, 848, 1280, 100)] == [1, 2, 4, 5, 8, 1]
+    # or the locator's own grid
+    assert [grid_stride(w, 80) for w in (160, 320, 640, 848, 1280, 60)] == [2, 4, 8, 11, 16, 1]
 
 
 def test_locator_input_samples_marks_readings_and_pads():
@@ -73,6 +78,67 @@ def test_targets_decode_to_the_centre_they_encode():
     pooled = hand.reshape(n, 60, 2, 80, 2).any(4).any(2)
     assert torch.equal(got.mask > 0.5, pooled)
     assert torch.allclose(t["heat"].sum((1, 2)), torch.ones(n))
+
+
+def test_reference_depth_of_some_cells_is_that_of_the_whole_grid_there():
+    g = torch.Generator().manual_seed(3)
+    depth = 300.0 + 900.0 * torch.rand(2, 48, 64, generator=g)
+    depth[torch.rand(2, 48, 64, generator=g) < 0.4] = 0.0
+    depth[:, 30:44, 2:16] = 0.0  # no reading anywhere about some cells
+    x = locator_input(depth, 1, 2000.0, 10.0)
+    whole = reference_depth(x)
+    assert (whole == 1000.0).any()  # cells with no reading about them take the default
+    for cells in ((0, 24, 0, 32), (0, 3, 0, 4), (5, 9, 7, 12), (20, 24, 28, 32), (11, 12, 0, 32)):
+        r0, r1, c0, c1 = cells
+        # the same windows, the same sums: equal to the bit, at the grid's edges too
+        assert torch.equal(reference_depth(x, cells), whole[:, r0:r1, c0:c1])
+
+
+def test_decode_takes_the_mean_about_the_peak_and_its_depth_there():
+    g = torch.Generator().manual_seed(4)
+    depth = 300.0 + 900.0 * torch.rand(3, 64, 80, generator=g)
+    x = locator_input(depth, 1, 2000.0, 10.0)
+    out = torch.randn(3, 3, 32, 40, generator=g)
+    out[:, 0] *= 4.0  # sharp enough peaks that the window matters
+    got = decode(out, x, window=3)
+    # the same on the whole map, written out: the heat's mean within 3 cells of its argmax
+    p = torch.softmax(out[:, 0].reshape(3, -1), 1).reshape(3, 32, 40)
+    z = reference_depth(x) + 100.0 * out[:, 2]
+    for i in range(3):
+        r, c = divmod(int(p[i].argmax()), 40)
+        rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(40.0), indexing="ij")
+        w = p[i] * (((rows - r).abs() <= 3) & ((cols - c).abs() <= 3))
+        want = torch.stack([(w * cols).sum() / w.sum() * 2 + 0.5, (w * rows).sum() / w.sum() * 2
+                            + 0.5, (w * z[i]).sum() / w.sum()])  # fmt: skip
+        assert torch.allclose(got.centre[i], want, rtol=1e-5, atol=1e-4)
+        assert got.confidence[i].item() == pytest.approx(float(w.sum()), rel=1e-5)
+
+
+def test_hand_pixels_are_the_readings_in_the_band_on_hand_cells():
+    # against the rule written with NumPy (what locate_hand did before the numba pass)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        h, w, k = int(rng.integers(20, 90)), int(rng.integers(20, 120)), int(rng.integers(1, 9))
+        depth = rng.uniform(50.0, 2500.0, (h, w)).astype(np.float32)
+        depth[rng.random((h, w)) < 0.1] = np.nan
+        oy, ox = int(rng.integers(0, 5)), int(rng.integers(0, 5))
+        cells = rng.random((-(-(h - oy) // k), -(-(w - ox) // k))) < 0.4
+        y0, x0 = int(rng.integers(oy, h - 1)), int(rng.integers(ox, w - 1))
+        y1, x1 = int(rng.integers(y0 + 1, h + 1)), int(rng.integers(x0 + 1, w + 1))
+        d = float(rng.uniform(300.0, 1500.0))
+        rows, cols, xyz, border = _hand_pixels(depth, (y0, y1, x0, x1), cells, (oy, ox, k), d,
+                                               (400.0, 100.0, 2000.0), NYU.intrinsics)  # fmt: skip
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        crop = depth[y0:y1, x0:x1]
+        with np.errstate(invalid="ignore"):
+            keep = (crop > 100.0) & (crop < 2000.0) & (np.abs(crop - d) <= 400.0)
+        keep &= cells[(yy - oy) // k, (xx - ox) // k]
+        np.testing.assert_array_equal(rows, yy[keep])
+        np.testing.assert_array_equal(cols, xx[keep])
+        uvd = np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64)
+        np.testing.assert_array_equal(xyz, NYU.uvd_to_xyz(uvd))
+        edge = (rows <= 1) | (cols <= 1) | (rows >= h - 2) | (cols >= w - 2)
+        np.testing.assert_array_equal(border, edge)
 
 
 def test_a_prior_picks_the_peak_near_it_unless_the_other_is_ten_times_stronger():
@@ -125,6 +191,25 @@ def test_locator_round_trips_through_its_folder(tmp_path):
     with pytest.raises(DataError, match="not a hand locator folder") as e:
         load_locator(tmp_path / "missing")
     assert "missing" in str(e.value)
+    assert back.grid_width == 160
+    coarse = load_locator(save_locator(LocatorNet(8, grid_width=80), tmp_path / "g80", {}))
+    assert coarse.grid_width == 80
+    # a folder from before the grid was a choice: the grid it was trained on, 160
+    cfg = json.loads((tmp_path / "g80" / "config.json").read_text())
+    del cfg["grid_width"]
+    (tmp_path / "g80" / "config.json").write_text(json.dumps(cfg))
+    assert load_locator(tmp_path / "g80").grid_width == 160
+
+
+def test_a_coarser_locator_reads_a_coarser_grid(monkeypatch):
+    # locate_hand samples the frame on the grid of the net it is given
+    seen = []
+    net = LocatorNet(4, grid_width=80).eval()
+    forward = net.forward
+    monkeypatch.setattr(net, "forward", lambda x: seen.append(x.shape) or forward(x))
+    depth = np.full((480, 640), 800.0, np.float32)
+    locate_hand(depth, NYU, SegmentConfig(method="learned"), net=net)
+    assert seen and seen[0][-2:] == (64, 80)  # 60 x 80 cells, padded to multiples of 8
 
 
 def test_segment_config_names_its_method():

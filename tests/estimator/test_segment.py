@@ -9,10 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from handvox.camera import Camera, flip_y
 from handvox.errors import DataError
-from handvox.estimator.segment import Segmentation, SegmentConfig, segment_batch, segment_hand
+from handvox.estimator.segment import (
+    Segmentation,
+    SegmentConfig,
+    _fill_small_holes,
+    segment_batch,
+    segment_hand,
+)
 from handvox.io.depth import read_depth
 
 NYU = Camera.preset("nyu")
@@ -119,6 +126,29 @@ def test_small_holes_in_the_hand_are_filled(scenes):
     depth[v - 3 : v + 3, u - 3 : u + 3] = 0  # a sensor dropout on the palm
     holed = segment_hand(depth, NYU, SURFACE)
     assert holed.mask[v - 3 : v + 3, u - 3 : u + 3].all()
+
+
+def test_hole_filling_is_scipys_fill_holes_and_label_by_size():
+    # the flood fills must find what scipy's binary_fill_holes and label (4-connected) find
+    def scipy_fill(mask, max_px):
+        holes = ndimage.binary_fill_holes(mask) & ~mask
+        labels, n = ndimage.label(holes)
+        small = np.bincount(labels.ravel(), minlength=n + 1) <= max_px
+        small[0] = False
+        return mask | small[labels]
+
+    rng = np.random.default_rng(0)
+    filled = 0
+    for _ in range(400):
+        h, w = rng.integers(1, 40, 2)
+        mask = np.zeros((h + 6, w + 6), bool)
+        mask[3 : 3 + h, 3 : 3 + w] = rng.random((h, w)) < rng.uniform(0.3, 0.95)
+        max_px = int(rng.integers(0, 30))
+        got = _fill_small_holes(mask, max_px)
+        want = scipy_fill(mask, max_px) if max_px > 0 else mask
+        np.testing.assert_array_equal(got, want)
+        filled += int(got.sum() > mask.sum())
+    assert filled > 100  # holes were filled, not only left alone
 
 
 def test_no_refinement_still_finds_the_hand(scenes):

@@ -50,6 +50,11 @@ def test_a_sample_holds_the_grid_the_hand_and_its_centre():
     rows, cols = np.nonzero(hand & (part != SCENE_PARTS.index("forearm")))
     assert abs(cols.mean() - centre[0]) < 15 and abs(rows.mean() - centre[1]) < 15
     assert np.array_equal(depth, np.rint(np.nan_to_num(frame.raw[::4, ::4])).astype(np.uint16))
+    # on a coarser grid: every 8th pixel, the centre in its cells
+    depth80, hand80, centre80 = locator_sample(frame, camera, grid_width=80)
+    assert depth80.shape == hand80.shape == (60, 80)
+    assert np.array_equal(depth80, depth[::2, ::2]) and np.array_equal(hand80, hand[::2, ::2])
+    assert np.allclose(centre80, [truth[0] / 8, truth[1] / 8, truth[2]], atol=1e-3)
 
 
 def _fake_data(path, n: int, seed: int) -> None:
@@ -85,6 +90,10 @@ def test_training_learns_resumes_and_keeps_the_best(tmp_path):
     train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run", longer)
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
     assert [r["step"] for r in state["log"]] == [30, 60, 90]
+    # frames on one grid do not train a locator of another
+    coarse = LocatorTrainConfig(steps=1, width=8, grid_width=80)
+    with pytest.raises(ValueError, match="train.npz: frames 160 cells across, not on the grid 80"):
+        train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run80", coarse)
 
 
 @pytest.mark.slow

@@ -583,6 +583,9 @@ def _add_train_command(sub) -> None:
     p.add_argument("--steps", type=int, help="training steps (default 6000)")
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--val-every", type=int, help="steps between validations (default 500)")
+    p.add_argument("--width", type=int, help="channels of the network's first level (default 16)")
+    p.add_argument("--grid-width", type=int, help="grid cells across the image that the "
+                   "locator reads (default 160; fewer: faster, coarser)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training")
     p.set_defaults(run="handvox.cli.train:run_locator")

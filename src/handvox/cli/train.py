@@ -16,6 +16,7 @@ import torch
 from handvox.atomic import remove_stale_temps, writer_lock
 from handvox.errors import HandvoxError
 from handvox.estimator.check import HandCheckConfig
+from handvox.estimator.locate import GRID_WIDTH
 from handvox.estimator.pipeline import DEFAULT_MODEL_DIR
 from handvox.estimator.presets import paper_estimator, small_estimator
 from handvox.estimator.weights import load_model
@@ -115,20 +116,26 @@ def run_locator(args: argparse.Namespace) -> None:
     """``handvox train-locator``."""
     if args.frames < 1 or args.val_frames < 1:
         raise HandvoxError("--frames and --val-frames must be at least 1")
-    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "val_every")}
+    names = ("steps", "batch_size", "val_every", "width", "grid_width")
+    overrides = {k: getattr(args, k) for k in names}
     config = LocatorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     data = args.out / "data"
-    train_npz, val_npz = data / f"train-{args.frames}.npz", data / f"val-{args.val_frames}.npz"
+    # frames on another grid are other data (the default grid's names as before: runs resume)
+    grid = "" if config.grid_width == GRID_WIDTH else f"-grid{config.grid_width}"
+    train_npz = data / f"train-{args.frames}{grid}.npz"
+    val_npz = data / f"val-{args.val_frames}{grid}.npz"
     args.out.mkdir(parents=True, exist_ok=True)
     # One writer a run folder; a killed one's temporaries go (as handvox train does).
     with writer_lock(args.out, "train-locator", "a locator training run"):
         for folder in [args.out, *(p for p in args.out.iterdir() if p.is_dir())]:
             remove_stale_temps(folder)
         if not train_npz.is_file():
-            make_locator_data(train_npz, args.frames, args.workers)
+            make_locator_data(train_npz, args.frames, args.workers,
+                              grid_width=config.grid_width)  # fmt: skip
         if not val_npz.is_file():
             # frames 10^6 .. of each scene: never a training frame
-            make_locator_data(val_npz, args.val_frames, args.workers, first=10**6)
+            make_locator_data(val_npz, args.val_frames, args.workers, first=10**6,
+                              grid_width=config.grid_width)  # fmt: skip
         torch.set_num_threads(args.threads)
         best = train_locator(train_npz, val_npz, args.out, config)
     print(f"locator: {best}")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from safetensors import SafetensorError
@@ -61,9 +62,10 @@ _REF_KERNEL = 7  # grid cells around an output cell whose valid depths give its 
 HEAT_SIGMA = 1.0  # output cells: the centre's target spread
 
 
-def grid_stride(width: int) -> int:
-    """Image pixels per grid cell for an image ``width`` pixels wide."""
-    return max(1, round(width / GRID_WIDTH))
+def grid_stride(width: int, grid_width: int = GRID_WIDTH) -> int:
+    """Image pixels per grid cell for an image ``width`` pixels wide, on a grid about
+    ``grid_width`` cells across (a locator's own: :attr:`LocatorNet.grid_width`)."""
+    return max(1, round(width / grid_width))
 
 
 def locator_input(depth: Tensor, stride: int, far_mm: float, min_depth_mm: float) -> Tensor:
@@ -71,11 +73,12 @@ def locator_input(depth: Tensor, stride: int, far_mm: float, min_depth_mm: float
     no reading) and validity, sampled every ``stride`` pixels and padded with "no reading" to a
     multiple of 8 cells."""
     d = depth[:, ::stride, ::stride].float()
+    b, h, w = d.shape
     valid = torch.isfinite(d) & (d > min_depth_mm) & (d < far_mm)
-    d = torch.where(valid, d, torch.zeros((), dtype=d.dtype, device=d.device))
-    x = torch.stack([torch.where(valid, d / 1000.0 - 1.0, d), valid.to(d.dtype)], 1)
-    h, w = x.shape[-2:]
-    return F.pad(x, (0, (-w) % _PAD, 0, (-h) % _PAD))
+    x = d.new_zeros(b, 2, h + (-h) % _PAD, w + (-w) % _PAD)  # the padding: no reading
+    x[:, 0, :h, :w] = torch.where(valid, d / 1000.0 - 1.0, 0.0)
+    x[:, 1, :h, :w] = valid
+    return x
 
 
 def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -89,11 +92,12 @@ def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequen
 class LocatorNet(nn.Module):
     """``(B, 2, h, w)`` :func:`locator_input` -> ``(B, 3, h / 2, w / 2)``: heat logits, mask logits,
     depth offsets. Encoder to 1/8 of the grid with dilated convolutions there (a view of ~30
-    cells: the hand and what touches it), decoder back to 1/2 with skips."""
+    cells: the hand and what touches it), decoder back to 1/2 with skips. ``grid_width``: the
+    grid it reads (:func:`grid_stride`), fixed by the frames it was trained on."""
 
-    def __init__(self, width: int = 16) -> None:
+    def __init__(self, width: int = 16, grid_width: int = GRID_WIDTH) -> None:
         super().__init__()
-        self.width = width
+        self.width, self.grid_width = width, grid_width
         c1, c2, c3 = width, 2 * width, 4 * width
         self.enc1 = nn.Sequential(_block(2, c1, 2), _block(c1, c1))
         self.enc2 = nn.Sequential(_block(c1, c2, 2), _block(c2, c2))
@@ -111,13 +115,25 @@ class LocatorNet(nn.Module):
         return self.head(d1)
 
 
-def reference_depth(x: Tensor) -> Tensor:
+def reference_depth(x: Tensor, cells: tuple[int, int, int, int] | None = None) -> Tensor:
     """``(B, 2, h, w)`` input -> ``(B, h / 2, w / 2)`` mm: the mean valid depth around each
-    output cell (the depth head's zero), 1000 mm where there is none."""
+    output cell (the depth head's zero), 1000 mm where there is none. ``cells``: only the output
+    cells ``(r0, r1, c0, c1)`` (ends exclusive), ``(B, r1 - r0, c1 - c0)``, each the same number
+    as on the whole grid (the same pooling windows, zeros past the grid's edge as its padding)."""
     d, valid = (x[:, 0] + 1.0) * 1000.0 * x[:, 1], x[:, 1]
-    pool = dict(kernel_size=_REF_KERNEL, stride=OUT_STRIDE, padding=_REF_KERNEL // 2)
-    total = F.avg_pool2d(d[:, None], **pool)[:, 0]
-    count = F.avg_pool2d(valid[:, None], **pool)[:, 0]
+    both = torch.stack([d, valid], 1)
+    pad = _REF_KERNEL // 2
+    if cells is None:
+        pooled = F.avg_pool2d(both, _REF_KERNEL, OUT_STRIDE, pad)
+    else:
+        r0, r1, c0, c1 = cells
+        h, w = both.shape[-2:]
+        y0, y1 = OUT_STRIDE * r0 - pad, OUT_STRIDE * (r1 - 1) + pad + 1
+        x0, x1 = OUT_STRIDE * c0 - pad, OUT_STRIDE * (c1 - 1) + pad + 1
+        crop = both[..., max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
+        crop = F.pad(crop, (max(-x0, 0), max(x1 - w, 0), max(-y0, 0), max(y1 - h, 0)))
+        pooled = F.avg_pool2d(crop, _REF_KERNEL, OUT_STRIDE)
+    total, count = pooled[:, 0], pooled[:, 1]
     return torch.where(count > 0, total / count.clamp_min(1e-6), torch.full_like(total, 1000.0))
 
 
@@ -197,7 +213,6 @@ def decode(out: Tensor, x: Tensor, window: int = 3, near: Tensor | None = None) 
     ``NEAR_FLOOR + (1 - NEAR_FLOOR) * gaussian``; the mean about it is the heat's own."""
     b, _, h2, w2 = out.shape
     p = F.softmax(out[:, 0].reshape(b, -1), 1).reshape(b, h2, w2)
-    z = reference_depth(x) + _DEPTH_SCALE_MM * out[:, 2]
     choose = p
     if near is not None:
         near = near.to(p)
@@ -207,19 +222,23 @@ def decode(out: Tensor, x: Tensor, window: int = 3, near: Tensor | None = None) 
         g = torch.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sd**2))
         g = torch.nan_to_num(NEAR_FLOOR + (1 - NEAR_FLOOR) * g, nan=1.0)
         choose = p * g
-    peak = choose.reshape(b, -1).argmax(1)
-    pr, pc = peak // w2, peak % w2
-    rows = torch.arange(h2, device=out.device)[None, :, None]
-    cols = torch.arange(w2, device=out.device)[None, None, :]
-    near = ((rows - pr[:, None, None]).abs() <= window) & (
-        (cols - pc[:, None, None]).abs() <= window
-    )
-    wgt = p * near
-    total = wgt.sum((1, 2))
-    r = (wgt * rows).sum((1, 2)) / total
-    c = (wgt * cols).sum((1, 2)) / total
-    depth = (wgt * z).sum((1, 2)) / total
-    centre = torch.stack([c * OUT_STRIDE + 0.5, r * OUT_STRIDE + 0.5, depth], 1)
+    peak = choose.reshape(b, -1).argmax(1).tolist()
+    centre = torch.empty(b, 3, dtype=p.dtype, device=p.device)
+    total = torch.empty(b, dtype=p.dtype, device=p.device)
+    for i, k in enumerate(peak):
+        # the peak's window only: the depth head's reference is pooled there alone
+        r0, r1 = max(k // w2 - window, 0), min(k // w2 + window + 1, h2)
+        c0, c1 = max(k % w2 - window, 0), min(k % w2 + window + 1, w2)
+        wgt = p[i, r0:r1, c0:c1]
+        z = (
+            reference_depth(x[i : i + 1], (r0, r1, c0, c1))[0]
+            + _DEPTH_SCALE_MM * out[i, 2, r0:r1, c0:c1]
+        )
+        rows = torch.arange(r0, r1, device=p.device, dtype=p.dtype)[:, None]
+        cols = torch.arange(c0, c1, device=p.device, dtype=p.dtype)[None, :]
+        total[i] = s = wgt.sum()
+        r, c = (wgt * rows).sum() / s, (wgt * cols).sum() / s
+        centre[i] = torch.stack([c * OUT_STRIDE + 0.5, r * OUT_STRIDE + 0.5, (wgt * z).sum() / s])
     return Located(centre, total, torch.sigmoid(out[:, 1]))
 
 
@@ -228,12 +247,16 @@ DEFAULT_LOCATOR_DIR = Path(__file__).resolve().parents[1] / "data" / "locator"
 
 
 def save_locator(net: LocatorNet, folder: str | Path, info: dict) -> Path:
-    """``folder/model.safetensors`` and ``folder/config.json`` (``width`` and ``info``)."""
+    """``folder/model.safetensors`` and ``folder/config.json`` (``width``, ``grid_width`` and
+    ``info``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    write_text(folder / "config.json", json.dumps({"width": net.width, **info}, indent=2) + "\n")
+    write_text(
+        folder / "config.json",
+        json.dumps({"width": net.width, "grid_width": net.grid_width, **info}, indent=2) + "\n",
+    )
     return folder
 
 
@@ -242,7 +265,8 @@ def load_locator(folder: str | Path = DEFAULT_LOCATOR_DIR) -> LocatorNet:
     folder = Path(folder)
     try:
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        net = LocatorNet(int(cfg["width"]))
+        # locators from before grid_width was a choice read the default grid
+        net = LocatorNet(int(cfg["width"]), int(cfg.get("grid_width", GRID_WIDTH)))
         net.load_state_dict(load_file(str(folder / "model.safetensors")))
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
         raise DataError(folder, f"not a hand locator folder: {e}") from e
@@ -255,10 +279,22 @@ def locator_id() -> str:
     return hashlib.sha1((DEFAULT_LOCATOR_DIR / "model.safetensors").read_bytes()).hexdigest()[:12]
 
 
+class _Frozen(nn.Module):
+    """A locator as inference runs it (:func:`frozen_for_cpu`), with the grid it reads."""
+
+    def __init__(self, net: LocatorNet) -> None:
+        super().__init__()
+        self.net = frozen_for_cpu(net, torch.zeros(1, 2, 120, 160))
+        self.grid_width = net.grid_width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
 @lru_cache(maxsize=4)
 def _shipped(folder: str) -> nn.Module:
-    """The locator of ``folder`` as inference runs it (:func:`frozen_for_cpu`)."""
-    return frozen_for_cpu(load_locator(folder), torch.zeros(1, 2, 120, 160))
+    """The locator of ``folder`` as inference runs it."""
+    return _Frozen(load_locator(folder))
 
 
 # Tracking (a sequence's last hand given): the locator reads a window of the grid around it
@@ -277,11 +313,13 @@ def _cube_box(camera: Camera, xyz: np.ndarray, half_mm: float, shape: tuple[int,
     None when the cube reaches behind the camera."""
     if xyz[2] - half_mm <= 1.0:
         return None
-    corners = xyz + half_mm * np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
-    u, v, _ = camera.xyz_to_uvd(corners).T
+    u, v, _ = camera.xyz_to_uvd(xyz + half_mm * _CORNERS).T
     y0, y1 = max(0, int(np.floor(v.min()))), min(shape[0], int(np.ceil(v.max())) + 1)
     x0, x1 = max(0, int(np.floor(u.min()))), min(shape[1], int(np.ceil(u.max())) + 1)
     return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+_CORNERS = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T.astype(np.float64)
 
 
 def _read(net: nn.Module, depth: Tensor, s: int, cfg: SegmentConfig, cells: tuple, near):
@@ -346,7 +384,7 @@ def locate_hand(
     depth = _check(depth, camera)
     shape = depth.shape
     net = net or _shipped(str(DEFAULT_LOCATOR_DIR))
-    s = grid_stride(shape[1])
+    s = grid_stride(shape[1], net.grid_width)
     grid = (-(-shape[0] // s), -(-shape[1] // s))  # cells of depth[::s, ::s]
     whole = (0, grid[0], 0, grid[1])
     prior = near_xyz is not None and np.isfinite(near_xyz).all() and near_xyz[2] > 0
@@ -391,20 +429,12 @@ def locate_hand(
     x0, x1 = max(box[2], ox), min(box[3], ox + cells_hand.shape[1] * k)
     if y0 >= y1 or x0 >= x1:
         return _miss(shape, "hand region too small (0 px)")
-    sub = cells_hand[
-        (y0 - oy) // k : (y1 - 1 - oy) // k + 1, (x0 - ox) // k : (x1 - 1 - ox) // k + 1
-    ]
-    allowed = np.repeat(np.repeat(sub, k, 0), k, 1)
-    allowed = allowed[(y0 - oy) % k :, (x0 - ox) % k :][: y1 - y0, : x1 - x0]
-    crop = depth[y0:y1, x0:x1]
-    with np.errstate(invalid="ignore"):
-        keep = (crop > cfg.min_depth_mm) & (crop < cfg.far_mm) & (np.abs(crop - d) <= cfg.band_mm)
-    rows, cols = np.nonzero(keep & allowed)
+    rows, cols, xyz, on_border = _hand_pixels(
+        depth, (y0, y1, x0, x1), cells_hand, (oy, ox, k), d,
+        (cfg.band_mm, cfg.min_depth_mm, cfg.far_mm), camera.intrinsics
+    )  # fmt: skip
     if rows.size < cfg.min_pixels:
         return _miss(shape, f"hand region too small ({rows.size} px)")
-    rows, cols = rows + y0, cols + x0
-    xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
-    on_border = (rows <= 1) | (cols <= 1) | (rows >= shape[0] - 2) | (cols >= shape[1] - 2)
     inside = np.empty(len(xyz), bool)
     _select(xyz, on_border, com, np.zeros(3), cfg.radius_mm, cfg.arm_cut_mm + cfg.finger_shift_mm,
             cfg.min_pixels, inside)  # fmt: skip
@@ -414,6 +444,45 @@ def locate_hand(
     mask[rows[inside], cols[inside]] = True
     mask = _fill_small_holes(mask, cfg.max_hole_px)
     return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+
+
+@numba.njit(cache=True, nogil=True)
+def _hand_pixels(depth, box, cells, grid, d, limits, intrinsics):
+    """The pixels of ``depth`` in ``box`` ``(y0, y1, x0, x1)`` that are readings (``near`` <
+    depth < ``far``) within ``band`` of ``d`` (``limits``: ``(band, near, far)``) and whose cell
+    of ``cells`` (bool, ``k`` pixels a cell from pixel ``(oy, ox)``: ``grid``) is hand, in row
+    order: rows and columns ``(N,)``, their points ``(N, 3)`` mm through ``intrinsics``
+    ``(fx, fy, cx, cy)`` (as :meth:`Camera.uvd_to_xyz`), and whether each lies within 2 pixels
+    of the image border ``(N,)``. One pass without image-sized temporaries."""
+    y0, y1, x0, x1 = box
+    oy, ox, k = grid
+    band, near, far = limits
+    fx, fy, cx, cy = intrinsics
+    h, w = depth.shape
+    rows = np.empty((y1 - y0) * (x1 - x0), np.int64)
+    cols = np.empty_like(rows)
+    n = 0
+    c0, c1 = (x0 - ox) // k, (x1 - 1 - ox) // k
+    for y in range(y0, y1):
+        row = cells[(y - oy) // k]
+        for c in range(c0, c1 + 1):  # cell by cell: most of the box is not hand
+            if not row[c]:
+                continue
+            for x in range(max(x0, ox + c * k), min(x1, ox + (c + 1) * k)):
+                v = depth[y, x]
+                if v > near and v < far and abs(v - d) <= band:
+                    rows[n], cols[n] = y, x
+                    n += 1
+    xyz = np.empty((n, 3))
+    border = np.empty(n, np.bool_)
+    for i in range(n):
+        y, x = rows[i], cols[i]
+        z = np.float64(depth[y, x])
+        xyz[i, 0] = (x - cx) * z / fx
+        xyz[i, 1] = (y - cy) * z / fy
+        xyz[i, 2] = z
+        border[i] = y <= 1 or x <= 1 or y >= h - 2 or x >= w - 2
+    return rows[:n], cols[:n], xyz, border
 
 
 # Each way of finding the hand (SegmentConfig.method), in words: what a report says and what a

@@ -237,20 +237,68 @@ def _full_resolution(
 
 
 def _fill_small_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
-    """Fill holes of at most ``max_px`` pixels (sensor dropouts inside the hand)."""
+    """Fill holes of at most ``max_px`` pixels (sensor dropouts inside the hand): the
+    background components (4-connected) of the mask's bounding box that do not reach its edge,
+    as ``scipy.ndimage.binary_fill_holes`` and ``label`` find them."""
     if max_px <= 0 or not mask.any():
         return mask
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # fill on the crop: far cheaper
     crop = mask[box]
-    holes = ndimage.binary_fill_holes(crop) & ~crop
-    if holes.any():
-        labels, n = ndimage.label(holes)
-        small = np.bincount(labels.ravel(), minlength=n + 1) <= max_px
-        small[0] = False
-        mask = mask.copy()
-        mask[box] = crop | small[labels]
+    filled = _filled(np.ascontiguousarray(crop).ravel(), crop.shape[1], max_px)
+    if filled is None:
+        return mask
+    mask = mask.copy()
+    mask[box] = filled.reshape(crop.shape)
     return mask
+
+
+@_jit
+def _filled(crop, w, max_px):
+    """The flat mask ``crop`` (rows of ``w``) with its holes of at most ``max_px`` pixels set;
+    None when there are none. One flood fill from the edge's background, then one per hole
+    (a stack of pixel indices; each pixel is pushed once; a hole's pixels, once popped, are kept
+    at the stack's far end, which the frontier never reaches)."""
+    n = crop.size
+    h = n // w
+    seen = crop.copy()  # the mask, and background already reached
+    stack = np.empty(n, np.int64)
+    top = 0
+    for i in range(n):
+        y, x = i // w, i % w
+        if (y == 0 or x == 0 or y == h - 1 or x == w - 1) and not seen[i]:
+            seen[i] = True
+            stack[top] = i
+            top += 1
+    out = crop
+    changed = False
+    for start in range(-1, n):
+        if start >= 0:  # the first round floods from the edge, the others find holes
+            if seen[start]:
+                continue
+            seen[start] = True
+            stack[0] = start
+            top = 1
+        size = 0
+        while top > 0:
+            top -= 1
+            i = stack[top]
+            size += 1
+            if start >= 0:
+                stack[n - size] = i
+            y, x = i // w, i % w
+            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                j = ny * w + nx
+                if 0 <= ny < h and 0 <= nx < w and not seen[j]:
+                    seen[j] = True
+                    stack[top] = j
+                    top += 1
+        if start >= 0 and size <= max_px:
+            if not changed:
+                out, changed = crop.copy(), True
+            for k in range(n - size, n):
+                out[stack[k]] = True
+    return out if changed else None
 
 
 @_jit

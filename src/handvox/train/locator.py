@@ -28,6 +28,7 @@ from tqdm import tqdm
 from handvox.atomic import atomic_path
 from handvox.camera import Camera
 from handvox.estimator.locate import (
+    GRID_WIDTH,
     LocatorNet,
     decode,
     encode_targets,
@@ -85,10 +86,12 @@ def scene_config(scene: LocatorScene) -> tuple[Camera, HandSynthConfig]:
     return camera, HandSynthConfig.for_camera(camera, shapes=TRAIN_SHAPES, **scene.settings)
 
 
-def locator_sample(frame, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def locator_sample(
+    frame, camera: Camera, grid_width: int = GRID_WIDTH
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One frame -> (grid depth ``(h, w)`` uint16 mm, 0 = none; grid hand cells ``(h, w)`` bool;
-    centre ``(3,)`` float32: grid column, row, depth mm)."""
-    s = grid_stride(camera.width)
+    centre ``(3,)`` float32: grid column, row, depth mm), on the grid ``grid_width`` across."""
+    s = grid_stride(camera.width, grid_width)
     raw = frame.raw[::s, ::s]
     depth = np.where(np.isfinite(raw) & (raw > 0), np.clip(np.rint(raw), 0, 65535), 0)
     hand = np.isin(frame.extra["part"][::s, ::s], _HAND_IDS)
@@ -97,12 +100,12 @@ def locator_sample(frame, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.nd
     return depth.astype(np.uint16), hand, np.array([u / s, v / s, d], np.float32)
 
 
-def _make(job: tuple[int, int, int]) -> tuple[tuple[int, int, int], dict[str, np.ndarray]]:
-    k, start, stop = job
+def _make(job: tuple[int, int, int, int]) -> tuple[tuple, dict[str, np.ndarray]]:
+    k, start, stop, grid_width = job
     torch.set_num_threads(1)
     camera, config = scene_config(LOCATOR_SCENES[k])
     make = hand_frame_generator(config)
-    out = [locator_sample(make(i, frame_rng(LOCATOR_SEED + k, i)), camera)
+    out = [locator_sample(make(i, frame_rng(LOCATOR_SEED + k, i)), camera, grid_width)
            for i in range(start, stop)]  # fmt: skip
     depth, hand, centre = (np.stack(a) for a in zip(*out, strict=True))
     return job, {"depth": depth, "hand": hand, "centre": centre,
@@ -118,28 +121,33 @@ def _apportion(total: int, shares: list[float]) -> list[int]:
 
 
 def make_locator_data(
-    path: str | Path, frames: int, workers: int = 2, first: int = 0, block: int = 64
+    path: str | Path,
+    frames: int,
+    workers: int = 2,
+    first: int = 0,
+    block: int = 64,
+    grid_width: int = GRID_WIDTH,
 ) -> Path:
     """Render ``frames`` locator frames (:data:`LOCATOR_SCENES` by their shares, each scene's
-    frames ``first ..``) into the npz ``path`` (``depth``, ``hand``, ``centre``, ``scene``, in
-    scene and frame order). Each block of ``block`` frames is written atomically to
-    ``path.parts/`` as it is done, so that a rerun renders only the missing ones; the npz is
-    written atomically from them at the end. Validation data: the same with a ``first`` past
-    training's."""
+    frames ``first ..``, on the grid ``grid_width`` across) into the npz ``path`` (``depth``,
+    ``hand``, ``centre``, ``scene``, in scene and frame order). Each block of ``block`` frames
+    is written atomically to ``path.parts/`` as it is done, so that a rerun renders only the
+    missing ones; the npz is written atomically from them at the end. Validation data: the
+    same with a ``first`` past training's."""
     path = Path(path)
     jobs = []
     for k, count in enumerate(_apportion(frames, [s.share for s in LOCATOR_SCENES])):
         n = first + count
-        jobs += [(k, a, min(a + block, n)) for a in range(first, n, block)]
+        jobs += [(k, a, min(a + block, n), grid_width) for a in range(first, n, block)]
     parts = path.with_name(path.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
 
     def part(job: tuple[int, int, int]) -> Path:
-        return parts / "{}-{}-{}.npz".format(*job)
+        return parts / "{}-{}-{}.npz".format(*job[:3])
 
     todo = [j for j in jobs if not part(j).is_file()]
-    total = sum(b - a for _, a, b in jobs)
-    done = total - sum(b - a for _, a, b in todo)
+    total = sum(b - a for _, a, b, _ in jobs)
+    done = total - sum(b - a for _, a, b, _ in todo)
     with (
         get_context("spawn").Pool(workers) as pool,
         tqdm(total=total, initial=done, unit="frame", desc="locator data") as bar,
@@ -171,6 +179,9 @@ class LocatorTrainConfig:
     warmup_steps: int = 200
     weight_decay: float = 1e-4
     width: int = 16  # LocatorNet's first level's channels
+    # Grid cells across the image: 160 resolves a finger at 640 px; 80 reads a quarter of the
+    # cells, for live use where the whole of finding the hand has ~1.5 ms (issue 15).
+    grid_width: int = GRID_WIDTH
     flip_prob: float = 0.5  # mirrored frames: left hands look like this
     val_every: int = 500
     seed: int = 0
@@ -193,14 +204,14 @@ def _batch(data: dict, idx: torch.Tensor, flip: torch.Tensor | None) -> tuple[to
     return x, encode_targets(centre, hand, (x.shape[-2] // 2, x.shape[-1] // 2))
 
 
-def _cameras() -> list[tuple[Camera, int]]:
-    return [(Camera.preset(s.camera), grid_stride(Camera.preset(s.camera).width))
+def _cameras(grid_width: int) -> list[tuple[Camera, int]]:
+    return [(Camera.preset(s.camera), grid_stride(Camera.preset(s.camera).width, grid_width))
             for s in LOCATOR_SCENES]  # fmt: skip
 
 
 def centre_errors(net: LocatorNet, data: dict, batch_size: int = 64) -> np.ndarray:
     """Distances (mm) between the located and the true centres of ``data``'s frames."""
-    cams = _cameras()
+    cams = _cameras(net.grid_width)
     net.eval()
     errs = []
     with torch.no_grad():
@@ -232,7 +243,14 @@ def train_locator(
     cfg = config
     torch.manual_seed(cfg.seed)
     tr, va = _load(train), _load(val)
-    net = LocatorNet(cfg.width)
+    cam, stride = _cameras(cfg.grid_width)[0]
+    for name, data in ((train, tr), (val, va)):
+        if data["depth"].shape[-1] != -(-cam.width // stride):
+            raise ValueError(
+                f"{name}: frames {data['depth'].shape[-1]} cells across, not on the grid "
+                f"{cfg.grid_width} across that the run asks for (grid_width)"
+            )
+    net = LocatorNet(cfg.width, cfg.grid_width)
     opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
 
     def rate(step: int) -> float:
