@@ -73,24 +73,27 @@ def test_dict_round_trip_and_retired_fields():
 
 
 def test_the_shipped_models_train_config_loads():
-    """The shipped model (the dense head, issue 14, trained on twice by issue 12) was trained
-    with exactly configs/dense_mix_ego.toml, but for where its data lay and the run's worker
-    and progress flags; it starts from the model shipped before it (which the config restores
-    from git), runs one view, as trained, with the upright pass chosen on validation, and its
-    per-joint confidence calibrated on validation frames."""
+    """The shipped model (the dense head, issue 14, trained on three times by issue 12) was
+    trained with exactly configs/dense_mix_ego2.toml, but for where its data lay and the run's
+    worker and progress flags; it starts from the model shipped before it (which the config
+    restores from git), is the mean of the run's last three checkpoints, runs one view, as
+    trained, with the upright pass chosen on validation, and its per-joint confidence
+    calibrated on validation frames."""
     model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
     cfg = TrainConfig.from_dict(model["meta"]["train_config"])
     shipped = EstimatorConfig.from_dict(model["estimator"])
     trained = dataclasses.replace(shipped, upright_beyond_deg=None, joint_spread_mm=())
     assert cfg.estimator == trained
-    recipe = load_config(CONFIGS / "dense_mix_ego.toml")
+    recipe = load_config(CONFIGS / "dense_mix_ego2.toml")
     local = ("data", "num_workers", "progress")
     assert dataclasses.replace(cfg, **{k: getattr(recipe, k) for k in local}) == recipe
-    assert cfg.init == recipe.init == "runs/dense-continue"
-    assert [s.root.rsplit("/", 1)[-1] for s in cfg.data] == [*MIX_SOURCES, "ego2"]
+    assert cfg.init == recipe.init == "runs/dense-ego"
+    assert [s.root.rsplit("/", 1)[-1] for s in cfg.data] == [*MIX_SOURCES, "ego2", "ego3"]
+    steps = [a["step"] for a in model["meta"]["averaged_from"]]
+    assert steps == [3000, 4000, 4248]  # the last three (meta otherwise the first's)
     chosen = model["meta"]["inference_settings"]
     assert chosen["test_rotations_deg"] == [] == list(shipped.test_rotations_deg)
-    assert chosen["upright_beyond_deg"] == shipped.upright_beyond_deg == 90.0
+    assert chosen["upright_beyond_deg"] == shipped.upright_beyond_deg == 60.0
     assert len(shipped.joint_spread_mm) == 21
     assert model["meta"]["joint_spread_from"]["frames"] == 600
     assert all("mixval" in s for s in model["meta"]["joint_spread_from"]["sets"])  # validation
@@ -116,6 +119,7 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
         "dense_mix",
         "dense_mix_continue",
         "dense_mix_ego",
+        "dense_mix_ego2",
     ],  # fmt: skip
 )
 def test_recipe_files_hold_only_what_differs_from_their_base(name):
