@@ -429,12 +429,12 @@ def locate_hand(
     x0, x1 = max(box[2], ox), min(box[3], ox + cells_hand.shape[1] * k)
     if y0 >= y1 or x0 >= x1:
         return _miss(shape, "hand region too small (0 px)")
-    rows, cols, xyz, on_border = _hand_pixels(
-        depth, (y0, y1, x0, x1), cells_hand, (oy, ox, k), d,
-        (cfg.band_mm, cfg.min_depth_mm, cfg.far_mm), camera.intrinsics
-    )  # fmt: skip
+    rows, cols = _hand_pixels(depth, (y0, y1, x0, x1), cells_hand, (oy, ox, k), d,
+                              (cfg.band_mm, cfg.min_depth_mm, cfg.far_mm))  # fmt: skip
     if rows.size < cfg.min_pixels:
         return _miss(shape, f"hand region too small ({rows.size} px)")
+    xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
+    on_border = (rows <= 1) | (cols <= 1) | (rows >= shape[0] - 2) | (cols >= shape[1] - 2)
     inside = np.empty(len(xyz), bool)
     _select(xyz, on_border, com, np.zeros(3), cfg.radius_mm, cfg.arm_cut_mm + cfg.finger_shift_mm,
             cfg.min_pixels, inside)  # fmt: skip
@@ -447,18 +447,14 @@ def locate_hand(
 
 
 @numba.njit(cache=True, nogil=True)
-def _hand_pixels(depth, box, cells, grid, d, limits, intrinsics):
-    """The pixels of ``depth`` in ``box`` ``(y0, y1, x0, x1)`` that are readings (``near`` <
-    depth < ``far``) within ``band`` of ``d`` (``limits``: ``(band, near, far)``) and whose cell
-    of ``cells`` (bool, ``k`` pixels a cell from pixel ``(oy, ox)``: ``grid``) is hand, in row
-    order: rows and columns ``(N,)``, their points ``(N, 3)`` mm through ``intrinsics``
-    ``(fx, fy, cx, cy)`` (as :meth:`Camera.uvd_to_xyz`), and whether each lies within 2 pixels
-    of the image border ``(N,)``. One pass without image-sized temporaries."""
+def _hand_pixels(depth, box, cells, grid, d, limits):
+    """Rows and columns ``(N,)``, in row order, of the pixels of ``depth`` in ``box``
+    ``(y0, y1, x0, x1)`` that are readings (``near`` < depth < ``far``) within ``band`` of ``d``
+    (``limits``: ``(band, near, far)``) and whose cell of ``cells`` (bool, ``k`` pixels a cell
+    from pixel ``(oy, ox)``: ``grid``) is hand. One pass that visits the hand's cells only."""
     y0, y1, x0, x1 = box
     oy, ox, k = grid
     band, near, far = limits
-    fx, fy, cx, cy = intrinsics
-    h, w = depth.shape
     rows = np.empty((y1 - y0) * (x1 - x0), np.int64)
     cols = np.empty_like(rows)
     n = 0
@@ -473,16 +469,7 @@ def _hand_pixels(depth, box, cells, grid, d, limits, intrinsics):
                 if v > near and v < far and abs(v - d) <= band:
                     rows[n], cols[n] = y, x
                     n += 1
-    xyz = np.empty((n, 3))
-    border = np.empty(n, np.bool_)
-    for i in range(n):
-        y, x = rows[i], cols[i]
-        z = np.float64(depth[y, x])
-        xyz[i, 0] = (x - cx) * z / fx
-        xyz[i, 1] = (y - cy) * z / fy
-        xyz[i, 2] = z
-        border[i] = y <= 1 or x <= 1 or y >= h - 2 or x >= w - 2
-    return rows[:n], cols[:n], xyz, border
+    return rows[:n], cols[:n]
 
 
 # Each way of finding the hand (SegmentConfig.method), in words: what a report says and what a
