@@ -179,8 +179,8 @@ class LocatorTrainConfig:
     warmup_steps: int = 200
     weight_decay: float = 1e-4
     width: int = 16  # LocatorNet's first level's channels
-    # Grid cells across the image: 160 resolves a finger at 640 px; 80 reads a quarter of the
-    # cells, for live use where the whole of finding the hand has ~1.5 ms (issue 15).
+    # Grid cells across the image: 160 resolves a finger at 640 px; fewer cells are cheaper to
+    # read and coarser (docs/benchmarks.md, "Finding the hand", for what 80 cost).
     grid_width: int = GRID_WIDTH
     flip_prob: float = 0.5  # mirrored frames: left hands look like this
     val_every: int = 500
