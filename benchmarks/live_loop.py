@@ -11,7 +11,8 @@ segment, TSDF, check, network, smoothing, no drawing. Reported:
 
 - speed: frames/s of the whole loop (read included) and latency per frame (median, 95th
   percentile), per stage ms a frame, with the shipped model's test-time rotations and without
-  (``--rotations none``), after a warm-up of 10 frames;
+  (``--rotations none``), and without its re-centring pass too (``--recentre 0``, the fastest
+  loop), after a warm-up of 10 frames;
 - smoothing (the defaults, :class:`handvox.estimator.temporal.OneEuroConfig`): jitter of the still
   hand (RMS frame-to-frame joint motion) raw and smoothed, their ratio; lag of the smoothed waving
   hand behind the raw one (frames); mean joint error raw and smoothed against the rendered truth.
@@ -148,6 +149,7 @@ def main() -> None:
             return HandPoseEstimator.from_folder(args.model, **k)
 
     settings = {"model's rotations": make(), "no rotations": make(test_rotations_deg=()),
+                "no rotations, no re-centring": make(test_rotations_deg=(), recentre=0),
                 "no rotations, whole frame": make(test_rotations_deg=()),
                 "no rotations, frames from memory": make(test_rotations_deg=())}  # fmt: skip
     results = {"seeds": seeds, "frames": args.frames, "speed": {}, "smoothing": []}

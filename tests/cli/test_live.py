@@ -107,6 +107,11 @@ def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsy
     )
     assert code == 0 and len(lines) == 2 and lines[0]["t"] is None
     assert lines[0]["hand"] == "right"
-    assert "hand: right (the default" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hand: right (the default" in err and "re-centring passes: 1 (--recentre)" in err
+    code, lines = _live(tmp_path, "fast", "--source", str(path), "--camera", "nyu", "--no-smooth",
+                        "--frames", "2", "--recentre", "0", "--rotations", "none")  # fmt: skip
+    assert code == 0 and len(lines) == 2
+    assert "re-centring passes: 0 (--recentre)" in capsys.readouterr().err
     assert main(["live", "--headless", "--source", "k4a"]) == 2  # pyk4a is not installed
     assert "pip install 'handvox[k4a]'" in capsys.readouterr().err

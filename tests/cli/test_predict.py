@@ -275,6 +275,24 @@ def test_rotations_flag_overrides_the_models_setting(tmp_path, tiny_model, frame
 
 
 @pytest.mark.integration
+def test_recentre_flag_overrides_the_models_setting(tmp_path, tiny_model, frame, capsys):
+    np.save(tmp_path / "f.npy", frame)
+    base = ["predict", str(tmp_path / "f.npy"), "--model", str(tiny_model), "--camera", "nyu",
+            "--exact"]  # fmt: skip
+    got = {}
+    for n in (0, 1):
+        out = tmp_path / f"r{n}"
+        assert main([*base, f"--recentre={n}", "--out", str(out)]) == 0
+        assert f"re-centring passes: {n} (--recentre)" in capsys.readouterr().out
+        got[n] = read_json(out / "predictions.json").frames[0].joints_xyz
+        est = HandPoseEstimator.from_folder(tiny_model, fast=False, recentre=n)
+        np.testing.assert_allclose(got[n], est(frame, NYU).joints_xyz[0], atol=1e-3)
+    assert np.abs(got[0] - got[1]).max() > 1e-2
+    assert main([*base, "--recentre=-1", "--out", str(tmp_path / "x")]) == 2
+    assert "--recentre" in capsys.readouterr().err
+
+
+@pytest.mark.integration
 def test_segment_flag_chooses_how_the_hand_is_found(tmp_path, tiny_model, shared):
     nyu = shared / "data/nyu/depth_1_0000001.png"
     base = ["predict", str(nyu), "--model", str(tiny_model), "--quiet", "--rotations=none",

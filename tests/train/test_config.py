@@ -77,12 +77,13 @@ def test_the_shipped_models_train_config_loads():
     trained with exactly configs/dense_mix_ego2.toml, but for where its data lay and the run's
     worker and progress flags; it starts from the model shipped before it (which the config
     restores from git), is the mean of the run's last three checkpoints, runs one view, as
-    trained, with the upright pass chosen on validation, and its per-joint confidence
-    calibrated on validation frames."""
+    trained, with the re-centring pass and the upright pass chosen on validation, and its
+    per-joint confidence calibrated on validation frames."""
     model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
     cfg = TrainConfig.from_dict(model["meta"]["train_config"])
     shipped = EstimatorConfig.from_dict(model["estimator"])
-    trained = dataclasses.replace(shipped, upright_beyond_deg=None, joint_spread_mm=())
+    assert (shipped.recentre, shipped.upright_beyond_deg) == (1, 60.0)
+    trained = dataclasses.replace(shipped, recentre=0, upright_beyond_deg=None, joint_spread_mm=())
     assert cfg.estimator == trained
     recipe = load_config(CONFIGS / "dense_mix_ego2.toml")
     local = ("data", "num_workers", "progress")

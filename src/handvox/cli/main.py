@@ -85,6 +85,13 @@ def _add_inference_commands(sub) -> None:
         "again on a cube turned to hold it upright; 'none': never (default: the model's)",
     )
     p.add_argument(
+        "--recentre",
+        type=int,
+        help="passes more with the cube re-centred on the joints just estimated (0: none; "
+        "default: the model's: the shipped model runs one; each costs one more TSDF and "
+        "network pass)",
+    )
+    p.add_argument(
         "--segment",
         choices=["depth", "learned"],
         help="how the hand is found: depth (the nearest object's end) or learned (the shipped "
@@ -182,6 +189,12 @@ def _add_inference_commands(sub) -> None:
         "--upright",
         help="re-estimate hands pointing further than this from up, degrees, on a turned cube "
         "(default: the model's; 'none': never)",
+    )
+    p.add_argument(
+        "--recentre",
+        type=int,
+        help="passes more on a cube re-centred on the joints just estimated (default: the "
+        "model's; 0 for the fastest loop)",
     )
     p.add_argument("--segment", choices=["depth", "learned"], help="default: the model's")
     p.add_argument("--no-hand-check", action="store_true", help="no 'not a hand' check")

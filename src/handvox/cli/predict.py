@@ -311,8 +311,9 @@ def describe_passes(est: HandPoseEstimator) -> str:
     pass (settings that change the answer, so said)."""
     up = est.config.upright_beyond_deg
     turn = "off" if up is None else f"beyond {up:g}°"
-    return (f"views: {len(est.test_views())} a frame (--rotations, --scales); a second pass on "
-            f"hands pointing down: {turn} (--upright)")  # fmt: skip
+    return (f"views: {len(est.test_views())} a frame (--rotations, --scales); re-centring "
+            f"passes: {est.recentre} (--recentre); a second pass on hands pointing down: {turn} "
+            "(--upright)")  # fmt: skip
 
 
 def _load_estimator(
@@ -324,6 +325,7 @@ def _load_estimator(
     segment: str | None = None,
     hand_check: bool = True,
     upright: str | None = None,
+    recentre: int | None = None,
 ):
     kw = {
         "segment_method": segment,
@@ -338,6 +340,10 @@ def _load_estimator(
         if len(turn) > 1:
             raise HandvoxError(f"--upright: one angle in degrees or 'none', got {upright!r}")
         kw["upright_beyond_deg"] = turn[0] if turn else None
+    if recentre is not None:
+        if recentre < 0:
+            raise HandvoxError(f"--recentre: a number of passes, 0 or more, got {recentre}")
+        kw["recentre"] = recentre
     if model is None:
         return HandPoseEstimator.default(**kw)
     return HandPoseEstimator.from_folder(model, **kw)
@@ -359,7 +365,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"hand: {args.hand} ({how})")
     try:
         est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales,
-                              args.segment, not args.no_hand_check, args.upright)  # fmt: skip
+                              args.segment, not args.no_hand_check, args.upright,
+                              args.recentre)  # fmt: skip
     except ValueError as e:  # a rotation of 0, a scale of 1, an upright angle of 180, NaN
         raise HandvoxError(f"--rotations/--scales/--upright: {e}") from None
     if not args.quiet:
