@@ -1,0 +1,155 @@
+"""Left or right from the shipped pose net's encoder, fine-tuned: an experiment towards
+``hand="auto"`` (issue 13), not a shipped network.
+
+    python benchmarks/handedness_probe.py --model src/handvox/data/default_model \
+        --train MIX/{base,mesh,tof,stereo,ego,desk,ego2,ego3} --val VAL/{base,...,desk} \
+        --test DEMO/domains/* DEMO/testset --frames 1250 --steps 2000 --out /tmp/hd
+
+Every frame is a right hand. Its cube is the pose path's (the model's segmentation and volume);
+the classifier is the pose net's encoder (its weights to start from, batch norm kept as
+trained) and a small head ``g``, with the logit ``s(x) = g(x) - g(flip x)`` that the hand is a
+right one: a frame and its mirror (a left hand) always get opposite answers, so accuracy on
+right hands is accuracy on left hands too, and every training frame teaches both. Training
+cubes are turned about the viewing axis by up to ``--turn`` degrees (a rotation keeps which hand
+it is). The checkpoint kept is the one best on ``--val``; ``--test`` is scored once, with it.
+Writes ``OUT/result.json`` (accuracy per set) and the cubes it cached (``OUT/*.pt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from handvox.atomic import atomic_path
+from handvox.estimator.pipeline import HandPoseEstimator, hand_volumes
+from handvox.estimator.weights import load_model
+from handvox.io.synthetic import SyntheticDataset
+
+
+def cubes(model: Path, dirs: list[Path], frames: int, turn: float, seed: int) -> dict:
+    """``volume`` ``(N, 1, D, D, D)`` float16 and ``source`` ``(N,)`` of up to ``frames`` random
+    frames a folder, each found by the model's segmentation (frames it misses are left out)."""
+    est = HandPoseEstimator.from_folder(model)
+    volume_cfg = load_model(model).config.volume
+    rng = np.random.default_rng(seed)
+    vols, source = [], []
+    for k, d in enumerate(dirs):
+        ds = SyntheticDataset(d, load_clean=False)
+        for i in rng.choice(len(ds), min(frames, len(ds)), replace=False):
+            rec = ds[int(i)]
+            seg = est.segment(rec.depth[None], rec.camera, None)[0]
+            if seg.found:
+                angle = float(rng.uniform(-turn, turn)) if turn else 0.0
+                vol = hand_volumes(rec.depth[None], [seg], rec.camera, volume_cfg,
+                                   angle_deg=angle)  # fmt: skip
+                vols.append(vol[0].half())
+                source.append(k)
+    return {"volume": torch.stack(vols), "source": torch.tensor(source)}
+
+
+def cached(path: Path, *args) -> dict:
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            torch.save(cubes(*args), tmp)
+    return torch.load(path)
+
+
+class Handedness(nn.Module):
+    """``(B, 1, D, D, D)`` TSDF -> ``(B,)`` logit that the hand is a right one."""
+
+    def __init__(self, model: Path):
+        super().__init__()
+        trunk = load_model(model).pose_net.features
+        self.encoder = copy.deepcopy(trunk.encoder)
+        self.pool = nn.MaxPool3d(2)
+        size = load_model(model).config.volume.size // 2 ** (len(self.encoder) - 1)
+        channels = [m for m in self.encoder.modules() if isinstance(m, nn.Conv3d)][-1].out_channels
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3),
+                                  nn.Linear(channels * size**3, 128), nn.ReLU(),
+                                  nn.Linear(128, 1))  # fmt: skip
+
+    def g(self, x: torch.Tensor) -> torch.Tensor:
+        for i, level in enumerate(self.encoder):
+            x = level(self.pool(x) if i else x)
+        return self.head(x)[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.g(x) - self.g(x.flip(-1))
+
+
+@torch.inference_mode()
+def accuracy(net: Handedness, data: dict) -> tuple[float, list[float]]:
+    """Share of right hands called right, over all and per source, %."""
+    net.eval()
+    vol = data["volume"]
+    right = torch.cat([net(vol[i : i + 128].float()) > 0 for i in range(0, len(vol), 128)])
+    per = [100 * right[data["source"] == k].float().mean().item()
+           for k in range(int(data["source"].max()) + 1)]  # fmt: skip
+    return 100 * right.float().mean().item(), per
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--train", type=Path, nargs="+", required=True)
+    ap.add_argument("--val", type=Path, nargs="+", required=True)
+    ap.add_argument("--test", type=Path, nargs="+", default=[])
+    ap.add_argument("--frames", type=int, default=1250, help="training frames a folder")
+    ap.add_argument("--turn", type=float, default=30.0)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train = cached(args.out / "train.pt", args.model, args.train, args.frames, args.turn, 0)
+    val = cached(args.out / "val.pt", args.model, args.val, 100_000, 0.0, 1)
+    torch.manual_seed(0)
+    net = Handedness(args.model)
+    # The encoder starts trained, the head from nothing: the head learns faster.
+    lrs = [3e-4, 1e-3]
+    opt = torch.optim.AdamW([{"params": net.encoder.parameters(), "lr": lrs[0]},
+                             {"params": net.head.parameters(), "lr": lrs[1]}],
+                            weight_decay=1e-4)  # fmt: skip
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=args.steps,
+                                                pct_start=0.1)  # fmt: skip
+    log, best, t0 = [], (-1.0, None), time.time()
+    for step in range(1, args.steps + 1):
+        net.train()
+        for m in net.modules():  # batch norm as the pose net learned it (right hands)
+            if isinstance(m, nn.BatchNorm3d):
+                m.eval()
+        x = train["volume"][torch.randint(0, len(train["volume"]), (args.batch,))].float()
+        loss = F.softplus(-net(x)).mean()  # every training frame is a right hand
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 250 == 0 or step == args.steps:
+            acc, per = accuracy(net, val)
+            log.append({"step": step, "val": acc, "val_per_source": per,
+                        "s_per_step": (time.time() - t0) / step})  # fmt: skip
+            print(json.dumps(log[-1]), flush=True)
+            if acc > best[0]:
+                best = (acc, copy.deepcopy(net.state_dict()), step)
+    net.load_state_dict(best[1])
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "log": log,
+              "kept_step": best[2], "val": best[0], "test": {}}  # fmt: skip
+    for d in args.test:
+        data = cached(args.out / f"test-{d.name}.pt", args.model, [d], 100_000, 0.0, 2)
+        result["test"][str(d)] = accuracy(net, data)[0]
+        print(d, f"{result['test'][str(d)]:.1f} %", flush=True)
+    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
