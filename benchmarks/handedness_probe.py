@@ -11,7 +11,8 @@ trained) and a small head ``g``, with the logit ``s(x) = g(x) - g(flip x)`` that
 right one: a frame and its mirror (a left hand) always get opposite answers, so accuracy on
 right hands is accuracy on left hands too, and every training frame teaches both. Training
 cubes are turned about the viewing axis by up to ``--turn`` degrees (a rotation keeps which hand
-it is). The checkpoint kept is the one best on ``--val``; ``--test`` is scored once, with it.
+it is). The checkpoint kept is the one best on ``--val`` (one cube); then the set of test-time
+turns (``--views``, logits averaged) best on ``--val``; ``--test`` is scored once, with both.
 Writes ``OUT/result.json`` (accuracy per set) and the cubes it cached (``OUT/*.pt``).
 """
 
@@ -34,9 +35,12 @@ from handvox.estimator.weights import load_model
 from handvox.io.synthetic import SyntheticDataset
 
 
-def cubes(model: Path, dirs: list[Path], frames: int, turn: float, seed: int) -> dict:
-    """``volume`` ``(N, 1, D, D, D)`` float16 and ``source`` ``(N,)`` of up to ``frames`` random
-    frames a folder, each found by the model's segmentation (frames it misses are left out)."""
+def cubes(model: Path, dirs: list[Path], frames: int, turn: float, seed: int,
+          angles: tuple[float, ...] = (0.0,)) -> dict:  # fmt: skip
+    """``volume`` ``(N, A, 1, D, D, D)`` float16 and ``source`` ``(N,)`` of up to ``frames``
+    random frames a folder, each found by the model's segmentation (frames it misses are left
+    out): its cube turned by each of ``angles`` degrees plus, with ``turn``, one random angle of
+    up to ``turn`` for all."""
     est = HandPoseEstimator.from_folder(model)
     volume_cfg = load_model(model).config.volume
     rng = np.random.default_rng(seed)
@@ -48,9 +52,9 @@ def cubes(model: Path, dirs: list[Path], frames: int, turn: float, seed: int) ->
             seg = est.segment(rec.depth[None], rec.camera, None)[0]
             if seg.found:
                 angle = float(rng.uniform(-turn, turn)) if turn else 0.0
-                vol = hand_volumes(rec.depth[None], [seg], rec.camera, volume_cfg,
-                                   angle_deg=angle)  # fmt: skip
-                vols.append(vol[0].half())
+                vol = torch.cat([hand_volumes(rec.depth[None], [seg], rec.camera, volume_cfg,
+                                              angle_deg=angle + a) for a in angles])  # fmt: skip
+                vols.append(vol.half())
                 source.append(k)
     return {"volume": torch.stack(vols), "source": torch.tensor(source)}
 
@@ -86,11 +90,15 @@ class Handedness(nn.Module):
 
 
 @torch.inference_mode()
-def accuracy(net: Handedness, data: dict) -> tuple[float, list[float]]:
-    """Share of right hands called right, over all and per source, %."""
+def accuracy(net: Handedness, data: dict, views: list[int] | None = None) -> tuple[float, list]:
+    """Share of right hands called right, over all and per source, %: the logit averaged over
+    the cubes ``views`` (indices into the data's angles; default: all)."""
     net.eval()
-    vol = data["volume"]
-    right = torch.cat([net(vol[i : i + 128].float()) > 0 for i in range(0, len(vol), 128)])
+    vol = data["volume"] if views is None else data["volume"][:, views]
+    n, a = vol.shape[:2]
+    flat = vol.flatten(0, 1)
+    logit = torch.cat([net(flat[i : i + 128].float()) for i in range(0, len(flat), 128)])
+    right = logit.view(n, a).mean(1) > 0
     per = [100 * right[data["source"] == k].float().mean().item()
            for k in range(int(data["source"].max()) + 1)]  # fmt: skip
     return 100 * right.float().mean().item(), per
@@ -104,6 +112,9 @@ def main() -> None:
     ap.add_argument("--test", type=Path, nargs="+", default=[])
     ap.add_argument("--frames", type=int, default=1250, help="training frames a folder")
     ap.add_argument("--turn", type=float, default=30.0)
+    ap.add_argument("--views", default="0;-20,0,20;-30,-15,0,15,30",
+                    help="';'-separated sets of test-time turns (degrees) whose logits are "
+                    "averaged; the best on --val is the one --test is scored with")  # fmt: skip
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -111,8 +122,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    view_sets = [[float(a) for a in v.split(",")] for v in args.views.split(";")]
+    angles = tuple(sorted({a for v in view_sets for a in v}))
+    index = [[angles.index(a) for a in v] for v in view_sets]
     train = cached(args.out / "train.pt", args.model, args.train, args.frames, args.turn, 0)
-    val = cached(args.out / "val.pt", args.model, args.val, 100_000, 0.0, 1)
+    train["volume"] = train["volume"][:, 0]
+    val = cached(args.out / "val.pt", args.model, args.val, 100_000, 0.0, 1, angles)
     torch.manual_seed(0)
     net = Handedness(args.model)
     # The encoder starts trained, the head from nothing: the head learns faster.
@@ -135,18 +150,23 @@ def main() -> None:
         opt.step()
         sched.step()
         if step % 250 == 0 or step == args.steps:
-            acc, per = accuracy(net, val)
+            acc, per = accuracy(net, val, [angles.index(0.0)])
             log.append({"step": step, "val": acc, "val_per_source": per,
                         "s_per_step": (time.time() - t0) / step})  # fmt: skip
             print(json.dumps(log[-1]), flush=True)
             if acc > best[0]:
                 best = (acc, copy.deepcopy(net.state_dict()), step)
     net.load_state_dict(best[1])
+    # Then the test-time turns, on validation too: the first set of the best, then fewest views.
+    val_views = [accuracy(net, val, ix)[0] for ix in index]
+    chosen = max(range(len(index)), key=lambda k: (val_views[k], -len(index[k])))
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "log": log,
-              "kept_step": best[2], "val": best[0], "test": {}}  # fmt: skip
+              "kept_step": best[2], "val": best[0], "val_views": dict(zip(args.views.split(";"),
+              val_views, strict=True)), "views": view_sets[chosen], "test": {}}  # fmt: skip
+    print("validation by views:", result["val_views"], "-> views", view_sets[chosen], flush=True)
     for d in args.test:
-        data = cached(args.out / f"test-{d.name}.pt", args.model, [d], 100_000, 0.0, 2)
-        result["test"][str(d)] = accuracy(net, data)[0]
+        data = cached(args.out / f"test-{d.name}.pt", args.model, [d], 100_000, 0.0, 2, angles)
+        result["test"][str(d)] = accuracy(net, data, index[chosen])[0]
         print(d, f"{result['test'][str(d)]:.1f} %", flush=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=1))
 
