@@ -42,7 +42,7 @@ def cubes(model: Path, dirs: list[Path], frames: int, turn: float, seed: int,
     out): its cube turned by each of ``angles`` degrees plus, with ``turn``, one random angle of
     up to ``turn`` for all."""
     est = HandPoseEstimator.from_folder(model)
-    volume_cfg = load_model(model).config.volume
+    volume_cfg = est.config.volume
     rng = np.random.default_rng(seed)
     vols, source = [], []
     for k, d in enumerate(dirs):
@@ -60,9 +60,14 @@ def cubes(model: Path, dirs: list[Path], frames: int, turn: float, seed: int,
 
 
 def cached(path: Path, *args) -> dict:
-    if not path.exists():
-        with atomic_path(path) as tmp:
-            torch.save(cubes(*args), tmp)
+    """:func:`cubes` of ``args``, kept in ``path`` and made again when the arguments differ."""
+    key = repr(args)
+    if path.exists():
+        saved = torch.load(path)
+        if saved.get("key") == key:
+            return saved
+    with atomic_path(path) as tmp:
+        torch.save({**cubes(*args), "key": key}, tmp)
     return torch.load(path)
 
 
@@ -71,10 +76,11 @@ class Handedness(nn.Module):
 
     def __init__(self, model: Path):
         super().__init__()
-        trunk = load_model(model).pose_net.features
+        loaded = load_model(model)
+        trunk = loaded.pose_net.features
         self.encoder = copy.deepcopy(trunk.encoder)
         self.pool = nn.MaxPool3d(2)
-        size = load_model(model).config.volume.size // 2 ** (len(self.encoder) - 1)
+        size = loaded.config.volume.size // 2 ** (len(self.encoder) - 1)
         channels = [m for m in self.encoder.modules() if isinstance(m, nn.Conv3d)][-1].out_channels
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3),
                                   nn.Linear(channels * size**3, 128), nn.ReLU(),
