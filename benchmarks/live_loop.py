@@ -23,12 +23,20 @@ segment, TSDF, check, network, smoothing, no drawing. Reported:
   it, :data:`~handvox.estimator.locate.TRACK_MARGIN_MM`, or on the whole frame), against the true
   centre (the joints' mean): share of frames more than 40 mm off, mean distance.
 
+- carry (``--parts carry``): the learned locator's network reading every K-th frame while the
+  hand is tracked (``--every``; :class:`handvox.estimator.locate.HandTrack`, the frames between
+  carry the hand it found): per sequence (still, wave, and a desk wave with a second hand and
+  objects near the hand, as ``prior``'s), the raw joints' mean error against the truth, frames
+  whose worst joint is over 40 mm off, and finding the hand's time a frame (median, mean; time it
+  on a quiet machine). The shipped setting (:data:`handvox.estimator.temporal.LOCATOR_EVERY`)
+  was chosen on seeds 1-3.
+
 The speed and smoothing parts run ``no rotations`` also with the locator reading the whole frame
 (``whole frame``: :data:`~handvox.estimator.locate.TRACK_MAX_AREA` 0), the loop before tracking
-windows; the smoothing part reports its joint error against the truth. The speed part also
-runs the waving hand's frames from an ``.npy`` stack in memory (``frames from memory``): the
-recording's player decodes frames on a thread of its own, which shares the two cores with the
-loop.
+windows; the smoothing part reports its joint error against the truth. The speed part also runs
+it with the locator's network reading every frame (``locator every frame``), and it runs the
+waving hand's frames from an ``.npy`` stack in memory (``frames from memory``): the recording's
+player decodes frames on a thread of its own, which shares the two cores with the loop.
 
 Seeds 1-3 chose the filter's defaults; report others.
 """
@@ -50,9 +58,9 @@ from handvox.estimator import locate
 from handvox.estimator.locate import find_hand
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.estimator.segment import SegmentConfig
-from handvox.estimator.temporal import OneEuroConfig, track
+from handvox.estimator.temporal import LOCATOR_EVERY, OneEuroConfig, track
 from handvox.eval.metrics import jitter_mm, lag_frames
-from handvox.io.stream import open_stream, write_realsense_recording
+from handvox.io.stream import StreamFrame, open_stream, write_realsense_recording
 from handvox.synth.hand_config import HandSynthConfig
 from handvox.synth.sequence import render_sequence
 
@@ -78,11 +86,20 @@ def _open(path: Path):
     return open_stream(f"bag:{path}")
 
 
-def _run(path: Path, est: HandPoseEstimator, smoothing, warmup: int = 10, whole: bool = False):
+def _run(
+    path: Path,
+    est: HandPoseEstimator,
+    smoothing,
+    warmup: int = 10,
+    whole: bool = False,
+    every: int = LOCATOR_EVERY,
+):
     out = {"joints": [], "latency": [], "stages": {}}
     with _open(path) as stream, _whole_frame(whole):
         t_read = time.perf_counter()
-        for k, tr in enumerate(track(stream, est, smoothing=smoothing, timed=True)):
+        for k, tr in enumerate(
+            track(stream, est, smoothing=smoothing, timed=True, locator_every=every)
+        ):
             now = time.perf_counter()
             if k >= warmup:
                 # the read: from the end of the last frame's work to this frame's arrival
@@ -123,6 +140,56 @@ def _prior_rows(seeds: list[int], frames: int) -> list[dict]:
     return rows
 
 
+def _carry_rows(seeds: list[int], frames: int, everys: list[int], est) -> list[dict]:
+    desk = HandSynthConfig(view="desk", second_hand_prob=1.0, near_object_prob=0.5, mesh_prob=0.5)
+    rows = []
+    for seed in seeds:
+        seqs = {
+            "still": render_sequence(frames, FPS, "still", seed=seed),
+            "wave": render_sequence(frames, FPS, "wave", seed=seed),
+            "desk wave": render_sequence(
+                frames, FPS, "wave", seed=seed, config=desk, amplitude_mm=80.0
+            ),
+        }
+        for name, seq in seqs.items():
+            stream = [StreamFrame(k, d.astype(np.float32), k / FPS, str(k))
+                      for k, d in enumerate(seq.depth)]  # fmt: skip
+            for every in everys:
+                joints, seg = [], []
+                for tr in track(stream, est, seq.camera, timed=True, locator_every=every):
+                    n = tr.prediction.joints_xyz.shape[1]
+                    joints.append(tr.joints if tr.joints is not None else np.full((n, 3), np.nan))
+                    seg.append(tr.timings.get("segmentation", np.nan) * 1000.0)
+                err = np.linalg.norm(np.stack(joints) - seq.joints, axis=-1)
+                seg = np.asarray(seg[10:])  # after a warm-up, as the speed part
+                row = {"seed": seed, "sequence": name, "every": every,
+                       "error_mm": float(np.nanmean(err)),
+                       "over_40mm": int((np.nan_to_num(err, nan=np.inf).max(1) > 40.0).sum()),
+                       "frames": len(err), "segmentation_median_ms": float(np.median(seg)),
+                       "segmentation_mean_ms": float(np.mean(seg))}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def _carry_table(rows: list[dict]) -> None:
+    everys = sorted({r["every"] for r in rows})
+    keys = sorted({(r["seed"], r["sequence"]) for r in rows})
+    print("\n| seed, sequence | " + " | ".join(f"every {k}" for k in everys) + " |")
+    for key in keys:
+        got = {r["every"]: r for r in rows if (r["seed"], r["sequence"]) == key}
+        cells = [f"{got[k]['error_mm']:.2f} ({got[k]['over_40mm']})" for k in everys]
+        print(f"| {key[0]}, {key[1]} | " + " | ".join(cells) + " |")
+    mean = {k: np.mean([r["error_mm"] for r in rows if r["every"] == k]) for k in everys}
+    print("| **mean** (frames over 40 mm) | " + " | ".join(
+        f"**{mean[k]:.2f}** ({sum(r['over_40mm'] for r in rows if r['every'] == k)})"
+        for k in everys) + " |")  # fmt: skip
+    for stat in ("median", "mean"):
+        print(f"| finding the hand, {stat} ms | " + " | ".join(
+            f"{np.median([r[f'segmentation_{stat}_ms'] for r in rows if r['every'] == k]):.2f}"
+            for k in everys) + " |")  # fmt: skip
+
+
 def _error(joints: np.ndarray, truth: np.ndarray) -> float:
     return float(np.nanmean(np.linalg.norm(joints - truth, axis=-1)))
 
@@ -135,7 +202,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--parts", default="speed,smoothing",
-                    help="speed (time it on a quiet machine), smoothing, or both")  # fmt: skip
+                    help="speed (time it on a quiet machine), smoothing, prior, carry")  # fmt: skip
+    ap.add_argument("--every", default="1,2,3,4,5,6", help="carry: frames per network read")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,11 +219,16 @@ def main() -> None:
     settings = {"model's rotations": make(), "no rotations": make(test_rotations_deg=()),
                 "no rotations, no re-centring": make(test_rotations_deg=(), recentre=0),
                 "no rotations, whole frame": make(test_rotations_deg=()),
+                "no rotations, locator every frame": make(test_rotations_deg=()),
                 "no rotations, frames from memory": make(test_rotations_deg=())}  # fmt: skip
     results = {"seeds": seeds, "frames": args.frames, "speed": {}, "smoothing": []}
     speed: dict[str, dict[str, list]] = {
         k: {"latency": [], "fps": [], "stages": {}} for k in settings
     }
+    if "carry" in parts:
+        everys = [int(k) for k in args.every.split(",")]
+        results["carry"] = _carry_rows(seeds, args.frames, everys, settings["no rotations"])
+        _carry_table(results["carry"])
     if "prior" in parts:
         results["prior"] = _prior_rows(seeds, args.frames)
         keys = ("without", "with", "with, whole frame")
@@ -180,7 +253,8 @@ def main() -> None:
             path = paths["wave"]
             if "memory" in name:
                 path = args.out / f"wave-{seed}.npy"
-            r = _run(path, est, OneEuroConfig(), whole="whole" in name)
+            every = 1 if "locator every frame" in name else LOCATOR_EVERY
+            r = _run(path, est, OneEuroConfig(), whole="whole" in name, every=every)
             speed[name]["latency"] += r["latency"]
             speed[name]["fps"].append(len(r["latency"]) / r["loop"])
             for s, v in r["stages"].items():

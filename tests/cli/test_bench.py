@@ -42,6 +42,7 @@ def test_bench_cli_writes_all_stages(tmp_path, capsys):
     assert result["model"]["refine_gflop_per_frame"] > 0
     assert result["machine"]["threads"] == 1 and result["machine"]["torch"] == torch.__version__
     assert "| fast (" in printed and "end-to-end fps" in printed
+    assert "| carried |" in printed and "a tracked stream (handvox live" in printed
     assert format_markdown(result) in printed
 
 

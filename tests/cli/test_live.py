@@ -113,5 +113,11 @@ def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsy
                         "--frames", "2", "--recentre", "0", "--rotations", "none")  # fmt: skip
     assert code == 0 and len(lines) == 2
     assert "re-centring passes: 0 (--recentre)" in capsys.readouterr().err
+    code, lines = _live(tmp_path, "every1", "--source", str(path), "--camera", "nyu",
+                        "--no-smooth", "--frames", "2", "--locator-every", "1")  # fmt: skip
+    assert code == 0 and len(lines) == 2
+    assert "network reads every 1 frame(s) while a hand is tracked" in capsys.readouterr().err
+    assert main(["live", "--headless", "--source", str(path), "--locator-every", "0"]) == 2
+    assert "--locator-every: a number of frames, 1 or more, got 0" in capsys.readouterr().err
     assert main(["live", "--headless", "--source", "k4a"]) == 2  # pyk4a is not installed
     assert "pip install 'handvox[k4a]'" in capsys.readouterr().err

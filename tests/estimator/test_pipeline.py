@@ -300,6 +300,26 @@ def test_a_left_hand_is_estimated_mirrored_in_and_out(nyu_frame, shared):
         est(flipped, cam, hand="both")
 
 
+def test_a_track_carries_a_sequences_hand_one_frame_a_call_left_hands_too():
+    """With a sequence's HandTrack the locator's network reads one frame in ``every``; a left
+    hand's track follows the mirrored frames (the same carried hands, x negated)."""
+    from handvox.estimator.locate import HandTrack
+    from handvox.synth.sequence import render_sequence
+
+    est = HandPoseEstimator.default(test_rotations_deg=())
+    seq = render_sequence(6, 30.0, "wave", seed=5)
+    right, left = HandTrack(every=3), HandTrack(every=3)
+    cam = seq.camera.mirrored()
+    for d in seq.depth:
+        r = est(d, seq.camera, track=right)
+        lh = est(np.ascontiguousarray(d[:, ::-1]), cam, hand="left", track=left)
+        np.testing.assert_allclose(lh.joints_xyz, r.joints_xyz * [-1, 1, 1], atol=1e-6)
+        np.testing.assert_allclose(r.joints_xyz, est(d, seq.camera).joints_xyz, atol=25.0)
+    assert (right.reads, right.carried) == (left.reads, left.carried) == (2, 4)
+    with pytest.raises(HandvoxError, match="one frame a call"):
+        est(seq.depth[:2], seq.camera, track=right)
+
+
 def test_pointing_deg_measures_where_the_hand_points_in_the_image():
     from handvox.estimator.pipeline import pointing_deg
     from handvox.joints import get_joint_set

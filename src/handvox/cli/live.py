@@ -38,7 +38,7 @@ import numpy as np
 from handvox.atomic import write_text
 from handvox.camera import as_camera
 from handvox.errors import HandvoxError
-from handvox.estimator.temporal import OneEuroConfig, track
+from handvox.estimator.temporal import LOCATOR_EVERY, OneEuroConfig, track
 from handvox.io.depth import write_png16
 from handvox.io.sensor import parse_depth_unit
 from handvox.io.stream import DepthStream, StreamFrame, open_stream
@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
             filter_cfg = OneEuroConfig(min_cutoff_hz=args.min_cutoff, beta=args.beta)
         except ValueError as e:
             raise HandvoxError(str(e)) from None
+    every = LOCATOR_EVERY if args.locator_every is None else args.locator_every
+    if every < 1:
+        raise HandvoxError(f"--locator-every: a number of frames, 1 or more, got {every}")
     stream = open_stream(args.source, camera, f"--camera {args.camera}", unit, args.fps)
     with stream:
         print(f"source {args.source}: {stream.sensor.describe()}", file=sys.stderr)
@@ -169,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:  # a rotation of 0, an upright angle of 180, NaN
             raise HandvoxError(f"--rotations/--upright: {e}") from None
         print(describe_passes(est), file=sys.stderr)
+        if est.config.segment.method == "learned":
+            print(f"hand finding: the locator's network reads every {every} frame(s) while a "
+                  "hand is tracked (--locator-every)", file=sys.stderr)  # fmt: skip
         joint_set = est.joint_set.name
         viewer = _viewer(viewer_kind, stream, joint_set)
         jsonl_path = args.jsonl if args.jsonl is not None else ("-" if args.headless else None)
@@ -185,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
         found = 0
         start = time.perf_counter()
         try:
-            for tracked in track(stream, est, hand=args.hand, smoothing=filter_cfg):
+            for tracked in track(stream, est, hand=args.hand, smoothing=filter_cfg,
+                                 locator_every=every):  # fmt: skip
                 frame, pred, joints = tracked.frame, tracked.prediction, tracked.joints
                 latency = tracked.latency_ms
                 record = frame_record(frame, pred, joints, filter_cfg is not None, latency)

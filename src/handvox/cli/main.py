@@ -197,6 +197,13 @@ def _add_inference_commands(sub) -> None:
         "model's; 0 for the fastest loop)",
     )
     p.add_argument("--segment", choices=["depth", "learned"], help="default: the model's")
+    p.add_argument(
+        "--locator-every",
+        type=int,
+        help="while a hand is tracked, the learned locator's network reads every this many "
+        "frames and the frames between carry the hand it found (default: handvox's, printed "
+        "at the start; 1: every frame)",
+    )
     p.add_argument("--no-hand-check", action="store_true", help="no 'not a hand' check")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("--exact", action="store_true", help="fp32 networks as trained")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -353,6 +353,82 @@ def _holds_hand(found: Located, cells: tuple, grid: tuple[int, int]) -> bool:
     return bool(about.numel()) and float(about.max()) > 0.5
 
 
+# Carrying (a HandTrack given): between two reads of the network, the hand cells of the last read
+# are moved with the hand's image and only the full-resolution steps run. The carried centre is the
+# kept points' mean plus the read's offset from it (the joints' mean lies behind the visible
+# surface); a frame whose carried hand lost this share of the read's pixels, or whose centre lies
+# this far from where the hand's motion would put it (the cells took in something else, or lost
+# the hand), is read by the network after all.
+_CARRY_MIN_SHARE = 0.6
+_CARRY_MAX_DEVIATION_MM = 20.0
+
+
+@dataclass
+class HandTrack:
+    """A sequence's hand, carried from frame to frame so that the locator's network reads only
+    every ``every``-th frame (:func:`locate_hand`'s ``track``; 1: every frame). One per stream,
+    owned by the caller and updated in place by each call; frames of one size and camera.
+
+    Attributes:
+        every: frames per network read.
+        reads, carried: frames the network read, frames carried (for reports).
+    """
+
+    every: int = 1
+    reads: int = 0
+    carried: int = 0
+    _state: tuple | None = None  # (shape, cells, (oy, ox, k), uv at the read, offset, pixels)
+    _com: np.ndarray | None = None  # the last frame's centre
+    _mean: np.ndarray | None = None  # the last frame's kept points' mean
+    _step: np.ndarray = field(default_factory=lambda: np.zeros(3))  # its motion a frame
+    _age: int = 0  # frames since the read
+
+    def __post_init__(self) -> None:
+        if int(self.every) != self.every or self.every < 1:
+            raise ValueError(f"HandTrack.every must be a whole number >= 1, got {self.every!r}")
+
+    def read(self, camera: Camera, shape, cells, grid, com: np.ndarray, points) -> None:
+        """The network's read of this frame: its hand cells ``cells`` (``grid``: ``(oy, ox, k)``,
+        :func:`_pixels_about`), centre ``com`` and kept ``points`` ``(N, 3)``, carried from here."""
+        mean = points.mean(0)
+        if self._mean is None:
+            self._step = np.zeros(3)
+        # else the last carried motion goes on: the mean of other cells' pixels is no measure of it
+        uv = camera.xyz_to_uvd(com)[:2]
+        self._state = (shape, cells, grid, uv, com - mean, len(points))
+        self._com, self._mean, self._age = com, mean, 0
+        self.reads += 1
+
+    def forget(self) -> None:
+        """No hand in this frame: the next one is read."""
+        self._state, self._com, self._mean = None, None, None
+
+    def carry(self, depth: np.ndarray, camera: Camera, cfg: SegmentConfig) -> Segmentation | None:
+        """This frame's hand from the last read's cells (no network), or None where the next
+        read is due or the carried hand does not hold."""
+        if self._state is None or self._age + 1 >= self.every or depth.shape != self._state[0]:
+            return None
+        shape, cells, (oy, ox, k), uv0, offset, pixels = self._state
+        # Where the hand is now if it moves on as it did (the visible surface's motion, smoother
+        # than the network's centre): cells left one frame behind lose a moving hand's front.
+        guess = self._com + self._step
+        du, dv = np.rint(camera.xyz_to_uvd(guess)[:2] - uv0).astype(int)
+        picked = _pixels_about(depth, camera, cfg, guess, cells, (oy + dv, ox + du, k))
+        if isinstance(picked, str) or len(picked[1]) < _CARRY_MIN_SHARE * pixels:
+            self._step = np.zeros(3)  # the motion is not known: the read starts from rest
+            return None
+        mask, points = picked
+        mean = points.mean(0)
+        com = mean + offset
+        if np.linalg.norm(com - guess) > _CARRY_MAX_DEVIATION_MM:
+            self._step = np.zeros(3)
+            return None
+        self._step, self._com, self._mean = mean - self._mean, com, mean
+        self._age += 1
+        self.carried += 1
+        return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+
+
 def locate_hand(
     depth: np.ndarray,
     camera: Camera,
@@ -360,6 +436,7 @@ def locate_hand(
     net: nn.Module | None = None,
     near_xyz: np.ndarray | None = None,
     window: bool = True,
+    track: HandTrack | None = None,
 ) -> Segmentation:
     """The hand's centre and mask by the learned locator (``net``; default: the shipped one).
 
@@ -379,9 +456,22 @@ def locate_hand(
             :data:`NEAR_SIGMA_MM`). None or NaN: no prior.
         window: with ``near_xyz``, read only a window of the image about it
             (:data:`TRACK_MARGIN_MM`), the whole image where the hand is not clearly in it.
+        track: a sequence's :class:`HandTrack`: the network reads every ``track.every``-th
+            frame and the frames between carry its hand cells (:meth:`HandTrack.carry`).
     """
-    cfg = config
     depth = _check(depth, camera)
+    if track is not None:
+        carried = track.carry(depth, camera, config)
+        if carried is not None:
+            return carried
+    seg = _locate(depth, camera, config, net, near_xyz, window, track)
+    if track is not None and not seg.found:
+        track.forget()
+    return seg
+
+
+def _locate(depth, camera: Camera, cfg: SegmentConfig, net, near_xyz, window: bool, track):
+    """:func:`locate_hand` by the network."""
     shape = depth.shape
     net = net or _shipped(str(DEFAULT_LOCATOR_DIR))
     s = grid_stride(shape[1], net.grid_width)
@@ -416,34 +506,48 @@ def locate_hand(
     col, row, d = found.centre[0].double().numpy()
     r0, c0 = cells[0], cells[2]
     com = camera.uvd_to_xyz(np.array([(col + c0) * s, (row + r0) * s, d]))
+    # Hand cells, one output cell wider (fingers at a cell's edge), at full resolution.
+    cells_hand = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, _EIGHT)
+    k = s * OUT_STRIDE
+    picked = _pixels_about(depth, camera, cfg, com, cells_hand, (r0 * s, c0 * s, k))
+    if isinstance(picked, str):
+        return _miss(shape, picked)
+    mask, points = picked
+    if track is not None:
+        track.read(camera, shape, cells_hand, (r0 * s, c0 * s, k), com, points)
+    return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+
+
+def _pixels_about(depth, camera: Camera, cfg: SegmentConfig, com: np.ndarray, cells_hand, grid):
+    """The mask of the hand about ``com``: the pixels of the hand cells ``cells_hand`` (bool,
+    ``k`` pixels a cell from pixel ``(oy, ox)``: ``grid``) within ``band_mm`` of its depth and
+    within ``radius_mm`` of it, the arm cut (:func:`~handvox.estimator.segment._select`), small
+    holes filled; with the kept pixels' points ``(N, 3)`` mm. A string (why) where too few."""
+    shape = depth.shape
     # Only pixels within the arm's shell of the centre can count (_select), so only their box
     # is read at full resolution.
     box = _cube_box(camera, com, cfg.radius_mm + _ARM_SHELL_MM[1], shape)
     if box is None:
         box = (0, shape[0], 0, shape[1])
-    # Hand cells, one output cell wider (fingers at a cell's edge), at full resolution.
-    cells_hand = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, _EIGHT)
-    k = s * OUT_STRIDE
-    oy, ox = r0 * s, c0 * s  # the read window's first pixel
-    y0, y1 = max(box[0], oy), min(box[1], oy + cells_hand.shape[0] * k)
-    x0, x1 = max(box[2], ox), min(box[3], ox + cells_hand.shape[1] * k)
+    oy, ox, k = grid
+    y0, y1 = max(box[0], oy, 0), min(box[1], oy + cells_hand.shape[0] * k)
+    x0, x1 = max(box[2], ox, 0), min(box[3], ox + cells_hand.shape[1] * k)
     if y0 >= y1 or x0 >= x1:
-        return _miss(shape, "hand region too small (0 px)")
-    rows, cols = _hand_pixels(depth, (y0, y1, x0, x1), cells_hand, (oy, ox, k), d,
+        return "hand region too small (0 px)"
+    rows, cols = _hand_pixels(depth, (y0, y1, x0, x1), cells_hand, grid, com[2],
                               (cfg.band_mm, cfg.min_depth_mm, cfg.far_mm))  # fmt: skip
     if rows.size < cfg.min_pixels:
-        return _miss(shape, f"hand region too small ({rows.size} px)")
+        return f"hand region too small ({rows.size} px)"
     xyz = camera.uvd_to_xyz(np.stack([cols, rows, depth[rows, cols]], -1).astype(np.float64))
     on_border = (rows <= 1) | (cols <= 1) | (rows >= shape[0] - 2) | (cols >= shape[1] - 2)
     inside = np.empty(len(xyz), bool)
     _select(xyz, on_border, com, np.zeros(3), cfg.radius_mm, cfg.arm_cut_mm + cfg.finger_shift_mm,
             cfg.min_pixels, inside)  # fmt: skip
     if inside.sum() < cfg.min_pixels:
-        return _miss(shape, f"hand region too small ({int(inside.sum())} px)")
+        return f"hand region too small ({int(inside.sum())} px)"
     mask = np.zeros(shape, bool)
     mask[rows[inside], cols[inside]] = True
-    mask = _fill_small_holes(mask, cfg.max_hole_px)
-    return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+    return _fill_small_holes(mask, cfg.max_hole_px), xyz[inside]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -485,12 +589,14 @@ def find_hand(
     camera: Camera,
     config: SegmentConfig | None = None,
     near_xyz: np.ndarray | None = None,
+    track: HandTrack | None = None,
 ) -> Segmentation:
     """The hand by ``config.method``: ``"depth"`` (:func:`~handvox.estimator.segment.segment_hand`,
     the nearest object's end) or ``"learned"`` (:func:`locate_hand`, the shipped locator).
-    ``near_xyz``: where the hand was in a sequence's last frame, a prior the locator uses (the
-    depth rule takes the nearest object's end wherever it is, and ignores it)."""
+    ``near_xyz``: where the hand was in a sequence's last frame, a prior the locator uses, and
+    ``track`` the sequence's :class:`HandTrack` (the depth rule takes the nearest object's end
+    wherever it is, and ignores both)."""
     config = config or SegmentConfig()
     if config.method == "learned":
-        return locate_hand(depth, camera, config, near_xyz=near_xyz)
+        return locate_hand(depth, camera, config, near_xyz=near_xyz, track=track)
     return segment_hand(depth, camera, config)

@@ -47,7 +47,7 @@ from handvox.estimator.check import (
     view_spread,
 )
 from handvox.estimator.cpu import fast_cpu_networks
-from handvox.estimator.locate import find_hand
+from handvox.estimator.locate import HandTrack, find_hand
 from handvox.estimator.networks import heatmap_moments
 from handvox.estimator.segment import Segmentation, SegmentConfig
 from handvox.estimator.volume import VolumeConfig, decode_joints, projective_tsdf
@@ -366,13 +366,19 @@ class HandPoseEstimator:
 
     # --- stages ---------------------------------------------------------------------------------
     def segment(
-        self, depth: np.ndarray, camera: Camera, near_xyz: np.ndarray | None = None
+        self,
+        depth: np.ndarray,
+        camera: Camera,
+        near_xyz: np.ndarray | None = None,
+        track: HandTrack | None = None,
     ) -> list[Segmentation]:
         """``(B, H, W)`` float32 mm -> B segmentations (mask, COM, found, reason); ``near_xyz``
-        ``(B, 3)``: where each frame's hand was a frame before (NaN rows: unknown)."""
+        ``(B, 3)``: where each frame's hand was a frame before (NaN rows: unknown); ``track``:
+        the sequence's (batch 1; :func:`handvox.estimator.locate.locate_hand`)."""
         near = [None] * len(depth) if near_xyz is None else near_xyz
         return [
-            find_hand(d, camera, self.config.segment, n) for d, n in zip(depth, near, strict=True)
+            find_hand(d, camera, self.config.segment, n, track)
+            for d, n in zip(depth, near, strict=True)
         ]
 
     def volumes(
@@ -447,13 +453,16 @@ class HandPoseEstimator:
         timings: dict[str, float] | None = None,
         hand: str = "right",
         near_xyz: np.ndarray | None = None,
+        track: HandTrack | None = None,
     ) -> Prediction:
         """Joints of one depth image ``(H, W)`` or a batch ``(B, H, W)``, mm (0 / NaN = no
         reading), taken with ``camera`` (a Camera, a preset name or ``fx,fy,cx,cy,w,h``).
 
         ``near_xyz``: ``(3,)`` or ``(B, 3)`` mm, where each frame's hand was in its sequence's
         previous frame (e.g. that frame's ``com_xyz``; NaN: unknown): the learned locator takes
-        the candidate near it (:func:`handvox.estimator.locate.locate_hand`).
+        the candidate near it (:func:`handvox.estimator.locate.locate_hand`). ``track``: the
+        sequence's :class:`~handvox.estimator.locate.HandTrack` (one frame a call): the locator's
+        network reads every ``track.every``-th frame, the frames between carry its hand.
 
         ``hand``: the hand the frames show. The networks know right hands: a left hand's frames
         are flipped left to right (a right hand, seen through :meth:`Camera.mirrored`),
@@ -470,15 +479,17 @@ class HandPoseEstimator:
             raise HandvoxError(f"hand must be 'right', 'left' or 'auto', got {hand!r}")
         cam = as_camera(camera)
         depth = as_depth_batch(depth, cam)
+        if track is not None and len(depth) != 1:
+            raise HandvoxError(f"track: one frame a call (a sequence's), got {len(depth)}")
         near = None
         if near_xyz is not None:
             near = np.asarray(near_xyz, np.float64).reshape(-1, 3)
             if len(near) != len(depth):
                 raise HandvoxError(f"near_xyz: {len(near)} rows for {len(depth)} frames")
         if hand == "right":
-            return self._estimate(depth, cam, timings, near)
+            return self._estimate(depth, cam, timings, near, track)
         if hand == "left":
-            return self._estimate_left(depth, cam, timings, near)
+            return self._estimate_left(depth, cam, timings, near, track)
         if self.check is None:
             raise HandvoxError("hand='auto' needs the hand check (this estimator has none); "
                                "say which hand: 'right' or 'left'")  # fmt: skip
@@ -490,7 +501,8 @@ class HandPoseEstimator:
                 "hand the frames show: 'right' or 'left'"
             )
 
-        pred = self._estimate(depth, cam, timings, near)
+        # a track follows the frame as shown; the left pass re-reads its frames
+        pred = self._estimate(depth, cam, timings, near, track)
         left = np.flatnonzero(pred.p_left >= 0.5)  # NaN (nothing segmented) is not >= 0.5
         if left.size:
             lp = self._estimate_left(depth[left], cam, timings,
@@ -504,13 +516,15 @@ class HandPoseEstimator:
         pred.hand = "auto"
         return pred
 
-    def _estimate_left(self, depth: np.ndarray, cam: Camera, timings, near=None) -> Prediction:
+    def _estimate_left(
+        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None
+    ) -> Prediction:
         """Left hands: the frames flipped left to right (right hands seen through the mirrored
         camera), estimated, the joints mirrored back (``x -> -x``)."""
         if near is not None:
             near = near * np.array([-1.0, 1.0, 1.0])  # in the mirrored frame
         pred = self._estimate(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings,
-                              near)  # fmt: skip
+                              near, track)  # fmt: skip
         xyz, com = pred.joints_xyz.copy(), pred.com_xyz.copy()
         xyz[..., 0] *= -1
         com[..., 0] *= -1
@@ -560,7 +574,9 @@ class HandPoseEstimator:
             each[v] = decode_joints(out, centre, unit, angle, torch.full_like(angle, sc)).numpy()
         return each, spread, first
 
-    def _estimate(self, depth: np.ndarray, cam: Camera, timings, near=None) -> Prediction:
+    def _estimate(
+        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None
+    ) -> Prediction:
         """The pipeline on ``(B, H, W)`` float32 depth, as right hands."""
         b, j = len(depth), len(self.joint_set)
         xyz = np.full((b, j, 3), np.nan)
@@ -575,7 +591,8 @@ class HandPoseEstimator:
         for s in range(0, b, self.batch_size):
             chunk = depth[s : s + self.batch_size]
             with clock("segmentation"):
-                segs = self.segment(chunk, cam, None if near is None else near[s : s + len(chunk)])
+                segs = self.segment(chunk, cam, None if near is None else near[s : s + len(chunk)],
+                                    track)  # fmt: skip
             hit = [i for i, g in enumerate(segs) if g.found]
             for i, g in enumerate(segs):
                 reason[s + i] = g.reason

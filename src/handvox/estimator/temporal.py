@@ -35,6 +35,7 @@ import numpy as np
 
 from handvox.camera import Camera
 from handvox.errors import HandvoxError
+from handvox.estimator.locate import HandTrack
 from handvox.estimator.pipeline import HandPoseEstimator, Prediction
 from handvox.io.stream import DepthStream, StreamFrame
 
@@ -115,6 +116,10 @@ def smooth_sequence(
 # The last hand steers the next frame's hand finding only this soon after it (then the hand may
 # be anywhere); a stream without time stamps: the frame before.
 PRIOR_MAX_GAP_S = 0.5
+# Frames per read of the learned locator's network while a hand is tracked (HandTrack.every);
+# the frames between carry the hand it found. Chosen on rendered sequences of seeds 1-3
+# (benchmarks/live_loop.py --parts carry; docs/benchmarks.md, "Finding the hand every few frames").
+LOCATOR_EVERY = 4
 
 
 @dataclass
@@ -144,13 +149,17 @@ def track(
     smoothing: OneEuroConfig | None = None,
     timed: bool = False,
     prior: bool = True,
+    locator_every: int = LOCATOR_EVERY,
 ) -> Iterator[TrackedFrame]:
     """Estimate every frame of ``stream`` (batch 1) and smooth the joints with a One Euro filter
     of ``smoothing`` (None: as estimated). ``camera``: of plain frame iterables (a stream's
     own otherwise). ``timed``: fill :attr:`TrackedFrame.timings` (costs a few clock reads).
     ``prior``: the last frame's hand centre, when it had one no more than
     :data:`PRIOR_MAX_GAP_S` before, steers the next frame's hand finding (the estimator's
-    ``near_xyz``: of two candidates, the locator takes the one near it).
+    ``near_xyz``: of two candidates, the locator takes the one near it). ``locator_every``:
+    with the prior, the locator's network reads every this many frames and the frames between
+    carry the hand it found (:class:`~handvox.estimator.locate.HandTrack`; 1: every frame read;
+    the depth rule ignores it).
 
     Raises:
         HandvoxError: smoothing a stream without time stamps.
@@ -158,6 +167,7 @@ def track(
     camera = camera if camera is not None else stream.camera  # type: ignore[union-attr]
     smoother = OneEuroFilter(smoothing) if smoothing is not None else None
     last: tuple[float, np.ndarray] | None = None  # (time, centre) of the last frame with a hand
+    hand_track = HandTrack(locator_every) if prior else None
     for k, frame in enumerate(stream):
         t_in = time.perf_counter()
         timings: dict[str, float] = {}
@@ -166,11 +176,15 @@ def track(
         if prior and last is not None and (frame.timestamp_s is None or
                                            now - last[0] <= PRIOR_MAX_GAP_S):  # fmt: skip
             near = last[1]
+        elif hand_track is not None:
+            hand_track.forget()  # no hand, or too long ago: read the frame
         pred = estimator(frame.depth, camera, timings=timings if timed else None, hand=hand,
-                         near_xyz=near)  # fmt: skip
+                         near_xyz=near, track=hand_track)  # fmt: skip
         joints = pred.joints_xyz[0] if pred.found[0] else None
         if joints is not None:
             last = (now, pred.com_xyz[0])
+        elif hand_track is not None:
+            hand_track.forget()  # the hand found was not one (the check): read the next frame
         if smoother is not None:
             if frame.timestamp_s is None:
                 raise HandvoxError(
