@@ -73,25 +73,24 @@ def test_dict_round_trip_and_retired_fields():
 
 
 def test_the_shipped_models_train_config_loads():
-    """The shipped model (the dense head, issue 14, trained on three times by issue 12) was
-    trained with exactly configs/dense_mix_ego2.toml, but for where its data lay and the run's
+    """The shipped model (the dense head, issue 14, trained on four times by issue 12) was
+    trained with exactly configs/dense_mix_ego3.toml, but for where its data lay and the run's
     worker and progress flags; it starts from the model shipped before it (which the config
-    restores from git), is the mean of the run's last three checkpoints, runs one view, as
-    trained, with the re-centring pass and the upright pass chosen on validation, and its
-    per-joint confidence calibrated on validation frames."""
+    restores from git), is the run's last checkpoint, runs one view, as trained, with the
+    re-centring pass and the upright pass chosen on validation, and its per-joint confidence
+    calibrated on validation frames."""
     model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
     cfg = TrainConfig.from_dict(model["meta"]["train_config"])
     shipped = EstimatorConfig.from_dict(model["estimator"])
     assert (shipped.recentre, shipped.upright_beyond_deg) == (1, 60.0)
     trained = dataclasses.replace(shipped, recentre=0, upright_beyond_deg=None, joint_spread_mm=())
     assert cfg.estimator == trained
-    recipe = load_config(CONFIGS / "dense_mix_ego2.toml")
+    recipe = load_config(CONFIGS / "dense_mix_ego3.toml")
     local = ("data", "num_workers", "progress")
     assert dataclasses.replace(cfg, **{k: getattr(recipe, k) for k in local}) == recipe
-    assert cfg.init == recipe.init == "runs/dense-ego"
-    assert [s.root.rsplit("/", 1)[-1] for s in cfg.data] == [*MIX_SOURCES, "ego2", "ego3"]
-    steps = [a["step"] for a in model["meta"]["averaged_from"]]
-    assert steps == [3000, 4000, 4248]  # the last three (meta otherwise the first's)
+    assert cfg.init == recipe.init == "runs/dense-ego2-avg3"
+    assert [s.root.rsplit("/", 1)[-1] for s in cfg.data] == [*MIX_SOURCES, "ego2", "ego3", "ego4"]
+    assert "averaged_from" not in model["meta"] and model["meta"]["step"] == 4779  # the last
     chosen = model["meta"]["inference_settings"]
     assert chosen["test_rotations_deg"] == [] == list(shipped.test_rotations_deg)
     assert chosen["upright_beyond_deg"] == shipped.upright_beyond_deg == 60.0
@@ -121,6 +120,7 @@ def test_recipe_files_resolve_to_the_configs_the_model_was_trained_with(name):
         "dense_mix_continue",
         "dense_mix_ego",
         "dense_mix_ego2",
+        "dense_mix_ego3",
     ],  # fmt: skip
 )
 def test_recipe_files_hold_only_what_differs_from_their_base(name):
