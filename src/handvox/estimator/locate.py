@@ -387,15 +387,15 @@ class HandTrack:
         if int(self.every) != self.every or self.every < 1:
             raise ValueError(f"HandTrack.every must be a whole number >= 1, got {self.every!r}")
 
-    def read(self, camera: Camera, shape, cells, grid, com: np.ndarray, points) -> None:
+    def read(self, camera: Camera, shape, cells, grid, com: np.ndarray, mean, kept: int) -> None:
         """The network's read of this frame: its hand cells ``cells`` (``grid``: ``(oy, ox, k)``,
-        :func:`_pixels_about`), centre ``com`` and kept ``points`` ``(N, 3)``, carried from here."""
-        mean = points.mean(0)
+        :func:`_pixels_about`), centre ``com``, and its kept pixels' points' ``mean`` and number
+        ``kept``, carried from here."""
         if self._mean is None:
             self._step = np.zeros(3)
         # else the last carried motion goes on: the mean of other cells' pixels is no measure of it
         uv = camera.xyz_to_uvd(com)[:2]
-        self._state = (shape, cells, grid, uv, com - mean, len(points))
+        self._state = (shape, cells, grid, uv, com - mean, kept)
         self._com, self._mean, self._age = com, mean, 0
         self.reads += 1
 
@@ -414,11 +414,10 @@ class HandTrack:
         guess = self._com + self._step
         du, dv = np.rint(camera.xyz_to_uvd(guess)[:2] - uv0).astype(int)
         picked = _pixels_about(depth, camera, cfg, guess, cells, (oy + dv, ox + du, k))
-        if isinstance(picked, str) or len(picked[1]) < _CARRY_MIN_SHARE * pixels:
+        if isinstance(picked, str) or picked[2] < _CARRY_MIN_SHARE * pixels:
             self._step = np.zeros(3)  # the motion is not known: the read starts from rest
             return None
-        mask, points = picked
-        mean = points.mean(0)
+        mask, mean, _ = picked
         com = mean + offset
         if np.linalg.norm(com - guess) > _CARRY_MAX_DEVIATION_MM:
             self._step = np.zeros(3)
@@ -512,9 +511,9 @@ def _locate(depth, camera: Camera, cfg: SegmentConfig, net, near_xyz, window: bo
     picked = _pixels_about(depth, camera, cfg, com, cells_hand, (r0 * s, c0 * s, k))
     if isinstance(picked, str):
         return _miss(shape, picked)
-    mask, points = picked
+    mask, mean, kept = picked
     if track is not None:
-        track.read(camera, shape, cells_hand, (r0 * s, c0 * s, k), com, points)
+        track.read(camera, shape, cells_hand, (r0 * s, c0 * s, k), com, mean, kept)
     return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
 
 
@@ -522,7 +521,8 @@ def _pixels_about(depth, camera: Camera, cfg: SegmentConfig, com: np.ndarray, ce
     """The mask of the hand about ``com``: the pixels of the hand cells ``cells_hand`` (bool,
     ``k`` pixels a cell from pixel ``(oy, ox)``: ``grid``) within ``band_mm`` of its depth and
     within ``radius_mm`` of it, the arm cut (:func:`~handvox.estimator.segment._select`), small
-    holes filled; with the kept pixels' points ``(N, 3)`` mm. A string (why) where too few."""
+    holes filled; with the kept pixels' points' mean ``(3,)`` mm and their number. A string
+    (why) where too few."""
     shape = depth.shape
     # Only pixels within the arm's shell of the centre can count (_select), so only their box
     # is read at full resolution.
@@ -545,9 +545,12 @@ def _pixels_about(depth, camera: Camera, cfg: SegmentConfig, com: np.ndarray, ce
             cfg.min_pixels, inside)  # fmt: skip
     if inside.sum() < cfg.min_pixels:
         return f"hand region too small ({int(inside.sum())} px)"
+    r, c = rows[inside], cols[inside]  # rows in order (_hand_pixels)
     mask = np.zeros(shape, bool)
-    mask[rows[inside], cols[inside]] = True
-    return _fill_small_holes(mask, cfg.max_hole_px), xyz[inside]
+    mask[r, c] = True
+    mask = _fill_small_holes(mask, cfg.max_hole_px, (r[0], r[-1] + 1, c.min(), c.max() + 1))
+    # the mean as a product, not of a gathered copy: it is on the carried frames' path
+    return mask, inside.astype(np.float64) @ xyz / len(r), len(r)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -236,14 +236,20 @@ def _full_resolution(
     return out
 
 
-def _fill_small_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
+def _fill_small_holes(
+    mask: np.ndarray, max_px: int, bounds: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
     """Fill holes of at most ``max_px`` pixels (sensor dropouts inside the hand): the
     background components (4-connected) of the mask's bounding box that do not reach its edge,
-    as ``scipy.ndimage.binary_fill_holes`` and ``label`` find them."""
+    as ``scipy.ndimage.binary_fill_holes`` and ``label`` find them. ``bounds``: that box
+    ``(y0, y1, x0, x1)`` (ends exclusive) where the caller knows it, which saves two passes over
+    the image."""
     if max_px <= 0 or not mask.any():
         return mask
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # fill on the crop: far cheaper
+    if bounds is None:
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        bounds = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    box = np.s_[bounds[0] : bounds[1], bounds[2] : bounds[3]]  # fill on the crop: far cheaper
     crop = mask[box]
     filled = _filled(np.ascontiguousarray(crop).ravel(), crop.shape[1], max_px)
     if filled is None:
