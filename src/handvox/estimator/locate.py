@@ -408,7 +408,7 @@ class HandTrack:
         read is due or the carried hand does not hold."""
         if self._state is None or self._age + 1 >= self.every or depth.shape != self._state[0]:
             return None
-        shape, cells, (oy, ox, k), uv0, offset, pixels = self._state
+        _, cells, (oy, ox, k), uv0, offset, pixels = self._state
         # Where the hand is now if it moves on as it did (the visible surface's motion, smoother
         # than the network's centre): cells left one frame behind lose a moving hand's front.
         guess = self._com + self._step
