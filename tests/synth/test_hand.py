@@ -131,6 +131,23 @@ def test_egocentric_views_keep_the_wrist_and_most_joints_in_view():
         arm, axis=1)).mean() > 0.5  # fmt: skip
 
 
+def test_wave_views_raise_the_hand_beside_the_face_and_hang_the_arm_out_of_the_image():
+    cfg = HandSynthConfig(view="wave", body_prob=1.0, head_prob=1.0, hand_by_head_prob=1.0)
+    gen = hand_frame_generator(cfg)
+    forearm = SCENE_PARTS.index("forearm")
+    to_border = 0
+    for i in range(8):
+        f = gen(i, frame_rng(7, i))
+        uv = NYU.xyz_to_uvd(f.joints_xyz["canonical21"])[:, :2]
+        d = uv[9] - uv[0]  # wrist to middle MCP: fingers up the image, within 50 degrees
+        assert -d[1] / np.linalg.norm(d) >= np.cos(np.radians(50.0)) - 1e-6
+        assert f.extra["scene"].tolist()[:3] == [1, 1, 1]  # forearm, body, head
+        rows, cols = np.nonzero(f.extra["part"] == forearm)
+        assert rows.mean() > uv[0, 1]  # the arm hangs below the wrist
+        to_border += int(rows.max() == 479 or cols.min() == 0 or cols.max() == 639)
+    assert to_border >= 7  # out of the image (at most an arm's 700 mm when the hand is far)
+
+
 @pytest.mark.slow
 def test_content_frames_are_deterministic_and_picklable():
     cfg = HandSynthConfig(view="egocentric", mesh_prob=0.5, object_prob=0.5,

@@ -77,6 +77,8 @@ def test_view_rules_give_egocentric_and_desk_their_own_and_third_person_the_rest
     assert ego.min_depth_mm == 150.0 and ego.hand_up_deg == 100.0
     desk = view_rules("desk")
     assert desk.table and not desk.body and desk.forearm_to_border and desk.all_joints
+    wave = view_rules("wave")  # third person's, but the hand up and the arm down out of sight
+    assert wave.body and wave.all_joints and wave.forearm_to_border and wave.hand_up_deg == 50.0
     for view in VIEW_RULES:  # every view with rules of its own is a preset the config takes
         assert HandSynthConfig(view=view).view == view
 

@@ -90,6 +90,18 @@ def test_training_learns_resumes_and_keeps_the_best(tmp_path):
     train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run", longer)
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
     assert [r["step"] for r in state["log"]] == [30, 60, 90]
+    # a fine-tune starts from the weights it is given: at a vanishing rate it validates as they do
+    tune = LocatorTrainConfig(steps=1, val_every=1, batch_size=8, width=8, warmup_steps=1,
+                              lr=1e-12, init=str(best))  # fmt: skip
+    tuned = train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "tune", tune)
+    got = json.loads((tuned / "config.json").read_text())["validation"]["val_mean_mm"]
+    # (batch norm's running statistics move with the one step's batch, the weights do not)
+    kept = json.loads((best / "config.json").read_text())["validation"]["val_mean_mm"]
+    assert got == pytest.approx(kept, rel=0.2)
+    assert got < first["val_mean_mm"] or got < 30
+    wide = LocatorTrainConfig(steps=1, width=16, init=str(best))
+    with pytest.raises(ValueError, match="a locator of width 8 on a grid 160 across, not the"):
+        train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "wide", wide)
     # frames on one grid do not train a locator of another
     coarse = LocatorTrainConfig(steps=1, width=8, grid_width=80)
     with pytest.raises(ValueError, match="train.npz: frames 160 cells across, not on the grid 80"):
@@ -108,6 +120,15 @@ def test_train_locator_command_renders_then_trains(tmp_path):
         scenes = set(range(len(LOCATOR_SCENES)))
         assert len(z["depth"]) == 20 and set(z["scene"].tolist()) <= scenes
     assert (out / "best" / "model.safetensors").is_file()
+    # a fine-tune of that locator, on the same frames (the data folder reused), with its rate
+    tune = tmp_path / "tune"
+    (tune / "data").mkdir(parents=True)
+    for name in ("train-20.npz", "val-10.npz"):
+        (tune / "data" / name).symlink_to(out / "data" / name)
+    targs = [*args[:2], str(tune), *args[3:], "--init", str(out / "best"), "--lr", "1e-4"]
+    assert main(targs) == 0
+    cfg = json.loads((tune / "best" / "config.json").read_text())["train_config"]
+    assert cfg["init"] == str(out / "best") and cfg["lr"] == 1e-4
     # A second writer of the run is refused while the first holds it (here: this process).
     from handvox.atomic import writer_lock
 

@@ -319,10 +319,11 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--view",
-        choices=["nyu", "icvl", "generic", "egocentric", "desk"],
+        choices=["nyu", "icvl", "generic", "egocentric", "desk", "wave"],
         help="where hands are seen from: third person (nyu, icvl, generic), a head-mounted "
-        "camera (egocentric: hands may leave the image, the arm enters from below) or a camera "
-        "above a table (desk) (default: by camera)",
+        "camera (egocentric: hands may leave the image, the arm enters from below), a camera "
+        "above a table (desk) or a person waving at the sensor (wave: the hand raised, the arm "
+        "down out of the image) (default: by camera)",
     )
     p.add_argument("--mesh-prob", type=float, help="chance a frame's hand is the LibHand mesh "
                    "instead of the capsule hand (default 0)")  # fmt: skip
@@ -604,6 +605,10 @@ def _add_train_command(sub) -> None:
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--val-every", type=int, help="steps between validations (default 500)")
     p.add_argument("--width", type=int, help="channels of the network's first level (default 16)")
+    p.add_argument("--init", type=Path, help="a locator folder to start from (a fine-tune; "
+                   "default: random weights)")  # fmt: skip
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up (default 200)")
     p.add_argument("--grid-width", type=int, help="grid cells across the image that the "
                    "locator reads (default 160; fewer: faster, coarser)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="rendering processes")

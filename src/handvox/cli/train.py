@@ -116,8 +116,10 @@ def run_locator(args: argparse.Namespace) -> None:
     """``handvox train-locator``."""
     if args.frames < 1 or args.val_frames < 1:
         raise HandvoxError("--frames and --val-frames must be at least 1")
-    names = ("steps", "batch_size", "val_every", "width", "grid_width")
+    names = ("steps", "batch_size", "val_every", "width", "grid_width", "lr", "warmup_steps")
     overrides = {k: getattr(args, k) for k in names}
+    if args.init is not None:
+        overrides["init"] = str(args.init)
     config = LocatorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     data = args.out / "data"
     # frames on another grid are other data (the default grid's names as before: runs resume)

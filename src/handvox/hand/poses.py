@@ -430,7 +430,9 @@ class ViewConfig:
         ``generic`` (NYU camera, 350-1000 mm); ``egocentric`` (a head-mounted camera: the hand
         200-600 mm away, seen from behind and above, in the lower part of the image and allowed
         to leave it partly, the forearm entering from the lower edge) and ``desk`` (a camera
-        above a table: the hand 350-700 mm below it, palm down, turned any way in the image)."""
+        above a table: the hand 350-700 mm below it, palm down, turned any way in the image) and
+        ``wave`` (a person facing the sensor with the hand raised, 400-1000 mm, fingers up the
+        image, the arm running down out of it)."""
         presets = {
             "nyu": cls(),
             "icvl": cls(camera="icvl", depth_mm=(240.0, 430.0)),
@@ -452,6 +454,14 @@ class ViewConfig:
                 # a hand drawn nearer came out unmeasured, a frame with no hand to learn or test.
                 near_mm=200.0,
             ),  # fmt: skip
+            # A person waving or saying hello to a sensor: the hand raised, fingers up the
+            # image (roll +-40), anywhere but the image's bottom (the arm runs down to it).
+            "wave": cls(
+                depth_mm=(400.0, 1000.0),
+                roll_deg=(-40.0, 40.0),
+                back_prob=0.1,
+                target_region=(0.1, 0.9, 0.1, 0.7),
+            ),
             "desk": cls(
                 depth_mm=(350.0, 700.0),
                 roll_deg=(-180.0, 180.0),

@@ -101,6 +101,9 @@ VIEW_RULES: dict[str, ViewRules] = {
                             elbow_mm=((100.0, 300.0), (250.0, 450.0), (50.0, 250.0)),
                             hand_up_deg=100.0),
     "desk": ViewRules(forearm_to_border=True, body=False, table=True, min_depth_mm=150.0),
+    # A raised hand's arm hangs from it to below the image (the elbow at the chest, the upper
+    # arm beside the body): a straight limb to the lower edge stands in for both.
+    "wave": ViewRules(forearm_to_border=True, hand_up_deg=50.0),
 }  # fmt: skip
 
 

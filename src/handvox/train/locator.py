@@ -33,6 +33,7 @@ from handvox.estimator.locate import (
     decode,
     encode_targets,
     grid_stride,
+    load_locator,
     locator_input,
     locator_loss,
     save_locator,
@@ -185,6 +186,9 @@ class LocatorTrainConfig:
     flip_prob: float = 0.5  # mirrored frames: left hands look like this
     val_every: int = 500
     seed: int = 0
+    # A locator folder (save_locator) to start from instead of random weights: a fine-tune on
+    # scenes added since it was trained; its width and grid must be the run's.
+    init: str | None = None
 
 
 def _load(path: str | Path) -> dict[str, torch.Tensor]:
@@ -251,14 +255,22 @@ def train_locator(
                 f"{cfg.grid_width} across that the run asks for (grid_width)"
             )
     net = LocatorNet(cfg.width, cfg.grid_width)
+    if cfg.init is not None:
+        start = load_locator(cfg.init)
+        if (start.width, start.grid_width) != (cfg.width, cfg.grid_width):
+            raise ValueError(
+                f"{cfg.init}: a locator of width {start.width} on a grid {start.grid_width} "
+                f"across, not the run's {cfg.width} and {cfg.grid_width} (width, grid_width)"
+            )
+        net.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
 
     def rate(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         return 0.5 * (
-            1 + math.cos(math.pi * (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps))
-        )
+            1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        )  # (a run no longer than its warm-up: its last step's rate, never read, without a 0/0)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
     step, best, log = 0, math.inf, []
