@@ -1,26 +1,33 @@
-"""Left or right from the shipped pose net's encoder, fine-tuned: an experiment towards
-``hand="auto"`` (issue 13), not a shipped network.
+"""Train and measure a left-or-right classifier for ``hand="auto"``
+(:mod:`handvox.estimator.handedness`, issue 13).
 
     python benchmarks/handedness_probe.py --model src/handvox/data/default_model \
         --train MIX/{base,mesh,tof,stereo,ego,desk,ego2,ego3} --val VAL/{base,...,desk} \
-        --test DEMO/domains/* DEMO/testset --frames 1250 --steps 2000 --out /tmp/hd
+        --test DEMO/domains/* DEMO/testset --frames 1250 --steps 2000 --out /tmp/hd \
+        --save /tmp/hd/classifier
 
 Every frame is a right hand. Its cube is the pose path's (the model's segmentation and volume);
-the classifier is the pose net's encoder (its weights to start from, batch norm kept as
-trained) and a small head ``g``, with the logit ``s(x) = g(x) - g(flip x)`` that the hand is a
-right one: a frame and its mirror (a left hand) always get opposite answers, so accuracy on
-right hands is accuracy on left hands too, and every training frame teaches both. Training
-cubes are turned about the viewing axis by up to ``--turn`` degrees (a rotation keeps which hand
-it is). The checkpoint kept is the one best on ``--val`` (one cube); then the set of test-time
-turns (``--views``, logits averaged) best on ``--val``; ``--test`` is scored once, with both.
-Writes ``OUT/result.json`` (accuracy per set) and the cubes it cached (``OUT/*.pt``).
+the classifier (:class:`~handvox.estimator.handedness.HandednessNet`) is the pose net's encoder
+(its weights to start from, batch norm kept as trained; or ``--init``, a classifier folder to go
+on from) and a small head, with an antisymmetric logit: a frame and its mirror (a left hand)
+always get opposite answers, so accuracy on right hands is accuracy on left hands too, and every
+training frame teaches both. Training cubes are turned about the viewing axis by up to
+``--turn`` degrees (a rotation keeps which hand it is). The checkpoint kept is the one best on
+``--val`` (one cube); then the set of test-time turns (``--views``, logits averaged) best on
+``--val``; ``--test`` (held-out shapes and seeds) is scored once, with both. Writes
+``OUT/result.json`` (accuracy per set), the cubes it cached (``OUT/*.pt``) and, with ``--save``,
+the classifier's folder (:func:`~handvox.estimator.handedness.save_handedness`: the chosen
+turns in its config; its validation and held-out accuracies in its meta, the latter what
+``hand="auto"`` is allowed on).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +37,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from handvox.atomic import atomic_path
+from handvox.estimator.handedness import (
+    HandednessConfig,
+    HandednessNet,
+    load_handedness,
+    save_handedness,
+)
 from handvox.estimator.pipeline import HandPoseEstimator, hand_volumes
 from handvox.estimator.weights import load_model
 from handvox.io.synthetic import SyntheticDataset
@@ -71,32 +84,8 @@ def cached(path: Path, *args) -> dict:
     return torch.load(path)
 
 
-class Handedness(nn.Module):
-    """``(B, 1, D, D, D)`` TSDF -> ``(B,)`` logit that the hand is a right one."""
-
-    def __init__(self, model: Path):
-        super().__init__()
-        loaded = load_model(model)
-        trunk = loaded.pose_net.features
-        self.encoder = copy.deepcopy(trunk.encoder)
-        self.pool = nn.MaxPool3d(2)
-        size = loaded.config.volume.size // 2 ** (len(self.encoder) - 1)
-        channels = [m for m in self.encoder.modules() if isinstance(m, nn.Conv3d)][-1].out_channels
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3),
-                                  nn.Linear(channels * size**3, 128), nn.ReLU(),
-                                  nn.Linear(128, 1))  # fmt: skip
-
-    def g(self, x: torch.Tensor) -> torch.Tensor:
-        for i, level in enumerate(self.encoder):
-            x = level(self.pool(x) if i else x)
-        return self.head(x)[:, 0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.g(x) - self.g(x.flip(-1))
-
-
 @torch.inference_mode()
-def accuracy(net: Handedness, data: dict, views: list[int] | None = None) -> tuple[float, list]:
+def accuracy(net: HandednessNet, data: dict, views: list[int] | None = None) -> tuple[float, list]:
     """Share of right hands called right, over all and per source, %: the logit averaged over
     the cubes ``views`` (indices into the data's angles; default: all)."""
     net.eval()
@@ -125,6 +114,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--init", type=Path, help="a classifier folder to go on from (default: the "
+                    "model's pose net's encoder and a new head)")  # fmt: skip
+    ap.add_argument("--lr", type=float, nargs=2, default=(3e-4, 1e-3), metavar=("ENCODER", "HEAD"),
+                    help="peak learning rates (one-cycle schedule)")  # fmt: skip
+    ap.add_argument("--save", type=Path, help="write the kept classifier's folder here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -135,9 +129,19 @@ def main() -> None:
     train["volume"] = train["volume"][:, 0]
     val = cached(args.out / "val.pt", args.model, args.val, 100_000, 0.0, 1, angles)
     torch.manual_seed(0)
-    net = Handedness(args.model)
+    model = load_model(args.model)
+    config = HandednessConfig(pose=model.config.pose, volume=model.config.volume,
+                              segment_method=model.config.segment.method)  # fmt: skip
+    net = HandednessNet(config)
+    if args.init is not None:
+        start = load_handedness(args.init)
+        if start.config.pose != config.pose or start.config.volume != config.volume:
+            raise SystemExit(f"{args.init}: a classifier of another pose net or cube")
+        net.load_state_dict(start.net.state_dict())
+    else:
+        net.encoder.load_state_dict(model.pose_net.features.encoder.state_dict())
     # The encoder starts trained, the head from nothing: the head learns faster.
-    lrs = [3e-4, 1e-3]
+    lrs = list(args.lr)
     opt = torch.optim.AdamW([{"params": net.encoder.parameters(), "lr": lrs[0]},
                              {"params": net.head.parameters(), "lr": lrs[1]}],
                             weight_decay=1e-4)  # fmt: skip
@@ -170,11 +174,22 @@ def main() -> None:
               "kept_step": best[2], "val": best[0], "val_views": dict(zip(args.views.split(";"),
               val_views, strict=True)), "views": view_sets[chosen], "test": {}}  # fmt: skip
     print("validation by views:", result["val_views"], "-> views", view_sets[chosen], flush=True)
+    frames = {}
     for d in args.test:
         data = cached(args.out / f"test-{d.name}.pt", args.model, [d], 100_000, 0.0, 2, angles)
         result["test"][str(d)] = accuracy(net, data, index[chosen])[0]
+        frames[str(d)] = len(data["volume"])
         print(d, f"{result['test'][str(d)]:.1f} %", flush=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    if args.save is not None:
+        total = sum(frames.values())
+        held = sum(result["test"][d] * frames[d] for d in frames) / total / 100 if total else np.nan
+        meta = {"validation": {"accuracy": best[0] / 100, "views": result["val_views"]},
+                "held_out": {"accuracy": held, "frames": total, "per_set": result["test"]},
+                "kept_step": best[2], "command": " ".join(sys.argv)}  # fmt: skip
+        views = tuple(float(a) for a in view_sets[chosen])
+        save_handedness(net, dataclasses.replace(config, angles_deg=views), meta, args.save)
+        print(f"classifier in {args.save}: held out {100 * held:.1f} % of {total} frames")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,14 @@ from handvox.camera import Camera
 from handvox.cli.bench import synthetic_frame
 from handvox.estimator import HandPoseEstimator
 from handvox.estimator.check import shipped_hand_check
+from handvox.estimator.handedness import shipped_handedness
 from handvox.estimator.locate import load_locator
 from handvox.synth.skinned import libhand_hand
 est = HandPoseEstimator.default()
 pred = est(synthetic_frame(Camera.preset("nyu")), "nyu")
 assert pred.found[0], pred.reason
 assert shipped_hand_check() is not None and shipped_hand_check("learned") is not None
+assert shipped_handedness() is not None
 load_locator()
 libhand_hand()
 assert (Path(handvox.__file__).parent / "py.typed").is_file()
@@ -53,7 +55,8 @@ def test_a_wheel_installs_outside_the_checkout_and_finds_what_it_ships(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     shipped = ["py.typed", "data/default_model/model.safetensors", "data/libhand/hand.mesh",
                "data/hand_check/model.safetensors", "data/locator/model.safetensors",
-               "data/hand_check_learned/model.safetensors"]  # fmt: skip
+               "data/hand_check_learned/model.safetensors",
+               "data/handedness/model.safetensors"]  # fmt: skip
     for name in shipped:
         assert f"handvox/{name}" in names, name
     target = tmp_path / "site"

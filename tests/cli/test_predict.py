@@ -378,6 +378,14 @@ def test_hand_flag_mirrors_a_left_hand_and_is_recorded(tmp_path, tiny_model, fra
     assert left.hand == "left" and right.hand == "right"
     want = HandPoseEstimator.from_folder(tiny_model, fast=False)(frame, NYU).joints_xyz[0]
     np.testing.assert_allclose(left.joints_xyz, want * [-1, 1, 1], atol=1e-3)
+    # auto: the shipped classifier decides, says how well it was measured, records its answer
+    if HandPoseEstimator.from_folder(tiny_model).handedness is not None:
+        assert main([*base, "--hand", "auto", "--out", str(tmp_path / "a")]) == 0
+        assert "hand auto: a left-or-right classifier decides" in capsys.readouterr().out
+        auto = read_json(tmp_path / "a" / "predictions.json").frames[0]
+        assert auto.hand == ("left" if auto.p_left >= 0.5 else "right")
+        same = left if auto.hand == "left" else right
+        np.testing.assert_allclose(auto.joints_xyz, same.joints_xyz, atol=1e-3)
 
 
 @pytest.mark.integration

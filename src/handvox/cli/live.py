@@ -133,7 +133,7 @@ def _summary(latencies: list[float], found: int, elapsed: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """``handvox live``: 0, or 1 when no frame had a hand."""
     # Imported here, not at the top: the estimator loads torch, which --help does not need.
-    from handvox.cli.predict import _load_estimator, describe_passes
+    from handvox.cli.predict import _load_estimator, describe_hand, describe_passes
 
     if args.fps is not None and args.fps <= 0:
         raise HandvoxError("--fps must be positive")
@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:  # a rotation of 0, an upright angle of 180, NaN
             raise HandvoxError(f"--rotations/--upright: {e}") from None
         print(describe_passes(est), file=sys.stderr)
+        if line := describe_hand(est, args.hand):
+            print(line, file=sys.stderr)
         if est.config.segment.method == "learned":
             print(f"hand finding: the locator's network reads every {every} frame(s) while a "
                   "hand is tracked (--locator-every)", file=sys.stderr)  # fmt: skip

@@ -37,8 +37,8 @@ def _add_inference_commands(sub) -> None:
         "--hand",
         choices=["right", "left", "auto"],
         help="the hand the frames show (default right, said in the output and recorded per "
-        "frame): a left hand's frames are mirrored in and its joints mirrored back; auto: the "
-        "hand check decides per frame",
+        "frame): a left hand's frames are mirrored in and its joints mirrored back; auto: a "
+        "left-or-right classifier decides per frame (said, with how well it was measured)",
     )
     p.add_argument(
         "--depth-unit",

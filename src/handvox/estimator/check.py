@@ -46,8 +46,9 @@ from handvox.estimator.volume import VolumeConfig
 ON_HAND_MM = 60.0
 # The views' spread (mm) at which the confidence halves when no check says otherwise.
 SPREAD_MM = 10.0
-# hand="auto" needs a check whose left-vs-right accuracy on its validation frames reached this
-# (meta["validation"]["handedness_accuracy"]): below it a guess would be worse than asking.
+# hand="auto" needs a left-or-right classifier (handvox.estimator.handedness) whose accuracy on
+# held-out frames reached this: below it a guess would be worse than asking. (The check's own
+# left logit, meta["validation"]["handedness_accuracy"], is far below: a coin.)
 HANDEDNESS_MIN = 0.95
 # found needs p(hand) >= the check's threshold; this one until training sets it from validation.
 HAND_THRESHOLD = 0.5

@@ -13,8 +13,9 @@ Pipeline (paper Sec. 3), per frame:
 3. Refinement net (when the model has one), then the pose net: joints relative to the COM, in
    units of ``pose.target_scale_mm``, decoded by :func:`handvox.estimator.volume.decode_joints`.
 4. The hand check (:mod:`handvox.estimator.check`) on the plain cube: ``p(hand)`` (a frame below
-   the check's threshold is not found: "not a hand") and ``p(left)``
-   (``hand="auto"`` estimates the frames it calls left as left hands); the confidence of each
+   the check's threshold is not found: "not a hand") and ``p(left)``; with ``hand="auto"``
+   the handedness classifier's ``p(left)`` (:mod:`handvox.estimator.handedness`), and the
+   frames it calls left estimated as left hands. The confidence of each
    frame and joint from ``p(hand)`` and how sure the pose net is: its heatmaps' spread (the
    dense head, calibrated: ``EstimatorConfig.joint_spread_mm``), else the test-time views'
    agreement.
@@ -25,6 +26,7 @@ Pipeline (paper Sec. 3), per frame:
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from contextlib import contextmanager
@@ -47,6 +49,12 @@ from handvox.estimator.check import (
     view_spread,
 )
 from handvox.estimator.cpu import fast_cpu_networks
+from handvox.estimator.handedness import (
+    Handedness,
+    load_handedness,
+    right_logits,
+    shipped_handedness,
+)
 from handvox.estimator.locate import HandTrack, find_hand
 from handvox.estimator.networks import heatmap_moments
 from handvox.estimator.segment import Segmentation, SegmentConfig
@@ -76,8 +84,9 @@ class Prediction:
         hands: ``B`` strings, the hand each frame was estimated as (``right`` or ``left``).
         p_hand: ``(B,)`` the hand check's probability that the cube is on a hand; NaN where no
             hand was segmented or no check ran (``hand_check=False``).
-        p_left: ``(B,)`` its probability that the hand (as the frame shows it, before any
-            mirroring) is a left one; NaN likewise.
+        p_left: ``(B,)`` the probability that the hand (as the frame shows it, before any
+            mirroring) is a left one: the hand check's, with ``hand="auto"`` the handedness
+            classifier's; NaN likewise.
         confidence: ``(B,)`` in [0, 1]: ``p_hand`` times how sure the pose net is of the
             frame's joints (:func:`handvox.estimator.check.frame_confidence`); NaN where not
             estimated.
@@ -238,7 +247,11 @@ class HandPoseEstimator:
         hand_check: the hand check (:mod:`handvox.estimator.check`): True, the shipped one
             (none where the package holds none); a folder or a loaded
             :class:`~handvox.estimator.check.HandCheck`; False: none (every segmented frame is
-            estimated, ``p_hand`` NaN, ``hand="auto"`` refused).
+            estimated, ``p_hand`` NaN).
+        handedness: the left-or-right classifier ``hand="auto"`` decides with
+            (:mod:`handvox.estimator.handedness`): True, the shipped one (none where the package
+            holds none); a folder or a loaded :class:`~handvox.estimator.handedness.Handedness`;
+            False: none (``hand="auto"`` refused).
 
     Raises:
         HandvoxError: a model whose pose net was never trained (``handvox train --mode refine``
@@ -258,6 +271,7 @@ class HandPoseEstimator:
         segment_method: str | None = None,
         hand_check: bool | str | Path | HandCheck = True,
         upright_beyond_deg: float | None | str = "model",
+        handedness: bool | str | Path | Handedness = True,
     ):
         self.config = estimator.config
         if segment_method is not None:
@@ -272,6 +286,14 @@ class HandPoseEstimator:
             self.check = hand_check
         else:
             self.check = load_hand_check(hand_check)
+        if handedness is True:
+            self.handedness = shipped_handedness()
+        elif handedness is False or handedness is None:
+            self.handedness = None
+        elif isinstance(handedness, Handedness):
+            self.handedness = handedness
+        else:
+            self.handedness = load_handedness(handedness)
         if self.check is not None and self.check.config.segment_method != method:
             warnings.warn(
                 f"this hand check learned cubes centred by segment method "
@@ -310,6 +332,7 @@ class HandPoseEstimator:
             self.refine_net = estimator.refine_net.to(self.device).eval()
         self.fast = fast and self.device.type == "cpu"
         self._check = self.check
+        self._side: Handedness | None = None  # the classifier as run: made at its first use
         if self.fast:
             self._pose, self._refine, self.variants = fast_cpu_networks(
                 self.pose_net, self.refine_net
@@ -352,7 +375,8 @@ class HandPoseEstimator:
         keep = (self.batch_size, self.use_mask, self.recentre)
         tta = (self.config.test_rotations_deg, self.config.test_scales)
         return HandPoseEstimator(est, self.device, self.fast, *keep, *tta,
-                                 hand_check=self.check or False)  # fmt: skip
+                                 hand_check=self.check or False,
+                                 handedness=self.handedness or False)  # fmt: skip
 
     def without_check(self) -> HandPoseEstimator:
         """The same estimator without the hand check: every segmented frame is estimated and
@@ -362,7 +386,8 @@ class HandPoseEstimator:
         est = Estimator(self.config, self.pose_net, self.refine_net, self.meta)
         keep = (self.batch_size, self.use_mask, self.recentre)
         tta = (self.config.test_rotations_deg, self.config.test_scales)
-        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta, hand_check=False)
+        return HandPoseEstimator(est, self.device, self.fast, *keep, *tta, hand_check=False,
+                                 handedness=self.handedness or False)  # fmt: skip
 
     # --- stages ---------------------------------------------------------------------------------
     def segment(
@@ -466,8 +491,10 @@ class HandPoseEstimator:
 
         ``hand``: the hand the frames show. The networks know right hands: a left hand's frames
         are flipped left to right (a right hand, seen through :meth:`Camera.mirrored`),
-        estimated, and the joints mirrored back (``x -> -x``). ``"auto"``: the hand check
-        decides per frame (``p_left >= 0.5``: estimated as a left hand; ``hands`` says which).
+        estimated, and the joints mirrored back (``x -> -x``). ``"auto"``: the handedness
+        classifier (:mod:`handvox.estimator.handedness`) decides per frame (its ``p_left >=
+        0.5``: estimated as a left hand; ``hands`` says which; ``p_left`` is then its, where
+        ``right`` and ``left`` report the hand check's).
 
         ``timings``, when given, accumulates wall-clock seconds per stage: ``segmentation``
         (mask and COM), ``tsdf``, ``check``, ``refinement``, ``pose`` (all passes of each).
@@ -490,19 +517,19 @@ class HandPoseEstimator:
             return self._estimate(depth, cam, timings, near, track)
         if hand == "left":
             return self._estimate_left(depth, cam, timings, near, track)
-        if self.check is None:
-            raise HandvoxError("hand='auto' needs the hand check (this estimator has none); "
-                               "say which hand: 'right' or 'left'")  # fmt: skip
-        acc = self.check.handedness_accuracy
-        if not acc >= HANDEDNESS_MIN:  # NaN too: never validated
+        if self.handedness is None:
+            raise HandvoxError("hand='auto' needs a handedness classifier (this estimator has "
+                               "none); say which hand: 'right' or 'left'")  # fmt: skip
+        acc = self.handedness.accuracy
+        if not acc >= HANDEDNESS_MIN:  # NaN too: never measured
             raise HandvoxError(
-                f"hand='auto': this hand check tells left from right in {100 * acc:.0f} % of its "
-                f"validation frames, below the {100 * HANDEDNESS_MIN:.0f} % it needs; say which "
+                f"hand='auto': this classifier tells left from right in {100 * acc:.1f} % of "
+                f"held-out frames, below the {100 * HANDEDNESS_MIN:.0f} % it needs; say which "
                 "hand the frames show: 'right' or 'left'"
             )
 
         # a track follows the frame as shown; the left pass re-reads its frames
-        pred = self._estimate(depth, cam, timings, near, track)
+        pred = self._estimate(depth, cam, timings, near, track, side=True)
         left = np.flatnonzero(pred.p_left >= 0.5)  # NaN (nothing segmented) is not >= 0.5
         if left.size:
             lp = self._estimate_left(depth[left], cam, timings,
@@ -574,10 +601,28 @@ class HandPoseEstimator:
             each[v] = decode_joints(out, centre, unit, angle, torch.full_like(angle, sc)).numpy()
         return each, spread, first
 
+    def _left_probability(self, depth: np.ndarray, segs: list[Segmentation], cam: Camera,
+                          centres: np.ndarray) -> np.ndarray:  # fmt: skip
+        """The handedness classifier's ``p(left)`` ``(n,)`` of found hands (``depth`` ``(n, H,
+        W)``, their ``segs``, cube ``centres`` ``(n, 3)``), on its own cubes (masked, as it
+        learned them) at each of its angles."""
+        if self._side is None:
+            h = self.handedness
+            # a copy: the shipped one is shared, and .to() moves a module in place
+            net = copy.deepcopy(h.net).to(self.device)
+            self._side = h.for_cpu() if self.fast else replace(h, net=net)
+        side = self._side
+        k = len(side.config.angles_deg)
+        angles = np.repeat(np.asarray(side.config.angles_deg, np.float64), len(segs))
+        cubes = hand_volumes(np.concatenate([depth] * k), segs * k, cam, side.config.volume,
+                             self.device, True, np.concatenate([centres] * k), angles)  # fmt: skip
+        return torch.sigmoid(-right_logits(side, cubes)).double().cpu().numpy()
+
     def _estimate(
-        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None
+        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None, side: bool = False
     ) -> Prediction:
-        """The pipeline on ``(B, H, W)`` float32 depth, as right hands."""
+        """The pipeline on ``(B, H, W)`` float32 depth, as right hands; ``side``: ``p_left``
+        from the handedness classifier instead of the hand check."""
         b, j = len(depth), len(self.joint_set)
         xyz = np.full((b, j, 3), np.nan)
         com = np.full((b, 3), np.nan)
@@ -612,6 +657,9 @@ class HandPoseEstimator:
                         p_hand[idx], p_left[idx] = self.hand_check(
                             plain, chunk[hit], found_segs, cam, c
                         )
+                if p == 0 and side:
+                    with clock("handedness"):
+                        p_left[idx] = self._left_probability(chunk[hit], found_segs, cam, c)
                 joints = each.mean(0)
             if self.config.upright_beyond_deg is not None:
                 # hands pointing down or sideways again, on a cube turned to hold them upright
