@@ -119,5 +119,9 @@ def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsy
     assert "network reads every 1 frame(s) while a hand is tracked" in capsys.readouterr().err
     assert main(["live", "--headless", "--source", str(path), "--locator-every", "0"]) == 2
     assert "--locator-every: a number of frames, 1 or more, got 0" in capsys.readouterr().err
+    for side in ("left", "auto"):  # the BVH's IK fits a right hand
+        args = ["live", "--headless", "--source", str(path), "--hand", side, "--bvh", "x.bvh"]
+        assert main(args) == 2
+        assert f"--bvh animates a right hand; with --hand {side}" in capsys.readouterr().err
     assert main(["live", "--headless", "--source", "k4a"]) == 2  # pyk4a is not installed
     assert "pip install 'handvox[k4a]'" in capsys.readouterr().err

@@ -69,3 +69,31 @@ def test_lag_of_a_shifted_copy():
     late[..., 1] = (np.sin((t - 2.5) / 7.0) * 50)[:, None]
     assert lag_frames(late, x) == pytest.approx(2.5, abs=0.06)
     assert lag_frames(x, x) == 0.0
+
+
+def test_track_restarts_the_smoothing_where_auto_changes_hand():
+    """With hand="auto" a frame may be estimated as the other hand: its joints (a mirrored
+    estimate) must not be blended with the last hand's."""
+    from types import SimpleNamespace
+
+    from handvox.estimator.temporal import track
+    from handvox.io.stream import StreamFrame
+
+    sides = ["right", "right", "left", "left", "right"]
+    rng = np.random.default_rng(0)
+    raw = [rng.normal(0.0, 5.0, (21, 3)) + (100.0 if s == "left" else 0.0) for s in sides]
+
+    def estimator(depth, camera, timings=None, hand="right", near_xyz=None, track=None):
+        k = int(depth[0, 0])
+        return SimpleNamespace(joints_xyz=raw[k][None], found=np.array([True]),
+                               com_xyz=raw[k].mean(0)[None], hands=[sides[k]])  # fmt: skip
+
+    frames = [StreamFrame(k, np.full((4, 4), float(k), np.float32), k / FPS, str(k))
+              for k in range(len(sides))]  # fmt: skip
+    out = [t.joints for t in track(frames, estimator, camera="nyu", hand="auto",
+                                   smoothing=OneEuroConfig(), prior=False)]  # fmt: skip
+    for k in (0, 2, 4):  # the first frame and each change of hand: as estimated, no state
+        np.testing.assert_allclose(out[k], raw[k])
+    for k in (1, 3):  # the same hand again: smoothed towards the last frame
+        assert not np.allclose(out[k], raw[k])
+        assert np.abs(out[k] - raw[k - 1]).mean() < np.abs(raw[k] - raw[k - 1]).mean()

@@ -137,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fps is not None and args.fps <= 0:
         raise HandvoxError("--fps must be positive")
+    if args.bvh is not None and args.hand in ("left", "auto"):
+        # The IK fits handvox's right hand: a left hand's joints (or a sequence that changes
+        # hand) would be solved to a wrong pose, silently.
+        raise HandvoxError(
+            f"--bvh animates a right hand; with --hand {args.hand} the joints are (or may be) "
+            "a left hand's: leave --bvh out and keep the JSON lines"
+        )
     unit = None
     if args.depth_unit is not None:
         try:

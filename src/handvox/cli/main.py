@@ -164,7 +164,8 @@ def _add_inference_commands(sub) -> None:
     p.add_argument(
         "--bvh",
         type=Path,
-        help="at the end, the sequence solved to joint angles as a BVH animation",
+        help="at the end, the sequence solved to joint angles as a BVH animation (a right "
+        "hand's: not with --hand left or auto)",
     )
     p.add_argument("--frames", type=int, help="stop after this many frames")
     p.add_argument("--no-smooth", action="store_true", help="the joints as estimated, unfiltered")

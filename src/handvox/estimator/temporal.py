@@ -159,7 +159,8 @@ def track(
     ``near_xyz``: of two candidates, the locator takes the one near it). ``locator_every``:
     with the prior, the locator's network reads every this many frames and the frames between
     carry the hand it found (:class:`~handvox.estimator.locate.HandTrack`; 1: every frame read;
-    the depth rule ignores it).
+    the depth rule ignores it). With ``hand="auto"`` a frame estimated as the other hand than the
+    last found one restarts the smoothing.
 
     Raises:
         HandvoxError: smoothing a stream without time stamps.
@@ -167,6 +168,7 @@ def track(
     camera = camera if camera is not None else stream.camera  # type: ignore[union-attr]
     smoother = OneEuroFilter(smoothing) if smoothing is not None else None
     last: tuple[float, np.ndarray] | None = None  # (time, centre) of the last frame with a hand
+    side: str | None = None  # which hand the last found frame was estimated as (hand="auto")
     hand_track = HandTrack(locator_every) if prior else None
     for k, frame in enumerate(stream):
         t_in = time.perf_counter()
@@ -193,8 +195,12 @@ def track(
                 )
             t_s = time.perf_counter()
             if joints is not None:
+                if side is not None and pred.hands[0] != side:
+                    smoother.reset()  # a left hand's joints are no state for a right one's
                 joints = smoother(joints, frame.timestamp_s)
             if timed:
                 timings["smoothing"] = time.perf_counter() - t_s
+        if pred.found[0]:
+            side = pred.hands[0]
         latency = (time.perf_counter() - t_in) * 1000.0
         yield TrackedFrame(frame, pred, joints, latency, timings)
