@@ -69,16 +69,13 @@ def test_confidences():
     np.testing.assert_allclose(frame_confidence(np.array([0.3]), None, 10.0), [0.3])
 
 
-def _stub(p_hand: float, p_left: float, handedness: float = 1.0) -> HandCheck:
-    """A check that answers p_hand, p_left for every cube (its head's biases, no weights), its
-    validated handedness accuracy ``handedness``."""
+def _stub(p_hand: float, p_left: float) -> HandCheck:
+    """A check that answers p_hand, p_left for every cube (its head's biases, no weights)."""
     net = HandCheckNet(2)
     with torch.no_grad():
         net.head[-1].weight.zero_()
         net.head[-1].bias.copy_(torch.logit(torch.tensor([p_hand, p_left])))
-    return HandCheck(
-        net.eval(), HandCheckConfig(), {"validation": {"handedness_accuracy": handedness}}
-    )
+    return HandCheck(net.eval(), HandCheckConfig(), {})
 
 
 class _Says(torch.nn.Module):

@@ -127,11 +127,6 @@ class HandCheck:
     config: HandCheckConfig
     meta: dict
 
-    @property
-    def handedness_accuracy(self) -> float:
-        """Left vs right accuracy on its validation frames (NaN when not recorded)."""
-        return float(self.meta.get("validation", {}).get("handedness_accuracy", float("nan")))
-
     def for_cpu(self) -> HandCheck:
         """The same check with its network run as :func:`~handvox.estimator.cpu.frozen_for_cpu`
         (several times faster on CPU, same results within float rounding)."""
