@@ -72,3 +72,28 @@ def tsdf_reference_numpy(
     out = np.where(surface, np.clip(sdf, -1, 1), cfg.invalid_value)
     out = np.where(background, cfg.empty_value, out)
     return out.astype(np.float32)
+
+
+def sphere_depth_librealsense(camera: Camera, model: str, coeffs, centre, radius: float):
+    """``(H, W)`` float32 depth (z, mm; 0 where the ray misses) of a sphere seen by ``camera``
+    with the lens ``model``/``coeffs`` as librealsense itself deprojects each pixel
+    (``rs2_deproject_pixel_to_point``, one call a pixel: slow, small images only)."""
+    import pyrealsense2 as rs  # a dev dependency; tests that call this skip without it
+
+    intr = rs.intrinsics()
+    intr.width, intr.height = camera.width, camera.height
+    intr.fx, intr.fy, intr.ppx, intr.ppy = camera.fx, camera.fy, camera.cx, camera.cy
+    intr.model, intr.coeffs = getattr(rs.distortion, model), list(coeffs)
+    c = np.asarray(centre, np.float64)
+    out = np.zeros((camera.height, camera.width), np.float32)
+    for v in range(camera.height):
+        for u in range(camera.width):
+            ray = np.array(rs.rs2_deproject_pixel_to_point(intr, [float(u), float(v)], 1.0))
+            # |t ray - c| = radius, nearest t > 0
+            a, b = ray @ ray, -2.0 * ray @ c
+            disc = b * b - 4 * a * (c @ c - radius * radius)
+            if disc >= 0:
+                t = (-b - math.sqrt(disc)) / (2 * a)
+                if t > 0:
+                    out[v, u] = t * ray[2]
+    return out

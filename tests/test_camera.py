@@ -2,8 +2,27 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.camera import Camera, flip_y, uvd_to_xyz, xyz_to_uvd
+from handvox.camera import (
+    Camera,
+    LensDistortion,
+    distort,
+    distortion_index,
+    flip_y,
+    remap,
+    undistort,
+    undistortion_index,
+    uvd_to_xyz,
+    xyz_to_uvd,
+)
 from handvox.io.labels import read_labels
+from tests.oracles import sphere_depth_librealsense
+
+# An SR300's depth stream as librealsense reports it (librealsense issue #10838): fx 472.95 at
+# 640x480, inverse Brown-Conrady k1, k2, p1, p2, k3.
+SR300_COEFFS = (0.0981389656662941, 0.203301951289177, 0.00310043292120099,
+                0.00264186388812959, -0.11238544434309)  # fmt: skip
+SR300_LENS = LensDistortion("inverse_brown_conrady", SR300_COEFFS)
+SR300_HALF = Camera(236.475, 236.475, 155.1, 122.6, 320, 240)  # its 640x480 intrinsics halved
 
 
 @pytest.mark.parametrize("preset", ["nyu", "icvl", "msra"])
@@ -99,3 +118,74 @@ def test_xyz_to_uvd_function_batched_torch_grad():
     uvd = xyz_to_uvd(xyz, 500.0, 500.0, 100.0, 100.0)
     uvd.sum().backward()
     assert xyz.grad is not None and torch.isfinite(xyz.grad).all()
+
+
+@pytest.mark.parametrize(
+    "model", ["inverse_brown_conrady", "modified_brown_conrady", "brown_conrady"]
+)
+def test_distort_is_librealsense_projection_and_undistort_its_inverse(model):
+    rs = pytest.importorskip("pyrealsense2")
+    cam, lens = SR300_HALF, LensDistortion(model, SR300_COEFFS)
+    intr = rs.intrinsics()
+    intr.width, intr.height = cam.width, cam.height
+    intr.fx, intr.fy, intr.ppx, intr.ppy = cam.fx, cam.fy, cam.cx, cam.cy
+    intr.model, intr.coeffs = getattr(rs.distortion, model), list(SR300_COEFFS)
+    xy = np.random.default_rng(0).uniform(-0.6, 0.6, (300, 2))
+    want = np.array([rs.rs2_project_point_to_pixel(intr, [x, y, 1.0]) for x, y in xy])
+    got = distort(xy, lens) * [cam.fx, cam.fy] + [cam.cx, cam.cy]
+    np.testing.assert_allclose(got, want, atol=1e-3)  # px; librealsense computes in float32
+    back = undistort(distort(xy, lens), lens)
+    np.testing.assert_allclose(back, xy, atol=1e-7)
+    t = undistort(torch.from_numpy(distort(xy, lens)), lens)
+    np.testing.assert_allclose(t.numpy(), back, atol=1e-12)
+    if model != "modified_brown_conrady":  # librealsense does not deproject that one
+        rays = [rs.rs2_deproject_pixel_to_point(intr, list(p), 1.0)[:2] for p in want]
+        np.testing.assert_allclose(back, rays, atol=1e-5)
+
+
+def test_rational_lens_and_refusals():
+    xy = np.array([[0.3, -0.2], [0.0, 0.0], [-0.5, 0.4]])
+    bc = distort(xy, LensDistortion("brown_conrady", SR300_COEFFS))
+    rational = LensDistortion("rational", (*SR300_COEFFS, 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(distort(xy, rational), bc, atol=1e-15)
+    # k4: the radial factor divided by 1 + k4 r^2 (OpenCV's rational model)
+    x, y = xy[0]
+    r2 = x * x + y * y
+    only_k4 = distort(xy[:1], LensDistortion("rational", (0.0,) * 5 + (0.5, 0.0, 0.0)))
+    np.testing.assert_allclose(only_k4[0], xy[0] / (1 + 0.5 * r2), atol=1e-15)
+    assert LensDistortion("brown_conrady", (0.0,) * 5).is_none
+    with pytest.raises(ValueError, match="handvox undoes"):
+        LensDistortion("ftheta", (0.1, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match="takes 8"):
+        LensDistortion("rational", SR300_COEFFS)
+    # a ray the lens cannot have imaged (beyond the polynomial's fold) is NaN, not a guess
+    assert np.isnan(undistort(np.array([[40.0, 0.0]]), SR300_LENS)).all()
+
+
+def test_undistorted_depth_puts_a_sphere_where_it_is():
+    # A ball near the image's corner seen through an SR300's lens (each pixel's ray from
+    # librealsense itself), remapped onto the pinhole image: back-projected with the pinhole
+    # intrinsics, its points lie on the ball; read as if pinhole, they do not.
+    cam, centre, radius = SR300_HALF, np.array([-150.0, -100.0, 350.0]), 60.0
+    raw = sphere_depth_librealsense(cam, "inverse_brown_conrady", SR300_COEFFS, centre, radius)
+    pinhole = sphere_depth_librealsense(cam, "none", [0.0] * 5, centre, radius)
+    fixed = remap(raw, undistortion_index(cam, SR300_LENS))
+
+    def on_ball(depth):
+        v, u = np.nonzero(depth > 0)
+        p = cam.uvd_to_xyz(np.stack([u, v, depth[v, u]], -1).astype(np.float64))
+        off = np.abs(np.linalg.norm(p - centre, axis=1) - radius)
+        return np.median(off), np.percentile(off, 95), p.mean(0)
+
+    med, p95, mean = on_ball(fixed)
+    med_raw, p95_raw, mean_raw = on_ball(raw)
+    _, _, mean_pinhole = on_ball(pinhole)
+    assert med < 0.3 and p95 < 1.0  # mm: the nearest pixel's rounding
+    assert med_raw > 1.0 and p95_raw > 5.0
+    assert np.linalg.norm(mean - mean_pinhole) < 1.5
+    assert np.linalg.norm(mean_raw - mean_pinhole) > 5.0
+    # and back: the pinhole render distorted by distortion_index is the camera's own frame
+    again = remap(pinhole, distortion_index(cam, SR300_LENS))
+    both = (again > 0) & (raw > 0)
+    assert both.sum() > 0.97 * (raw > 0).sum()
+    assert np.median(np.abs(again[both] - raw[both])) < 0.5

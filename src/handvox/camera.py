@@ -1,7 +1,12 @@
-"""Pinhole depth camera and uvd <-> xyz conversions.
+"""Pinhole depth camera and uvd <-> xyz conversions; lens distortion undone at the boundary.
 
 Internal frame: OpenCV (x right, y down, z forward), millimetres. u, v are pixel coordinates
 (column, row) and d is depth along z in mm, so uvd and xyz share the same z.
+
+Everything inside handvox is pinhole. A camera whose calibration has lens distortion (an
+SR300/SR305's depth, an Azure Kinect's) has its frames remapped once, where they are read, onto
+the pinhole image of the same intrinsics (:class:`LensDistortion`, :func:`undistortion_index`,
+:func:`remap`): a depth value is the point's z, which no remapping of pixels changes.
 
 Every function works on NumPy arrays and torch tensors alike, batched over leading dimensions:
 shapes are ``(..., 3)`` for points and ``(..., 2)`` for pixels. This module does not import torch
@@ -162,6 +167,131 @@ PRESETS: dict[str, Camera] = {
     # published intrinsics.
     "hands17": Camera(475.065948, 475.065857, 315.944855, 245.287079, 640, 480),
 }
+
+
+# Lens models of depth cameras' calibrations, by their SDKs' names, and how many coefficients
+# each takes (in the SDK's order).
+LENS_MODELS = {
+    # OpenCV's and librealsense's Brown-Conrady: k1, k2, p1, p2, k3.
+    "brown_conrady": 5,
+    # librealsense's modified and inverse Brown-Conrady (an SR300/SR305's depth: inverse): the
+    # same coefficients, the tangential terms taken on the radially scaled point; librealsense
+    # projects both alike (rs2_project_point_to_pixel, the SDK since 2.5x).
+    "modified_brown_conrady": 5,
+    "inverse_brown_conrady": 5,
+    # OpenCV's rational model, an Azure Kinect's (pyk4a's get_distortion_coefficients order):
+    # k1, k2, p1, p2, k3, k4, k5, k6.
+    "rational": 8,
+}
+
+
+@dataclass(frozen=True)
+class LensDistortion:
+    """A depth camera's lens distortion: a model of :data:`LENS_MODELS` and its coefficients, in
+    its SDK's order. ValueError for another model or another number of coefficients."""
+
+    model: str
+    coeffs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.model not in LENS_MODELS:
+            raise ValueError(f"lens model {self.model!r}: handvox undoes {', '.join(LENS_MODELS)}")
+        n = LENS_MODELS[self.model]
+        if len(self.coeffs) != n or not all(np.isfinite(c) for c in self.coeffs):
+            raise ValueError(
+                f"lens model {self.model!r} takes {n} finite coefficients, got {self.coeffs!r}"
+            )
+        object.__setattr__(self, "coeffs", tuple(float(c) for c in self.coeffs))
+
+    @property
+    def is_none(self) -> bool:
+        """Whether every coefficient is 0 (the image is pinhole already)."""
+        return not any(self.coeffs)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "coeffs": list(self.coeffs)}
+
+
+def distort(xy: Array, lens: LensDistortion) -> Array:
+    """Where the lens puts each ray: ``(..., 2)`` ideal normalised image coordinates
+    (``x / z``, ``y / z``) -> ``(..., 2)`` distorted ones (pixels are ``f * x + c`` of them),
+    by ``lens``'s model as its SDK projects a point."""
+    x, y = xy[..., 0], xy[..., 1]
+    k1, k2, p1, p2, k3 = lens.coeffs[:5]
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    if lens.model == "rational":
+        k4, k5, k6 = lens.coeffs[5:]
+        radial = radial / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    sx, sy = x * radial, y * radial
+    if lens.model in ("modified_brown_conrady", "inverse_brown_conrady"):
+        x, y = sx, sy  # librealsense: the tangential terms of the scaled point (and the ray's r2)
+    return _stack([sx + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+                   sy + 2 * p2 * x * y + p1 * (r2 + 2 * y * y)], xy)  # fmt: skip
+
+
+def undistort(xy: Array, lens: LensDistortion, iterations: int = 20) -> Array:
+    """The inverse of :func:`distort`: ``(..., 2)`` distorted normalised coordinates -> the
+    ideal ones, by fixed-point iteration (``x <- x + (x_d - distort(x))``, which converges
+    while the distortion's derivative stays within a factor of two of the identity, as a depth
+    camera's lens does over its image). NaN where it has not converged to 1e-6 (past the
+    polynomial's fold, beyond any image)."""
+    ideal = xy
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging ray is NaN below
+        for _ in range(iterations):
+            ideal = ideal + (xy - distort(ideal, lens))
+        miss = ~(abs(distort(ideal, lens) - xy) <= 1e-6).all(-1)[..., None]
+    if is_tensor(xy):
+        import torch  # loaded already (a tensor exists); not at the top: see the module docstring
+
+        return torch.where(miss, torch.nan, ideal)
+    return np.where(miss, np.nan, ideal)
+
+
+def _nearest_index(camera: Camera, uv: np.ndarray) -> np.ndarray:
+    """``(H, W, 2)`` pixel coordinates -> ``(H, W)`` int64 flat index of the nearest pixel of an
+    image of ``camera``'s size, -1 where that lies outside it (or the coordinate is NaN)."""
+    with np.errstate(invalid="ignore"):
+        col, row = np.rint(uv[..., 0]), np.rint(uv[..., 1])
+        inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+    index = np.where(inside, row, 0).astype(np.int64) * camera.width
+    index += np.where(inside, col, 0).astype(np.int64)
+    return np.where(inside, index, -1)
+
+
+def _remap_index(camera: Camera, lens_map) -> np.ndarray:
+    """The :func:`remap` index that takes each pixel of an image of ``camera`` from where
+    ``lens_map`` (:func:`distort` or :func:`undistort`) sends its normalised coordinates."""
+    v, u = np.mgrid[0 : camera.height, 0 : camera.width].astype(np.float64)
+    xy = camera.uvd_to_xyz(np.stack([u, v, np.ones_like(u)], -1))[..., :2]  # z = 1
+    moved = lens_map(xy)
+    return _nearest_index(
+        camera, camera.project(np.concatenate([moved, np.ones_like(u)[..., None]], -1))
+    )
+
+
+def undistortion_index(camera: Camera, lens: LensDistortion) -> np.ndarray:
+    """``(H, W)`` int64: for each pixel of the pinhole image of ``camera`` (its intrinsics and
+    size), the flat index of the pixel of the distorted image (``camera``'s intrinsics under
+    ``lens``) that its ray falls in; -1 where that is outside the image. For :func:`remap`."""
+    return _remap_index(camera, lambda xy: distort(xy, lens))
+
+
+def distortion_index(camera: Camera, lens: LensDistortion) -> np.ndarray:
+    """The other way (:func:`undistortion_index`): for each pixel of the distorted image, the
+    pinhole image's pixel its ray falls in; to make a camera's distorted frames from pinhole
+    renders."""
+    return _remap_index(camera, lambda xy: undistort(xy, lens))
+
+
+def remap(image: np.ndarray, index: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """``(..., H, W)`` image -> ``(..., h, w)``: pixel ``index[i, j]`` of its flattened image at
+    ``(i, j)``, ``fill`` where the index is -1 (depth: no reading). Nearest pixel, no blending:
+    depth across an edge must not average a finger with the wall behind it."""
+    flat = image.reshape(*image.shape[:-2], -1)
+    out = flat[..., np.maximum(index, 0)]
+    out[..., index < 0] = fill
+    return out
 
 
 def as_camera(camera: Camera | str) -> Camera:

@@ -1,15 +1,20 @@
 """Depth streams: file sequences, RealSense recordings, and the errors of sources that cannot
 open."""
 
+import itertools
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
 
-from handvox.camera import Camera
+from handvox.camera import Camera, LensDistortion, remap, undistortion_index
 from handvox.errors import DataError, HandvoxError
 from handvox.io.depth import write_png16
 from handvox.io.stream import open_stream, write_realsense_recording
+from tests.oracles import sphere_depth_librealsense
+from tests.test_camera import SR300_COEFFS, SR300_HALF, SR300_LENS
 
 CAM = Camera(475.0, 475.0, 160.0, 120.0, 320, 240)
 
@@ -124,3 +129,96 @@ def test_realsense_recording_stopped_early_releases_the_player(tmp_path, recordi
                     break
     with pytest.raises(DataError, match="no such recording"):
         open_stream(f"bag:{tmp_path / 'none.db3'}")
+
+
+def _ball_seen_through_an_sr300_lens():
+    """A ball near the corner before a wall at 600 mm, as an SR300's lens images it (320x240)."""
+    centre = np.array([-150.0, -100.0, 350.0])
+    ball = sphere_depth_librealsense(SR300_HALF, "inverse_brown_conrady", SR300_COEFFS, centre, 60)
+    return np.where(ball > 0, ball, 600.0).astype(np.float32), centre
+
+
+def _off_the_ball(camera, depth, centre):
+    v, u = np.nonzero((depth > 0) & (depth < 590))  # the ball's pixels, not the wall's
+    p = camera.uvd_to_xyz(np.stack([u, v, depth[v, u]], -1).astype(np.float64))
+    return float(np.median(np.abs(np.linalg.norm(p - centre, axis=1) - 60.0)))
+
+
+def test_a_realsense_recording_with_lens_distortion_comes_out_pinhole(tmp_path, recording_suffix):
+    frame, centre = _ball_seen_through_an_sr300_lens()
+    path = tmp_path / f"rec{recording_suffix}"
+    write_realsense_recording(path, np.stack([frame] * 3), SR300_HALF, 0.125, lens=SR300_LENS)
+    with open_stream(f"bag:{path}") as s:
+        got, sensor = list(s), s.sensor
+    assert sensor.lens.model == "inverse_brown_conrady"
+    np.testing.assert_allclose(sensor.lens.coeffs, SR300_COEFFS, rtol=1e-6)  # float32 there
+    assert "inverse_brown_conrady lens distortion undone" in sensor.describe()
+    stored = np.rint(frame / 0.125).astype(np.float32) * np.float32(0.125)
+    want = remap(stored, undistortion_index(sensor.camera, sensor.lens))
+    for f in got:
+        np.testing.assert_array_equal(f.depth, want)
+    # on the pinhole image the ball is where it is; the frame as stored, read as pinhole, is not
+    assert _off_the_ball(sensor.camera, got[0].depth, centre) < 0.3
+    assert _off_the_ball(sensor.camera, stored, centre) > 1.0
+
+
+def test_a_camera_file_with_distortion_undistorts_files_and_refuses_a_bad_one(tmp_path):
+    frame, centre = _ball_seen_through_an_sr300_lens()
+    seq = tmp_path / "rec"
+    seq.mkdir()
+    write_png16(seq / "0.png", frame)
+    cam = SR300_HALF
+    d = {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": 320, "height": 240}
+    (seq / "camera.json").write_text(json.dumps({**d, "distortion": SR300_LENS.to_dict()}))
+    with open_stream(str(seq)) as s:
+        (got,) = list(s)
+    assert s.sensor.lens == SR300_LENS
+    assert _off_the_ball(cam, got.depth, centre) < 0.3
+    (seq / "camera.json").write_text(json.dumps({**d, "distortion": {"model": "ftheta"}}))
+    with pytest.raises(DataError, match=r"camera\.json.*distortion"):
+        open_stream(str(seq))
+
+
+def test_azure_kinect_frames_come_undistorted(monkeypatch):
+    # No Azure Kinect here: a stand-in for pyk4a with the calls K4AStream makes, and made-up
+    # coefficients of a rational lens (OpenCV's order: k1, k2, p1, p2, k3, k4, k5, k6).
+    coeffs = (0.45, -0.03, 0.0001, -0.0002, 0.0015, 0.78, 0.05, 0.006)
+    rng = np.random.default_rng(0)
+    raw = [rng.uniform(400, 900, (576, 640)).astype(np.uint16) for _ in range(2)]
+    k4a = types.ModuleType("pyk4a")
+    k4a.Config = lambda **kw: kw
+    k4a.DepthMode = types.SimpleNamespace(NFOV_UNBINNED="nfov")
+    k4a.ColorResolution = types.SimpleNamespace(OFF="off")
+    k4a.FPS = types.SimpleNamespace(FPS_30=30)
+    k4a.CalibrationType = types.SimpleNamespace(DEPTH="depth")
+
+    class Device:
+        def __init__(self, config, device_id):
+            self.calibration = types.SimpleNamespace(
+                get_camera_matrix=lambda c: np.array(
+                    [[504.2, 0, 321.5], [0, 504.4, 330.1], [0, 0, 1]]
+                ),
+                get_distortion_coefficients=lambda c: np.array(coeffs),
+            )
+            self.frames = iter(raw)
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+        def get_capture(self):
+            return types.SimpleNamespace(depth=next(self.frames), depth_timestamp_usec=0)
+
+    k4a.PyK4A = Device
+    monkeypatch.setitem(sys.modules, "pyk4a", k4a)
+    with open_stream("k4a") as s:
+        frames = list(itertools.islice(s, 2))
+        cam, lens = s.camera, s.sensor.lens
+    assert (cam.width, cam.height, cam.fx, cam.cy) == (640, 576, 504.2, 330.1)
+    assert lens == LensDistortion("rational", coeffs)
+    index = undistortion_index(cam, lens)
+    for f, r in zip(frames, raw, strict=True):
+        np.testing.assert_array_equal(f.depth, remap(r.astype(np.float32), index))
+        assert not np.array_equal(f.depth, r)

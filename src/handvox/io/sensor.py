@@ -12,7 +12,11 @@ surface is implausible for a hand in front of a depth sensor, naming the unit th
     {"fx": 476.007, "fy": 476.007, "cx": 313.683, "cy": 242.755,
      "width": 640, "height": 480, "depth_unit_mm": 0.125}
 
-``depth_unit_mm`` (millimetres per stored unit) is optional; other keys are ignored.
+``depth_unit_mm`` (millimetres per stored unit) is optional, and so is ``distortion``, the depth
+camera's lens distortion as its SDK reports it, for frames that are not pinhole (an
+SR300/SR305's depth): ``{"model": "inverse_brown_conrady", "coeffs": [k1, k2, p1, p2, k3]}``
+(models: :data:`handvox.camera.LENS_MODELS`); the frames are then remapped onto the pinhole image
+of the same intrinsics as they are read (:meth:`SensorSpec.read`). Other keys are ignored.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from handvox.camera import Camera
+from handvox.camera import Camera, LensDistortion, remap, undistortion_index
 from handvox.errors import DataError
 from handvox.io.depth import read_depth
 
@@ -44,28 +49,46 @@ _MIN_PIXELS = 50
 @dataclass(frozen=True)
 class SensorSpec:
     """The camera of some frames, their depth unit and where both came from (for messages and
-    outputs: ``--camera nyu``, ``/data/rec/camera.json``)."""
+    outputs: ``--camera nyu``, ``/data/rec/camera.json``); ``lens``: the lens distortion of the
+    frames as stored (None: pinhole), undone by :meth:`undistort` onto ``camera``'s pinhole
+    image."""
 
     camera: Camera
     unit_mm: float
     origin: str
+    lens: LensDistortion | None = None
+
+    def __post_init__(self) -> None:
+        if self.lens is not None and self.lens.is_none:
+            object.__setattr__(self, "lens", None)  # all-zero coefficients: pinhole already
+
+    @cached_property
+    def _index(self) -> np.ndarray:
+        return undistortion_index(self.camera, self.lens)
+
+    def undistort(self, depth: np.ndarray) -> np.ndarray:
+        """``(H, W)`` depth as stored -> on ``camera``'s pinhole image (the same array when the
+        frames have no lens distortion; 0 where no pixel of the frame sees)."""
+        return depth if self.lens is None else remap(depth, self._index)
 
     def read(self, path: str | Path) -> np.ndarray:
         """The depth file ``path`` as ``(H, W)`` float32 mm (:func:`handvox.io.depth.read_depth`
-        in this unit), checked: a plausible nearest surface (:func:`check_depth_scale`) and this
-        camera's image size. DataError naming the file otherwise."""
+        in this unit, :meth:`undistort`-ed), checked: a plausible nearest surface
+        (:func:`check_depth_scale`) and this camera's image size. DataError naming the file
+        otherwise."""
         depth = read_depth(path)
         if self.unit_mm != 1.0:
             depth = depth * np.float32(self.unit_mm)
         check_depth_scale(depth, path, self.unit_mm)
         self.camera.check_depth(depth, path, f"the camera from {self.origin}")
-        return depth
+        return self.undistort(depth)
 
     def describe(self) -> str:
         c = self.camera
         unit = "mm" if self.unit_mm == 1.0 else f"{self.unit_mm:g} mm"
+        lens = "" if self.lens is None else f", {self.lens.model} lens distortion undone"
         return (
-            f"camera fx={c.fx:g} fy={c.fy:g} cx={c.cx:g} cy={c.cy:g} {c.width}x{c.height}, "
+            f"camera fx={c.fx:g} fy={c.fy:g} cx={c.cx:g} cy={c.cy:g} {c.width}x{c.height}{lens}, "
             f"depth unit {unit} (from {self.origin})"
         )
 
@@ -86,9 +109,9 @@ def parse_depth_unit(text: str) -> float:
     return value
 
 
-def read_camera_file(path: str | Path) -> tuple[Camera, float | None]:
-    """The camera of a ``camera.json`` (module docstring) and its ``depth_unit_mm`` (None when
-    it has none). DataError naming the file for anything else."""
+def read_camera_file(path: str | Path) -> tuple[Camera, float | None, LensDistortion | None]:
+    """The camera of a ``camera.json`` (module docstring), its ``depth_unit_mm`` and its lens
+    ``distortion`` (None for either it has not). DataError naming the file for anything else."""
     path = Path(path)
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
@@ -110,7 +133,15 @@ def read_camera_file(path: str | Path) -> tuple[Camera, float | None]:
         raise DataError(path, "camera file: focal lengths and size must be positive numbers")
     if unit is not None and unit <= 0:
         raise DataError(path, "camera file: depth_unit_mm must be positive")
-    return Camera(fx, fy, cx, cy, width, height), unit
+    lens = d.get("distortion")
+    if lens is not None:
+        try:
+            lens = LensDistortion(str(lens["model"]), tuple(float(c) for c in lens["coeffs"]))
+        except (TypeError, KeyError, ValueError) as e:
+            raise DataError(
+                path, f'camera file: distortion must be {{"model": ..., "coeffs": [...]}} ({e})'
+            ) from None
+    return Camera(fx, fy, cx, cy, width, height), unit, lens
 
 
 def find_camera_file(path: str | Path) -> Path | None:
@@ -135,7 +166,7 @@ def sensor_for(
     Raises:
         DataError: no camera given and no ``camera.json`` found, naming ``path`` and both ways.
     """
-    file_unit = None
+    file_unit = lens = None
     origin = camera_origin
     if camera is None:
         f = find_camera_file(path)
@@ -146,11 +177,11 @@ def sensor_for(
                 f"fx,fy,cx,cy,width,height) or put a {CAMERA_FILE} beside the frames "
                 "(README, 'Your own camera'); the intrinsics change every joint",
             )
-        camera, file_unit = read_camera_file(f)
+        camera, file_unit, lens = read_camera_file(f)
         origin = str(f)
     if unit_mm is None:
         unit_mm = 1.0 if file_unit is None else file_unit
-    return SensorSpec(camera, unit_mm, origin)
+    return SensorSpec(camera, unit_mm, origin, lens)
 
 
 def check_depth_scale(depth_mm: np.ndarray, path: str | Path | None, unit_mm: float) -> bool:

@@ -12,7 +12,8 @@ Sources (``SPEC``):
 ``bag:FILE``            a RealSense recording (``.bag``; ``.db3`` from librealsense 2.57 on),
                         played back through ``pyrealsense2`` as fast as it is read, no frame
                         dropped
-``openni2[:URI]``       an OpenNI2 device (Kinect v1, Xtion, Orbbec) through ``openni``
+``openni2[:URI]``       an OpenNI2 device (Kinect v1, Xtion, Orbbec) through ``openni``, or an
+                        OpenNI recording (``openni2:FILE.oni``)
 ``k4a[:INDEX]``         an Azure Kinect through ``pyk4a`` (narrow unbinned depth mode)
 ``FOLDER``              the depth files of a folder in name order, numbers by value
                         (``folder:FOLDER`` too)
@@ -22,6 +23,11 @@ Sources (``SPEC``):
 Camera SDKs are optional extras (``pip install 'handvox[realsense]'``, ``[openni]``, ``[k4a]``);
 a source whose SDK is missing is an error naming the extra, a device source without a device an
 error saying so.
+
+Where the camera's depth is not pinhole (an SR300/SR305's inverse Brown-Conrady lens, an Azure
+Kinect's), the distortion its calibration reports (or a ``camera.json``'s ``distortion``) is
+undone as each frame is read: frames come on the pinhole image of the reported intrinsics
+(:class:`handvox.camera.LensDistortion`); a lens model handvox cannot undo is refused.
 
 Frames come as :class:`StreamFrame`: ``(H, W)`` float32 depth in mm (0: no reading) and a time
 stamp in seconds from the device's clock where it has one, else from the sequence's frame rate
@@ -39,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handvox.camera import Camera
+from handvox.camera import LENS_MODELS, Camera, LensDistortion
 from handvox.errors import DataError, HandvoxError
 from handvox.io.sensor import SensorSpec, check_depth_scale, sensor_for
 
@@ -194,14 +200,21 @@ class ArraySequence(DepthStream):
             depth = np.nan_to_num(np.asarray(self.stack[i], np.float32) * unit, nan=0.0)
             if not checked:  # one unit for the whole stack: its first frame with readings says
                 checked = check_depth_scale(depth, f"{self.path} frame {i}", self.sensor.unit_mm)
-            yield StreamFrame(i, depth, _timed(i, self.fps), str(i))
+            yield StreamFrame(i, self.sensor.undistort(depth), _timed(i, self.fps), str(i))
 
 
 def _realsense_sensor(rs, spec: str, profile, device, origin: str) -> SensorSpec:
     intr = profile.as_video_stream_profile().get_intrinsics()
     camera = Camera(intr.fx, intr.fy, intr.ppx, intr.ppy, intr.width, intr.height)
     scale_m = device.first_depth_sensor().get_depth_scale()
-    return SensorSpec(camera, float(scale_m) * 1000.0, f"{origin} ({spec})")
+    model = str(intr.model).rpartition(".")[2]
+    lens = None
+    if model != "none" and any(intr.coeffs):
+        try:
+            lens = LensDistortion(model, tuple(intr.coeffs))
+        except ValueError as e:  # a lens handvox cannot undo: refused, not ignored
+            raise HandvoxError(f"source {spec}: the depth stream's {e}") from None
+    return SensorSpec(camera, float(scale_m) * 1000.0, f"{origin} ({spec})", lens)
 
 
 class RealSenseStream(DepthStream):
@@ -241,7 +254,7 @@ class RealSenseStream(DepthStream):
                 continue
             t_ms = frame.get_timestamp()
             t0 = t_ms if t0 is None else t0
-            depth = np.asanyarray(frame.get_data()).astype(np.float32) * unit
+            depth = self.sensor.undistort(np.asanyarray(frame.get_data()).astype(np.float32) * unit)
             yield StreamFrame(i, depth, (t_ms - t0) / 1000.0, str(frame.get_frame_number()))
             i += 1
 
@@ -310,9 +323,8 @@ class RealSenseRecording(DepthStream):
                         return
                     continue
                 t0 = t_ms if t0 is None else t0
-                yield StreamFrame(
-                    i, raw.astype(np.float32) * unit, (t_ms - t0) / 1000.0, str(number)
-                )
+                depth = self.sensor.undistort(raw.astype(np.float32) * unit)
+                yield StreamFrame(i, depth, (t_ms - t0) / 1000.0, str(number))
                 i += 1
         finally:
             self.close()
@@ -380,8 +392,8 @@ class OpenNI2Stream(DepthStream):
 
 class K4AStream(DepthStream):
     """An Azure Kinect through ``pyk4a``, narrow field of view unbinned (640x576, 30 frames/s),
-    depth in mm; the depth camera's intrinsics from its factory calibration. Its lens distortion
-    is not undone (as the TSDF assumes a pinhole): off-centre hands are a few mm off."""
+    depth in mm; the depth camera's intrinsics and lens distortion (OpenCV's rational model) from
+    its factory calibration, the distortion undone as frames are read."""
 
     def __init__(self, spec: str, index: int = 0):
         k4a = _sdk("k4a")
@@ -400,9 +412,11 @@ class K4AStream(DepthStream):
             ) from None
         self._started = True
         self.spec, self.live = spec, True
-        m = self.device.calibration.get_camera_matrix(k4a.CalibrationType.DEPTH)
+        calib, depth_cam = self.device.calibration, k4a.CalibrationType.DEPTH
+        m = calib.get_camera_matrix(depth_cam)
         cam = Camera(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), 640, 576)
-        self.sensor = SensorSpec(cam, 1.0, f"the device ({spec})")
+        lens = LensDistortion("rational", tuple(calib.get_distortion_coefficients(depth_cam)))
+        self.sensor = SensorSpec(cam, 1.0, f"the device ({spec})", lens)
 
     def __iter__(self) -> Iterator[StreamFrame]:
         t0 = None
@@ -413,7 +427,8 @@ class K4AStream(DepthStream):
                 continue
             t_us = cap.depth_timestamp_usec
             t0 = t_us if t0 is None else t0
-            yield StreamFrame(i, cap.depth.astype(np.float32), (t_us - t0) / 1e6, str(i))
+            depth = self.sensor.undistort(cap.depth.astype(np.float32))
+            yield StreamFrame(i, depth, (t_us - t0) / 1e6, str(i))
             i += 1
 
     def close(self) -> None:
@@ -490,10 +505,12 @@ def write_realsense_recording(
     camera: Camera,
     unit_mm: float,
     fps: float = 30.0,
+    lens: LensDistortion | None = None,
 ) -> Path:
     """Record ``(N, H, W)`` depth frames (mm; 0 no reading) as a RealSense camera would, through
     ``pyrealsense2``'s software device and recorder: a recording :class:`RealSenseStream` plays
-    (``bag:PATH``) with ``camera``'s intrinsics and a depth scale of ``unit_mm``; frames are
+    (``bag:PATH``) with ``camera``'s intrinsics, ``lens`` as the stream's distortion (None:
+    none; the frames must be distorted so already) and a depth scale of ``unit_mm``; frames are
     stored as uint16 multiples of ``unit_mm`` (rounded), time stamps ``i / fps``. librealsense
     2.57 on writes ROS2 ``.db3`` recordings, earlier versions ROS1 ``.bag``: ``path`` must have
     the extension of the installed version. Returns ``path``."""
@@ -510,7 +527,12 @@ def write_realsense_recording(
     intr = rs.intrinsics()
     intr.width, intr.height = w, h
     intr.fx, intr.fy, intr.ppx, intr.ppy = camera.fx, camera.fy, camera.cx, camera.cy
-    intr.model, intr.coeffs = rs.distortion.none, [0.0] * 5
+    if lens is None:
+        intr.model, intr.coeffs = rs.distortion.none, [0.0] * 5
+    elif lens.model in LENS_MODELS and lens.model != "rational":
+        intr.model, intr.coeffs = getattr(rs.distortion, lens.model), list(lens.coeffs)
+    else:
+        raise ValueError(f"lens: a RealSense stream has no {lens.model!r} model")
     vs = rs.video_stream()
     vs.type, vs.index, vs.uid = rs.stream.depth, 0, 0
     vs.width, vs.height, vs.fps, vs.bpp, vs.fmt = w, h, int(round(fps)), 2, rs.format.z16
