@@ -196,9 +196,9 @@ BAD_FILES = {
         "r.bag",
         "auto",
         lambda p, t: p.write_bytes(b"#ROSBAG V2.0\n"),
-        "RealSense (rosbag)",
+        "RealSense (rosbag) recording, not a depth image: play it with handvox live --source bag",
     ),
-    "mkv": ("k.mkv", "auto", lambda p, t: p.write_bytes(b"\x1aE\xdf\xa3"), "Azure Kinect"),
+    "mkv": ("k.mkv", "auto", lambda p, t: p.write_bytes(b"\x1aE\xdf\xa3"), "--source k4a:FILE"),
 }
 
 

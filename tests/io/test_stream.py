@@ -179,28 +179,28 @@ def test_a_camera_file_with_distortion_undistorts_files_and_refuses_a_bad_one(tm
         open_stream(str(seq))
 
 
-def test_azure_kinect_frames_come_undistorted(monkeypatch):
-    # No Azure Kinect here: a stand-in for pyk4a with the calls K4AStream makes, and made-up
-    # coefficients of a rational lens (OpenCV's order: k1, k2, p1, p2, k3, k4, k5, k6).
-    coeffs = (0.45, -0.03, 0.0001, -0.0002, 0.0015, 0.78, 0.05, 0.006)
-    rng = np.random.default_rng(0)
-    raw = [rng.uniform(400, 900, (576, 640)).astype(np.uint16) for _ in range(2)]
+def _stand_in_pyk4a(monkeypatch, frames, coeffs, depth_mode="NFOV_UNBINNED"):
+    """No Azure Kinect here: a stand-in for pyk4a with the calls handvox makes (a device and a
+    recording), its calibration a rational lens of ``coeffs``, its captures ``frames`` (None: a
+    capture without depth)."""
     k4a = types.ModuleType("pyk4a")
     k4a.Config = lambda **kw: kw
     k4a.DepthMode = types.SimpleNamespace(NFOV_UNBINNED="nfov")
     k4a.ColorResolution = types.SimpleNamespace(OFF="off")
     k4a.FPS = types.SimpleNamespace(FPS_30=30)
     k4a.CalibrationType = types.SimpleNamespace(DEPTH="depth")
+    calibration = types.SimpleNamespace(
+        get_camera_matrix=lambda c: np.array([[504.2, 0, 321.5], [0, 504.4, 330.1], [0, 0, 1]]),
+        get_distortion_coefficients=lambda c: np.array(coeffs),
+    )
+
+    def captures():
+        for k, depth in enumerate(frames):
+            yield types.SimpleNamespace(depth=depth, depth_timestamp_usec=1000 + 33333 * k)
 
     class Device:
         def __init__(self, config, device_id):
-            self.calibration = types.SimpleNamespace(
-                get_camera_matrix=lambda c: np.array(
-                    [[504.2, 0, 321.5], [0, 504.4, 330.1], [0, 0, 1]]
-                ),
-                get_distortion_coefficients=lambda c: np.array(coeffs),
-            )
-            self.frames = iter(raw)
+            self.calibration, self._captures = calibration, captures()
 
         def start(self):
             pass
@@ -209,16 +209,68 @@ def test_azure_kinect_frames_come_undistorted(monkeypatch):
             pass
 
         def get_capture(self):
-            return types.SimpleNamespace(depth=next(self.frames), depth_timestamp_usec=0)
+            return next(self._captures)
 
-    k4a.PyK4A = Device
+    class Playback:
+        closed = 0
+
+        def __init__(self, path):
+            self.calibration, self._captures = calibration, captures()
+            self.configuration = {"depth_mode": types.SimpleNamespace(name=depth_mode)}
+
+        def open(self):
+            pass
+
+        def get_next_capture(self):
+            try:
+                return next(self._captures)
+            except StopIteration:
+                raise EOFError from None
+
+        def close(self):
+            Playback.closed += 1
+
+    k4a.PyK4A, k4a.PyK4APlayback = Device, Playback
     monkeypatch.setitem(sys.modules, "pyk4a", k4a)
+    return k4a
+
+
+# made-up coefficients of a rational lens (OpenCV's order: k1, k2, p1, p2, k3, k4, k5, k6)
+K4A_COEFFS = (0.45, -0.03, 0.0001, -0.0002, 0.0015, 0.78, 0.05, 0.006)
+
+
+def test_azure_kinect_frames_come_undistorted(monkeypatch):
+    rng = np.random.default_rng(0)
+    raw = [rng.uniform(400, 900, (576, 640)).astype(np.uint16) for _ in range(2)]
+    _stand_in_pyk4a(monkeypatch, raw, K4A_COEFFS)
     with open_stream("k4a") as s:
         frames = list(itertools.islice(s, 2))
         cam, lens = s.camera, s.sensor.lens
     assert (cam.width, cam.height, cam.fx, cam.cy) == (640, 576, 504.2, 330.1)
-    assert lens == LensDistortion("rational", coeffs)
+    assert lens == LensDistortion("rational", K4A_COEFFS)
     index = undistortion_index(cam, lens)
     for f, r in zip(frames, raw, strict=True):
         np.testing.assert_array_equal(f.depth, remap(r.astype(np.float32), index))
         assert not np.array_equal(f.depth, r)
+
+
+def test_an_azure_kinect_recording_plays_every_depth_frame_undistorted(monkeypatch, tmp_path):
+    rng = np.random.default_rng(1)
+    raw = [rng.uniform(400, 900, (512, 512)).astype(np.uint16) for _ in range(3)]
+    k4a = _stand_in_pyk4a(monkeypatch, [raw[0], None, raw[1], raw[2]], K4A_COEFFS, "WFOV_2X2BINNED")
+    path = tmp_path / "rec.mkv"
+    path.write_bytes(b"\x1aE\xdf\xa3")
+    with open_stream(f"k4a:{path}") as s:
+        assert not s.live and (s.camera.width, s.camera.height) == (512, 512)
+        got = list(s)  # to the end: the capture without depth skipped
+    assert [f.index for f in got] == [0, 1, 2]
+    assert [f.timestamp_s for f in got] == pytest.approx([0, 2 * 0.033333, 3 * 0.033333])
+    index = undistortion_index(s.camera, LensDistortion("rational", K4A_COEFFS))
+    for f, r in zip(got, raw, strict=True):
+        np.testing.assert_array_equal(f.depth, remap(r.astype(np.float32), index))
+    assert k4a.PyK4APlayback.closed == 1
+    with pytest.raises(DataError, match="no such recording"):
+        open_stream(f"k4a:{tmp_path / 'none.mkv'}")
+    _stand_in_pyk4a(monkeypatch, raw, K4A_COEFFS, "PASSIVE_IR")
+    with pytest.raises(DataError, match="no depth images"):
+        open_stream(f"k4a:{path}")

@@ -117,8 +117,9 @@ def _add_inference_commands(sub) -> None:
         help="joints of a depth camera, recording or frame sequence, frame by frame, smoothed",
         description="Estimate every frame of a stream (handvox.io.stream): a RealSense "
         "(realsense[:SERIAL]), a RealSense recording (bag:FILE), an OpenNI2 device "
-        "(openni2[:URI]), an Azure Kinect (k4a[:INDEX]), a folder of depth files or an (N, H, W) "
-        ".npy stack. One JSON line a frame; Ctrl-C ends the run and completes the outputs.",
+        "(openni2[:URI]), an Azure Kinect (k4a[:INDEX]) or its recording (k4a:FILE), a folder of "
+        "depth files or an (N, H, W) .npy stack. One JSON line a frame; Ctrl-C ends the run and "
+        "completes the outputs.",
     )
     p.add_argument("--source", required=True, help="where the frames come from (above)")
     p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")

@@ -29,9 +29,13 @@ ENCODINGS = ("auto", "nyu", "png16", "msra", "npy")
 # leaves room): a header claiming more is corrupt, and decoding it would exhaust the memory.
 _MAX_PIXELS = 4096 * 4096
 # Recordings of whole sessions, named as such (they are not images, whatever a reader would
-# make of their bytes): RealSense rosbag, Azure Kinect Matroska, OpenNI.
-RECORDINGS = {".bag": "RealSense (rosbag)", ".mkv": "Azure Kinect (Matroska)",
-              ".oni": "OpenNI"}  # fmt: skip
+# make of their bytes), and the `handvox live --source` that plays each.
+RECORDINGS = {
+    ".bag": ("RealSense (rosbag)", "bag:FILE"),
+    ".db3": ("RealSense (ROS2)", "bag:FILE"),
+    ".mkv": ("Azure Kinect (Matroska)", "k4a:FILE"),
+    ".oni": ("OpenNI", "openni2:FILE"),
+}
 _MSRA_HEADER = np.dtype("<u4")
 _MSRA_VALUES = np.dtype("<f4")
 
@@ -230,11 +234,12 @@ def read_depth(path: str | Path, encoding: str = "auto") -> np.ndarray:
     if path.exists() and not path.is_file():  # a folder, a FIFO, a device: reading could hang
         raise DataError(path, "not a regular file")
     if suffix in RECORDINGS:
+        kind, source = RECORDINGS[suffix]
         raise DataError(
             path,
-            f"a {RECORDINGS[suffix]} recording, not a depth image: handvox reads single frames "
-            "(16-bit PNG, .npy, NYU PNG, MSRA .bin); export its depth frames as 16-bit PNGs "
-            "first, with their camera.json (README, 'Your own camera')",
+            f"a {kind} recording, not a depth image: play it with handvox live --source "
+            f"{source} (its camera and unit come from the recording), or export its depth "
+            "frames as 16-bit PNGs with their camera.json (README, 'Your own camera')",
         )
     if encoding == "msra" or (encoding == "auto" and suffix == ".bin"):
         return read_msra_bin(path)

@@ -15,6 +15,8 @@ Sources (``SPEC``):
 ``openni2[:URI]``       an OpenNI2 device (Kinect v1, Xtion, Orbbec) through ``openni``, or an
                         OpenNI recording (``openni2:FILE.oni``)
 ``k4a[:INDEX]``         an Azure Kinect through ``pyk4a`` (narrow unbinned depth mode)
+``k4a:FILE``            an Azure Kinect recording (``.mkv``, ``k4arecorder``'s) played back
+                        through ``pyk4a``, every depth frame in order
 ``FOLDER``              the depth files of a folder in name order, numbers by value
                         (``folder:FOLDER`` too)
 ``FILE.npy``            an ``(N, H, W)`` stack of depth images (``npy:FILE`` too)
@@ -390,6 +392,25 @@ class OpenNI2Stream(DepthStream):
             self.openni2.unload()
 
 
+# The depth image of each Azure Kinect depth mode (pyk4a's DepthMode names), width x height.
+_K4A_DEPTH_SIZES = {
+    "NFOV_2X2BINNED": (320, 288),
+    "NFOV_UNBINNED": (640, 576),
+    "WFOV_2X2BINNED": (512, 512),
+    "WFOV_UNBINNED": (1024, 1024),
+}
+
+
+def _k4a_sensor(k4a, calibration, size: tuple[int, int], origin: str) -> SensorSpec:
+    """The depth camera of an Azure Kinect calibration (its intrinsics and lens, OpenCV's
+    rational model) for depth images of ``size``, in mm."""
+    depth = k4a.CalibrationType.DEPTH
+    m = calibration.get_camera_matrix(depth)
+    cam = Camera(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), *size)
+    lens = LensDistortion("rational", tuple(calibration.get_distortion_coefficients(depth)))
+    return SensorSpec(cam, 1.0, origin, lens)
+
+
 class K4AStream(DepthStream):
     """An Azure Kinect through ``pyk4a``, narrow field of view unbinned (640x576, 30 frames/s),
     depth in mm; the depth camera's intrinsics and lens distortion (OpenCV's rational model) from
@@ -412,11 +433,8 @@ class K4AStream(DepthStream):
             ) from None
         self._started = True
         self.spec, self.live = spec, True
-        calib, depth_cam = self.device.calibration, k4a.CalibrationType.DEPTH
-        m = calib.get_camera_matrix(depth_cam)
-        cam = Camera(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), 640, 576)
-        lens = LensDistortion("rational", tuple(calib.get_distortion_coefficients(depth_cam)))
-        self.sensor = SensorSpec(cam, 1.0, f"the device ({spec})", lens)
+        size = _K4A_DEPTH_SIZES["NFOV_UNBINNED"]
+        self.sensor = _k4a_sensor(k4a, self.device.calibration, size, f"the device ({spec})")
 
     def __iter__(self) -> Iterator[StreamFrame]:
         t0 = None
@@ -435,6 +453,57 @@ class K4AStream(DepthStream):
         if getattr(self, "_started", False):
             self._started = False
             self.device.stop()
+
+
+class K4ARecording(DepthStream):
+    """An Azure Kinect recording (``.mkv``, as ``k4arecorder`` writes it) played through
+    ``pyk4a``: every depth frame in order, as fast as the reader takes them; the camera, lens and
+    image size of the recorded depth mode from the recording's calibration."""
+
+    def __init__(self, spec: str, path: Path):
+        k4a = _sdk("k4a")
+        if not path.is_file():
+            raise DataError(path, "no such recording")
+        self.spec, self.path, self.live = spec, path, False
+        self.playback = k4a.PyK4APlayback(path)
+        try:
+            self.playback.open()
+            self._open = True
+            mode = self.playback.configuration["depth_mode"]
+            calibration = self.playback.calibration
+        except Exception as e:  # pyk4a raises K4AException
+            self.close()
+            raise DataError(path, f"not a readable Azure Kinect recording ({e})") from None
+        name = getattr(mode, "name", str(mode))
+        if name not in _K4A_DEPTH_SIZES:
+            self.close()
+            raise DataError(path, f"the recording holds no depth images (depth mode {name})")
+        size = _K4A_DEPTH_SIZES[name]
+        self.sensor = _k4a_sensor(k4a, calibration, size, f"the recording ({spec})")
+
+    def __iter__(self) -> Iterator[StreamFrame]:
+        t0 = None
+        i = 0
+        try:
+            while True:
+                try:
+                    cap = self.playback.get_next_capture()
+                except EOFError:
+                    return
+                if cap.depth is None:  # a capture of the other streams only
+                    continue
+                t_us = cap.depth_timestamp_usec
+                t0 = t_us if t0 is None else t0
+                depth = self.sensor.undistort(cap.depth.astype(np.float32))
+                yield StreamFrame(i, depth, (t_us - t0) / 1e6, str(i))
+                i += 1
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if getattr(self, "_open", False):
+            self._open = False
+            self.playback.close()
 
 
 def open_stream(
@@ -474,15 +543,16 @@ def open_stream(
             return RealSenseRecording(spec, Path(rest))
         if kind == "openni2":
             return OpenNI2Stream(spec, rest or None)
-        if not rest.isdigit() and rest:
-            raise HandvoxError(f"source {spec}: k4a[:INDEX] takes a device number")
+        if rest and not rest.isdigit():
+            return K4ARecording(spec, Path(rest))
         return K4AStream(spec, int(rest or 0))
     if sep and kind in ("folder", "npy"):
         path = Path(rest)
     elif sep and len(kind) > 1 and not Path(spec).exists():
         raise HandvoxError(
             f"source {spec}: unknown kind {kind!r}; one of realsense[:SERIAL], bag:FILE, "
-            "openni2[:URI], k4a[:INDEX], folder:FOLDER, npy:FILE, or a folder or .npy path"
+            "openni2[:URI], k4a[:INDEX], k4a:FILE, folder:FOLDER, npy:FILE, or a folder or .npy "
+            "path"
         )
     else:
         path = Path(spec)
