@@ -189,3 +189,43 @@ def test_undistorted_depth_puts_a_sphere_where_it_is():
     both = (again > 0) & (raw > 0)
     assert both.sum() > 0.97 * (raw > 0).sum()
     assert np.median(np.abs(again[both] - raw[both])) < 0.5
+
+
+@pytest.mark.slow
+def test_the_lens_benchmark_reports_each_band(tmp_path, capsys):
+    """benchmarks/lens_distortion.py end to end on a few rendered SR305 frames with the
+    shipped model: a row per band of hand positions that holds frames, three errors each."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from handvox.eval.protocol import TRAIN_SHAPES
+    from handvox.synth.generators import make_generator
+    from handvox.synth.hand_config import HandSynthConfig
+    from handvox.synth.job import synthesize
+
+    camera = Camera.preset("sr305")
+    gen, info = make_generator(
+        "hand", camera, HandSynthConfig.for_camera(camera, shapes=TRAIN_SHAPES)
+    )
+    synthesize(tmp_path / "f", gen, camera, 4, seed=5, chunk_size=4, generator_info=info,
+               progress=False)  # fmt: skip
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "lens_distortion.py"
+    spec = importlib.util.spec_from_file_location("lens_distortion", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    old, sys.argv = (
+        sys.argv,
+        ["lens_distortion.py", "--data", str(tmp_path / "f"), "--threads", "1"],
+    )
+    try:
+        bench.main()
+    finally:
+        sys.argv = old
+    out = capsys.readouterr().out
+    assert "4 frames, inverse_brown_conrady" in out
+    rows = [r for r in out.splitlines() if r.startswith("| 0")]
+    assert rows and sum(int(r.split("|")[2]) for r in rows) <= 4
+    for r in rows:
+        medians = [float(x) for x in r.split("|")[3].split("/")]
+        assert len(medians) == 3 and all(0 < m < 300 for m in medians)
