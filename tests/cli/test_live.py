@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from handvox.camera import distortion_index, remap, undistortion_index
 from handvox.cli.main import main
 from handvox.eval.metrics import jitter_mm, lag_frames
 from handvox.hand.bvh import read_bvh
 from handvox.io.stream import write_realsense_recording
 from handvox.synth.sequence import render_sequence
+from tests.test_camera import SR300_LENS
 
 FPS = 30.0
 # Rendered with seeds the filter's defaults were not chosen on (seeds 1-3, docs/benchmarks.md).
@@ -95,6 +97,30 @@ def test_a_realsense_recording_of_rendered_frames_end_to_end(sequences, tmp_path
     assert (rec / "predictions.jsonl").read_text().count("\n") == 20
     # a second recording into the same folder would leave the first one's frames behind: refused
     assert main(["live", "--headless", "--source", f"bag:{bag}", "--record", str(rec)]) == 2
+
+
+def test_a_recording_through_a_lens_is_undistorted_and_recorded_pinhole(
+    sequences, tmp_path, recording_suffix
+):
+    # the waving hand as a camera with an SR300's depth lens would have seen it
+    _, seq = sequences["wave"]
+    to_lens = distortion_index(seq.camera, SR300_LENS)
+    seen = np.stack([remap(d, to_lens) for d in seq.depth[:8]])
+    bag = tmp_path / f"lens{recording_suffix}"
+    write_realsense_recording(bag, seen, seq.camera, unit_mm=1.0, fps=FPS, lens=SR300_LENS)
+    rec = tmp_path / "rec"
+    code, lines = _live(tmp_path, "lens", "--source", f"bag:{bag}", "--record", str(rec))
+    assert code == 0 and all(ln["found"] for ln in lines)
+    # the same frames undistorted by hand and read as pinhole give the same joints
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.stack([remap(d, undistortion_index(seq.camera, SR300_LENS)) for d in seen]))
+    code, ref = _live(tmp_path, "flat", "--source", str(flat), "--camera", "nyu", "--fps", "30")
+    np.testing.assert_allclose(_joints(lines), _joints(ref), atol=0.05)
+    # the recording is of the frames as read: pinhole, saying which lens was undone
+    about = json.loads((rec / "camera.json").read_text())
+    assert "distortion" not in about and about["lens_undone"]["model"] == "inverse_brown_conrady"
+    code, again = _live(tmp_path, "again", "--source", str(rec / "depth"), "--fps", str(FPS))
+    np.testing.assert_allclose(_joints(again), _joints(lines), atol=0.05)
 
 
 def test_no_time_stamps_no_smoothing_and_clear_errors(sequences, tmp_path, capsys):

@@ -16,6 +16,8 @@ Outputs
     ``--record DIR``: the stream as a file sequence ``DIR/depth/NNNNNN.png`` (16-bit, in the
         source's depth unit) with ``DIR/camera.json`` (camera and unit) and the lines in
         ``DIR/predictions.jsonl``; ``handvox live --source DIR/depth --fps F`` plays it again.
+        The frames are stored as read: a lens's distortion undone (``lens_undone`` in
+        ``camera.json`` says which; the file's camera is the pinhole one).
     ``--bvh FILE``: at the end, the sequence solved to joint angles (:func:`handvox.hand.mocap.
         solve_sequence`) as a BVH animation, one frame per input frame.
     The window (``--viewer opencv``, the default without ``--headless``) or rerun's viewer
@@ -76,24 +78,20 @@ class Recorder:
             raise HandvoxError(f"--record {folder}: holds a recording already; give a new folder "
                                "or delete it")  # fmt: skip
         (folder / "depth").mkdir(parents=True, exist_ok=True)
-        cam, unit = stream.camera, stream.sensor.unit_mm
-        write_text(
-            folder / "camera.json",
-            json.dumps(
-                {
-                    "fx": cam.fx,
-                    "fy": cam.fy,
-                    "cx": cam.cx,
-                    "cy": cam.cy,
-                    "width": cam.width,
-                    "height": cam.height,
-                    "depth_unit_mm": unit,
-                    "source": stream.spec,
-                },
-                indent=1,
-            )
-            + "\n",
-        )
+        cam, unit, lens = stream.camera, stream.sensor.unit_mm, stream.sensor.lens
+        about = {
+            "fx": cam.fx,
+            "fy": cam.fy,
+            "cx": cam.cx,
+            "cy": cam.cy,
+            "width": cam.width,
+            "height": cam.height,
+            "depth_unit_mm": unit,
+            "source": stream.spec,
+        }
+        if lens is not None:  # not "distortion": the frames stored are undistorted already
+            about["lens_undone"] = lens.to_dict()
+        write_text(folder / "camera.json", json.dumps(about, indent=1) + "\n")
         self.unit = unit
         self.lines = open(folder / "predictions.jsonl", "w", encoding="utf-8")
 
