@@ -411,6 +411,20 @@ def _k4a_sensor(k4a, calibration, size: tuple[int, int], origin: str) -> SensorS
     return SensorSpec(cam, 1.0, origin, lens)
 
 
+def _k4a_frames(captures: Iterator, sensor: SensorSpec) -> Iterator[StreamFrame]:
+    """The depth frames of pyk4a captures, undistorted, timed from the first one's clock."""
+    t0 = None
+    i = 0
+    for cap in captures:
+        if cap.depth is None:  # a capture of the other streams only
+            continue
+        t_us = cap.depth_timestamp_usec
+        t0 = t_us if t0 is None else t0
+        depth = sensor.undistort(cap.depth.astype(np.float32))
+        yield StreamFrame(i, depth, (t_us - t0) / 1e6, str(i))
+        i += 1
+
+
 class K4AStream(DepthStream):
     """An Azure Kinect through ``pyk4a``, narrow field of view unbinned (640x576, 30 frames/s),
     depth in mm; the depth camera's intrinsics and lens distortion (OpenCV's rational model) from
@@ -437,17 +451,11 @@ class K4AStream(DepthStream):
         self.sensor = _k4a_sensor(k4a, self.device.calibration, size, f"the device ({spec})")
 
     def __iter__(self) -> Iterator[StreamFrame]:
-        t0 = None
-        i = 0
-        while self._started:
-            cap = self.device.get_capture()
-            if cap.depth is None:
-                continue
-            t_us = cap.depth_timestamp_usec
-            t0 = t_us if t0 is None else t0
-            depth = self.sensor.undistort(cap.depth.astype(np.float32))
-            yield StreamFrame(i, depth, (t_us - t0) / 1e6, str(i))
-            i += 1
+        def captures():
+            while self._started:
+                yield self.device.get_capture()
+
+        yield from _k4a_frames(captures(), self.sensor)
 
     def close(self) -> None:
         if getattr(self, "_started", False):
@@ -482,21 +490,15 @@ class K4ARecording(DepthStream):
         self.sensor = _k4a_sensor(k4a, calibration, size, f"the recording ({spec})")
 
     def __iter__(self) -> Iterator[StreamFrame]:
-        t0 = None
-        i = 0
-        try:
+        def captures():
             while True:
                 try:
-                    cap = self.playback.get_next_capture()
+                    yield self.playback.get_next_capture()
                 except EOFError:
                     return
-                if cap.depth is None:  # a capture of the other streams only
-                    continue
-                t_us = cap.depth_timestamp_usec
-                t0 = t_us if t0 is None else t0
-                depth = self.sensor.undistort(cap.depth.astype(np.float32))
-                yield StreamFrame(i, depth, (t_us - t0) / 1e6, str(i))
-                i += 1
+
+        try:
+            yield from _k4a_frames(captures(), self.sensor)
         finally:
             self.close()
 
