@@ -274,3 +274,98 @@ def test_an_azure_kinect_recording_plays_every_depth_frame_undistorted(monkeypat
     _stand_in_pyk4a(monkeypatch, raw, K4A_COEFFS, "PASSIVE_IR")
     with pytest.raises(DataError, match="no depth images"):
         open_stream(f"k4a:{path}")
+
+
+class _Depth1mm:
+    def __str__(self):
+        return "OniPixelFormat.ONI_PIXEL_FORMAT_DEPTH_1_MM"
+
+
+def _stand_in_openni(monkeypatch, frames, recording: bool):
+    """No OpenNI2 runtime here: a stand-in for the ``openni`` binding with the calls handvox
+    makes (its Device, depth VideoStream, frames and, for a file, its PlaybackSupport)."""
+    openni2 = types.SimpleNamespace(initialize=lambda: None, unloaded=0)
+
+    def unload():
+        openni2.unloaded += 1
+
+    openni2.unload = unload
+    h, w = frames[0].shape
+
+    class Stream:
+        def get_video_mode(self):
+            return types.SimpleNamespace(resolutionX=w, resolutionY=h, pixelFormat=_Depth1mm())
+
+        def get_horizontal_fov(self):
+            return 1.0226  # Kinect v1's 58.6 degrees
+
+        def get_vertical_fov(self):
+            return 0.7959
+
+        def start(self):
+            self.k = 0
+
+        def stop(self):
+            pass
+
+        def read_frame(self):
+            k, self.k = self.k, (self.k + 1) % len(frames)  # a repeating player wraps round
+            buf = frames[k].astype(np.uint16)
+            return types.SimpleNamespace(get_buffer_as_uint16=lambda: buf.ravel(),
+                                         timestamp=33333 * k, frameIndex=k + 1)  # fmt: skip
+
+        def get_number_of_frames(self):
+            return len(frames)
+
+    class Playback:
+        repeat, speed = True, 1.0
+
+        def get_number_of_frames(self, stream):
+            return stream.get_number_of_frames()
+
+    class Device:
+        def __init__(self, uri):
+            self.playback = Playback() if recording else None
+
+        @classmethod
+        def open_any(cls):
+            return cls(None)
+
+        @classmethod
+        def open_file(cls, uri):
+            return cls(uri)
+
+        def create_depth_stream(self):
+            return Stream()
+
+    openni2.Device = Device
+    module = types.ModuleType("openni")
+    module.openni2 = openni2
+    monkeypatch.setitem(sys.modules, "openni", module)
+    return openni2
+
+
+def test_an_openni_device_and_an_oni_recording(monkeypatch, tmp_path):
+    rng = np.random.default_rng(2)
+    frames = [rng.uniform(500, 900, (480, 640)).astype(np.uint16) for _ in range(3)]
+    _stand_in_openni(monkeypatch, frames, recording=False)
+    with open_stream("openni2") as s:
+        got = list(itertools.islice(s, 5))  # a device streams on
+        assert s.live and s.sensor.unit_mm == 1.0 and "the device" in s.sensor.origin
+    assert [f.index for f in got] == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(got[3].depth, frames[0])
+    assert s.camera.fx == pytest.approx(320 / np.tan(1.0226 / 2)) and s.camera.cx == 319.5
+    rec = tmp_path / "rec.oni"
+    rec.write_bytes(b"stand-in")
+    openni2 = _stand_in_openni(monkeypatch, frames, recording=True)
+    with open_stream(f"openni2:{rec}") as s:
+        got = list(itertools.islice(s, 10))  # once through, and the stream ends
+        assert not s.live and "the recording" in s.sensor.origin
+        assert s.playback.repeat is False and s.playback.speed == -1.0
+    assert [f.index for f in got] == [0, 1, 2]
+    assert [f.timestamp_s for f in got] == pytest.approx([0, 0.033333, 0.066666])
+    for f, want in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(f.depth, want)
+    assert openni2.unloaded == 1
+    with pytest.raises(DataError, match="no such recording"):
+        open_stream(f"openni2:{tmp_path / 'none.oni'}")

@@ -13,7 +13,7 @@ Sources (``SPEC``):
                         played back through ``pyrealsense2`` as fast as it is read, no frame
                         dropped
 ``openni2[:URI]``       an OpenNI2 device (Kinect v1, Xtion, Orbbec) through ``openni``, or an
-                        OpenNI recording (``openni2:FILE.oni``)
+                        OpenNI recording (``openni2:FILE.oni``) played back once, frame by frame
 ``k4a[:INDEX]``         an Azure Kinect through ``pyk4a`` (narrow unbinned depth mode)
 ``k4a:FILE``            an Azure Kinect recording (``.mkv``, ``k4arecorder``'s) played back
                         through ``pyk4a``, every depth frame in order
@@ -339,12 +339,15 @@ class RealSenseRecording(DepthStream):
 
 
 class OpenNI2Stream(DepthStream):
-    """An OpenNI2 device through ``openni``: the focal lengths from the depth stream's fields of
-    view (OpenNI reports no principal point: the image centre), the unit from its pixel format."""
+    """An OpenNI2 device through ``openni``, or an OpenNI recording (``.oni``; played frame by
+    frame, none dropped, once through): the focal lengths from the depth stream's fields of view
+    (OpenNI reports no principal point: the image centre), the unit from its pixel format."""
 
     def __init__(self, spec: str, uri: str | None = None):
         mod = _sdk("openni2")
         openni2 = mod.openni2
+        if uri and Path(uri).suffix.lower() == ".oni" and not Path(uri).is_file():
+            raise DataError(Path(uri), "no such recording")
         try:
             openni2.initialize()
             self.device = (
@@ -355,8 +358,14 @@ class OpenNI2Stream(DepthStream):
                 f"source {spec}: cannot open the OpenNI2 device: {e} "
                 "(is one connected, and OpenNI2's redistributable found?)"
             ) from None
-        self.openni2, self.spec, self.live = openni2, spec, True
+        self.openni2, self.spec = openni2, spec
+        # a recording: the binding's playback control (None for a device)
+        self.playback = getattr(self.device, "playback", None)
+        self.live = self.playback is None
         self.stream = self.device.create_depth_stream()
+        if self.stream is None:
+            openni2.unload()
+            raise HandvoxError(f"source {spec}: the OpenNI2 device has no depth sensor")
         mode = self.stream.get_video_mode()
         w, h = mode.resolutionX, mode.resolutionY
         fx = w / 2 / np.tan(self.stream.get_horizontal_fov() / 2)
@@ -368,7 +377,14 @@ class OpenNI2Stream(DepthStream):
                 f"source {spec}: depth pixel format {mode.pixelFormat} is not one of 1 mm or 100 um"
             )
         cam = Camera(float(fx), float(fy), (w - 1) / 2, (h - 1) / 2, w, h)
-        self.sensor = SensorSpec(cam, unit, f"the device ({spec}; centre assumed principal point)")
+        what = "the device" if self.live else "the recording"
+        self.sensor = SensorSpec(cam, unit, f"{what} ({spec}; centre assumed principal point)")
+        self._length = None
+        if self.playback is not None:
+            # once through, each frame when read (speed -1: OpenNI's manual mode), none dropped
+            self.playback.repeat = False
+            self.playback.speed = -1.0
+            self._length = self.playback.get_number_of_frames(self.stream)
         self.stream.start()
         self._started = True
 
@@ -376,7 +392,7 @@ class OpenNI2Stream(DepthStream):
         t0 = None
         i = 0
         w, h = self.camera.width, self.camera.height
-        while self._started:
+        while self._started and (self._length is None or i < self._length):
             frame = self.stream.read_frame()
             buf = np.frombuffer(frame.get_buffer_as_uint16(), np.uint16).reshape(h, w)
             t_us = frame.timestamp
