@@ -12,6 +12,9 @@ folders, scored together).
 
     python benchmarks/inference_settings.py --model runs/default/best --data /tmp/val \
         --frames 500 --rotations "none;-20,20;-30,-15,15,30" --scales "none;0.9,1.1"
+
+``--locator DIR``: the model run with another hand locator (``SegmentConfig.locator``) than the
+one it records, e.g. to see what a new locator does to a model trained on the old one's centres.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
     )
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--locator", help="a locator folder to run the model with instead of its own")
     ap.add_argument("--rotations", default="none",
                     help="';'-separated sets of test-time rotations in degrees ('none': only "
                          "the plain cube)")  # fmt: skip
@@ -91,6 +95,8 @@ def main() -> None:
                     finger_shift_mm=defaults.finger_shift_mm if on else 0.0,
                     ray_shift_mm=defaults.ray_shift_mm if on else 0.0,
                 )
+                if args.locator:
+                    seg = dataclasses.replace(seg, locator=args.locator)
                 model.config = dataclasses.replace(model.config, segment=seg)
                 est = HandPoseEstimator(model, recentre=passes, test_rotations_deg=rotations,
                                         test_scales=scales, upright_beyond_deg=upright)  # fmt: skip

@@ -3,6 +3,7 @@ shipped locator on frames the depth rule gets wrong."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from scipy import ndimage
 from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.estimator.locate import (
+    DEFAULT_LOCATOR_DIR,
     HandTrack,
     LocatorNet,
     _hand_pixels,
@@ -22,6 +24,8 @@ from handvox.estimator.locate import (
     grid_stride,
     load_locator,
     locate_hand,
+    locator_folder,
+    locator_id,
     locator_input,
     locator_loss,
     reference_depth,
@@ -207,6 +211,26 @@ def test_a_coarser_locator_reads_a_coarser_grid(monkeypatch):
     depth = np.full((480, 640), 800.0, np.float32)
     locate_hand(depth, NYU, SegmentConfig(method="learned"), net=net)
     assert seen and seen[0][-2:] == (64, 80)  # 60 x 80 cells, padded to multiples of 8
+
+
+def test_a_config_that_names_another_locator_is_run_with_it(shared, tmp_path):
+    # a model trained on another locator's centres records it (SegmentConfig.locator) and is run
+    # with it: find_hand takes the one the config names, not the shipped one
+    depth = read_depth(shared / "data" / "nyu" / "depth_1_0000001.png")
+    torch.manual_seed(0)
+    folder = save_locator(LocatorNet(4).eval(), tmp_path / "other", {})
+    other = dataclasses.replace(LEARNED, locator=str(folder))
+    got = find_hand(depth, NYU, other)
+    want = locate_hand(depth, NYU, LEARNED, net=load_locator(folder))
+    shipped = find_hand(depth, NYU, LEARNED)
+    assert got.found and want.found  # an untrained net's peak lands somewhere
+    np.testing.assert_allclose(got.com_xyz, want.com_xyz, atol=1e-2)
+    assert np.linalg.norm(got.com_xyz - shipped.com_xyz) > 1.0
+    assert locator_folder(other) == folder and locator_folder(LEARNED) == DEFAULT_LOCATOR_DIR
+    assert locator_id(folder) != locator_id()
+    missing = dataclasses.replace(LEARNED, locator=str(tmp_path / "none"))
+    with pytest.raises(DataError, match="none.*not a hand locator folder"):
+        find_hand(depth, NYU, missing)
 
 
 def test_segment_config_names_its_method():

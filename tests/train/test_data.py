@@ -191,3 +191,23 @@ def test_the_renderer_is_imported_only_by_runs_that_render():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["[]", "True", "dataset kind 'render' is taken"]
+
+
+def test_a_scan_is_keyed_by_its_locators_weights_not_its_folders_name(tmp_path):
+    from handvox.estimator.locate import LocatorNet, locator_id, save_locator
+    from handvox.estimator.segment import SegmentConfig
+    from handvox.train.data import _segment_ident
+
+    learned = SegmentConfig(method="learned")
+    ident = _segment_ident(learned)
+    # the keys scans made before SegmentConfig.locator existed were made with
+    assert ident["locator"] == locator_id() and "/" not in ident["locator"]
+    assert "locator" not in _segment_ident(SegmentConfig())
+    a = save_locator(LocatorNet(4), tmp_path / "a", {})
+    b = tmp_path / "b"
+    b.mkdir()
+    for f in a.iterdir():
+        (b / f.name).write_bytes(f.read_bytes())
+    ia = _segment_ident(dataclasses.replace(learned, locator=str(a)))
+    ib = _segment_ident(dataclasses.replace(learned, locator=str(b)))
+    assert ia == ib != ident  # the same weights elsewhere: the same scans

@@ -273,10 +273,20 @@ def load_locator(folder: str | Path = DEFAULT_LOCATOR_DIR) -> LocatorNet:
     return net.eval()
 
 
-@lru_cache(maxsize=1)
-def locator_id() -> str:
-    """A short hash of the shipped locator's weights (keys caches of its results)."""
-    return hashlib.sha1((DEFAULT_LOCATOR_DIR / "model.safetensors").read_bytes()).hexdigest()[:12]
+def locator_folder(config: SegmentConfig) -> Path:
+    """The locator folder ``config`` names (``config.locator``; "": the shipped one)."""
+    return Path(config.locator) if config.locator else DEFAULT_LOCATOR_DIR
+
+
+@lru_cache(maxsize=4)
+def locator_id(folder: str | Path = DEFAULT_LOCATOR_DIR) -> str:
+    """A short hash of a locator's weights (the shipped one's by default; keys caches of its
+    results)."""
+    path = Path(folder) / "model.safetensors"
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+    except OSError as e:
+        raise DataError(Path(folder), f"not a hand locator folder: {e}") from None
 
 
 class _Frozen(nn.Module):
@@ -437,7 +447,8 @@ def locate_hand(
     window: bool = True,
     track: HandTrack | None = None,
 ) -> Segmentation:
-    """The hand's centre and mask by the learned locator (``net``; default: the shipped one).
+    """The hand's centre and mask by the learned locator (``net``; default: the one ``config``
+    names, :func:`locator_folder`).
 
     The centre is the located joint mean (no surface-to-joints shifts: the locator learned the
     joints' mean). The mask is what :func:`~handvox.estimator.segment.segment_hand` would keep
@@ -472,7 +483,7 @@ def locate_hand(
 def _locate(depth, camera: Camera, cfg: SegmentConfig, net, near_xyz, window: bool, track):
     """:func:`locate_hand` by the network."""
     shape = depth.shape
-    net = net or _shipped(str(DEFAULT_LOCATOR_DIR))
+    net = net or _shipped(str(locator_folder(cfg)))
     s = grid_stride(shape[1], net.grid_width)
     grid = (-(-shape[0] // s), -(-shape[1] // s))  # cells of depth[::s, ::s]
     whole = (0, grid[0], 0, grid[1])
@@ -595,7 +606,8 @@ def find_hand(
     track: HandTrack | None = None,
 ) -> Segmentation:
     """The hand by ``config.method``: ``"depth"`` (:func:`~handvox.estimator.segment.segment_hand`,
-    the nearest object's end) or ``"learned"`` (:func:`locate_hand`, the shipped locator).
+    the nearest object's end) or ``"learned"`` (:func:`locate_hand`, the locator
+    ``config.locator`` names, the shipped one by default).
     ``near_xyz``: where the hand was in a sequence's last frame, a prior the locator uses, and
     ``track`` the sequence's :class:`HandTrack` (the depth rule takes the nearest object's end
     wherever it is, and ignores both)."""

@@ -113,6 +113,9 @@ class SegmentConfig:
     # "depth": this module's rule; "learned": handvox.estimator.locate's locator, which uses the
     # thresholds above for the mask around the centre it finds (estimator.locate.find_hand).
     method: str = "depth"
+    # With "learned": the locator folder ("": the shipped one). A pose net learns its locator's
+    # centres, so a model trained with another one records it here and is run with it.
+    locator: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in ("depth", "learned"):

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from handvox.atomic import atomic_path
 from handvox.errors import HandvoxError
-from handvox.estimator.locate import find_hand, locator_id
+from handvox.estimator.locate import find_hand, locator_folder, locator_id
 from handvox.estimator.segment import SEGMENT_VERSION
 from handvox.estimator.volume import encode_joints, projective_tsdf
 from handvox.estimator.weights import EstimatorConfig
@@ -145,12 +145,15 @@ class _ScanFrames(Dataset):
 
 def _segment_ident(cfg) -> dict:
     """What of the segmentation decides a scan: its config (less ``method`` at its default, so
-    that scans made before it existed stay valid) and, for the locator, its weights."""
+    that scans made before it existed stay valid) and, for the locator, its weights (not its
+    folder's name)."""
     ident = dataclasses.asdict(cfg)
+    folder = locator_folder(cfg)
+    del ident["locator"]
     if ident["method"] == "depth":
         del ident["method"]
     else:
-        ident["locator"] = locator_id()
+        ident["locator"] = locator_id(folder)
     return ident
 
 
