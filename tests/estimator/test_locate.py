@@ -15,6 +15,7 @@ from handvox.camera import Camera
 from handvox.errors import DataError
 from handvox.estimator.locate import (
     DEFAULT_LOCATOR_DIR,
+    HAND_FINDERS,
     HandTrack,
     LocatorNet,
     _hand_pixels,
@@ -22,6 +23,7 @@ from handvox.estimator.locate import (
     encode_targets,
     find_hand,
     grid_stride,
+    hand_finder,
     load_locator,
     locate_hand,
     locator_folder,
@@ -228,6 +230,9 @@ def test_a_config_that_names_another_locator_is_run_with_it(shared, tmp_path):
     assert np.linalg.norm(got.com_xyz - shipped.com_xyz) > 1.0
     assert locator_folder(other) == folder and locator_folder(LEARNED) == DEFAULT_LOCATOR_DIR
     assert locator_id(folder) != locator_id()
+    # and a model's meta and the demo's report say which
+    assert hand_finder(LEARNED) == HAND_FINDERS["learned"]
+    assert hand_finder(other).endswith(f"the one in {folder}")
     missing = dataclasses.replace(LEARNED, locator=str(tmp_path / "none"))
     with pytest.raises(DataError, match="none.*not a hand locator folder"):
         find_hand(depth, NYU, missing)

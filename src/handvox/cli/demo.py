@@ -30,7 +30,7 @@ import numpy as np
 from handvox.atomic import atomic_path, write_text
 from handvox.camera import Camera
 from handvox.cli.show import hand_box
-from handvox.estimator.locate import HAND_FINDERS
+from handvox.estimator.locate import hand_finder
 from handvox.estimator.pipeline import HandPoseEstimator
 from handvox.eval.files import evaluate_files
 from handvox.eval.metrics import score
@@ -206,7 +206,7 @@ def synthetic_section(
         f"{len(ds)} frames rendered by handvox (seed {TEST_SEED}, hand shape "
         f"{', '.join(TEST_SHAPES)}: {held_out}; noisy depth of a NYU-like camera; "
         f"forearm always, body and wall each in half the frames) in {render_s:.1f} s, into "
-        f"`{testset}`. The hand centre comes from {HAND_FINDERS[est.config.segment.method]} on "
+        f"`{testset}`. The hand centre comes from {hand_finder(est.config.segment)} on "
         f"the noisy depth (no labels at input); frames without a hand found count as failures "
         f"({metrics['frames_without_hand']} here). Joints: {js.name}.",
         "",

@@ -598,6 +598,15 @@ HAND_FINDERS = {
 }
 
 
+def hand_finder(config: SegmentConfig) -> str:
+    """How ``config`` finds the hand, in words (:data:`HAND_FINDERS`; a locator other than the
+    shipped one named by its folder)."""
+    words = HAND_FINDERS[config.method]
+    if config.method == "learned" and config.locator:
+        words += f", the one in {config.locator}"
+    return words
+
+
 def find_hand(
     depth: np.ndarray,
     camera: Camera,

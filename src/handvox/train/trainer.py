@@ -45,7 +45,7 @@ from torch.optim.lr_scheduler import (
 
 from handvox.atomic import remove_stale_temps, write_text, writer_lock
 from handvox.errors import HandvoxError
-from handvox.estimator.locate import HAND_FINDERS
+from handvox.estimator.locate import hand_finder
 from handvox.estimator.volume import decode_joints
 from handvox.estimator.weights import EstimatorConfig, build_networks, load_model, save_model
 from handvox.eval.metrics import fraction_within, joint_errors
@@ -508,7 +508,7 @@ class _Run:
             "best_val": st.best,
             "time_s": round(st.elapsed(), 1),
             "input": {
-                "com": f"{HAND_FINDERS[self.est.segment.method]} on the input depth",
+                "com": f"{hand_finder(self.est.segment)} on the input depth",
                 "mask": cfg.use_mask,
             },
             "train_config": cfg.to_dict(),
