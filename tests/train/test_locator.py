@@ -14,8 +14,10 @@ from handvox.synth.hand import hand_frame_generator
 from handvox.synth.hand_config import SCENE_PARTS
 from handvox.train.locator import (
     LOCATOR_SCENES,
+    WAVE_SCENES,
     LocatorTrainConfig,
     _apportion,
+    _make,
     locator_sample,
     make_locator_data,
     scene_config,
@@ -134,6 +136,31 @@ def test_train_locator_command_renders_then_trains(tmp_path):
 
     with writer_lock(out, "train-locator", "a locator training run"):
         assert main(args) == 2
+
+
+def test_the_waving_scene_set_renders_the_shipped_frames_and_people_waving(tmp_path):
+    from handvox.cli.main import main
+
+    # the first six scenes keep their seeds: frame i is the shipped data's frame i
+    for k in (0, 5):
+        _, shipped = _make((k, 0, 2, 160, "shipped"))
+        _, wave = _make((k, 0, 2, 160, "wave"))
+        assert all(np.array_equal(shipped[n], wave[n]) for n in shipped)
+    assert WAVE_SCENES[6].settings["view"] == "wave" and sum(s.share for s in WAVE_SCENES) == 1
+    out = tmp_path / "wave"
+    args = ["train-locator", "--out", str(out), "--frames", "20", "--val-frames", "10",
+            "--steps", "2", "--val-every", "2", "--batch-size", "4", "--workers", "1",
+            "--scenes", "wave"]  # fmt: skip
+    assert main(args) == 0
+    with np.load(out / "data" / "train-20-wave.npz") as z:
+        assert 6 in z["scene"].tolist()  # two frames of people waving
+    info = json.loads((out / "best" / "config.json").read_text())
+    assert info["scene_set"] == "wave" and len(info["scenes"]) == 7
+    # those frames are not the shipped scenes': a run that takes them for those is refused
+    data = out / "data"
+    cfg = LocatorTrainConfig(steps=1, batch_size=4)
+    with pytest.raises(ValueError, match="another set of scenes"):
+        train_locator(data / "train-20-wave.npz", data / "val-10-wave.npz", tmp_path / "x", cfg)
 
 
 def test_rendering_resumes_from_the_blocks_done(tmp_path):

@@ -613,6 +613,10 @@ def _add_train_command(sub) -> None:
     p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up (default 200)")
     p.add_argument("--grid-width", type=int, help="grid cells across the image that the "
                    "locator reads (default 160; fewer: faster, coarser)")  # fmt: skip
+    p.add_argument("--scenes", choices=["shipped", "wave"],
+                   help="the scenes rendered (handvox.train.locator.SCENE_SETS; default "
+                   "shipped: the shipped locator's; wave: those and people waving, not "
+                   "shipped)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training")
     p.set_defaults(run="handvox.cli.train:run_locator")

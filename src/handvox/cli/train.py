@@ -116,7 +116,8 @@ def run_locator(args: argparse.Namespace) -> None:
     """``handvox train-locator``."""
     if args.frames < 1 or args.val_frames < 1:
         raise HandvoxError("--frames and --val-frames must be at least 1")
-    names = ("steps", "batch_size", "val_every", "width", "grid_width", "lr", "warmup_steps")
+    names = ("steps", "batch_size", "val_every", "width", "grid_width", "lr", "warmup_steps",
+             "scenes")  # fmt: skip
     overrides = {k: getattr(args, k) for k in names}
     if args.init is not None:
         overrides["init"] = str(args.init)
@@ -124,6 +125,8 @@ def run_locator(args: argparse.Namespace) -> None:
     data = args.out / "data"
     # frames on another grid are other data (the default grid's names as before: runs resume)
     grid = "" if config.grid_width == GRID_WIDTH else f"-grid{config.grid_width}"
+    if config.scenes != "shipped":  # and frames of other scenes too
+        grid += f"-{config.scenes}"
     train_npz = data / f"train-{args.frames}{grid}.npz"
     val_npz = data / f"val-{args.val_frames}{grid}.npz"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -133,11 +136,11 @@ def run_locator(args: argparse.Namespace) -> None:
             remove_stale_temps(folder)
         if not train_npz.is_file():
             make_locator_data(train_npz, args.frames, args.workers,
-                              grid_width=config.grid_width)  # fmt: skip
+                              grid_width=config.grid_width, scenes=config.scenes)  # fmt: skip
         if not val_npz.is_file():
             # frames 10^6 .. of each scene: never a training frame
             make_locator_data(val_npz, args.val_frames, args.workers, first=10**6,
-                              grid_width=config.grid_width)  # fmt: skip
+                              grid_width=config.grid_width, scenes=config.scenes)  # fmt: skip
         torch.set_num_threads(args.threads)
         best = train_locator(train_npz, val_npz, args.out, config)
     print(f"locator: {best}")
