@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handvox.camera import LENS_MODELS, Camera, LensDistortion
+from handvox.camera import Camera, LensDistortion
 from handvox.errors import DataError, HandvoxError
 from handvox.io.sensor import SensorSpec, check_depth_scale, sensor_for
 
@@ -617,7 +617,7 @@ def write_realsense_recording(
     intr.fx, intr.fy, intr.ppx, intr.ppy = camera.fx, camera.fy, camera.cx, camera.cy
     if lens is None:
         intr.model, intr.coeffs = rs.distortion.none, [0.0] * 5
-    elif lens.model in LENS_MODELS and lens.model != "rational":
+    elif lens.model != "rational":  # librealsense's own Brown-Conrady models
         intr.model, intr.coeffs = getattr(rs.distortion, lens.model), list(lens.coeffs)
     else:
         raise ValueError(f"lens: a RealSense stream has no {lens.model!r} model")
