@@ -32,6 +32,7 @@ from handvox.estimator.locate import (
     locator_loss,
     reference_depth,
     save_locator,
+    soft_targets,
 )
 from handvox.estimator.segment import SegmentConfig, segment_hand
 from handvox.io.depth import read_depth
@@ -182,6 +183,21 @@ def test_loss_is_least_at_the_target():
         worse = locator_loss(_perfect_output(moved, ~hand, x)[0], x, t)
         assert sum(worse.values()) > sum(best.values()) + 0.1
     assert best["depth"] < 1e-4 and best["mask"] < 1e-3
+
+
+def test_a_locator_is_at_its_least_loss_against_its_own_soft_targets():
+    # what a fine-tune keeps of its start: nothing pulls a net that already answers as it did
+    g = torch.Generator().manual_seed(2)
+    x = locator_input(600.0 + 100 * torch.rand(2, 120, 160, generator=g), 1, 2000.0, 10.0)
+    out = torch.randn(2, 3, 60, 80, generator=g).requires_grad_()
+    soft = soft_targets(out.detach(), x)
+    assert torch.allclose(soft["heat"].sum((1, 2)), torch.ones(2))
+    assert torch.allclose(soft["depth"], decode(out.detach(), x).centre[:, 2])
+    losses = locator_loss(out, x, soft)
+    (losses["heat"] + losses["mask"]).backward()
+    assert out.grad[:, :2].abs().max() < 1e-7
+    other = soft_targets(torch.randn(2, 3, 60, 80, generator=g), x)
+    assert locator_loss(out, x, other)["heat"] > losses["heat"] + 0.1
 
 
 def test_locator_round_trips_through_its_folder(tmp_path):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from handvox.estimator.locate import load_locator
+from handvox.errors import DataError
+from handvox.estimator.locate import decode, load_locator, locator_input
 from handvox.synth.frame import frame_rng
 from handvox.synth.hand import hand_frame_generator
 from handvox.synth.hand_config import SCENE_PARTS
@@ -18,6 +19,7 @@ from handvox.train.locator import (
     LocatorTrainConfig,
     _apportion,
     _make,
+    kept_scenes,
     locator_sample,
     make_locator_data,
     scene_config,
@@ -108,6 +110,48 @@ def test_training_learns_resumes_and_keeps_the_best(tmp_path):
     coarse = LocatorTrainConfig(steps=1, width=8, grid_width=80)
     with pytest.raises(ValueError, match="train.npz: frames 160 cells across, not on the grid 80"):
         train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run80", coarse)
+
+
+def test_a_fine_tune_that_keeps_its_start_moves_less_on_the_scenes_it_knew(tmp_path):
+    _fake_data(tmp_path / "train.npz", 64, 0)
+    _fake_data(tmp_path / "val.npz", 16, 1)
+    cfg = LocatorTrainConfig(steps=40, val_every=40, batch_size=8, width=8, warmup_steps=5)
+    torch.manual_seed(0)
+    start = train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "start", cfg)
+    # the fake frames are scene 1 of the shipped set, which the start was trained on
+    assert kept_scenes(start, "shipped") == [True] * len(LOCATOR_SCENES)
+    assert kept_scenes(start, "wave") == [True] * 6 + [False]
+    # new targets for the same frames: the centre 12 cells to the right of the disc
+    with np.load(tmp_path / "train.npz") as z:
+        moved = {k: z[k] for k in z.files}
+    moved["centre"][:, 0] += 12
+    np.savez(tmp_path / "moved.npz", **moved)
+
+    def drift(keep: float) -> float:
+        tune = LocatorTrainConfig(steps=30, val_every=30, batch_size=8, width=8, warmup_steps=1,
+                                  lr=2e-3, init=str(start), keep=keep)  # fmt: skip
+        torch.manual_seed(0)
+        out = train_locator(
+            tmp_path / "moved.npz", tmp_path / "val.npz", tmp_path / f"k{keep}", tune
+        )
+        x = torch.from_numpy(np.load(tmp_path / "val.npz")["depth"]).float()
+        x = locator_input(x, 1, 5000.0, 10.0)
+        with torch.no_grad():
+            a = decode(load_locator(start)(x), x).centre[:, 0]
+            b = decode(load_locator(out)(x), x).centre[:, 0]
+        return float((a - b).abs().mean())
+
+    free, kept = drift(0.0), drift(10.0)
+    # without it the centres follow the new targets (12 cells); with it they stay near
+    assert free > 8 and kept < free / 4
+    with pytest.raises(ValueError, match="keep: a fine-tune's .init. outputs are what is kept"):
+        train_locator(tmp_path / "moved.npz", tmp_path / "val.npz", tmp_path / "x",
+                      LocatorTrainConfig(steps=1, width=8, keep=1.0))  # fmt: skip
+    # a start with no record of its scenes is named
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "config.json").write_text('{"width": 8}')
+    with pytest.raises(DataError, match="bare.*no record of the scenes it was trained on"):
+        kept_scenes(tmp_path / "bare", "shipped")
 
 
 @pytest.mark.slow

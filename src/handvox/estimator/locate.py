@@ -171,6 +171,16 @@ def encode_targets(centre_grid: Tensor, hand_grid: Tensor, out_shape: tuple[int,
     return {"heat": heat.reshape(b, h2, w2), "mask": mask, "depth": centre_grid[:, 2]}
 
 
+def soft_targets(out: Tensor, x: Tensor) -> dict:
+    """Another locator's output ``out`` on input ``x`` as training targets, in
+    :func:`encode_targets`'s form: its centre distribution, its mask's probabilities and its
+    decoded depth (mm). What a fine-tune keeps of the locator it starts from, on the scenes that
+    one was trained on (learning without forgetting, Li and Hoiem 2016)."""
+    b, _, h2, w2 = out.shape
+    heat = F.softmax(out[:, 0].reshape(b, -1), 1).reshape(b, h2, w2)
+    return {"heat": heat, "mask": torch.sigmoid(out[:, 1]), "depth": decode(out, x).centre[:, 2]}
+
+
 def locator_loss(out: Tensor, x: Tensor, target: dict) -> dict[str, Tensor]:
     """The three losses of a batch: cross-entropy of the centre's distribution, the mask's
     binary cross-entropy, and the depth's L1 (per 100 mm) weighted by the centre's distribution."""

@@ -14,6 +14,7 @@ centre (the mean of the 21 joints), so that tens of thousands of frames fit in m
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import sys
@@ -29,6 +30,8 @@ from tqdm import tqdm
 
 from handvox.atomic import atomic_path
 from handvox.camera import Camera
+from handvox.errors import DataError
+from handvox.estimator.cpu import frozen_for_cpu
 from handvox.estimator.locate import (
     GRID_WIDTH,
     LocatorNet,
@@ -39,6 +42,7 @@ from handvox.estimator.locate import (
     locator_input,
     locator_loss,
     save_locator,
+    soft_targets,
 )
 from handvox.estimator.segment import SegmentConfig
 from handvox.eval.protocol import TRAIN_SHAPES
@@ -210,6 +214,10 @@ class LocatorTrainConfig:
     init: str | None = None
     # The scenes of SCENE_SETS the data were rendered from (their index in a frame's "scene").
     scenes: str = "shipped"
+    # Weight of init's own outputs as a second target on frames of the scenes init was trained
+    # on (learning without forgetting): a fine-tune learns the new scenes without moving its
+    # answers on the old ones, which the shipped pose net was trained on. 0: off.
+    keep: float = 0.0
 
 
 def _load(path: str | Path) -> dict[str, torch.Tensor]:
@@ -258,6 +266,21 @@ def centre_errors(
     return np.array(errs)
 
 
+def _same_scene(a: LocatorScene, b: dict) -> bool:
+    # a scene of a set against one read back from a locator's config.json (lists for tuples)
+    return a.camera == b["camera"] and json.loads(json.dumps(a.settings)) == b["settings"]
+
+
+def kept_scenes(init: str | Path, scenes: str) -> list[bool]:
+    """For each scene of ``SCENE_SETS[scenes]``: whether the locator in ``init`` was trained on
+    it (camera and settings as its config.json records them; shares may differ)."""
+    try:
+        seen = json.loads((Path(init) / "config.json").read_text(encoding="utf-8"))["scenes"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(init, f"no record of the scenes it was trained on: {e}") from e
+    return [any(_same_scene(sc, old) for old in seen) for sc in SCENE_SETS[scenes]]
+
+
 def train_locator(
     train: str | Path, val: str | Path, out: str | Path, config: LocatorTrainConfig
 ) -> Path:
@@ -294,6 +317,14 @@ def train_locator(
                 f"across, not the run's {cfg.width} and {cfg.grid_width} (width, grid_width)"
             )
         net.load_state_dict(start.state_dict())
+    teacher, kept = None, None
+    if cfg.keep > 0:
+        if cfg.init is None:
+            raise ValueError("keep: a fine-tune's (init) outputs are what is kept; no init given")
+        teacher = frozen_for_cpu(load_locator(cfg.init), _batch(tr, torch.arange(2), None)[0])
+        kept = torch.tensor(kept_scenes(cfg.init, cfg.scenes))
+        if not kept.any():
+            raise ValueError(f"keep: {cfg.init} was trained on none of the {cfg.scenes!r} scenes")
     opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
 
     def rate(step: int) -> float:
@@ -323,7 +354,14 @@ def train_locator(
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         flip = torch.rand(cfg.batch_size, generator=gen) < cfg.flip_prob
         x, target = _batch(tr, idx, flip)
-        losses = locator_loss(net(x), x, target)
+        pred = net(x)
+        losses = locator_loss(pred, x, target)
+        if teacher is not None:
+            old = kept[tr["scene"][idx].long()]
+            if old.any():
+                with torch.no_grad():
+                    soft = soft_targets(teacher(x[old]), x[old])
+                losses["keep"] = cfg.keep * sum(locator_loss(pred[old], x[old], soft).values())
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
