@@ -127,13 +127,13 @@ def test_a_fine_tune_that_keeps_its_start_moves_less_on_the_scenes_it_knew(tmp_p
     moved["centre"][:, 0] += 12
     np.savez(tmp_path / "moved.npz", **moved)
 
-    def drift(keep: float) -> float:
-        tune = LocatorTrainConfig(steps=30, val_every=30, batch_size=8, width=8, warmup_steps=1,
-                                  lr=2e-3, init=str(start), keep=keep)  # fmt: skip
+    def drift(keep: float, **kw) -> float:
+        kw = {"steps": 30, "width": 8, "init": str(start), **kw}
+        tune = LocatorTrainConfig(val_every=30, batch_size=8, warmup_steps=1, lr=2e-3, keep=keep,
+                                  **kw)  # fmt: skip
         torch.manual_seed(0)
-        out = train_locator(
-            tmp_path / "moved.npz", tmp_path / "val.npz", tmp_path / f"k{keep}", tune
-        )
+        run = tmp_path / f"keep{keep}-{len(kw)}"
+        out = train_locator(tmp_path / "moved.npz", tmp_path / "val.npz", run, tune)
         x = torch.from_numpy(np.load(tmp_path / "val.npz")["depth"]).float()
         x = locator_input(x, 1, 5000.0, 10.0)
         with torch.no_grad():
@@ -144,7 +144,19 @@ def test_a_fine_tune_that_keeps_its_start_moves_less_on_the_scenes_it_knew(tmp_p
     free, kept = drift(0.0), drift(10.0)
     # without it the centres follow the new targets (12 cells); with it they stay near
     assert free > 8 and kept < free / 4
-    with pytest.raises(ValueError, match="keep: a fine-tune's .init. outputs are what is kept"):
+    # the outputs kept may be another locator's (a teacher): here a copy of the start's, as kept
+    import shutil
+
+    shutil.copytree(start, tmp_path / "teacher")
+    assert drift(10.0, teacher=str(tmp_path / "teacher")) == pytest.approx(kept, abs=1e-4)
+    # a teacher must read the run's grid
+    coarse = {**moved, "depth": moved["depth"][:, ::2, ::2], "hand": moved["hand"][:, ::2, ::2]}
+    np.savez(tmp_path / "coarse.npz", **coarse)
+    with pytest.raises(ValueError, match="start.best reads a grid 160 across, not the run's 80"):
+        train_locator(tmp_path / "coarse.npz", tmp_path / "coarse.npz", tmp_path / "y",
+                      LocatorTrainConfig(steps=1, width=8, grid_width=80, keep=1.0,
+                                         teacher=str(start)))  # fmt: skip
+    with pytest.raises(ValueError, match="keep: whose outputs to keep. Give a teacher or an init"):
         train_locator(tmp_path / "moved.npz", tmp_path / "val.npz", tmp_path / "x",
                       LocatorTrainConfig(steps=1, width=8, keep=1.0))  # fmt: skip
     # a start with no record of its scenes is named

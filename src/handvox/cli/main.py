@@ -611,9 +611,11 @@ def _add_train_command(sub) -> None:
                    "default: random weights)")  # fmt: skip
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up (default 200)")
-    p.add_argument("--keep", type=float, help="with --init: weight of its own outputs as a "
-                   "second target on frames of the scenes it was trained on (learning without "
-                   "forgetting; default 0: off)")  # fmt: skip
+    p.add_argument("--keep", type=float, help="weight of --teacher's outputs (default: "
+                   "--init's) as a second target on frames of the scenes it was trained on "
+                   "(learning without forgetting, distillation; default 0: off)")  # fmt: skip
+    p.add_argument("--teacher", type=Path, help="the locator folder whose outputs --keep "
+                   "weighs (default: --init; one of another width may teach)")  # fmt: skip
     p.add_argument("--grid-width", type=int, help="grid cells across the image that the "
                    "locator reads (default 160; fewer: faster, coarser)")  # fmt: skip
     p.add_argument("--scenes", choices=["shipped", "wave"],

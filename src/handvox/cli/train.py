@@ -121,6 +121,8 @@ def run_locator(args: argparse.Namespace) -> None:
     overrides = {k: getattr(args, k) for k in names}
     if args.init is not None:
         overrides["init"] = str(args.init)
+    if args.teacher is not None:
+        overrides["teacher"] = str(args.teacher)
     config = LocatorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     data = args.out / "data"
     # frames on another grid are other data (the default grid's names as before: runs resume)

@@ -214,10 +214,12 @@ class LocatorTrainConfig:
     init: str | None = None
     # The scenes of SCENE_SETS the data were rendered from (their index in a frame's "scene").
     scenes: str = "shipped"
-    # Weight of init's own outputs as a second target on frames of the scenes init was trained
-    # on (learning without forgetting): a fine-tune learns the new scenes without moving its
-    # answers on the old ones, which the shipped pose net was trained on. 0: off.
+    # Weight of a trained locator's outputs (teacher's; default init's) as a second target on
+    # frames of the scenes it was trained on: a fine-tune learns new scenes without moving its
+    # answers on the old ones, which the shipped pose net was trained on (learning without
+    # forgetting); a smaller locator learns to answer as the shipped one (distillation). 0: off.
     keep: float = 0.0
+    teacher: str | None = None
 
 
 def _load(path: str | Path) -> dict[str, torch.Tensor]:
@@ -319,12 +321,17 @@ def train_locator(
         net.load_state_dict(start.state_dict())
     teacher, kept = None, None
     if cfg.keep > 0:
-        if cfg.init is None:
-            raise ValueError("keep: a fine-tune's (init) outputs are what is kept; no init given")
-        teacher = frozen_for_cpu(load_locator(cfg.init), _batch(tr, torch.arange(2), None)[0])
-        kept = torch.tensor(kept_scenes(cfg.init, cfg.scenes))
+        source = cfg.teacher or cfg.init
+        if source is None:
+            raise ValueError("keep: whose outputs to keep? Give a teacher or an init")
+        taught = load_locator(source)
+        if taught.grid_width != cfg.grid_width:
+            raise ValueError(f"keep: {source} reads a grid {taught.grid_width} across, not the "
+                             f"run's {cfg.grid_width} (grid_width)")  # fmt: skip
+        teacher = frozen_for_cpu(taught, _batch(tr, torch.arange(2), None)[0])
+        kept = torch.tensor(kept_scenes(source, cfg.scenes))
         if not kept.any():
-            raise ValueError(f"keep: {cfg.init} was trained on none of the {cfg.scenes!r} scenes")
+            raise ValueError(f"keep: {source} was trained on none of the {cfg.scenes!r} scenes")
     opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
 
     def rate(step: int) -> float:
@@ -360,8 +367,14 @@ def train_locator(
             old = kept[tr["scene"][idx].long()]
             if old.any():
                 with torch.no_grad():
-                    soft = soft_targets(teacher(x[old]), x[old])
-                losses["keep"] = cfg.keep * sum(locator_loss(pred[old], x[old], soft).values())
+                    t_out = teacher(x[old])
+                    soft = soft_targets(t_out, x[old])
+                    # the entropies of the teacher's heat and mask: subtracted, the logged term
+                    # is the distance from its answers (those KLs and the depth's L1)
+                    own = locator_loss(t_out, x[old], soft)
+                    floor = own["heat"] + own["mask"]
+                gap = sum(locator_loss(pred[old], x[old], soft).values()) - floor
+                losses["keep"] = cfg.keep * gap
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
