@@ -76,12 +76,18 @@ def _fake_data(path, n: int, seed: int) -> None:
     np.savez(path, depth=depth, hand=hand, centre=centre, scene=np.ones(n, np.uint8))
 
 
-def test_training_learns_resumes_and_keeps_the_best(tmp_path):
+def _fake_run(tmp_path, name: str, steps: int, val_every: int):
+    """A small locator trained on :func:`_fake_data` (train.npz, val.npz in ``tmp_path``)."""
     _fake_data(tmp_path / "train.npz", 64, 0)
     _fake_data(tmp_path / "val.npz", 16, 1)
-    cfg = LocatorTrainConfig(steps=60, val_every=30, batch_size=8, width=8, warmup_steps=5)
+    cfg = LocatorTrainConfig(steps=steps, val_every=val_every, batch_size=8, width=8,
+                             warmup_steps=5)  # fmt: skip
     torch.manual_seed(0)
-    best = train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run", cfg)
+    return train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / name, cfg)
+
+
+def test_training_learns_resumes_and_keeps_the_best(tmp_path):
+    best = _fake_run(tmp_path, "run", 60, 30)
     info = json.loads((best / "config.json").read_text())
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
     first, last = state["log"][0], state["log"][-1]
@@ -113,11 +119,7 @@ def test_training_learns_resumes_and_keeps_the_best(tmp_path):
 
 
 def test_a_fine_tune_that_keeps_its_start_moves_less_on_the_scenes_it_knew(tmp_path):
-    _fake_data(tmp_path / "train.npz", 64, 0)
-    _fake_data(tmp_path / "val.npz", 16, 1)
-    cfg = LocatorTrainConfig(steps=40, val_every=40, batch_size=8, width=8, warmup_steps=5)
-    torch.manual_seed(0)
-    start = train_locator(tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "start", cfg)
+    start = _fake_run(tmp_path, "start", 40, 40)
     # the fake frames are scene 1 of the shipped set, which the start was trained on
     assert kept_scenes(start, "shipped") == [True] * len(LOCATOR_SCENES)
     assert kept_scenes(start, "wave") == [True] * 6 + [False]
