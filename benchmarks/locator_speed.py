@@ -5,7 +5,11 @@
 - ``speed``: on the real NYU frame, ms a call (median and best of 3 x 60, interleaved) of the
   locator's network eager and frozen (:func:`handvox.estimator.cpu.frozen_for_cpu`), and of the
   whole :func:`~handvox.estimator.locate.locate_hand` with the eager network, the frozen one, and
-  the frozen one tracking (a window about the centre just found).
+  the frozen one tracking (a window about the centre just found), and the frozen one reading
+  the frame's mirror image too (``SegmentConfig.locator_mirror``).
+- ``steps``: on the real NYU frame, each step of one read timed alone (median of 500 calls):
+  the input grid, the frozen network, decoding, the hand cells' dilation, the full-resolution
+  mask and its points; and the whole ``locate_hand`` (more than their sum: caches, small calls).
 - ``window``: on rendered sets (every 4th frame), the centre found with a prior 30 mm off the
   frame's own whole-frame centre (a tracked hand one frame later), read on the whole frame and
   on the window, against the joints' mean: mean and median distance, frames over 20 mm.
@@ -37,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from handvox.camera import Camera
 from handvox.estimator import locate
@@ -46,6 +51,7 @@ from handvox.io.synthetic import SyntheticDataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LEARNED = SegmentConfig(method="learned")
+MIRRORED = SegmentConfig(method="learned", locator_mirror=True)
 
 
 def _ms(fn, n: int) -> list[float]:
@@ -82,6 +88,9 @@ def speed(locators: dict[str, Path]) -> None:
             f"{name}: locate_hand, frozen, tracking": lambda f=frozen, c=com: locate.locate_hand(
                 depth, cam, LEARNED, f, near_xyz=c
             ),
+            f"{name}: locate_hand, frozen, mirrored read": lambda f=frozen: locate.locate_hand(
+                depth, cam, MIRRORED, f
+            ),
         }
     times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.no_grad():
@@ -91,6 +100,40 @@ def speed(locators: dict[str, Path]) -> None:
     print("| call | ms median | best |\n| --- | ---: | ---: |")
     for k, v in times.items():
         print(f"| {k} | {np.median(v):.2f} | {np.min(v):.2f} |")
+
+
+def _step_times(net, depth: np.ndarray, cam: Camera) -> list[float]:
+    """Median ms of each step of one whole-frame read by ``net``, then of ``locate_hand``."""
+    t = torch.from_numpy(depth)
+    s = locate.grid_stride(cam.width, net.grid_width)
+    x = locate.locator_input(t[None], s, LEARNED.far_mm, LEARNED.min_depth_mm)
+    out = net(x)
+    found = locate.decode(out, x)
+    col, row, d = found.centre[0].double().numpy()
+    com = cam.uvd_to_xyz(np.array([col * s, row * s, d]))
+    cells = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, locate._EIGHT)
+    grid = (0, 0, s * locate.OUT_STRIDE)
+    return [np.median(_ms(fn, 500)) for fn in (
+        lambda: locate.locator_input(t[None], s, LEARNED.far_mm, LEARNED.min_depth_mm),
+        lambda: net(x),
+        lambda: locate.decode(out, x),
+        lambda: ndimage.binary_dilation(found.mask[0].numpy() > 0.5, locate._EIGHT),
+        lambda: locate._pixels_about(depth, cam, LEARNED, com, cells, grid),
+        lambda: locate.locate_hand(depth, cam, LEARNED, net),
+    )]  # fmt: skip
+
+
+def steps(locators: dict[str, Path]) -> None:
+    """Each step of a whole-frame read on the real NYU frame, timed alone."""
+    depth = read_depth(SHARED / "data/nyu/depth_1_0000001.png")
+    cam = Camera.preset("nyu")
+    print("| locator | input grid | network | decode | dilation | mask and points | sum "
+          "| whole locate_hand |\n| --- |" + " ---: |" * 7)  # fmt: skip
+    for name, folder in locators.items():
+        with torch.no_grad():
+            ms = _step_times(locate._shipped(str(folder)), depth, cam)
+        cols = " | ".join(f"{v:.2f}" for v in [*ms[:5], sum(ms[:5]), ms[5]])
+        print(f"| {name} | {cols} |")
 
 
 def accuracy(sets: list[Path], locators: dict[str, Path]) -> None:
@@ -227,7 +270,7 @@ def same(sets: list[Path], rev: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="speed",
-                    help="speed, accuracy, window, same, around (commas)")  # fmt: skip
+                    help="speed, steps, accuracy, window, same, around (commas)")  # fmt: skip
     ap.add_argument("--locator", action="append", default=[],
                     help="NAME=DIR, a locator to time (speed) and score (accuracy) beside the "
                     "shipped one (repeat)")  # fmt: skip
@@ -243,6 +286,8 @@ def main() -> None:
         locators[name] = Path(folder)
     if "speed" in parts:
         speed(locators)
+    if "steps" in parts:
+        steps(locators)
     if "accuracy" in parts:
         accuracy(args.sets, locators)
     if "window" in parts:
