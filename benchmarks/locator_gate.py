@@ -1,0 +1,129 @@
+"""A hand locator against the shipped one, under a model trained on the shipped one's centres:
+the figures a locator's gate reads (docs/benchmarks.md, "The waving-person locator, a second
+gate"), on validation folders only.
+
+    python benchmarks/locator_gate.py --sets /work/val3/{base,mesh,tof,stereo,ego,desk} \
+        --candidate mirror --save /tmp/gate.npz
+    python benchmarks/locator_gate.py --sets ... --candidate runs/locator/best --classifier
+
+Each frame's mean joint error (mm; frames without a hand found count as far, as the protocol
+scores them) with the model's own settings, once with its own locator and once with the
+candidate (a locator folder, or ``mirror``: the model's locator reading each frame's mirror
+image too, ``SegmentConfig.locator_mirror``); per source (folders of the same name are pooled,
+e.g. ``a/ego`` and ``b/ego``) the means and the frames over 50 mm, the frames whose error moved
+by more than 20 mm and their share of the mean; with ``--classifier``, the shipped handedness
+classifier's accuracy on every frame (its cubes at the hand each locator finds). ``--save``
+keeps the per-frame errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from handvox.estimator.handedness import right_logits, shipped_handedness
+from handvox.estimator.pipeline import DEFAULT_MODEL_DIR, HandPoseEstimator, hand_volumes
+from handvox.estimator.weights import load_model
+from handvox.eval.protocol import failures_as_far, predict_dataset
+from handvox.io.synthetic import SyntheticDataset
+
+
+def _estimator(model_dir: Path, candidate: str | None) -> HandPoseEstimator:
+    model = load_model(model_dir)
+    seg = model.config.segment
+    if candidate == "mirror":
+        seg = dataclasses.replace(seg, locator_mirror=True)
+    elif candidate:
+        seg = dataclasses.replace(seg, locator=str(Path(candidate).resolve()))
+    model.config = dataclasses.replace(model.config, segment=seg)
+    return HandPoseEstimator(model)
+
+
+def frame_errors(est: HandPoseEstimator, ds: SyntheticDataset) -> np.ndarray:
+    """``(N,)`` mean joint error (mm) of each frame of ``ds``."""
+    pred, gt, _ = predict_dataset(est, ds, progress=False)
+    return np.linalg.norm(failures_as_far(pred, gt) - gt, axis=-1).mean(-1)
+
+
+def classifier_right(est: HandPoseEstimator, ds: SyntheticDataset) -> tuple[int, int]:
+    """Frames the shipped handedness classifier calls right (every frame is a right hand) and
+    frames whose hand was found, with ``est``'s locator."""
+    side = shipped_handedness()
+    if side is None:
+        raise SystemExit("the package holds no handedness classifier")
+    angles = side.config.angles_deg
+    right = found = 0
+    for i in range(len(ds)):
+        rec = ds[i]
+        seg = est.segment(rec.depth[None], rec.camera, None)[0]
+        if not seg.found:
+            continue
+        cubes = torch.cat([hand_volumes(rec.depth[None], [seg], rec.camera, side.config.volume,
+                                        angle_deg=float(a)) for a in angles])  # fmt: skip
+        right += int(right_logits(side, cubes)[0] > 0)
+        found += 1
+    return right, found
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", type=Path, nargs="+", required=True,
+                    help="rendered validation folders (handvox synth)")  # fmt: skip
+    ap.add_argument(
+        "--candidate",
+        required=True,
+        help="a locator folder, or 'mirror' (the model's locator, mirrored read)",
+    )
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--classifier", action="store_true", help="the handedness classifier too")
+    ap.add_argument("--save", type=Path, help="an .npz for the per-frame errors")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ests = {
+        "own": _estimator(args.model, None),
+        "candidate": _estimator(args.model, args.candidate),
+    }
+    errs: dict[str, dict[str, list]] = {k: defaultdict(list) for k in ests}
+    right = {k: [0, 0] for k in ests}
+    for folder in args.sets:
+        ds = SyntheticDataset(folder, load_clean=False)
+        for k, est in ests.items():
+            errs[k][folder.name].append(frame_errors(est, ds))
+            if args.classifier:
+                r, n = classifier_right(est, ds)
+                right[k][0] += r
+                right[k][1] += n
+    own = {s: np.concatenate(v) for s, v in errs["own"].items()}
+    new = {s: np.concatenate(v) for s, v in errs["candidate"].items()}
+    print(f"candidate: {args.candidate}; model: {args.model}")
+    print("| source | frames | mean, own locator / candidate (mm) | frames over 50 mm |")
+    print("| --- | ---: | ---: | ---: |")
+    for s in own:
+        print(f"| {s} | {len(own[s])} | {own[s].mean():.2f} / {new[s].mean():.2f} | "
+              f"{(own[s] > 50).sum()} / {(new[s] > 50).sum()} |")  # fmt: skip
+    a, b = np.concatenate(list(own.values())), np.concatenate(list(new.values()))
+    print(f"| all | {len(a)} | **{a.mean():.3f} / {b.mean():.3f}** ({b.mean() - a.mean():+.3f}) | "
+          f"{(a > 50).sum()} / {(b > 50).sum()} |")  # fmt: skip
+    d = b - a
+    moved = np.abs(d) > 20
+    share, rest = d[moved].sum() / len(d), d[~moved].sum() / len(d)
+    print(f"frames moved by > 20 mm: {moved.sum()} ({(d[moved] > 0).sum()} worse), "
+          f"{share:+.3f} mm of the mean; the others {rest:+.3f}; "
+          f"medians {np.median(a):.2f} / {np.median(b):.2f}")  # fmt: skip
+    if args.classifier:
+        for k, (r, n) in right.items():
+            pct = 100 * r / max(n, 1)
+            print(f"handedness classifier, {k} locator: {pct:.2f} % right of {n} found")
+    if args.save:
+        np.savez(args.save, **{f"own_{s}": v for s, v in own.items()},
+                 **{f"candidate_{s}": v for s, v in new.items()})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
