@@ -14,8 +14,7 @@ folders, scored together).
         --frames 500 --rotations "none;-20,20;-30,-15,15,30" --scales "none;0.9,1.1"
 
 ``--locator DIR``: the model run with another hand locator (``SegmentConfig.locator``) than the
-one it records, e.g. to see what a new locator does to a model trained on the old one's centres;
-``--mirror``: the locator also reading each frame's mirror image (``SegmentConfig.locator_mirror``).
+one it records, e.g. to see what a new locator does to a model trained on the old one's centres.
 """
 
 from __future__ import annotations
@@ -51,8 +50,6 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--locator", help="a locator folder to run the model with instead of its own")
-    ap.add_argument("--mirror", action="store_true",
-                    help="the locator reads each frame's mirror image too")  # fmt: skip
     ap.add_argument("--rotations", default="none",
                     help="';'-separated sets of test-time rotations in degrees ('none': only "
                          "the plain cube)")  # fmt: skip
@@ -100,8 +97,6 @@ def main() -> None:
                 )
                 if args.locator:
                     seg = dataclasses.replace(seg, locator=args.locator)
-                if args.mirror:
-                    seg = dataclasses.replace(seg, locator_mirror=True)
                 model.config = dataclasses.replace(model.config, segment=seg)
                 est = HandPoseEstimator(model, recentre=passes, test_rotations_deg=rotations,
                                         test_scales=scales, upright_beyond_deg=upright)  # fmt: skip

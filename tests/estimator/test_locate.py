@@ -30,7 +30,6 @@ from handvox.estimator.locate import (
     locator_id,
     locator_input,
     locator_loss,
-    mirrored_mean,
     reference_depth,
     save_locator,
     soft_targets,
@@ -296,33 +295,6 @@ def test_shipped_locator_finds_the_real_nyu_hand(shared):
     for offset in ([20.0, 0.0, 0.0], [400.0, -100.0, 0.0]):
         other = find_hand(depth, NYU, LEARNED, near_xyz=seg.com_xyz + np.array(offset))
         assert np.linalg.norm(other.com_xyz - truth) < 50.0
-
-
-def test_a_mirrored_read_is_one_reading_of_both_images(shared):
-    depth = read_depth(shared / "data" / "nyu" / "depth_1_0000001.png")
-    net = load_locator()
-    x = locator_input(torch.from_numpy(depth)[None], grid_stride(640), 2000.0, 10.0)
-    with torch.no_grad():
-        out, out_m = net(x), net(x.flip(-1))
-    # a locator that answered the mirror image exactly mirrored would read as it reads alone
-    same = mirrored_mean(out, out.flip(-1), x)
-    assert torch.allclose(
-        torch.softmax(same[:, 0].flatten(1), 1), torch.softmax(out[:, 0].flatten(1), 1), atol=1e-6
-    )
-    assert torch.allclose(torch.sigmoid(same[:, 1]), torch.sigmoid(out[:, 1]), atol=1e-5)
-    ref, ref_m = reference_depth(x), reference_depth(x.flip(-1)).flip(-1)
-    assert torch.allclose(same[:, 2], out[:, 2] + (ref_m - ref) / 200.0, atol=1e-4)
-    # the mirror image read with its mirror is the frame's reading mirrored: the same centre,
-    # its column mirrored on the grid (the output cells mirror exactly)
-    a = decode(mirrored_mean(out, out_m, x), x)
-    b = decode(mirrored_mean(out_m, out, x.flip(-1)), x.flip(-1))
-    assert torch.allclose(a.centre[:, 0], x.shape[-1] - 1 - b.centre[:, 0], atol=1e-3)
-    assert torch.allclose(a.centre[:, 1:], b.centre[:, 1:], atol=1e-3)
-    assert torch.allclose(a.mask, b.mask.flip(-1), atol=1e-6)
-    # and on the real frame it finds the hand where one reading does
-    plain = find_hand(depth, NYU, LEARNED)
-    both = find_hand(depth, NYU, dataclasses.replace(LEARNED, locator_mirror=True))
-    assert both.found and np.linalg.norm(both.com_xyz - plain.com_xyz) < 10.0
 
 
 @pytest.mark.slow

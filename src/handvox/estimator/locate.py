@@ -195,26 +195,6 @@ def locator_loss(out: Tensor, x: Tensor, target: dict) -> dict[str, Tensor]:
     return {"heat": loss_heat, "mask": loss_mask, "depth": loss_depth}
 
 
-def mirrored_mean(out: Tensor, out_mirror: Tensor, x: Tensor) -> Tensor:
-    """One reading from a locator's output ``out`` ``(B, 3, h2, w2)`` on input ``x`` and its
-    output ``out_mirror`` on ``x.flip(-1)``, in ``out``'s form: the centre distributions averaged
-    (a mixture: either reading's peak can win), the mask probabilities averaged, and the depths
-    averaged in millimetres (each against its own input's reference depth).
-
-    The output cells of an input a multiple of :data:`_PAD` cells wide mirror exactly: output
-    cell ``k`` lies on the same grid coordinates as cell ``w2 - 1 - k`` of the mirror image."""
-    b, _, h2, w2 = out.shape
-    back = out_mirror.flip(-1)
-    p = (F.softmax(out[:, 0].reshape(b, -1), 1) + F.softmax(back[:, 0].reshape(b, -1), 1)) / 2
-    mask = (torch.sigmoid(out[:, 1]) + torch.sigmoid(back[:, 1])) / 2
-    ref = reference_depth(x)
-    z = (ref + reference_depth(x.flip(-1)).flip(-1)) / 2 + _DEPTH_SCALE_MM * (
-        out[:, 2] + back[:, 2]
-    ) / 2
-    heat = p.clamp_min(1e-30).log().reshape(b, h2, w2)
-    return torch.stack([heat, torch.logit(mask, eps=1e-7), (z - ref) / _DEPTH_SCALE_MM], 1)
-
-
 @dataclass
 class Located:
     """:func:`decode` of a batch: ``centre`` ``(B, 3)`` grid column, row and depth (mm);
@@ -374,9 +354,6 @@ def _read(net: nn.Module, depth: Tensor, s: int, cfg: SegmentConfig, cells: tupl
         return None
     if near is not None:
         near = torch.tensor([[near[0] - c0 / OUT_STRIDE, near[1] - r0 / OUT_STRIDE, near[2]]])
-    if cfg.locator_mirror:
-        both = net(torch.cat([x, x.flip(-1)]))
-        return decode(mirrored_mean(both[:1], both[1:], x), x, near=near)
     return decode(net(x), x, near=near)
 
 

@@ -116,11 +116,6 @@ class SegmentConfig:
     # With "learned": the locator folder ("": the shipped one). A pose net learns its locator's
     # centres, so a model trained with another one records it here and is run with it.
     locator: str = ""
-    # With "learned": the locator also reads the frame's mirror image and the two readings are
-    # averaged (mirrored_mean): it was trained on mirrored frames but is not symmetric, and a
-    # choice between two candidates can flip with the mirror (a real SR305 frame whose head it
-    # takes for the hand: docs/benchmarks.md). Two network passes a read.
-    locator_mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in ("depth", "learned"):
