@@ -14,7 +14,8 @@ folders, scored together).
         --frames 500 --rotations "none;-20,20;-30,-15,15,30" --scales "none;0.9,1.1"
 
 ``--locator DIR``: the model run with another hand locator (``SegmentConfig.locator``) than the
-one it records, e.g. to see what a new locator does to a model trained on the old one's centres.
+one it records, e.g. to see what a new locator does to a model trained on the old one's centres;
+``--phases N``: the locator reading a frame at N grid sampling phases (``locator_phases``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--locator", help="a locator folder to run the model with instead of its own")
+    ap.add_argument("--phases", type=int, help="the locator's grid sampling phases (1, 2, 4)")
     ap.add_argument("--rotations", default="none",
                     help="';'-separated sets of test-time rotations in degrees ('none': only "
                          "the plain cube)")  # fmt: skip
@@ -97,6 +99,8 @@ def main() -> None:
                 )
                 if args.locator:
                     seg = dataclasses.replace(seg, locator=args.locator)
+                if args.phases:
+                    seg = dataclasses.replace(seg, locator_phases=args.phases)
                 model.config = dataclasses.replace(model.config, segment=seg)
                 est = HandPoseEstimator(model, recentre=passes, test_rotations_deg=rotations,
                                         test_scales=scales, upright_beyond_deg=upright)  # fmt: skip

@@ -3,13 +3,13 @@ the figures a locator's gate reads (docs/benchmarks.md, "The waving-person locat
 gate"), on validation folders only.
 
     python benchmarks/locator_gate.py --sets /work/val3/{base,mesh,tof,stereo,ego,desk} \
-        --candidate mirror --save /tmp/gate.npz
+        --candidate phases=4 --save /tmp/gate.npz
     python benchmarks/locator_gate.py --sets ... --candidate runs/locator/best --classifier
 
 Each frame's mean joint error (mm; frames without a hand found count as far, as the protocol
 scores them) with the model's own settings, once with its own locator and once with the
-candidate (a locator folder, or ``mirror``: the model's locator reading each frame's mirror
-image too, ``SegmentConfig.locator_mirror``); per source (folders of the same name are pooled,
+candidate (a locator folder, or ``phases=N``: the model's locator reading a frame at N grid
+sampling phases, ``SegmentConfig.locator_phases``); per source (folders of the same name are pooled,
 e.g. ``a/ego`` and ``b/ego``) the means and the frames over 50 mm, the frames whose error moved
 by more than 20 mm and their share of the mean; with ``--classifier``, the shipped handedness
 classifier's accuracy on every frame (its cubes at the hand each locator finds). ``--save``
@@ -36,8 +36,8 @@ from handvox.io.synthetic import SyntheticDataset
 def _estimator(model_dir: Path, candidate: str | None) -> HandPoseEstimator:
     model = load_model(model_dir)
     seg = model.config.segment
-    if candidate == "mirror":
-        seg = dataclasses.replace(seg, locator_mirror=True)
+    if candidate and candidate.startswith("phases="):
+        seg = dataclasses.replace(seg, locator_phases=int(candidate.split("=")[1]))
     elif candidate:
         seg = dataclasses.replace(seg, locator=str(Path(candidate).resolve()))
     model.config = dataclasses.replace(model.config, segment=seg)
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument(
         "--candidate",
         required=True,
-        help="a locator folder, or 'mirror' (the model's locator, mirrored read)",
+        help="a locator folder, or phases=N (the model's locator at N sampling phases)",
     )
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--classifier", action="store_true", help="the handedness classifier too")

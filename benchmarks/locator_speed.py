@@ -6,7 +6,7 @@
   locator's network eager and frozen (:func:`handvox.estimator.cpu.frozen_for_cpu`), and of the
   whole :func:`~handvox.estimator.locate.locate_hand` with the eager network, the frozen one, and
   the frozen one tracking (a window about the centre just found), and the frozen one reading
-  the frame's mirror image too (``SegmentConfig.locator_mirror``).
+  the frame at four grid sampling phases (``SegmentConfig.locator_phases``).
 - ``steps``: on the real NYU frame, each step of one read timed alone (median of 500 calls):
   the input grid, the frozen network, decoding, the hand cells' dilation, the full-resolution
   mask and its points; and the whole ``locate_hand`` (more than their sum: caches, small calls).
@@ -51,7 +51,7 @@ from handvox.io.synthetic import SyntheticDataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LEARNED = SegmentConfig(method="learned")
-MIRRORED = SegmentConfig(method="learned", locator_mirror=True)
+PHASES = SegmentConfig(method="learned", locator_phases=4)
 
 
 def _ms(fn, n: int) -> list[float]:
@@ -88,8 +88,8 @@ def speed(locators: dict[str, Path]) -> None:
             f"{name}: locate_hand, frozen, tracking": lambda f=frozen, c=com: locate.locate_hand(
                 depth, cam, LEARNED, f, near_xyz=c
             ),
-            f"{name}: locate_hand, frozen, mirrored read": lambda f=frozen: locate.locate_hand(
-                depth, cam, MIRRORED, f
+            f"{name}: locate_hand, frozen, four phases": lambda f=frozen: locate.locate_hand(
+                depth, cam, PHASES, f
             ),
         }
     times: dict[str, list[float]] = {k: [] for k in runs}

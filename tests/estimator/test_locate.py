@@ -268,6 +268,49 @@ def test_find_hand_by_depth_is_the_depth_rule(shared):
 LEARNED = SegmentConfig(method="learned")
 
 
+class _NearestNet(torch.nn.Module):
+    """A stand-in locator: the nearest readings are the hand (its centre's logits rise as the
+    depth falls, every cell with a reading is hand, its depth the cell's nearest reading)."""
+
+    grid_width = 160
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        near = torch.where(x[:, 1] > 0, -x[:, 0], torch.full_like(x[:, 0], -9.0))
+        nearest = -torch.nn.functional.max_pool2d(near[:, None], 2)[:, 0]  # m, less one
+        valid = torch.nn.functional.max_pool2d(x[:, 1:2], 2)[:, 0]
+        depth = ((nearest + 1.0) * 1000.0 - reference_depth(x)) / 100.0
+        return torch.stack([-nearest * 40.0, valid * 20.0 - 10.0, depth], 1)
+
+
+def test_phases_read_where_most_phases_put_the_hand():
+    # a hand 700 mm away, and nearer readings that only the first sampling phase sees (every
+    # 4th pixel of a patch: a sparse object the grid happens to sample, a near tie)
+    depth = np.full((480, 640), 1800.0, np.float32)
+    v, u = np.mgrid[200:300, 400:500]
+    depth[200:300, 400:500] = 700.0 + 0.02 * ((u - 449.5) ** 2 + (v - 249.5) ** 2)  # a dome
+    patch = depth[100:160, 100:160]
+    patch[::4, ::4] = 500.0
+    net = _NearestNet()
+    hand = NYU.uvd_to_xyz(np.array([449.5, 249.5, 700.0]))
+    one = locate_hand(depth, NYU, LEARNED, net)
+    assert one.found and np.linalg.norm(one.com_xyz - hand) > 100  # the first phase: the patch
+    # four phases: three see only the hand, and outvote the first
+    got = locate_hand(depth, NYU, dataclasses.replace(LEARNED, locator_phases=4), net)
+    assert got.found and np.linalg.norm(got.com_xyz[:2] - hand[:2]) < 10
+    # the mask is the hand's, at full resolution on that phase's cells
+    assert got.mask[200:300, 400:500].mean() > 0.9 and not got.mask[100:160, 100:160].any()
+    # two phases, one each way: a tie, and the first stands
+    two = locate_hand(depth, NYU, dataclasses.replace(LEARNED, locator_phases=2), net)
+    assert np.array_equal(two.com_xyz, one.com_xyz)
+    # where the phases agree, the first phase's reading stands, to the bit
+    depth[100:160, 100:160] = 1800.0
+    plain = locate_hand(depth, NYU, LEARNED, net)
+    four = locate_hand(depth, NYU, dataclasses.replace(LEARNED, locator_phases=4), net)
+    assert np.array_equal(plain.com_xyz, four.com_xyz) and np.array_equal(plain.mask, four.mask)
+    with pytest.raises(ValueError, match="locator_phases must be 1, 2 or 4"):
+        SegmentConfig(method="learned", locator_phases=3)
+
+
 def test_shipped_locator_finds_the_real_nyu_hand(shared):
     """The real NYU frame: the hand and its forearm, not the body beside it. (Its centre is not
     better than the depth rule's on this frame: docs/benchmarks.md, "The learned hand locator".)"""

@@ -517,25 +517,67 @@ def _locate(depth, camera: Camera, cfg: SegmentConfig, net, near_xyz, window: bo
                     found = _read(net, t, s, cfg, cells, near)
                     if found is not None and not _holds_hand(found, cells, grid):
                         found = None
+        phase = (0, 0)  # pixel rows and columns before the grid's first cell
         if found is None:
             cells = whole
-            found = _read(net, t, s, cfg, cells, near)
+            if near is None and cfg.locator_phases > 1:
+                found, phase = _phase_vote(net, t, camera, s, cfg)
+            else:
+                found = _read(net, t, s, cfg, cells, near)
         if found is None:
             return _miss(shape, f"no valid depth pixels (0, NaN and >= {cfg.far_mm:g} mm mean "
                                 "no reading)")  # fmt: skip
     col, row, d = found.centre[0].double().numpy()
-    r0, c0 = cells[0], cells[2]
-    com = camera.uvd_to_xyz(np.array([(col + c0) * s, (row + r0) * s, d]))
+    oy, ox = cells[0] * s + phase[0], cells[2] * s + phase[1]
+    com = camera.uvd_to_xyz(np.array([col * s + ox, row * s + oy, d]))
     # Hand cells, one output cell wider (fingers at a cell's edge), at full resolution.
     cells_hand = ndimage.binary_dilation(found.mask[0].numpy() > 0.5, _EIGHT)
     k = s * OUT_STRIDE
-    picked = _pixels_about(depth, camera, cfg, com, cells_hand, (r0 * s, c0 * s, k))
+    picked = _pixels_about(depth, camera, cfg, com, cells_hand, (oy, ox, k))
     if isinstance(picked, str):
         return _miss(shape, picked)
     mask, mean, kept = picked
     if track is not None:
-        track.read(camera, shape, cells_hand, (r0 * s, c0 * s, k), com, mean, kept)
+        track.read(camera, shape, cells_hand, (oy, ox, k), com, mean, kept)
     return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+
+
+# Two readings of one frame at different sampling phases agree when their centres lie this near
+# (a hand's centre jitters by a few mm between phases; a second candidate lies 100+ mm away).
+PHASE_AGREE_MM = 50.0
+
+
+def _phase_vote(net: nn.Module, depth: Tensor, camera: Camera, s: int, cfg: SegmentConfig):
+    """The whole frame read at ``cfg.locator_phases`` sampling phases (the grid starting 0 or
+    ``s // 2`` pixels in along each axis, the first phase ``(0, 0)``): ``(Located, (dy, dx))`` of
+    the first phase's reading, unless more phases agree on another centre than on its (within
+    :data:`PHASE_AGREE_MM`): then the most confident reading of those. ``(None, (0, 0))`` where
+    the frame holds no reading."""
+    h = s // 2
+    phases = [(0, 0), (h, h)] if cfg.locator_phases == 2 else [(0, 0), (0, h), (h, 0), (h, h)]
+    phases = list(dict.fromkeys(phases))  # s = 1: one phase
+    xs = [locator_input(depth[None, dy:, dx:], s, cfg.far_mm, cfg.min_depth_mm)
+          for dy, dx in phases]  # fmt: skip
+    if all(x.shape == xs[0].shape for x in xs):  # one batch: cheaper than a call each
+        outs = net(torch.cat(xs)).split(1)
+    else:
+        outs = [net(x) for x in xs]
+    reads = []
+    for (dy, dx), x, out in zip(phases, xs, outs, strict=True):
+        if not bool(x[:, 1].any()):
+            continue
+        found = decode(out, x)
+        col, row, d = found.centre[0].double().numpy()
+        xyz = camera.uvd_to_xyz(np.array([col * s + dx, row * s + dy, d]))
+        reads.append((found, (dy, dx), xyz, float(found.confidence[0])))
+    if not reads:
+        return None, (0, 0)
+    xyz = np.stack([r[2] for r in reads])
+    agree = (np.linalg.norm(xyz[:, None] - xyz[None], axis=-1) < PHASE_AGREE_MM).sum(1)
+    if agree[0] >= agree.max():  # the first phase's stands on a tie
+        return reads[0][0], reads[0][1]
+    best = max((i for i in range(len(reads)) if agree[i] == agree.max()), key=lambda i: reads[i][3])
+    return reads[best][0], reads[best][1]
 
 
 def _pixels_about(depth, camera: Camera, cfg: SegmentConfig, com: np.ndarray, cells_hand, grid):
