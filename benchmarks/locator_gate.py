@@ -13,7 +13,9 @@ sampling phases, ``SegmentConfig.locator_phases``); per source (folders of the s
 e.g. ``a/ego`` and ``b/ego``) the means and the frames over 50 mm, the frames whose error moved
 by more than 20 mm and their share of the mean; with ``--classifier``, the shipped handedness
 classifier's accuracy on every frame (its cubes at the hand each locator finds). ``--save``
-keeps the per-frame errors.
+keeps the per-frame errors. ``--sheet ../shared/data/sr305``: the real SR305 frames (unlabelled,
+so not scored): the pixel each locator puts the centre on, and the frames where the two lie
+over 40 px apart, for a person to look at.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handvox.cli.demo import read_sr305
 from handvox.estimator.handedness import right_logits, shipped_handedness
 from handvox.estimator.pipeline import DEFAULT_MODEL_DIR, HandPoseEstimator, hand_volumes
 from handvox.estimator.weights import load_model
@@ -70,9 +73,45 @@ def classifier_right(est: HandPoseEstimator, ds: SyntheticDataset) -> tuple[int,
     return right, found
 
 
+def _table(errs: dict) -> None:
+    """The per-source table and the moved frames (own locator against the candidate)."""
+    own = {s: np.concatenate(v) for s, v in errs["own"].items()}
+    new = {s: np.concatenate(v) for s, v in errs["candidate"].items()}
+    print("| source | frames | mean, own locator / candidate (mm) | frames over 50 mm |")
+    print("| --- | ---: | ---: | ---: |")
+    for s in own:
+        print(f"| {s} | {len(own[s])} | {own[s].mean():.2f} / {new[s].mean():.2f} | "
+              f"{(own[s] > 50).sum()} / {(new[s] > 50).sum()} |")  # fmt: skip
+    a, b = np.concatenate(list(own.values())), np.concatenate(list(new.values()))
+    print(f"| all | {len(a)} | **{a.mean():.3f} / {b.mean():.3f}** ({b.mean() - a.mean():+.3f}) | "
+          f"{(a > 50).sum()} / {(b > 50).sum()} |")  # fmt: skip
+    d = b - a
+    moved = np.abs(d) > 20
+    share, rest = d[moved].sum() / len(d), d[~moved].sum() / len(d)
+    print(f"frames moved by > 20 mm: {moved.sum()} ({(d[moved] > 0).sum()} worse), "
+          f"{share:+.3f} mm of the mean; the others {rest:+.3f}; "
+          f"medians {np.median(a):.2f} / {np.median(b):.2f}")  # fmt: skip
+
+
+def sheet(ests: dict[str, HandPoseEstimator], folder: Path) -> None:
+    """The centre's pixel by each estimator's locator on the SR305 frames of ``folder``."""
+    frames, cam = read_sr305(folder)
+    moved = []
+    for name, depth in frames:
+        uv = []
+        for est in ests.values():
+            seg = est.segment(depth[None], cam, None)[0]
+            uv.append(seg.com_uvd[:2] if seg.found else np.full(2, np.nan))
+        far = not np.linalg.norm(uv[0] - uv[1]) <= 40.0
+        moved += [name] if far else []
+        print(f"{name}: own ({uv[0][0]:.0f}, {uv[0][1]:.0f}), candidate ({uv[1][0]:.0f}, "
+              f"{uv[1][1]:.0f}){'  <- moved' if far else ''}")  # fmt: skip
+    print(f"{len(moved)} of {len(frames)} SR305 frames moved over 40 px: {', '.join(moved) or '-'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", type=Path, nargs="+", required=True,
+    ap.add_argument("--sets", type=Path, nargs="*", default=[],
                     help="rendered validation folders (handvox synth)")  # fmt: skip
     ap.add_argument(
         "--candidate",
@@ -82,6 +121,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--classifier", action="store_true", help="the handedness classifier too")
     ap.add_argument("--save", type=Path, help="an .npz for the per-frame errors")
+    ap.add_argument("--sheet", type=Path, help="the SR305 folder: each locator's centres there")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -99,28 +139,18 @@ def main() -> None:
                 r, n = classifier_right(est, ds)
                 right[k][0] += r
                 right[k][1] += n
-    own = {s: np.concatenate(v) for s, v in errs["own"].items()}
-    new = {s: np.concatenate(v) for s, v in errs["candidate"].items()}
     print(f"candidate: {args.candidate}; model: {args.model}")
-    print("| source | frames | mean, own locator / candidate (mm) | frames over 50 mm |")
-    print("| --- | ---: | ---: | ---: |")
-    for s in own:
-        print(f"| {s} | {len(own[s])} | {own[s].mean():.2f} / {new[s].mean():.2f} | "
-              f"{(own[s] > 50).sum()} / {(new[s] > 50).sum()} |")  # fmt: skip
-    a, b = np.concatenate(list(own.values())), np.concatenate(list(new.values()))
-    print(f"| all | {len(a)} | **{a.mean():.3f} / {b.mean():.3f}** ({b.mean() - a.mean():+.3f}) | "
-          f"{(a > 50).sum()} / {(b > 50).sum()} |")  # fmt: skip
-    d = b - a
-    moved = np.abs(d) > 20
-    share, rest = d[moved].sum() / len(d), d[~moved].sum() / len(d)
-    print(f"frames moved by > 20 mm: {moved.sum()} ({(d[moved] > 0).sum()} worse), "
-          f"{share:+.3f} mm of the mean; the others {rest:+.3f}; "
-          f"medians {np.median(a):.2f} / {np.median(b):.2f}")  # fmt: skip
+    if args.sets:
+        _table(errs)
     if args.classifier:
         for k, (r, n) in right.items():
             pct = 100 * r / max(n, 1)
             print(f"handedness classifier, {k} locator: {pct:.2f} % right of {n} found")
-    if args.save:
+    if args.sheet:
+        sheet(ests, args.sheet)
+    if args.save and args.sets:
+        own = {s: np.concatenate(v) for s, v in errs["own"].items()}
+        new = {s: np.concatenate(v) for s, v in errs["candidate"].items()}
         np.savez(args.save, **{f"own_{s}": v for s, v in own.items()},
                  **{f"candidate_{s}": v for s, v in new.items()})  # fmt: skip
 
