@@ -311,6 +311,13 @@ def test_phases_read_where_most_phases_put_the_hand():
         SegmentConfig(method="learned", locator_phases=3)
 
 
+def test_the_shipped_locator_reads_the_real_nyu_frame_alike_at_every_phase(shared):
+    depth = read_depth(shared / "data" / "nyu" / "depth_1_0000001.png")
+    one = find_hand(depth, NYU, LEARNED)
+    four = find_hand(depth, NYU, dataclasses.replace(LEARNED, locator_phases=4))
+    assert np.array_equal(one.com_xyz, four.com_xyz) and np.array_equal(one.mask, four.mask)
+
+
 def test_shipped_locator_finds_the_real_nyu_hand(shared):
     """The real NYU frame: the hand and its forearm, not the body beside it. (Its centre is not
     better than the depth rule's on this frame: docs/benchmarks.md, "The learned hand locator".)"""
