@@ -315,7 +315,8 @@ def test_the_shipped_locator_reads_the_real_nyu_frame_alike_at_every_phase(share
     depth = read_depth(shared / "data" / "nyu" / "depth_1_0000001.png")
     one = find_hand(depth, NYU, LEARNED)
     four = find_hand(depth, NYU, dataclasses.replace(LEARNED, locator_phases=4))
-    assert np.array_equal(one.com_xyz, four.com_xyz) and np.array_equal(one.mask, four.mask)
+    # (the first phase read in a batch of four: the same up to the batch's float rounding)
+    assert np.allclose(one.com_xyz, four.com_xyz, atol=1e-3) and np.array_equal(one.mask, four.mask)
 
 
 def test_shipped_locator_finds_the_real_nyu_hand(shared):
