@@ -118,8 +118,8 @@ class SegmentConfig:
     locator: str = ""
     # With "learned": the grid sampling phases a frame read without a prior is read at (1, 2 or
     # 4). The grid takes every s-th pixel; on a frame where two candidates are close to a tie,
-    # which one wins can turn on that choice (a real SR305 frame whose head wins at 2 of the 16
-    # phases, one of them the first: docs/benchmarks.md). With more than one, the first phase's
+    # which one wins can turn on that choice (a real SR305 frame with a head beside the hand:
+    # docs/benchmarks.md, "The next locator candidates"). With more than one, the first phase's
     # reading stands unless more phases put the hand elsewhere (handvox.estimator.locate).
     locator_phases: int = 1
 

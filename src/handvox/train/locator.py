@@ -273,13 +273,13 @@ def _same_scene(a: LocatorScene, b: dict) -> bool:
     return a.camera == b["camera"] and json.loads(json.dumps(a.settings)) == b["settings"]
 
 
-def kept_scenes(init: str | Path, scenes: str) -> list[bool]:
-    """For each scene of ``SCENE_SETS[scenes]``: whether the locator in ``init`` was trained on
+def kept_scenes(folder: str | Path, scenes: str) -> list[bool]:
+    """For each scene of ``SCENE_SETS[scenes]``: whether the locator in ``folder`` was trained on
     it (camera and settings as its config.json records them; shares may differ)."""
     try:
-        seen = json.loads((Path(init) / "config.json").read_text(encoding="utf-8"))["scenes"]
+        seen = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))["scenes"]
     except (OSError, ValueError, KeyError) as e:
-        raise DataError(init, f"no record of the scenes it was trained on: {e}") from e
+        raise DataError(folder, f"no record of the scenes it was trained on: {e}") from e
     return [any(_same_scene(sc, old) for old in seen) for sc in SCENE_SETS[scenes]]
 
 
