@@ -73,8 +73,9 @@ def classifier_right(est: HandPoseEstimator, ds: SyntheticDataset) -> tuple[int,
     return right, found
 
 
-def _table(errs: dict) -> None:
-    """The per-source table and the moved frames (own locator against the candidate)."""
+def _table(errs: dict) -> tuple[dict, dict]:
+    """The per-source table and the moved frames (own locator against the candidate); the
+    per-source errors of each."""
     own = {s: np.concatenate(v) for s, v in errs["own"].items()}
     new = {s: np.concatenate(v) for s, v in errs["candidate"].items()}
     print("| source | frames | mean, own locator / candidate (mm) | frames over 50 mm |")
@@ -91,6 +92,7 @@ def _table(errs: dict) -> None:
     print(f"frames moved by > 20 mm: {moved.sum()} ({(d[moved] > 0).sum()} worse), "
           f"{share:+.3f} mm of the mean; the others {rest:+.3f}; "
           f"medians {np.median(a):.2f} / {np.median(b):.2f}")  # fmt: skip
+    return own, new
 
 
 def sheet(ests: dict[str, HandPoseEstimator], folder: Path) -> None:
@@ -140,17 +142,14 @@ def main() -> None:
                 right[k][0] += r
                 right[k][1] += n
     print(f"candidate: {args.candidate}; model: {args.model}")
-    if args.sets:
-        _table(errs)
+    own, new = _table(errs) if args.sets else ({}, {})
     if args.classifier:
         for k, (r, n) in right.items():
             pct = 100 * r / max(n, 1)
             print(f"handedness classifier, {k} locator: {pct:.2f} % right of {n} found")
     if args.sheet:
         sheet(ests, args.sheet)
-    if args.save and args.sets:
-        own = {s: np.concatenate(v) for s, v in errs["own"].items()}
-        new = {s: np.concatenate(v) for s, v in errs["candidate"].items()}
+    if args.save and own:
         np.savez(args.save, **{f"own_{s}": v for s, v in own.items()},
                  **{f"candidate_{s}": v for s, v in new.items()})  # fmt: skip
 
