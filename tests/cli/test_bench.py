@@ -44,6 +44,16 @@ def test_bench_cli_writes_all_stages(tmp_path, capsys):
     assert "| fast (" in printed and "end-to-end fps" in printed
     assert "| carried |" in printed and "a tracked stream (handvox live" in printed
     assert format_markdown(result) in printed
+    assert "hand finding: the depth rule" in printed  # the tiny model's
+    # the shipped model's locator, its phases as asked and said (they change what is timed)
+    from handvox.estimator.pipeline import DEFAULT_MODEL_DIR
+
+    for n in (1, 4):
+        assert main(["bench", "--model", str(DEFAULT_MODEL_DIR), "--frames", "1", "--batch", "1",
+                     "--threads", "1", "--no-peak", "--quiet", "--locator-phases", str(n),
+                     "--json", str(out)]) == 0  # fmt: skip
+        assert f"read at {n} grid phase(s)" in capsys.readouterr().out
+        assert json.loads(out.read_text())["settings"]["locator_phases"] == n
 
 
 def test_bench_needs_a_model(capsys):

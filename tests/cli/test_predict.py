@@ -433,3 +433,28 @@ def test_evaluate_and_show_read_predicts_own_json(tmp_path, tiny_model, shared, 
     assert main(["show", str(nyu), "--camera", "nyu", "--pred", str(out / "predictions.json"),
                  "--frame", "1", "--out", str(png)]) == 2  # fmt: skip
     assert "frame 1 has no hand" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_locator_phases_flag_on_the_real_frame_with_a_head_beside_the_hand(tmp_path, shared,
+                                                                          capsys):  # fmt: skip
+    """SR305 231615/0, a raised right hand beside the person's head: read at one grid phase the
+    shipped locator takes the head, at four (the shipped model's setting, gated on validation
+    frames: docs/rules/2026-12-07-locator-phases.md) the phases outvote it and the cube is on the
+    hand; the line printed says which."""
+    png = shared / "data/sr305/20210326-231615/0.png"
+    coms = {}
+    for n in (None, 1, 4):
+        out = tmp_path / f"p{n}"
+        flag = [] if n is None else ["--locator-phases", str(n)]
+        assert main(["predict", str(png), "--out", str(out), *flag]) == 0
+        assert f"learned locator at {n or 4} grid phase(s)" in capsys.readouterr().out
+        frame = read_json(out / "predictions.json").frames[0]
+        assert frame.found
+        coms[n] = np.asarray(frame.com_uvd)[:2]
+    hand, head = np.array([273.0, 268.0]), np.array([395.0, 201.0])  # px, by eye on the frame
+    assert np.linalg.norm(coms[None] - hand) < 25 and np.array_equal(coms[None], coms[4])
+    assert np.linalg.norm(coms[1] - head) < 25
+    with pytest.raises(SystemExit) as stop:  # two phases could never outvote the first
+        main(["predict", str(png), "--out", str(tmp_path / "x"), "--locator-phases", "2"])
+    assert stop.value.code == 2 and "--locator-phases" in capsys.readouterr().err

@@ -292,6 +292,7 @@ class BenchSettings:
     device: str = "cpu"
     threads: int = 2
     peak: bool = True
+    locator_phases: int | None = None  # SegmentConfig.locator_phases; None: the model's
 
 
 def machine_info(device: torch.device, threads: int) -> dict[str, Any]:
@@ -392,10 +393,18 @@ def _run(
         log("measuring peak FLOP/s ...")
         result["peak_gflops"] = measure_peak(s.threads)
     result["machine"]["load_average_before"] = _load_average()
+    phases = s.locator_phases
     variants = {
-        "fp32": HandPoseEstimator(estimator, device=device, fast=False),
-        "fast": HandPoseEstimator(estimator, device=device, fast=True),
+        "fp32": HandPoseEstimator(estimator, device=device, fast=False, locator_phases=phases),
+        "fast": HandPoseEstimator(estimator, device=device, fast=True, locator_phases=phases),
     }
+    seg = variants["fp32"].config.segment
+    result["model"]["hand_finding"] = (
+        f"the learned locator, a frame without a prior read at {seg.locator_phases} grid "
+        "phase(s) (--locator-phases)"
+        if seg.method == "learned"
+        else "the depth rule"
+    )
     if device.type != "cpu":
         del variants["fast"]  # the same networks: fast only changes CPU inference
     reference = None
@@ -509,6 +518,7 @@ def format_markdown(result: dict[str, Any]) -> str:
             else ")"
         ),
         f"input: {result['input']}",
+        f"hand finding: {mod.get('hand_finding', '?')}",
         "",
         "ms per frame, best (median); frames/s best (median)",
         "",
@@ -580,6 +590,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         threads=args.threads,
         peak=not args.no_peak,
+        locator_phases=args.locator_phases,
     )
     log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     result = run_bench(args.model, args.paper_arch, settings, args.depth, args.camera, log)

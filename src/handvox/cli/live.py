@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             est = _load_estimator(args.model, args.device, args.exact, args.rotations, None,
                                   args.segment, not args.no_hand_check, args.upright,
-                                  args.recentre)  # fmt: skip
+                                  args.recentre, args.locator_phases)  # fmt: skip
         except ValueError as e:  # a rotation of 0, an upright angle of 180, NaN
             raise HandvoxError(f"--rotations/--upright: {e}") from None
         print(describe_passes(est), file=sys.stderr)

@@ -99,6 +99,14 @@ def _add_inference_commands(sub) -> None:
         "default: the model's",
     )
     p.add_argument(
+        "--locator-phases",
+        type=int,
+        choices=[1, 4],
+        help="with the learned locator: the grid sampling phases each frame is read at; 4 "
+        "outvotes a near tie that one phase decides (a head beside a raised hand), at about "
+        "3.5x a read's cost; 1 is the fastest (default: the model's; the shipped model's is 4)",
+    )
+    p.add_argument(
         "--no-hand-check",
         action="store_true",
         help="estimate every frame segmentation finds: no 'not a hand' from the shipped hand "
@@ -200,6 +208,13 @@ def _add_inference_commands(sub) -> None:
     )
     p.add_argument("--segment", choices=["depth", "learned"], help="default: the model's")
     p.add_argument(
+        "--locator-phases",
+        type=int,
+        choices=[1, 4],
+        help="grid sampling phases of a frame read without a prior (the first, or one after "
+        "the hand was lost); tracked frames read once (default: the model's)",
+    )
+    p.add_argument(
         "--locator-every",
         type=int,
         help="while a hand is tracked, the learned locator's network reads every this many "
@@ -276,6 +291,13 @@ def _add_inference_commands(sub) -> None:
     )
     p.add_argument("--camera", default="nyu", help="camera of --depth")
     p.add_argument("--no-peak", action="store_true", help="skip measuring peak FLOP/s")
+    p.add_argument(
+        "--locator-phases",
+        type=int,
+        choices=[1, 4],
+        help="grid sampling phases of the segmentation column's reads (no prior; default: the "
+        "model's)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run="handvox.cli.bench:run")

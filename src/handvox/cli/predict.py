@@ -311,9 +311,12 @@ def describe_passes(est: HandPoseEstimator) -> str:
     pass (settings that change the answer, so said)."""
     up = est.config.upright_beyond_deg
     turn = "off" if up is None else f"beyond {up:g}°"
+    seg = est.config.segment
+    phases = (f"; the hand found by the learned locator at {seg.locator_phases} grid phase(s) "
+              "(--locator-phases)") if seg.method == "learned" else ""  # fmt: skip
     return (f"views: {len(est.test_views())} a frame (--rotations, --scales); re-centring "
             f"passes: {est.recentre} (--recentre); a second pass on hands pointing down: {turn} "
-            "(--upright)")  # fmt: skip
+            f"(--upright){phases}")  # fmt: skip
 
 
 def describe_hand(est: HandPoseEstimator, hand: str) -> str | None:
@@ -335,9 +338,11 @@ def _load_estimator(
     hand_check: bool = True,
     upright: str | None = None,
     recentre: int | None = None,
+    locator_phases: int | None = None,
 ):
     kw = {
         "segment_method": segment,
+        "locator_phases": locator_phases,
         "hand_check": hand_check,
         "device": device,
         "fast": not exact,
@@ -375,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales,
                               args.segment, not args.no_hand_check, args.upright,
-                              args.recentre)  # fmt: skip
+                              args.recentre, args.locator_phases)  # fmt: skip
     except ValueError as e:  # a rotation of 0, a scale of 1, an upright angle of 180, NaN
         raise HandvoxError(f"--rotations/--scales/--upright: {e}") from None
     if not args.quiet:

@@ -548,14 +548,13 @@ PHASE_AGREE_MM = 50.0
 
 
 def _phase_vote(net: nn.Module, depth: Tensor, camera: Camera, s: int, cfg: SegmentConfig):
-    """The whole frame read at ``cfg.locator_phases`` sampling phases (the grid starting 0 or
+    """The whole frame read at four sampling phases (the grid starting 0 or
     ``s // 2`` pixels in along each axis, the first phase ``(0, 0)``): ``(Located, (dy, dx))`` of
     the first phase's reading, unless more phases agree on another centre than on its (within
     :data:`PHASE_AGREE_MM`): then the most confident reading of those. ``(None, (0, 0))`` where
     the frame holds no reading."""
     h = s // 2
-    phases = [(0, 0), (h, h)] if cfg.locator_phases == 2 else [(0, 0), (0, h), (h, 0), (h, h)]
-    phases = list(dict.fromkeys(phases))  # s = 1: one phase
+    phases = list(dict.fromkeys([(0, 0), (0, h), (h, 0), (h, h)]))  # s = 1: one phase
     xs = [locator_input(depth[None, dy:, dx:], s, cfg.far_mm, cfg.min_depth_mm)
           for dy, dx in phases]  # fmt: skip
     if all(x.shape == xs[0].shape for x in xs):  # one batch: cheaper than a call each

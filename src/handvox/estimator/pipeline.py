@@ -241,6 +241,10 @@ class HandPoseEstimator:
             averaged likewise (default: the model's ``config.test_scales``).
         segment_method: how the hand is found (``SegmentConfig.method``: ``"depth"``, the
             nearest object's end; ``"learned"``, the shipped locator); default: the model's.
+        locator_phases: with the learned locator, the grid sampling phases a frame read
+            without a prior is read at (``SegmentConfig.locator_phases``: 1, or 4 to vote
+            against a near tie that one phase decides, at ~3.5x a read's cost); default: the
+            model's.
         upright_beyond_deg: a frame whose hand points further than this from up in the image
             is estimated again on a cube turned to hold it upright
             (``EstimatorConfig.upright_beyond_deg``); None: never; default: the model's.
@@ -272,10 +276,14 @@ class HandPoseEstimator:
         hand_check: bool | str | Path | HandCheck = True,
         upright_beyond_deg: float | None | str = "model",
         handedness: bool | str | Path | Handedness = True,
+        locator_phases: int | None = None,
     ):
         self.config = estimator.config
         if segment_method is not None:
             seg = replace(self.config.segment, method=segment_method)
+            self.config = replace(self.config, segment=seg)
+        if locator_phases is not None:
+            seg = replace(self.config.segment, locator_phases=locator_phases)
             self.config = replace(self.config, segment=seg)
         method = self.config.segment.method
         if hand_check is True:

@@ -116,18 +116,19 @@ class SegmentConfig:
     # With "learned": the locator folder ("": the shipped one). A pose net learns its locator's
     # centres, so a model trained with another one records it here and is run with it.
     locator: str = ""
-    # With "learned": the grid sampling phases a frame read without a prior is read at (1, 2 or
+    # With "learned": the grid sampling phases a frame read without a prior is read at (1 or
     # 4). The grid takes every s-th pixel; on a frame where two candidates are close to a tie,
     # which one wins can turn on that choice (a real SR305 frame with a head beside the hand:
-    # docs/benchmarks.md, "The next locator candidates"). With more than one, the first phase's
-    # reading stands unless more phases put the hand elsewhere (handvox.estimator.locate).
+    # docs/benchmarks.md, "The next locator candidates"). With four, the first phase's reading
+    # stands unless more phases put the hand elsewhere (handvox.estimator.locate). Two would
+    # never outvote the first (one against one is a tie, which the first wins): not offered.
     locator_phases: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in ("depth", "learned"):
             raise ValueError(f"segment method must be 'depth' or 'learned', got {self.method!r}")
-        if self.locator_phases not in (1, 2, 4):
-            raise ValueError(f"locator_phases must be 1, 2 or 4, got {self.locator_phases!r}")
+        if self.locator_phases not in (1, 4):
+            raise ValueError(f"locator_phases must be 1 or 4, got {self.locator_phases!r}")
 
 
 @dataclass
