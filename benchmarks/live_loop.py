@@ -220,7 +220,9 @@ def main() -> None:
                 "no rotations, no re-centring": make(test_rotations_deg=(), recentre=0),
                 "no rotations, whole frame": make(test_rotations_deg=()),
                 "no rotations, locator every frame": make(test_rotations_deg=()),
-                "no rotations, frames from memory": make(test_rotations_deg=())}  # fmt: skip
+                "no rotations, frames from memory": make(test_rotations_deg=()),
+                "no rotations, one locator phase": make(test_rotations_deg=(),
+                                                        locator_phases=1)}  # fmt: skip
     results = {"seeds": seeds, "frames": args.frames, "speed": {}, "smoothing": []}
     speed: dict[str, dict[str, list]] = {
         k: {"latency": [], "fps": [], "stages": {}} for k in settings
