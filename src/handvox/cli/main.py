@@ -18,6 +18,11 @@ from handvox import __version__
 from handvox.errors import HandvoxError
 
 
+def _locator_phases(p: argparse.ArgumentParser, help: str) -> None:
+    """``--locator-phases`` (``SegmentConfig.locator_phases``; two would never change an answer)."""
+    p.add_argument("--locator-phases", type=int, choices=[1, 4], help=help)
+
+
 def _add_inference_commands(sub) -> None:
     p = sub.add_parser("predict", help="3D joints of depth files, folders or a dataset")
     p.add_argument(
@@ -98,13 +103,11 @@ def _add_inference_commands(sub) -> None:
         "hand locator: objects in or near the hand, arms from the border, tables, two hands); "
         "default: the model's",
     )
-    p.add_argument(
-        "--locator-phases",
-        type=int,
-        choices=[1, 4],
-        help="with the learned locator: the grid sampling phases each frame is read at; 4 "
-        "outvotes a near tie that one phase decides (a head beside a raised hand), at about "
-        "3.5x a read's cost; 1 is the fastest (default: the model's; the shipped model's is 4)",
+    _locator_phases(
+        p,
+        "with the learned locator: the grid sampling phases each frame is read at; 4 outvotes "
+        "a near tie that one phase decides (a head beside a raised hand) at several times a "
+        "read's cost; 1 is the fastest (default: the model's; the shipped model's is 4)",
     )
     p.add_argument(
         "--no-hand-check",
@@ -207,12 +210,10 @@ def _add_inference_commands(sub) -> None:
         "model's; 0 for the fastest loop)",
     )
     p.add_argument("--segment", choices=["depth", "learned"], help="default: the model's")
-    p.add_argument(
-        "--locator-phases",
-        type=int,
-        choices=[1, 4],
-        help="grid sampling phases of a frame read without a prior (the first, or one after "
-        "the hand was lost); tracked frames read once (default: the model's)",
+    _locator_phases(
+        p,
+        "grid sampling phases of a frame read without a prior (the first, or one whose last "
+        "hand is too old to steer it); tracked frames read once (default: the model's)",
     )
     p.add_argument(
         "--locator-every",
@@ -291,13 +292,7 @@ def _add_inference_commands(sub) -> None:
     )
     p.add_argument("--camera", default="nyu", help="camera of --depth")
     p.add_argument("--no-peak", action="store_true", help="skip measuring peak FLOP/s")
-    p.add_argument(
-        "--locator-phases",
-        type=int,
-        choices=[1, 4],
-        help="grid sampling phases of the segmentation column's reads (no prior; default: the "
-        "model's)",
-    )
+    _locator_phases(p, "grid sampling phases of the segmentation column's reads (no prior)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run="handvox.cli.bench:run")

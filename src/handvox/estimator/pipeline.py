@@ -243,8 +243,8 @@ class HandPoseEstimator:
             nearest object's end; ``"learned"``, the shipped locator); default: the model's.
         locator_phases: with the learned locator, the grid sampling phases a frame read
             without a prior is read at (``SegmentConfig.locator_phases``: 1, or 4 to vote
-            against a near tie that one phase decides, at ~3.5x a read's cost); default: the
-            model's.
+            against a near tie that one phase decides, at several times a read's cost);
+            default: the model's.
         upright_beyond_deg: a frame whose hand points further than this from up in the image
             is estimated again on a cube turned to hold it upright
             (``EstimatorConfig.upright_beyond_deg``); None: never; default: the model's.
