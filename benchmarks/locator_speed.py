@@ -7,6 +7,9 @@
   whole :func:`~handvox.estimator.locate.locate_hand` with the eager network, the frozen one, and
   the frozen one tracking (a window about the centre just found), and the frozen one reading
   the frame at four grid sampling phases (``SegmentConfig.locator_phases``).
+- ``estimator``: the shipped estimator a frame (``HandPoseEstimator.default``), its hand found
+  at one grid phase against four (``locator_phases``), interleaved, medians of 60 calls: the
+  real NYU frame and SR305 20210326-231615/0 (the frame where the phases disagree).
 - ``steps``: on the real NYU frame, each step of one read timed alone (median of 500 calls):
   the input grid, the frozen network, decoding, the hand cells' dilation, the full-resolution
   mask and its points; and the whole ``locate_hand`` (more than their sum: caches, small calls).
@@ -100,6 +103,32 @@ def speed(locators: dict[str, Path]) -> None:
     print("| call | ms median | best |\n| --- | ---: | ---: |")
     for k, v in times.items():
         print(f"| {k} | {np.median(v):.2f} | {np.min(v):.2f} |")
+
+
+def estimator_phases() -> None:
+    from handvox.cli.demo import read_sr305
+    from handvox.estimator.pipeline import HandPoseEstimator
+
+    frames, sr305 = read_sr305(SHARED / "data/sr305")
+    nyu = read_depth(SHARED / "data/nyu/depth_1_0000001.png")
+    inputs = {
+        "the NYU frame": (nyu, Camera.preset("nyu")),
+        "SR305 231615/0": (dict(frames)["20210326-231615/0"], sr305),
+    }
+    ests = {n: HandPoseEstimator.default(locator_phases=n) for n in (1, 4)}
+    print("| frame | one phase, ms | four phases, ms | ratio |\n| --- | ---: | ---: | ---: |")
+    for name, (depth, cam) in inputs.items():
+        depth = np.asarray(depth, np.float32)
+        times: dict[int, list[float]] = {n: [] for n in ests}
+        for est in ests.values():
+            _ms(lambda e=est, d=depth, c=cam: e(d, c), 0)  # warm-up
+        for _ in range(60):
+            for n, est in ests.items():
+                t = time.perf_counter()
+                est(depth, cam)
+                times[n].append((time.perf_counter() - t) * 1000.0)
+        one, four = (float(np.median(times[n])) for n in (1, 4))
+        print(f"| {name} | {one:.1f} | {four:.1f} | {four / one:.2f}x |")
 
 
 def _step_times(net, depth: np.ndarray, cam: Camera) -> list[float]:
@@ -270,7 +299,8 @@ def same(sets: list[Path], rev: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="speed",
-                    help="speed, steps, accuracy, window, same, around (commas)")  # fmt: skip
+                    help="speed, estimator, steps, accuracy, window, same, around "
+                    "(commas)")  # fmt: skip
     ap.add_argument("--locator", action="append", default=[],
                     help="NAME=DIR, a locator to time (speed) and score (accuracy) beside the "
                     "shipped one (repeat)")  # fmt: skip
@@ -286,6 +316,8 @@ def main() -> None:
         locators[name] = Path(folder)
     if "speed" in parts:
         speed(locators)
+    if "estimator" in parts:
+        estimator_phases()
     if "steps" in parts:
         steps(locators)
     if "accuracy" in parts:
