@@ -427,6 +427,13 @@ def main() -> None:
         default="depth",
         help="SegmentConfig.method: the depth rule or the shipped locator",
     )
+    parser.add_argument(
+        "--phases",
+        type=int,
+        choices=[1, 4],
+        default=1,
+        help="with --method learned: SegmentConfig.locator_phases (the shipped model's is 4)",
+    )
     scene = parser.add_argument_group("hand generator scenes (handvox synth's options)")
     scene.add_argument("--view", choices=["nyu", "icvl", "generic", "egocentric", "desk"])
     for name in ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob"):
@@ -434,7 +441,7 @@ def main() -> None:
     scene.add_argument("--cut-only", action="store_true",
                        help="score only frames whose hand the image border cuts")  # fmt: skip
     args = parser.parse_args()
-    config = SegmentConfig(method=args.method)
+    config = SegmentConfig(method=args.method, locator_phases=args.phases)
     if args.generator == "hand":
         names = ("view", "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
         chosen = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
