@@ -633,6 +633,9 @@ def _add_train_command(sub) -> None:
                    "(learning without forgetting, distillation; default 0: off)")  # fmt: skip
     p.add_argument("--teacher", type=Path, help="the locator folder whose outputs --keep "
                    "weighs (default: --init; one of another width may teach)")  # fmt: skip
+    p.add_argument("--flip-prob", type=float, help="share of training frames mirrored (default "
+                   "0.5: left hands look like this, so the locator is handedness-free; 0: it "
+                   "learns the labelled right hand; a left one is found by mirroring)")  # fmt: skip
     p.add_argument("--grid-width", type=int, help="grid cells across the image that the "
                    "locator reads (default 160; fewer: faster, coarser)")  # fmt: skip
     p.add_argument("--scenes", choices=["shipped", "wave"],

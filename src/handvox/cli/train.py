@@ -117,7 +117,7 @@ def run_locator(args: argparse.Namespace) -> None:
     if args.frames < 1 or args.val_frames < 1:
         raise HandvoxError("--frames and --val-frames must be at least 1")
     names = ("steps", "batch_size", "val_every", "width", "grid_width", "lr", "warmup_steps",
-             "scenes", "keep")  # fmt: skip
+             "scenes", "keep", "flip_prob")  # fmt: skip
     overrides = {k: getattr(args, k) for k in names}
     if args.init is not None:
         overrides["init"] = str(args.init)
