@@ -13,7 +13,9 @@ sampling phases, ``SegmentConfig.locator_phases``); per source (folders of the s
 e.g. ``a/ego`` and ``b/ego``) the means and the frames over 50 mm, the frames whose error moved
 by more than 20 mm and their share of the mean; with ``--classifier``, the shipped handedness
 classifier's accuracy on every frame (its cubes at the hand each locator finds). ``--save``
-keeps the per-frame errors. ``--sheet ../shared/data/sr305``: the real SR305 frames (unlabelled,
+keeps the per-frame errors. ``--mirrored``: left hands instead, every frame mirrored and
+estimated with ``hand="auto"`` (the one path where the locator reads a left hand as shown).
+``--sheet ../shared/data/sr305``: the real SR305 frames (unlabelled,
 so not scored): the pixel each locator puts the centre on, and the frames where the two lie
 over 40 px apart, for a person to look at.
 """
@@ -50,6 +52,23 @@ def _estimator(model_dir: Path, candidate: str | None) -> HandPoseEstimator:
 def frame_errors(est: HandPoseEstimator, ds: SyntheticDataset) -> np.ndarray:
     """``(N,)`` mean joint error (mm) of each frame of ``ds``."""
     pred, gt, _ = predict_dataset(est, ds, progress=False)
+    return np.linalg.norm(failures_as_far(pred, gt) - gt, axis=-1).mean(-1)
+
+
+def mirrored_frame_errors(est: HandPoseEstimator, ds: SyntheticDataset) -> np.ndarray:
+    """``(N,)`` mean joint error (mm) of each frame of ``ds`` mirrored (a left hand: the image
+    flipped left to right, seen through :meth:`~handvox.camera.Camera.mirrored`, the joints
+    ``x -> -x``), estimated with ``hand="auto"`` (the classifier decides, the locator reading the
+    frame as shown first); as :func:`frame_errors`, every frame scored."""
+    est = est.without_check()
+    preds, gts = [], []
+    for start in range(0, len(ds), 16):
+        recs = [ds[i] for i in range(start, min(start + 16, len(ds)))]
+        depth = np.ascontiguousarray(np.stack([r.depth for r in recs])[:, :, ::-1])
+        pred = est(depth, recs[0].camera.mirrored(), hand="auto")
+        preds.append(np.where(pred.found[:, None, None], pred.joints_xyz, np.nan))
+        gts.append(np.stack([r.joints_xyz for r in recs]) * np.array([-1.0, 1.0, 1.0]))
+    pred, gt = np.concatenate(preds), np.concatenate(gts)
     return np.linalg.norm(failures_as_far(pred, gt) - gt, axis=-1).mean(-1)
 
 
@@ -124,6 +143,8 @@ def main() -> None:
     ap.add_argument("--classifier", action="store_true", help="the handedness classifier too")
     ap.add_argument("--save", type=Path, help="an .npz for the per-frame errors")
     ap.add_argument("--sheet", type=Path, help="the SR305 folder: each locator's centres there")
+    ap.add_argument("--mirrored", action="store_true", help="left hands: every frame mirrored, "
+                    'estimated with hand="auto"')  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,12 +157,14 @@ def main() -> None:
     for folder in args.sets:
         ds = SyntheticDataset(folder, load_clean=False)
         for k, est in ests.items():
-            errs[k][folder.name].append(frame_errors(est, ds))
+            score = mirrored_frame_errors if args.mirrored else frame_errors
+            errs[k][folder.name].append(score(est, ds))
             if args.classifier:
                 r, n = classifier_right(est, ds)
                 right[k][0] += r
                 right[k][1] += n
-    print(f"candidate: {args.candidate}; model: {args.model}")
+    left = "; left hands (mirrored frames, hand=auto)" if args.mirrored else ""
+    print(f"candidate: {args.candidate}; model: {args.model}{left}")
     own, new = _table(errs) if args.sets else ({}, {})
     if args.classifier:
         for k, (r, n) in right.items():
