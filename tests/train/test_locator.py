@@ -185,10 +185,11 @@ def test_train_locator_command_renders_then_trains(tmp_path):
     (tune / "data").mkdir(parents=True)
     for name in ("train-20.npz", "val-10.npz"):
         (tune / "data" / name).symlink_to(out / "data" / name)
-    targs = [*args[:2], str(tune), *args[3:], "--init", str(out / "best"), "--lr", "1e-4"]
+    targs = [*args[:2], str(tune), *args[3:], "--init", str(out / "best"), "--lr", "1e-4",
+             "--flip-prob", "0"]  # fmt: skip
     assert main(targs) == 0
     cfg = json.loads((tune / "best" / "config.json").read_text())["train_config"]
-    assert cfg["init"] == str(out / "best") and cfg["lr"] == 1e-4
+    assert cfg["init"] == str(out / "best") and cfg["lr"] == 1e-4 and cfg["flip_prob"] == 0.0
     # A second writer of the run is refused while the first holds it (here: this process).
     from handvox.atomic import writer_lock
 
