@@ -434,6 +434,8 @@ def main() -> None:
         default=1,
         help="with --method learned: SegmentConfig.locator_phases (the shipped model's is 4)",
     )
+    parser.add_argument("--locator", default="", help="with --method learned: a locator folder "
+                        "(SegmentConfig.locator; default: the shipped one)")  # fmt: skip
     scene = parser.add_argument_group("hand generator scenes (handvox synth's options)")
     scene.add_argument("--view", choices=["nyu", "icvl", "generic", "egocentric", "desk"])
     for name in ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob"):
@@ -441,7 +443,8 @@ def main() -> None:
     scene.add_argument("--cut-only", action="store_true",
                        help="score only frames whose hand the image border cuts")  # fmt: skip
     args = parser.parse_args()
-    config = SegmentConfig(method=args.method, locator_phases=args.phases)
+    locator = str(Path(args.locator).resolve()) if args.locator else ""
+    config = SegmentConfig(method=args.method, locator_phases=args.phases, locator=locator)
     if args.generator == "hand":
         names = ("view", "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
         chosen = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
