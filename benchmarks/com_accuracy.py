@@ -357,15 +357,36 @@ def _cut_by_border(frame, cam: Camera, hand_ids: list[int]) -> bool:
     return bool(edge or outside)
 
 
+def _second_side(frame) -> str:
+    """``"left"`` or ``"right"``: the side of the frame's second hand; ``""`` where none. A
+    mirrored hand turns its palm's handedness (the sign of the wrist-to-thumb-CMC, -index-MCP,
+    -little-MCP triple product, fixed by the palm whatever the pose) over; the frames'
+    labelled hands are right ones."""
+    j = frame.extra.get("second_hand")
+    if j is None or not np.abs(j).any():
+        return ""
+    w = j[0]
+    return "right" if np.linalg.det(np.stack([j[1] - w, j[5] - w, j[17] - w])) > 0 else "left"
+
+
 def bench_hand_generator(
-    n: int, seed: int, config: SegmentConfig, scene: dict | None = None, cut_only: bool = False
+    n: int,
+    seed: int,
+    config: SegmentConfig,
+    scene: dict | None = None,
+    cut_only: bool = False,
+    estimator=None,
 ) -> None:
     """handvox.synth.hand frames (forearm always, body and wall each half the time, forearm up to
     40 deg towards the camera, NYU camera and noise), raw depth; scored against the mean of the
     21 canonical joints and the trainer's 300 mm cube. Also splits the error: the unshifted COM
     (``finger_shift_mm = ray_shift_mm = 0``) against the visible hand's mean (from the part
     image) is the segmentation's part; the visible hand's mean moved by the same shift as the COM,
-    against the joints, is what remains with a perfect segmentation."""
+    against the joints, is what remains with a perfect segmentation.
+
+    ``estimator``: a :class:`~handvox.estimator.pipeline.HandPoseEstimator` run on each frame as
+    a right hand (the frames' labelled hand is one), without its hand check: its ``com_xyz``, the centre of the cube its
+    joints were read from (after its re-centring passes), scored as well, and its joints."""
     if seed == 99:
         print("note: seed 99 is the shipped model's held-out test set; tune on other seeds")
     cam = Camera.preset("nyu")
@@ -373,6 +394,8 @@ def bench_hand_generator(
     surface_cfg = _surface(config)
     hand_ids = [HAND_PARTS.index(p) for p in ("palm", "thumb", "index", "middle", "ring", "little")]
     errors, segmentation, floor, inside, times = [], [], [], 0, []
+    final, joint_err, est_found = [], [], 0
+    sides = []  # per scored frame: the second hand's side ("" where none)
     scored = 0
     for i in range(n):
         frame = make(i, frame_rng(seed, i))
@@ -380,10 +403,18 @@ def bench_hand_generator(
             continue
         scored += 1
         joints = frame.joints_xyz["canonical21"]
+        sides.append(_second_side(frame))
         t0 = time.perf_counter()
         seg = find_hand(frame.raw, cam, config)
         times.append(time.perf_counter() - t0)
+        if estimator is not None:
+            pred = estimator(frame.raw, cam, hand="right")
+            if pred.found[0]:
+                est_found += 1
+                final.append(np.linalg.norm(pred.com_xyz[0] - joints.mean(0)))
+                joint_err.append(np.linalg.norm(pred.joints_xyz[0] - joints, axis=-1).mean())
         if not seg.found:
+            sides[-1] = None  # not scored
             continue
         errors.append(np.linalg.norm(seg.com_xyz - joints.mean(0)))
         inside += bool((np.abs(joints - seg.com_xyz) <= 150).all())
@@ -399,6 +430,18 @@ def bench_hand_generator(
         what += f"; only the {scored} of {n} frames whose hand the border cuts"
     print(f"hand generator ({n} frames, seed {seed}; {what}): found {len(errors)}/{scored}")
     _distribution("COM to the 21-joint mean (mm)", np.array(errors))
+    if estimator is not None:
+        print(f"  the estimator (hand right) found {est_found}/{scored}")
+        _distribution("its cube centre to the 21-joint mean (mm)", np.array(final))
+        _distribution("its mean joint error (mm)", np.array(joint_err))
+    kept = [k for k in sides if k is not None]
+    if any(kept) and (estimator is None or est_found == len(kept)):
+        for side in ("left", "right"):
+            pick = np.array([k == side for k in kept])
+            print(f"  frames whose second hand is a {side} one ({pick.sum()}):")
+            _distribution("    COM to the 21-joint mean (mm)", np.array(errors)[pick])
+            if estimator is not None:
+                _distribution("    the estimator's cube centre", np.array(final)[pick])
     if segmentation:
         _distribution("unshifted COM to the visible hand's mean", np.array(segmentation))
         _distribution("visible hand's mean, shifted alike, to the joint mean", np.array(floor))
@@ -436,6 +479,12 @@ def main() -> None:
     )
     parser.add_argument("--locator", default="", help="with --method learned: a locator folder "
                         "(SegmentConfig.locator; default: the shipped one)")  # fmt: skip
+    parser.add_argument("--estimator", action="store_true",
+                        help="with --generator hand: also score the shipped estimator's cube "
+                        "centre (after its re-centring pass), the frames read as right hands")  # fmt: skip
+    parser.add_argument("--other-min-heat", type=float, default=None,
+                        help="with --estimator: SegmentConfig.other_min_heat (default: the "
+                        "model's)")  # fmt: skip
     scene = parser.add_argument_group("hand generator scenes (handvox synth's options)")
     scene.add_argument("--view", choices=["nyu", "icvl", "generic", "egocentric", "desk"])
     for name in ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob"):
@@ -448,7 +497,17 @@ def main() -> None:
     if args.generator == "hand":
         names = ("view", "mesh_prob", "object_prob", "near_object_prob", "second_hand_prob")
         chosen = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-        bench_hand_generator(args.frames, args.seed, config, chosen, args.cut_only)
+        est = None
+        if args.estimator:
+            from handvox.estimator.pipeline import HandPoseEstimator
+
+            # no hand check: every frame the locator finds is scored, none left out as not a hand
+            est = HandPoseEstimator.default(locator_phases=args.phases, hand_check=False,
+                                            other_min_heat=args.other_min_heat)  # fmt: skip
+            if args.locator:
+                seg = dataclasses.replace(est.config.segment, locator=locator)
+                est.config = dataclasses.replace(est.config, segment=seg)
+        bench_hand_generator(args.frames, args.seed, config, chosen, args.cut_only, est)
         bench_nyu(config)
         return
     bench_synthetic(args.scenes, args.seed, _surface(config))

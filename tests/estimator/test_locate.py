@@ -17,6 +17,7 @@ from handvox.estimator.locate import (
     DEFAULT_LOCATOR_DIR,
     HAND_FINDERS,
     HandTrack,
+    OTHER_APART_MM,
     LocatorNet,
     _hand_pixels,
     decode,
@@ -32,6 +33,7 @@ from handvox.estimator.locate import (
     locator_loss,
     reference_depth,
     save_locator,
+    second_peak,
     soft_targets,
 )
 from handvox.estimator.segment import SegmentConfig, segment_hand
@@ -457,3 +459,63 @@ def test_a_carried_hand_is_the_one_read_moved_and_the_network_reads_every_kth_fr
     assert (track.reads, track.carried) == (5, 8)
     with pytest.raises(ValueError, match="every"):
         HandTrack(every=0)
+
+
+def test_second_peak_is_the_strongest_peak_apart_from_the_first():
+    h2 = w2 = 40
+    rows = torch.arange(h2, dtype=torch.float32)[:, None]
+    cols = torch.arange(w2, dtype=torch.float32)[None, :]
+
+    def bump(r, c):
+        return torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / 2.0)
+
+    x = locator_input(torch.full((1, 80, 80), 600.0), 1, 2000.0, 10.0)
+    # the first at (10, 10); a weak bump beside it (its own shoulder), the second at (24, 30)
+    heat = torch.log(bump(10, 10) + bump(10, 14) / 2.0 + bump(30, 24) / 3.0 + 1e-6)
+    found = decode(torch.stack([heat, torch.zeros(h2, w2), torch.zeros(h2, w2)])[None], x)
+    centre, mass = second_peak(found, apart_cells=6.0)
+    assert ((centre[:2] - 0.5) / 2).round().int().tolist() == [24, 30]  # column, row
+    p = torch.softmax(heat.reshape(-1), 0).reshape(h2, w2)
+    assert mass == pytest.approx(float(p[27:34, 21:28].sum()), rel=1e-4)
+    assert 0.2 < mass / float(found.confidence[0]) < 0.5  # a third of the first's heat
+    # nearer than apart_cells the shoulder is the first's; farther than both: none
+    centre, mass = second_peak(found, apart_cells=3.0)
+    assert ((centre[:2] - 0.5) / 2).round().int().tolist() == [14, 10]
+    assert second_peak(found, apart_cells=30.0)[1] == 0.0
+
+
+def test_a_second_candidate_is_offered_only_when_asked_and_apart():
+    """Frames with a second hand (seed 7): with ``other_min_heat`` the locator offers the heat's
+    second peak, a hand's size away, and between the two candidates the labelled hand is found
+    more often than by the first alone; without it, never."""
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
+
+    make = hand_frame_generator(HandSynthConfig.for_camera(NYU, second_hand_prob=1.0))
+    asking = dataclasses.replace(LEARNED, other_min_heat=0.01)
+    first_on, either_on, offered = 0, 0, 0
+    for i in range(30):
+        frame = make(i, frame_rng(7, i))
+        truth = frame.joints_xyz["canonical21"].mean(0)
+        plain, seg = find_hand(frame.raw, NYU, LEARNED), find_hand(frame.raw, NYU, asking)
+        assert plain.other is None
+        np.testing.assert_array_equal(plain.com_xyz, seg.com_xyz)  # the first is the same
+        near = [np.linalg.norm(seg.com_xyz - truth) < 50.0]
+        if seg.other is not None:
+            offered += 1
+            assert seg.other.found and seg.other.other is None and seg.other.mask.any()
+            apart = np.linalg.norm(seg.other.com_uvd[:2] - seg.com_uvd[:2])
+            assert apart > NYU.fx * OTHER_APART_MM / seg.com_xyz[2] - 8.0  # an output cell
+            near.append(np.linalg.norm(seg.other.com_xyz - truth) < 50.0)
+        first_on += near[0]
+        either_on += any(near)
+    assert offered >= 5
+    assert either_on > first_on
+
+
+def test_other_min_heat_is_a_share_of_the_heat():
+    with pytest.raises(ValueError, match="other_min_heat"):
+        SegmentConfig(other_min_heat=1.0)
+    with pytest.raises(ValueError, match="other_min_heat"):
+        SegmentConfig(other_min_heat=-0.1)

@@ -199,11 +199,16 @@ def locator_loss(out: Tensor, x: Tensor, target: dict) -> dict[str, Tensor]:
 class Located:
     """:func:`decode` of a batch: ``centre`` ``(B, 3)`` grid column, row and depth (mm);
     ``confidence`` ``(B,)``: the heat mass within ``HEAT_SIGMA`` * 2 cells of the peak;
-    ``mask`` ``(B, h2, w2)``: the hand probability per output cell."""
+    ``mask`` ``(B, h2, w2)``: the hand probability per output cell; ``heat`` ``(B, h2, w2)``:
+    the centre's distribution, and ``out``, ``x``: the network's output and input, kept for
+    :func:`second_peak`."""
 
     centre: Tensor
     confidence: Tensor
     mask: Tensor
+    heat: Tensor
+    out: Tensor
+    x: Tensor
 
 
 # A sequence's last hand steers which peak is taken (decode's ``near``): a Gaussian of this
@@ -236,20 +241,41 @@ def decode(out: Tensor, x: Tensor, window: int = 3, near: Tensor | None = None) 
     centre = torch.empty(b, 3, dtype=p.dtype, device=p.device)
     total = torch.empty(b, dtype=p.dtype, device=p.device)
     for i, k in enumerate(peak):
-        # the peak's window only: the depth head's reference is pooled there alone
-        r0, r1 = max(k // w2 - window, 0), min(k // w2 + window + 1, h2)
-        c0, c1 = max(k % w2 - window, 0), min(k % w2 + window + 1, w2)
-        wgt = p[i, r0:r1, c0:c1]
-        z = (
-            reference_depth(x[i : i + 1], (r0, r1, c0, c1))[0]
-            + _DEPTH_SCALE_MM * out[i, 2, r0:r1, c0:c1]
-        )
-        rows = torch.arange(r0, r1, device=p.device, dtype=p.dtype)[:, None]
-        cols = torch.arange(c0, c1, device=p.device, dtype=p.dtype)[None, :]
-        total[i] = s = wgt.sum()
-        r, c = (wgt * rows).sum() / s, (wgt * cols).sum() / s
-        centre[i] = torch.stack([c * OUT_STRIDE + 0.5, r * OUT_STRIDE + 0.5, (wgt * z).sum() / s])
-    return Located(centre, total, torch.sigmoid(out[:, 1]))
+        centre[i], total[i] = _about_peak(p[i], out[i : i + 1], x[i : i + 1], k, window)
+    return Located(centre, total, torch.sigmoid(out[:, 1]), p, out, x)
+
+
+def _about_peak(p: Tensor, out: Tensor, x: Tensor, k: int, window: int) -> tuple[Tensor, Tensor]:
+    """One frame's heat ``p`` ``(h2, w2)`` about its flat cell ``k``: the centre ``(3,)`` (grid
+    column, row, depth mm) and the heat mass within ``window`` cells (:func:`decode`)."""
+    h2, w2 = p.shape
+    # the peak's window only: the depth head's reference is pooled there alone
+    r0, r1 = max(k // w2 - window, 0), min(k // w2 + window + 1, h2)
+    c0, c1 = max(k % w2 - window, 0), min(k % w2 + window + 1, w2)
+    wgt = p[r0:r1, c0:c1]
+    z = reference_depth(x, (r0, r1, c0, c1))[0] + _DEPTH_SCALE_MM * out[0, 2, r0:r1, c0:c1]
+    rows = torch.arange(r0, r1, device=p.device, dtype=p.dtype)[:, None]
+    cols = torch.arange(c0, c1, device=p.device, dtype=p.dtype)[None, :]
+    s = wgt.sum()
+    r, c = (wgt * rows).sum() / s, (wgt * cols).sum() / s
+    return torch.stack([c * OUT_STRIDE + 0.5, r * OUT_STRIDE + 0.5, (wgt * z).sum() / s]), s
+
+
+def second_peak(found: Located, apart_cells: float, window: int = 3) -> tuple[Tensor, float]:
+    """The first frame of ``found``: the centre ``(3,)`` (as :class:`Located`'s) and heat mass
+    of the heat's strongest peak more than ``apart_cells`` output cells from its centre (the mass
+    0 where the heat holds none)."""
+    p = found.heat[0]
+    h2, w2 = p.shape
+    col, row = (found.centre[0, :2] - 0.5) / OUT_STRIDE
+    rr = torch.arange(h2, dtype=p.dtype)[:, None]
+    cc = torch.arange(w2, dtype=p.dtype)[None, :]
+    away = torch.where((rr - row) ** 2 + (cc - col) ** 2 > apart_cells**2, p, 0.0)
+    k = int(away.reshape(-1).argmax())
+    if float(away.reshape(-1)[k]) <= 0.0:
+        return found.centre[0], 0.0
+    centre, mass = _about_peak(away, found.out[:1], found.x[:1], k, window)
+    return centre, float(mass)
 
 
 # The shipped locator (trained by handvox.train.locator; its config.json says how).
@@ -539,7 +565,23 @@ def _locate(depth, camera: Camera, cfg: SegmentConfig, net, near_xyz, window: bo
     mask, mean, kept = picked
     if track is not None:
         track.read(camera, shape, cells_hand, (oy, ox, k), com, mean, kept)
-    return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "")
+    other = None
+    if cfg.other_min_heat > 0 and near is None:
+        apart = camera.fx * OTHER_APART_MM / com[2] / k
+        centre, mass = second_peak(found, apart)
+        if mass >= cfg.other_min_heat:
+            col, row, d = centre.double().numpy()
+            com2 = camera.uvd_to_xyz(np.array([col * s + ox, row * s + oy, d]))
+            picked = _pixels_about(depth, camera, cfg, com2, cells_hand, (oy, ox, k))
+            if not isinstance(picked, str):
+                other = Segmentation(picked[0], com2, camera.xyz_to_uvd(com2), True, "")
+    return Segmentation(mask, com, camera.xyz_to_uvd(com), True, "", other)
+
+
+# A second candidate (SegmentConfig.other_min_heat) lies at least this far from the first in the
+# image (at the first's depth): a hand's own centre stays within ~20 mm, another hand's lies 100+
+# mm away, and a peak between would be the same hand's fingers or arm.
+OTHER_APART_MM = 120.0
 
 
 # Two readings of one frame at different sampling phases agree when their centres lie this near

@@ -245,6 +245,10 @@ class HandPoseEstimator:
             without a prior is read at (``SegmentConfig.locator_phases``: 1, or 4 to vote
             against a near tie that one phase decides, at several times a read's cost);
             default: the model's.
+        other_min_heat: with the learned locator and a handedness classifier, the share of
+            the locator's heat a second candidate must hold for a frame told its hand
+            (``hand="right"`` or ``"left"``) to be decided between its two candidates by the
+            classifier (``SegmentConfig.other_min_heat``; 0: never); default: the model's.
         upright_beyond_deg: a frame whose hand points further than this from up in the image
             is estimated again on a cube turned to hold it upright
             (``EstimatorConfig.upright_beyond_deg``); None: never; default: the model's.
@@ -277,6 +281,7 @@ class HandPoseEstimator:
         upright_beyond_deg: float | None | str = "model",
         handedness: bool | str | Path | Handedness = True,
         locator_phases: int | None = None,
+        other_min_heat: float | None = None,
     ):
         self.config = estimator.config
         if segment_method is not None:
@@ -284,6 +289,9 @@ class HandPoseEstimator:
             self.config = replace(self.config, segment=seg)
         if locator_phases is not None:
             seg = replace(self.config.segment, locator_phases=locator_phases)
+            self.config = replace(self.config, segment=seg)
+        if other_min_heat is not None:
+            seg = replace(self.config.segment, other_min_heat=other_min_heat)
             self.config = replace(self.config, segment=seg)
         method = self.config.segment.method
         if hand_check is True:
@@ -522,9 +530,9 @@ class HandPoseEstimator:
             if len(near) != len(depth):
                 raise HandvoxError(f"near_xyz: {len(near)} rows for {len(depth)} frames")
         if hand == "right":
-            return self._estimate(depth, cam, timings, near, track)
+            return self._estimate(depth, cam, timings, near, track, choose=True)
         if hand == "left":
-            return self._estimate_left(depth, cam, timings, near, track)
+            return self._estimate_left(depth, cam, timings, near, track, choose=True)
         if self.handedness is None:
             raise HandvoxError("hand='auto' needs a handedness classifier (this estimator has "
                                "none); say which hand: 'right' or 'left'")  # fmt: skip
@@ -552,14 +560,15 @@ class HandPoseEstimator:
         return pred
 
     def _estimate_left(
-        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None
+        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None, choose=False
     ) -> Prediction:
         """Left hands: the frames flipped left to right (right hands seen through the mirrored
-        camera), estimated, the joints mirrored back (``x -> -x``)."""
+        camera), estimated, the joints mirrored back (``x -> -x``); ``choose``: as
+        :meth:`_estimate`'s."""
         if near is not None:
             near = near * np.array([-1.0, 1.0, 1.0])  # in the mirrored frame
         pred = self._estimate(np.ascontiguousarray(depth[:, :, ::-1]), cam.mirrored(), timings,
-                              near, track)  # fmt: skip
+                              near, track, choose=choose)  # fmt: skip
         xyz, com = pred.joints_xyz.copy(), pred.com_xyz.copy()
         xyz[..., 0] *= -1
         com[..., 0] *= -1
@@ -609,6 +618,24 @@ class HandPoseEstimator:
             each[v] = decode_joints(out, centre, unit, angle, torch.full_like(angle, sc)).numpy()
         return each, spread, first
 
+    def _right_candidates(self, depth: np.ndarray, segs: list[Segmentation],
+                          cam: Camera) -> list[Segmentation]:  # fmt: skip
+        """Found hands ``segs`` of right-hand frames ``depth`` ``(n, H, W)``, each replaced by its
+        second candidate (``Segmentation.other``) where the handedness classifier calls the first
+        a left hand and the second a right one: a second hand of the other side took the
+        locator's heat. Frames without a second candidate cost nothing."""
+        two = [i for i, g in enumerate(segs) if g.other is not None]
+        if not two:
+            return segs
+        cands = [segs[i] for i in two] + [segs[i].other for i in two]
+        p_left = self._left_probability(np.concatenate([depth[two]] * 2), cands, cam,
+                                        np.stack([g.com_xyz for g in cands]))  # fmt: skip
+        out, n = list(segs), len(two)
+        for m, i in enumerate(two):
+            if p_left[m] >= 0.5 > p_left[n + m]:
+                out[i] = segs[i].other
+        return out
+
     def _left_probability(self, depth: np.ndarray, segs: list[Segmentation], cam: Camera,
                           centres: np.ndarray) -> np.ndarray:  # fmt: skip
         """The handedness classifier's ``p(left)`` ``(n,)`` of found hands (``depth`` ``(n, H,
@@ -627,10 +654,19 @@ class HandPoseEstimator:
         return torch.sigmoid(-right_logits(side, cubes)).double().cpu().numpy()
 
     def _estimate(
-        self, depth: np.ndarray, cam: Camera, timings, near=None, track=None, side: bool = False
+        self,
+        depth: np.ndarray,
+        cam: Camera,
+        timings,
+        near=None,
+        track=None,
+        side: bool = False,
+        choose: bool = False,
     ) -> Prediction:
         """The pipeline on ``(B, H, W)`` float32 depth, as right hands; ``side``: ``p_left``
-        from the handedness classifier instead of the hand check."""
+        from the handedness classifier instead of the hand check; ``choose``: the frames are
+        known to show right hands, so a frame with a second candidate keeps the one the
+        classifier calls right (:meth:`_right_candidates`)."""
         b, j = len(depth), len(self.joint_set)
         xyz = np.full((b, j, 3), np.nan)
         com = np.full((b, 3), np.nan)
@@ -652,6 +688,9 @@ class HandPoseEstimator:
             if not hit:
                 continue
             found_segs = [segs[i] for i in hit]
+            if choose and self.handedness is not None:
+                with clock("handedness"):
+                    found_segs = self._right_candidates(chunk[hit], found_segs, cam)
             c = np.stack([g.com_xyz for g in found_segs])
             idx = np.asarray(hit) + s
             joints = None

@@ -123,12 +123,20 @@ class SegmentConfig:
     # stands unless more phases put the hand elsewhere (handvox.estimator.locate). Two would
     # never outvote the first (one against one is a tie, which the first wins): not offered.
     locator_phases: int = 1
+    # With "learned": the share of the locator's heat a second candidate (its strongest peak at
+    # least OTHER_APART_MM from the first) must hold to be offered (Segmentation.other) to a
+    # caller that can tell the hand asked for from another: the estimator, told which hand the
+    # frames show, keeps whichever of the two its handedness classifier calls that hand (a
+    # second person's or the user's other hand can win the heat). 0: no second candidate.
+    other_min_heat: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in ("depth", "learned"):
             raise ValueError(f"segment method must be 'depth' or 'learned', got {self.method!r}")
         if self.locator_phases not in (1, 4):
             raise ValueError(f"locator_phases must be 1 or 4, got {self.locator_phases!r}")
+        if not 0.0 <= self.other_min_heat < 1.0:
+            raise ValueError(f"other_min_heat must be in [0, 1), got {self.other_min_heat!r}")
 
 
 @dataclass
@@ -137,6 +145,8 @@ class Segmentation:
 
     mask: ``(H, W)`` bool, the hand's pixels. com_xyz: ``(3,)`` mm, OpenCV frame, or None.
     com_uvd: ``(3,)`` u, v (px), d (mm), or None. reason: why nothing was found ("" if found).
+    other: a second candidate found apart from this one (``SegmentConfig.other_min_heat``), or
+    None; it has no ``other`` of its own.
     """
 
     mask: np.ndarray
@@ -144,6 +154,7 @@ class Segmentation:
     com_uvd: np.ndarray | None
     found: bool
     reason: str = ""
+    other: Segmentation | None = None
 
 
 def _miss(shape: tuple[int, int], reason: str) -> Segmentation:
