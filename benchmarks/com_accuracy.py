@@ -385,8 +385,9 @@ def bench_hand_generator(
     against the joints, is what remains with a perfect segmentation.
 
     ``estimator``: a :class:`~handvox.estimator.pipeline.HandPoseEstimator` run on each frame as
-    a right hand (the frames' labelled hand is one), without its hand check: its ``com_xyz``, the centre of the cube its
-    joints were read from (after its re-centring passes), scored as well, and its joints."""
+    a right hand (the frames' labelled hand is one), without its hand check: its ``com_xyz``,
+    the centre of the cube its joints were read from (after its re-centring passes), scored as
+    well, and its joints."""
     if seed == 99:
         print("note: seed 99 is the shipped model's held-out test set; tune on other seeds")
     cam = Camera.preset("nyu")
@@ -480,8 +481,9 @@ def main() -> None:
     parser.add_argument("--locator", default="", help="with --method learned: a locator folder "
                         "(SegmentConfig.locator; default: the shipped one)")  # fmt: skip
     parser.add_argument("--estimator", action="store_true",
-                        help="with --generator hand: also score the shipped estimator's cube "
-                        "centre (after its re-centring pass), the frames read as right hands")  # fmt: skip
+                        help="with --generator hand: also score the shipped estimator's "
+                        "cube centre (after its re-centring pass), the frames read as right "
+                        "hands")  # fmt: skip
     parser.add_argument("--other-min-heat", type=float, default=None,
                         help="with --estimator: SegmentConfig.other_min_heat (default: the "
                         "model's)")  # fmt: skip

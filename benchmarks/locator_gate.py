@@ -10,15 +10,16 @@ Each frame's mean joint error (mm; frames without a hand found count as far, as 
 scores them) with the model's own settings, once with its own locator and once with the
 candidate (a locator folder, or ``phases=N``: the model's locator reading a frame at N grid
 sampling phases, ``SegmentConfig.locator_phases``; or ``other=H``: the model's locator offering
-a second candidate holding H of its heat, ``SegmentConfig.other_min_heat``); per source (folders of the same name are pooled,
-e.g. ``a/ego`` and ``b/ego``) the means and the frames over 50 mm, the frames whose error moved
-by more than 20 mm and their share of the mean; with ``--classifier``, the shipped handedness
-classifier's accuracy on every frame (its cubes at the hand each locator finds). ``--save``
-keeps the per-frame errors. ``--mirrored``: left hands instead, every frame mirrored and
-estimated with ``hand="auto"`` (the one path where the locator reads a left hand as shown).
-``--sheet ../shared/data/sr305``: the real SR305 frames (unlabelled,
-so not scored): the pixel each locator puts the centre on, and the frames where the two lie
-over 40 px apart, for a person to look at.
+a second candidate holding H of its heat, ``SegmentConfig.other_min_heat``); per source
+(folders of the same name are pooled, e.g. ``a/ego`` and ``b/ego``) the means and the frames
+over 50 mm, the frames whose error moved by more than 20 mm and their share of the mean; with
+``--classifier``, the shipped handedness classifier's accuracy on every frame (its cubes at the
+hand each locator finds). ``--save`` keeps the per-frame errors. ``--mirrored``: left hands
+instead, every frame mirrored and estimated with ``hand="auto"`` (the one path where the locator
+reads a left hand as shown).
+``--sheet ../shared/data/sr305``: the real SR305 frames (unlabelled, so not scored): the pixel
+each locator puts the centre on, and the frames where the two lie over 40 px apart, for a person
+to look at (for ``other=H``, the estimator's centres: the choice is made after the locator).
 """
 
 from __future__ import annotations
@@ -117,13 +118,19 @@ def _table(errs: dict) -> tuple[dict, dict]:
     return own, new
 
 
-def sheet(ests: dict[str, HandPoseEstimator], folder: Path) -> None:
-    """The centre's pixel by each estimator's locator on the SR305 frames of ``folder``."""
+def sheet(ests: dict[str, HandPoseEstimator], folder: Path, whole: bool = False) -> None:
+    """The centre's pixel by each estimator's locator on the SR305 frames of ``folder``;
+    ``whole``: the estimator's own (its last cube's centre, the frames read as right hands), for
+    a candidate that acts after the locator (``other=H``)."""
     frames, cam = read_sr305(folder)
     moved = []
     for name, depth in frames:
         uv = []
         for est in ests.values():
+            if whole:
+                pred = est.without_check()(depth[None], cam, hand="right")
+                uv.append(pred.com_uvd[0, :2])
+                continue
             seg = est.segment(depth[None], cam, None)[0]
             uv.append(seg.com_uvd[:2] if seg.found else np.full(2, np.nan))
         far = not np.linalg.norm(uv[0] - uv[1]) <= 40.0
@@ -175,7 +182,7 @@ def main() -> None:
             pct = 100 * r / max(n, 1)
             print(f"handedness classifier, {k} locator: {pct:.2f} % right of {n} found")
     if args.sheet:
-        sheet(ests, args.sheet)
+        sheet(ests, args.sheet, whole=bool(args.candidate) and args.candidate.startswith("other="))
     if args.save and own:
         np.savez(args.save, **{f"own_{s}": v for s, v in own.items()},
                  **{f"candidate_{s}": v for s, v in new.items()})  # fmt: skip

@@ -458,3 +458,36 @@ def test_locator_phases_flag_on_the_real_frame_with_a_head_beside_the_hand(tmp_p
     with pytest.raises(SystemExit) as stop:  # two phases could never outvote the first
         main(["predict", str(png), "--out", str(tmp_path / "x"), "--locator-phases", "2"])
     assert stop.value.code == 2 and "--locator-phases" in capsys.readouterr().err
+
+
+def test_other_min_heat_flag_keeps_the_hand_asked_for(tmp_path, capsys):
+    """A rendered frame whose second hand, a left one, takes the locator's heat (seed 7, frame
+    40; tests/estimator/test_pipeline.py has it too): ``--other-min-heat`` puts the cube on the
+    labelled right hand (the shipped model's setting, gated: docs/rules/
+    2026-12-08-second-candidate-checked.md), ``0`` leaves it on the other one; the line printed
+    says so; a share outside [0, 1) is refused."""
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
+
+    frame = hand_frame_generator(HandSynthConfig.for_camera(NYU, second_hand_prob=1.0))(
+        40, frame_rng(7, 40)
+    )
+    np.save(tmp_path / "two.npy", frame.raw)
+    truth = frame.joints_xyz["canonical21"].mean(0)
+    off = {}
+    for share in (None, "0", "0.03"):  # None: the shipped model's, 0.03
+        out = tmp_path / str(share)
+        flag = [] if share is None else ["--other-min-heat", share]
+        assert main(["predict", str(tmp_path / "two.npy"), "--camera", "nyu", "--out", str(out),
+                     "--no-hand-check", *flag]) == 0  # fmt: skip
+        said = capsys.readouterr().out
+        assert ("second candidate holding 3 %+" in said) == (share != "0")
+        com = np.asarray(read_json(out / "predictions.json").frames[0].com_xyz)
+        off[share] = np.linalg.norm(com - truth)
+    assert off["0"] > 150.0 and off["0.03"] < 30.0 and off[None] == off["0.03"]
+    assert main(["predict", str(tmp_path / "two.npy"), "--camera", "nyu", "--out",
+                 str(tmp_path / "x"), "--other-min-heat", "1.5"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--other-min-heat" in err and "other_min_heat must be in [0, 1), got 1.5" in err
+    assert not (tmp_path / "x").exists()

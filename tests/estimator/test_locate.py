@@ -16,8 +16,8 @@ from handvox.errors import DataError
 from handvox.estimator.locate import (
     DEFAULT_LOCATOR_DIR,
     HAND_FINDERS,
-    HandTrack,
     OTHER_APART_MM,
+    HandTrack,
     LocatorNet,
     _hand_pixels,
     decode,
@@ -478,10 +478,12 @@ def test_second_peak_is_the_strongest_peak_apart_from_the_first():
     p = torch.softmax(heat.reshape(-1), 0).reshape(h2, w2)
     assert mass == pytest.approx(float(p[27:34, 21:28].sum()), rel=1e-4)
     assert 0.2 < mass / float(found.confidence[0]) < 0.5  # a third of the first's heat
-    # nearer than apart_cells the shoulder is the first's; farther than both: none
+    # nearer than apart_cells the shoulder is the first's; past both, the background's crumbs;
+    # past the whole map, nothing
     centre, mass = second_peak(found, apart_cells=3.0)
     assert ((centre[:2] - 0.5) / 2).round().int().tolist() == [14, 10]
-    assert second_peak(found, apart_cells=30.0)[1] == 0.0
+    assert second_peak(found, apart_cells=30.0)[1] < 1e-4
+    assert second_peak(found, apart_cells=60.0)[1] == 0.0
 
 
 def test_a_second_candidate_is_offered_only_when_asked_and_apart():

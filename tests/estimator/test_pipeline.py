@@ -300,6 +300,55 @@ def test_a_left_hand_is_estimated_mirrored_in_and_out(nyu_frame, shared):
         est(flipped, cam, hand="both")
 
 
+def test_told_the_hand_the_estimator_takes_the_candidate_of_that_side():
+    """A frame whose second hand, a left one, takes the locator's heat (seed 7, frame 40): with
+    ``other_min_heat`` the classifier sends the cube to the labelled right hand; told it is a
+    left hand, the mirrored frame comes out the same, mirrored; ``hand="auto"`` chooses no
+    candidate (it has no side to choose by)."""
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
+
+    frame = hand_frame_generator(HandSynthConfig.for_camera(NYU, second_hand_prob=1.0))(
+        40, frame_rng(7, 40)
+    )
+    truth = frame.joints_xyz["canonical21"].mean(0)
+    plain = HandPoseEstimator.default(hand_check=False, other_min_heat=0.0)
+    told = HandPoseEstimator.default(hand_check=False, other_min_heat=0.03)
+    assert told.config.segment.other_min_heat == 0.03
+    assert np.linalg.norm(plain(frame.raw, NYU).com_xyz[0] - truth) > 150.0  # the other hand
+    right = told(frame.raw, NYU)
+    assert np.linalg.norm(right.com_xyz[0] - truth) < 30.0
+    joints = frame.joints_xyz["canonical21"]
+    assert np.linalg.norm(right.joints_xyz[0] - joints, axis=-1).mean() < 30.0
+    left = told(np.ascontiguousarray(frame.raw[:, ::-1]), NYU.mirrored(), hand="left")
+    np.testing.assert_allclose(left.com_xyz, right.com_xyz * [-1, 1, 1], atol=1e-9)
+    auto = told(frame.raw, NYU, hand="auto")
+    np.testing.assert_array_equal(auto.com_xyz, plain(frame.raw, NYU, hand="auto").com_xyz)
+
+
+def test_a_second_candidate_the_hand_check_rejects_is_not_taken(monkeypatch):
+    """The same frame, with a hand check that rejects everything (threshold 1) as the one the
+    choice weighs the second candidate with: the cube stays on the first (the other hand)."""
+    import dataclasses
+
+    from handvox.estimator import pipeline
+    from handvox.estimator.check import shipped_hand_check
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
+
+    frame = hand_frame_generator(HandSynthConfig.for_camera(NYU, second_hand_prob=1.0))(
+        40, frame_rng(7, 40)
+    )
+    strict = shipped_hand_check("learned")
+    strict = dataclasses.replace(strict, config=dataclasses.replace(strict.config, threshold=1.0))
+    monkeypatch.setattr(pipeline, "shipped_hand_check", lambda method: strict)
+    est = HandPoseEstimator.default(hand_check=False, other_min_heat=0.03)
+    plain = HandPoseEstimator.default(hand_check=False, other_min_heat=0.0)
+    np.testing.assert_array_equal(est(frame.raw, NYU).com_xyz, plain(frame.raw, NYU).com_xyz)
+
+
 def test_a_track_carries_a_sequences_hand_one_frame_a_call_left_hands_too():
     """With a sequence's HandTrack the locator's network reads one frame in ``every``; a left
     hand's track follows the mirrored frames (the same carried hands, x negated)."""

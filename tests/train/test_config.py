@@ -78,14 +78,16 @@ def test_the_shipped_models_train_config_loads():
     worker and progress flags; it starts from the model shipped before it (which the config
     restores from git), is the run's last checkpoint, runs one view, as trained, with the
     re-centring pass and the upright pass chosen on validation, its locator read at four grid
-    phases (a read setting gated on validation frames after training), and its per-joint
+    phases and a second candidate weighed by handedness (read settings gated on validation
+    frames after training), and its per-joint
     confidence calibrated on validation frames."""
     model = json.loads((ROOT / "src/handvox/data/default_model/config.json").read_text())
     cfg = TrainConfig.from_dict(model["meta"]["train_config"])
     shipped = EstimatorConfig.from_dict(model["estimator"])
     assert (shipped.recentre, shipped.upright_beyond_deg) == (1, 60.0)
     assert shipped.segment.locator_phases == 4 and cfg.estimator.segment.locator_phases == 1
-    untouched = dataclasses.replace(shipped.segment, locator_phases=1)
+    assert shipped.segment.other_min_heat == 0.03 and cfg.estimator.segment.other_min_heat == 0
+    untouched = dataclasses.replace(shipped.segment, locator_phases=1, other_min_heat=0.0)
     trained = dataclasses.replace(shipped, recentre=0, upright_beyond_deg=None, joint_spread_mm=(),
                                   segment=untouched)  # fmt: skip
     assert cfg.estimator == trained
@@ -99,7 +101,9 @@ def test_the_shipped_models_train_config_loads():
     assert chosen["test_rotations_deg"] == [] == list(shipped.test_rotations_deg)
     assert chosen["upright_beyond_deg"] == shipped.upright_beyond_deg == 60.0
     assert chosen["segment"]["locator_phases"] == 4
-    assert (ROOT / chosen["locator_phases"]["rule"].split(" ")[0]).is_file()
+    assert chosen["segment"]["other_min_heat"] == 0.03
+    for setting in ("locator_phases", "other_min_heat"):
+        assert (ROOT / chosen[setting]["rule"].split(" ")[0]).is_file()
     assert len(shipped.joint_spread_mm) == 21
     assert model["meta"]["joint_spread_from"]["frames"] == 600
     assert all("mixval" in s for s in model["meta"]["joint_spread_from"]["sets"])  # validation

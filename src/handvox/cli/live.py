@@ -173,9 +173,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             est = _load_estimator(args.model, args.device, args.exact, args.rotations, None,
                                   args.segment, not args.no_hand_check, args.upright,
-                                  args.recentre, args.locator_phases)  # fmt: skip
+                                  args.recentre, args.locator_phases,
+                                  args.other_min_heat)  # fmt: skip
         except ValueError as e:  # a rotation of 0, an upright angle of 180, NaN
-            raise HandvoxError(f"--rotations/--upright: {e}") from None
+            raise HandvoxError(f"--rotations/--upright/--other-min-heat: {e}") from None
         print(describe_passes(est), file=sys.stderr)
         if line := describe_hand(est, args.hand):
             print(line, file=sys.stderr)

@@ -23,6 +23,19 @@ def _locator_phases(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--locator-phases", type=int, choices=[1, 4], help=help)
 
 
+def _other_min_heat(p: argparse.ArgumentParser) -> None:
+    """``--other-min-heat`` (``SegmentConfig.other_min_heat``)."""
+    p.add_argument(
+        "--other-min-heat",
+        type=float,
+        metavar="SHARE",
+        help="with the learned locator: a second candidate holding at least this share of its "
+        "heat (e.g. 0.03) is weighed against the first by the left-or-right classifier, and the "
+        "hand --hand names is kept (another person's hand, or your other one, in view); 0: "
+        "never; not with --hand auto (default: the model's)",
+    )
+
+
 def _add_inference_commands(sub) -> None:
     p = sub.add_parser("predict", help="3D joints of depth files, folders or a dataset")
     p.add_argument(
@@ -109,6 +122,7 @@ def _add_inference_commands(sub) -> None:
         "a near tie that one phase decides (a head beside a raised hand) at several times a "
         "read's cost; 1 is the fastest (default: the model's; the shipped model's is 4)",
     )
+    _other_min_heat(p)
     p.add_argument(
         "--no-hand-check",
         action="store_true",
@@ -215,6 +229,7 @@ def _add_inference_commands(sub) -> None:
         "grid sampling phases of a frame read without a prior (the first, or one whose last "
         "hand is too old to steer it); tracked frames read once (default: the model's)",
     )
+    _other_min_heat(p)
     p.add_argument(
         "--locator-every",
         type=int,

@@ -314,6 +314,10 @@ def describe_passes(est: HandPoseEstimator) -> str:
     seg = est.config.segment
     phases = (f"; the hand found by the learned locator at {seg.locator_phases} grid phase(s) "
               "(--locator-phases)") if seg.method == "learned" else ""  # fmt: skip
+    if seg.method == "learned" and seg.other_min_heat > 0 and est.handedness is not None:
+        phases += (f"; a second candidate holding {100 * seg.other_min_heat:g} %+ of its heat is "
+                   "kept instead where the left-or-right classifier calls it the hand asked for "
+                   "and the first not (--other-min-heat)")  # fmt: skip
     return (f"views: {len(est.test_views())} a frame (--rotations, --scales); re-centring "
             f"passes: {est.recentre} (--recentre); a second pass on hands pointing down: {turn} "
             f"(--upright){phases}")  # fmt: skip
@@ -339,10 +343,12 @@ def _load_estimator(
     upright: str | None = None,
     recentre: int | None = None,
     locator_phases: int | None = None,
+    other_min_heat: float | None = None,
 ):
     kw = {
         "segment_method": segment,
         "locator_phases": locator_phases,
+        "other_min_heat": other_min_heat,
         "hand_check": hand_check,
         "device": device,
         "fast": not exact,
@@ -380,9 +386,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         est = _load_estimator(args.model, args.device, args.exact, args.rotations, args.scales,
                               args.segment, not args.no_hand_check, args.upright,
-                              args.recentre, args.locator_phases)  # fmt: skip
+                              args.recentre, args.locator_phases,
+                              args.other_min_heat)  # fmt: skip
     except ValueError as e:  # a rotation of 0, a scale of 1, an upright angle of 180, NaN
-        raise HandvoxError(f"--rotations/--scales/--upright: {e}") from None
+        raise HandvoxError(f"--rotations/--scales/--upright/--other-min-heat: {e}") from None
     if not args.quiet:
         if est.check is not None:
             print(f"hand check: on (a frame whose p_hand is below {est.check.config.threshold:g} "

@@ -349,6 +349,7 @@ class HandPoseEstimator:
         self.fast = fast and self.device.type == "cpu"
         self._check = self.check
         self._side: Handedness | None = None  # the classifier as run: made at its first use
+        self._spare_check: HandCheck | None = None  # _choice_check's, without self.check
         if self.fast:
             self._pose, self._refine, self.variants = fast_cpu_networks(
                 self.pose_net, self.refine_net
@@ -622,19 +623,43 @@ class HandPoseEstimator:
                           cam: Camera) -> list[Segmentation]:  # fmt: skip
         """Found hands ``segs`` of right-hand frames ``depth`` ``(n, H, W)``, each replaced by its
         second candidate (``Segmentation.other``) where the handedness classifier calls the first
-        a left hand and the second a right one: a second hand of the other side took the
-        locator's heat. Frames without a second candidate cost nothing."""
+        a left hand and the second a right one, and the hand check (:meth:`_choice_check`) does
+        not call the second 'not a hand': a second hand of the other side took the locator's
+        heat. Frames without a second candidate cost nothing."""
         two = [i for i, g in enumerate(segs) if g.other is not None]
-        if not two:
+        chk = self._choice_check()
+        if not two or chk is None:
             return segs
         cands = [segs[i] for i in two] + [segs[i].other for i in two]
         p_left = self._left_probability(np.concatenate([depth[two]] * 2), cands, cam,
                                         np.stack([g.com_xyz for g in cands]))  # fmt: skip
-        out, n = list(segs), len(two)
-        for m, i in enumerate(two):
-            if p_left[m] >= 0.5 > p_left[n + m]:
-                out[i] = segs[i].other
+        n = len(two)
+        flip = [m for m in range(n) if p_left[m] >= 0.5 > p_left[n + m]]
+        if not flip:
+            return segs
+        # ... and the second must be a hand at all: an object or an arm can look "right" too
+        others = [cands[n + m] for m in flip]
+        cubes = hand_volumes(depth[[two[m] for m in flip]], others, cam, chk.config.volume,
+                             self.device, True, np.stack([g.com_xyz for g in others]))  # fmt: skip
+        p_hand = chk(cubes)[0]
+        out = list(segs)
+        for m, ph in zip(flip, p_hand, strict=True):
+            if ph >= chk.config.threshold:
+                out[two[m]] = cands[n + m]
         return out
+
+    def _choice_check(self) -> HandCheck | None:
+        """The hand check :meth:`_right_candidates` weighs a second candidate with: this
+        estimator's, else (its rejections turned off) the shipped one for its way of finding the
+        hand, as run; None where there is none (then no second candidate is taken)."""
+        if self.check is not None:
+            return self._check
+        if self._spare_check is None:
+            chk = shipped_hand_check(self.config.segment.method)
+            if chk is None:
+                return None
+            self._spare_check = chk.for_cpu() if self.fast else chk
+        return self._spare_check
 
     def _left_probability(self, depth: np.ndarray, segs: list[Segmentation], cam: Camera,
                           centres: np.ndarray) -> np.ndarray:  # fmt: skip
