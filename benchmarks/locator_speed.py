@@ -10,6 +10,9 @@
 - ``estimator``: the shipped estimator a frame (``HandPoseEstimator.default``), its hand found
   at one grid phase against four (``locator_phases``), interleaved, medians of 60 calls: the
   real NYU frame and SR305 20210326-231615/0 (the frame where the phases disagree).
+- ``other``: the shipped estimator a frame without a second candidate and with the model's
+  (``other_min_heat``), interleaved, medians of 60 calls: the real frames above and a rendered
+  one whose second hand takes the locator's heat.
 - ``steps``: on the real NYU frame, each step of one read timed alone (median of 500 calls):
   the input grid, the frozen network, decoding, the hand cells' dilation, the full-resolution
   mask and its points; and the whole ``locate_hand`` (more than their sum: caches, small calls).
@@ -105,21 +108,24 @@ def speed(locators: dict[str, Path]) -> None:
         print(f"| {k} | {np.median(v):.2f} | {np.min(v):.2f} |")
 
 
-def estimator_phases() -> None:
+def _real_inputs() -> dict[str, tuple[np.ndarray, Camera]]:
     from handvox.cli.demo import read_sr305
-    from handvox.estimator.pipeline import HandPoseEstimator
 
     frames, sr305 = read_sr305(SHARED / "data/sr305")
     nyu = read_depth(SHARED / "data/nyu/depth_1_0000001.png")
-    inputs = {
+    return {
         "the NYU frame": (nyu, Camera.preset("nyu")),
         "SR305 231615/0": (dict(frames)["20210326-231615/0"], sr305),
     }
-    ests = {n: HandPoseEstimator.default(locator_phases=n) for n in (1, 4)}
-    print("| frame | one phase, ms | four phases, ms | ratio |\n| --- | ---: | ---: | ---: |")
+
+
+def _paired(ests: dict, inputs: dict) -> None:
+    """Medians of 60 interleaved calls of each estimator a frame, ms, and their ratio."""
+    a, b = list(ests)
+    print(f"| frame | {a}, ms | {b}, ms | ratio |\n| --- | ---: | ---: | ---: |")
     for name, (depth, cam) in inputs.items():
         depth = np.asarray(depth, np.float32)
-        times: dict[int, list[float]] = {n: [] for n in ests}
+        times: dict[str, list[float]] = {n: [] for n in ests}
         for est in ests.values():
             _ms(lambda e=est, d=depth, c=cam: e(d, c), 0)  # warm-up
         for _ in range(60):
@@ -127,8 +133,35 @@ def estimator_phases() -> None:
                 t = time.perf_counter()
                 est(depth, cam)
                 times[n].append((time.perf_counter() - t) * 1000.0)
-        one, four = (float(np.median(times[n])) for n in (1, 4))
-        print(f"| {name} | {one:.1f} | {four:.1f} | {four / one:.2f}x |")
+        one, two = (float(np.median(times[n])) for n in ests)
+        print(f"| {name} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
+
+
+def estimator_phases() -> None:
+    from handvox.estimator.pipeline import HandPoseEstimator
+
+    ests = {f"{n} phase(s)": HandPoseEstimator.default(locator_phases=n) for n in (1, 4)}
+    _paired(ests, _real_inputs())
+
+
+def estimator_other() -> None:
+    """The shipped estimator a frame without and with a second candidate weighed
+    (``other_min_heat`` 0 and the model's): the real frames and a rendered one whose second hand
+    takes the heat (seed 7, frame 40: the classifier and the check run there)."""
+    from handvox.estimator.pipeline import HandPoseEstimator
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
+
+    nyu = Camera.preset("nyu")
+    two = hand_frame_generator(HandSynthConfig.for_camera(nyu, second_hand_prob=1.0))(
+        40, frame_rng(7, 40)
+    )
+    inputs = _real_inputs() | {"rendered, two hands": (two.raw, nyu)}
+    shipped = HandPoseEstimator.default()
+    share = shipped.config.segment.other_min_heat
+    ests = {"none": HandPoseEstimator.default(other_min_heat=0.0), f"at {share:g}": shipped}
+    _paired(ests, inputs)
 
 
 def _step_times(net, depth: np.ndarray, cam: Camera) -> list[float]:
@@ -299,7 +332,7 @@ def same(sets: list[Path], rev: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="speed",
-                    help="speed, estimator, steps, accuracy, window, same, around "
+                    help="speed, estimator, other, steps, accuracy, window, same, around "
                     "(commas)")  # fmt: skip
     ap.add_argument("--locator", action="append", default=[],
                     help="NAME=DIR, a locator to time (speed) and score (accuracy) beside the "
@@ -318,6 +351,8 @@ def main() -> None:
         speed(locators)
     if "estimator" in parts:
         estimator_phases()
+    if "other" in parts:
+        estimator_other()
     if "steps" in parts:
         steps(locators)
     if "accuracy" in parts:

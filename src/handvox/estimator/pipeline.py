@@ -514,7 +514,8 @@ class HandPoseEstimator:
         ``right`` and ``left`` report the hand check's).
 
         ``timings``, when given, accumulates wall-clock seconds per stage: ``segmentation``
-        (mask and COM), ``tsdf``, ``check``, ``refinement``, ``pose`` (all passes of each).
+        (mask and COM), ``tsdf``, ``check``, ``refinement``, ``pose`` (all passes of each), and
+        ``handedness`` where the classifier ran (``hand="auto"``, or a second candidate weighed).
 
         Raises:
             DataError: depth not (H, W) / (B, H, W) numbers of the camera's size.
@@ -713,7 +714,8 @@ class HandPoseEstimator:
             if not hit:
                 continue
             found_segs = [segs[i] for i in hit]
-            if choose and self.handedness is not None:
+            two = any(g.other is not None for g in found_segs)
+            if choose and two and self.handedness is not None:
                 with clock("handedness"):
                     found_segs = self._right_candidates(chunk[hit], found_segs, cam)
             c = np.stack([g.com_xyz for g in found_segs])
