@@ -631,22 +631,28 @@ class HandPoseEstimator:
         chk = self._choice_check()
         if not two or chk is None:
             return segs
-        cands = [segs[i] for i in two] + [segs[i].other for i in two]
-        p_left = self._left_probability(np.concatenate([depth[two]] * 2), cands, cam,
-                                        np.stack([g.com_xyz for g in cands]))  # fmt: skip
-        n = len(two)
-        flip = [m for m in range(n) if p_left[m] >= 0.5 > p_left[n + m]]
-        if not flip:
+
+        def p_left(idx: list[int], cands: list[Segmentation]) -> np.ndarray:
+            return self._left_probability(depth[idx], cands, cam,
+                                          np.stack([g.com_xyz for g in cands]))  # fmt: skip
+
+        # Each test only where the one before passed (the classifier's cubes are most of the
+        # cost): the first called left, then the second called right, then a hand at all (an
+        # object or an arm can look "right" too).
+        keep = [i for i, p in zip(two, p_left(two, [segs[i] for i in two]), strict=True)
+                if p >= 0.5]  # fmt: skip
+        if keep:
+            others = [segs[i].other for i in keep]
+            keep = [i for i, p in zip(keep, p_left(keep, others), strict=True) if p < 0.5]
+        if not keep:
             return segs
-        # ... and the second must be a hand at all: an object or an arm can look "right" too
-        others = [cands[n + m] for m in flip]
-        cubes = hand_volumes(depth[[two[m] for m in flip]], others, cam, chk.config.volume,
-                             self.device, True, np.stack([g.com_xyz for g in others]))  # fmt: skip
-        p_hand = chk(cubes)[0]
+        others = [segs[i].other for i in keep]
+        cubes = hand_volumes(depth[keep], others, cam, chk.config.volume, self.device, True,
+                             np.stack([g.com_xyz for g in others]))  # fmt: skip
         out = list(segs)
-        for m, ph in zip(flip, p_hand, strict=True):
+        for i, ph in zip(keep, chk(cubes)[0], strict=True):
             if ph >= chk.config.threshold:
-                out[two[m]] = cands[n + m]
+                out[i] = segs[i].other
         return out
 
     def _choice_check(self) -> HandCheck | None:
