@@ -147,15 +147,19 @@ def test_hand_pixels_are_the_readings_in_the_band_on_hand_cells():
         np.testing.assert_array_equal(cols, xx[keep])
 
 
+def _bump(r: float, c: float, size: int = 40) -> torch.Tensor:
+    """A unit Gaussian bump of spread 1 cell at row ``r``, column ``c`` of a square heat map."""
+    rows = torch.arange(size, dtype=torch.float32)[:, None]
+    cols = torch.arange(size, dtype=torch.float32)[None, :]
+    return torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / 2.0)
+
+
+_FLAT = locator_input(torch.full((1, 80, 80), 600.0), 1, 2000.0, 10.0)  # a 40 x 40 output
+
+
 def test_a_prior_picks_the_peak_near_it_unless_the_other_is_ten_times_stronger():
     h2 = w2 = 40
-    rows = torch.arange(h2, dtype=torch.float32)[:, None]
-    cols = torch.arange(w2, dtype=torch.float32)[None, :]
-
-    def bump(r, c):
-        return torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / 2.0)
-
-    x = locator_input(torch.full((1, 80, 80), 600.0), 1, 2000.0, 10.0)
+    bump, x = _bump, _FLAT
 
     def output(weaker):  # heat logits: a bump at (10, 10) and one `weaker` times less at (30, 30)
         heat = torch.log(bump(10, 10) + bump(30, 30) / weaker + 1e-6)
@@ -463,13 +467,7 @@ def test_a_carried_hand_is_the_one_read_moved_and_the_network_reads_every_kth_fr
 
 def test_second_peak_is_the_strongest_peak_apart_from_the_first():
     h2 = w2 = 40
-    rows = torch.arange(h2, dtype=torch.float32)[:, None]
-    cols = torch.arange(w2, dtype=torch.float32)[None, :]
-
-    def bump(r, c):
-        return torch.exp(-((rows - r) ** 2 + (cols - c) ** 2) / 2.0)
-
-    x = locator_input(torch.full((1, 80, 80), 600.0), 1, 2000.0, 10.0)
+    bump, x = _bump, _FLAT
     # the first at (10, 10); a weak bump beside it (its own shoulder), the second at (24, 30)
     heat = torch.log(bump(10, 10) + bump(10, 14) / 2.0 + bump(30, 24) / 3.0 + 1e-6)
     found = decode(torch.stack([heat, torch.zeros(h2, w2), torch.zeros(h2, w2)])[None], x)
