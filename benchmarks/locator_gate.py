@@ -10,7 +10,8 @@ Each frame's mean joint error (mm; frames without a hand found count as far, as 
 scores them) with the model's own settings, once with its own locator and once with the
 candidate (a locator folder, or ``phases=N``: the model's locator reading a frame at N grid
 sampling phases, ``SegmentConfig.locator_phases``; or ``other=H``: the model's locator offering
-a second candidate holding H of its heat, ``SegmentConfig.other_min_heat``); per source
+a second candidate holding H of its heat, ``SegmentConfig.other_min_heat``; ``other=H,margin=D``
+also ``SegmentConfig.other_margin``, else None); per source
 (folders of the same name are pooled, e.g. ``a/ego`` and ``b/ego``) the means and the frames
 over 50 mm, the frames whose error moved by more than 20 mm and their share of the mean; with
 ``--classifier``, the shipped handedness classifier's accuracy on every frame (its cubes at the
@@ -46,7 +47,9 @@ def _estimator(model_dir: Path, candidate: str | None) -> HandPoseEstimator:
     if candidate and candidate.startswith("phases="):
         seg = dataclasses.replace(seg, locator_phases=int(candidate.split("=")[1]))
     elif candidate and candidate.startswith("other="):
-        seg = dataclasses.replace(seg, other_min_heat=float(candidate.split("=")[1]))
+        heat, _, margin = candidate.removeprefix("other=").partition(",margin=")
+        seg = dataclasses.replace(seg, other_min_heat=float(heat),
+                                  other_margin=float(margin) if margin else None)  # fmt: skip
     elif candidate:
         seg = dataclasses.replace(seg, locator=str(Path(candidate).resolve()))
     model.config = dataclasses.replace(model.config, segment=seg)
@@ -148,7 +151,8 @@ def main() -> None:
         "--candidate",
         required=True,
         help="a locator folder, phases=N (the model's locator at N sampling phases) or other=H "
-        "(a second candidate holding H of the heat, chosen by handedness)",
+        "(a second candidate holding H of the heat, chosen by handedness; other=H,margin=D: "
+        "taken where the classifier finds it less left than the first by D)",
     )
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--classifier", action="store_true", help="the handedness classifier too")

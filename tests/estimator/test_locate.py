@@ -519,3 +519,7 @@ def test_other_min_heat_is_a_share_of_the_heat():
         SegmentConfig(other_min_heat=1.0)
     with pytest.raises(ValueError, match="other_min_heat"):
         SegmentConfig(other_min_heat=-0.1)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="other_margin"):
+            SegmentConfig(other_margin=bad)
+    assert SegmentConfig(other_margin=0.0).other_margin == 0.0

@@ -349,6 +349,34 @@ def test_a_second_candidate_the_hand_check_rejects_is_not_taken(monkeypatch):
     np.testing.assert_array_equal(est(frame.raw, NYU).com_xyz, plain(frame.raw, NYU).com_xyz)
 
 
+def test_a_margin_takes_the_candidate_less_left_than_the_first():
+    """Seed 7, frame 39: the locator's first candidate is a left hand, and the classifier finds
+    the labelled right hand left-ish too (both p_left >= 0.5). Below 0.5 only
+    (``other_margin=None``), the cube stays on the other hand; with a margin the one clearly less
+    left is taken, and lies on the labelled hand."""
+    import dataclasses
+
+    from handvox.synth.frame import frame_rng
+    from handvox.synth.hand import hand_frame_generator
+    from handvox.synth.hand_config import HandSynthConfig
+
+    frame = hand_frame_generator(HandSynthConfig.for_camera(NYU, second_hand_prob=1.0))(
+        39, frame_rng(7, 39)
+    )
+    truth = frame.joints_xyz["canonical21"].mean(0)
+
+    def estimator(margin):
+        est = HandPoseEstimator.default(hand_check=False, other_min_heat=0.001)
+        seg = dataclasses.replace(est.config.segment, other_margin=margin)
+        est.config = dataclasses.replace(est.config, segment=seg)
+        return est
+
+    below_half = estimator(None)(frame.raw, NYU).com_xyz[0]
+    margin = estimator(0.2)(frame.raw, NYU).com_xyz[0]
+    assert np.linalg.norm(below_half - truth) > 150.0
+    assert np.linalg.norm(margin - truth) < 50.0
+
+
 def test_a_track_carries_a_sequences_hand_one_frame_a_call_left_hands_too():
     """With a sequence's HandTrack the locator's network reads one frame in ``every``; a left
     hand's track follows the mirrored frames (the same carried hands, x negated)."""

@@ -624,7 +624,8 @@ class HandPoseEstimator:
                           cam: Camera) -> list[Segmentation]:  # fmt: skip
         """Found hands ``segs`` of right-hand frames ``depth`` ``(n, H, W)``, each replaced by its
         second candidate (``Segmentation.other``) where the handedness classifier calls the first
-        a left hand and the second a right one, and the hand check (:meth:`_choice_check`) does
+        a left hand and the second a right one (or, with ``SegmentConfig.other_margin``, less
+        left than the first by that margin), and the hand check (:meth:`_choice_check`) does
         not call the second 'not a hand': a second hand of the other side took the locator's
         heat. Frames without a second candidate cost nothing."""
         two = [i for i, g in enumerate(segs) if g.other is not None]
@@ -637,13 +638,15 @@ class HandPoseEstimator:
                                           np.stack([g.com_xyz for g in cands]))  # fmt: skip
 
         # Each test only where the one before passed (the classifier's cubes are most of the
-        # cost): the first called left, then the second called right, then a hand at all (an
+        # cost): the first called left, then the second called right (or less left), then a hand at all (an
         # object or an arm can look "right" too).
-        keep = [i for i, p in zip(two, p_left(two, [segs[i] for i in two]), strict=True)
-                if p >= 0.5]  # fmt: skip
+        first = dict(zip(two, p_left(two, [segs[i] for i in two]), strict=True))
+        keep = [i for i in two if first[i] >= 0.5]
         if keep:
             others = [segs[i].other for i in keep]
-            keep = [i for i, p in zip(keep, p_left(keep, others), strict=True) if p < 0.5]
+            margin = self.config.segment.other_margin
+            keep = [i for i, p in zip(keep, p_left(keep, others), strict=True)
+                    if (p < 0.5 if margin is None else p < first[i] - margin)]  # fmt: skip
         if not keep:
             return segs
         others = [segs[i].other for i in keep]

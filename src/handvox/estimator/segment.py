@@ -129,6 +129,12 @@ class SegmentConfig:
     # frames show, keeps whichever of the two its handedness classifier calls that hand (a
     # second person's or the user's other hand can win the heat). 0: no second candidate.
     other_min_heat: float = 0.0
+    # How much less "left" the classifier must find the second candidate than the first (whose
+    # p_left is at least 0.5) for a right hand's frame to take it: None takes it only where its
+    # p_left is below 0.5; a number d, where it is below the first's minus d. A left hand seen
+    # beside the asked-for one makes both look left-ish when the classifier's cube holds parts
+    # of both; the one that looks less so is the right hand (docs/rules/, 2026-12-08).
+    other_margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("depth", "learned"):
@@ -137,6 +143,8 @@ class SegmentConfig:
             raise ValueError(f"locator_phases must be 1 or 4, got {self.locator_phases!r}")
         if not 0.0 <= self.other_min_heat < 1.0:
             raise ValueError(f"other_min_heat must be in [0, 1), got {self.other_min_heat!r}")
+        if self.other_margin is not None and not 0.0 <= self.other_margin < 1.0:
+            raise ValueError(f"other_margin must be None or in [0, 1), got {self.other_margin!r}")
 
 
 @dataclass
