@@ -487,6 +487,9 @@ def main() -> None:
     parser.add_argument("--other-min-heat", type=float, default=None,
                         help="with --estimator: SegmentConfig.other_min_heat (default: the "
                         "model's)")  # fmt: skip
+    parser.add_argument("--other-margin", default=None,
+                        help="with --estimator: SegmentConfig.other_margin, a number or 'none' "
+                        "(default: the model's)")  # fmt: skip
     scene = parser.add_argument_group("hand generator scenes (handvox synth's options)")
     scene.add_argument("--view", choices=["nyu", "icvl", "generic", "egocentric", "desk"])
     for name in ("mesh_prob", "object_prob", "near_object_prob", "second_hand_prob"):
@@ -506,9 +509,13 @@ def main() -> None:
             # no hand check: every frame the locator finds is scored, none left out as not a hand
             est = HandPoseEstimator.default(locator_phases=args.phases, hand_check=False,
                                             other_min_heat=args.other_min_heat)  # fmt: skip
+            seg = est.config.segment
             if args.locator:
-                seg = dataclasses.replace(est.config.segment, locator=locator)
-                est.config = dataclasses.replace(est.config, segment=seg)
+                seg = dataclasses.replace(seg, locator=locator)
+            if args.other_margin is not None:
+                margin = None if args.other_margin == "none" else float(args.other_margin)
+                seg = dataclasses.replace(seg, other_margin=margin)
+            est.config = dataclasses.replace(est.config, segment=seg)
         bench_hand_generator(args.frames, args.seed, config, chosen, args.cut_only, est)
         bench_nyu(config)
         return

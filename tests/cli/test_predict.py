@@ -443,7 +443,7 @@ def test_locator_phases_flag_on_the_real_frame_with_a_head_beside_the_hand(tmp_p
     frames: docs/rules/2026-12-07-locator-phases.md) the phases outvote it and the cube is on the
     hand; the line printed says which. Read once, the hand is the heat's second candidate, and
     the left-or-right classifier and the hand check (``--other-min-heat``, the shipped model's
-    0.03) take it over the head; without them the cube stays on the head."""
+    setting) take it over the head; without them the cube stays on the head."""
     png = shared / "data/sr305/20210326-231615/0.png"
     coms = {}
     for n, other in ((None, None), (1, None), (4, "0"), (1, "0")):
@@ -468,9 +468,9 @@ def test_locator_phases_flag_on_the_real_frame_with_a_head_beside_the_hand(tmp_p
 def test_other_min_heat_flag_keeps_the_hand_asked_for(tmp_path, capsys):
     """A rendered frame whose second hand, a left one, takes the locator's heat (seed 7, frame
     40; tests/estimator/test_pipeline.py has it too): ``--other-min-heat`` puts the cube on the
-    labelled right hand (the shipped model's setting, gated: docs/rules/
-    2026-12-08-second-candidate-checked.md), ``0`` leaves it on the other one; the line printed
-    says so; a share outside [0, 1) is refused."""
+    labelled right hand (the shipped model's settings, gated: docs/rules/
+    2026-12-08-second-candidate-checked.md and -margin.md), ``0`` leaves it on the other one; the
+    line printed says so (and the shipped margin); a share outside [0, 1) is refused."""
     from handvox.synth.frame import frame_rng
     from handvox.synth.hand import hand_frame_generator
     from handvox.synth.hand_config import HandSynthConfig
@@ -481,16 +481,17 @@ def test_other_min_heat_flag_keeps_the_hand_asked_for(tmp_path, capsys):
     np.save(tmp_path / "two.npy", frame.raw)
     truth = frame.joints_xyz["canonical21"].mean(0)
     off = {}
-    for share in (None, "0", "0.03"):  # None: the shipped model's, 0.03
+    for share in (None, "0", "0.001"):  # None: the shipped model's, 0.001
         out = tmp_path / str(share)
         flag = [] if share is None else ["--other-min-heat", share]
         assert main(["predict", str(tmp_path / "two.npy"), "--camera", "nyu", "--out", str(out),
                      "--no-hand-check", *flag]) == 0  # fmt: skip
         said = capsys.readouterr().out
-        assert ("second candidate holding 3 %+" in said) == (share != "0")
+        assert ("second candidate holding 0.1 %+" in said) == (share != "0")
+        assert ("finds the second less so by 0.2" in said) == (share != "0")
         com = np.asarray(read_json(out / "predictions.json").frames[0].com_xyz)
         off[share] = np.linalg.norm(com - truth)
-    assert off["0"] > 150.0 and off["0.03"] < 30.0 and off[None] == off["0.03"]
+    assert off["0"] > 150.0 and off["0.001"] < 30.0 and off[None] == off["0.001"]
     assert main(["predict", str(tmp_path / "two.npy"), "--camera", "nyu", "--out",
                  str(tmp_path / "x"), "--other-min-heat", "1.5"]) == 2  # fmt: skip
     err = capsys.readouterr().err

@@ -86,8 +86,10 @@ def test_the_shipped_models_train_config_loads():
     shipped = EstimatorConfig.from_dict(model["estimator"])
     assert (shipped.recentre, shipped.upright_beyond_deg) == (1, 60.0)
     assert shipped.segment.locator_phases == 4 and cfg.estimator.segment.locator_phases == 1
-    assert shipped.segment.other_min_heat == 0.03 and cfg.estimator.segment.other_min_heat == 0
-    untouched = dataclasses.replace(shipped.segment, locator_phases=1, other_min_heat=0.0)
+    assert shipped.segment.other_min_heat == 0.001 and cfg.estimator.segment.other_min_heat == 0
+    assert shipped.segment.other_margin == 0.2 and cfg.estimator.segment.other_margin is None
+    untouched = dataclasses.replace(shipped.segment, locator_phases=1, other_min_heat=0.0,
+                                    other_margin=None)  # fmt: skip
     trained = dataclasses.replace(shipped, recentre=0, upright_beyond_deg=None, joint_spread_mm=(),
                                   segment=untouched)  # fmt: skip
     assert cfg.estimator == trained
@@ -101,8 +103,9 @@ def test_the_shipped_models_train_config_loads():
     assert chosen["test_rotations_deg"] == [] == list(shipped.test_rotations_deg)
     assert chosen["upright_beyond_deg"] == shipped.upright_beyond_deg == 60.0
     assert chosen["segment"]["locator_phases"] == 4
-    assert chosen["segment"]["other_min_heat"] == 0.03
-    for setting in ("locator_phases", "other_min_heat"):
+    assert chosen["segment"]["other_min_heat"] == 0.001
+    assert chosen["segment"]["other_margin"] == 0.2
+    for setting in ("locator_phases", "other_min_heat", "other_margin"):
         assert (ROOT / chosen[setting]["rule"].split(" ")[0]).is_file()
     assert len(shipped.joint_spread_mm) == 21
     assert model["meta"]["joint_spread_from"]["frames"] == 600

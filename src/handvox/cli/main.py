@@ -30,7 +30,7 @@ def _other_min_heat(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SHARE",
         help="with the learned locator: a second candidate holding at least this share of its "
-        "heat (e.g. 0.03) is weighed against the first by the left-or-right classifier, and the "
+        "heat (e.g. 0.001) is weighed against the first by the left-or-right classifier, and the "
         "hand --hand names is kept (another person's hand, or your other one, in view); 0: "
         "never; not with --hand auto (default: the model's)",
     )

@@ -315,9 +315,12 @@ def describe_passes(est: HandPoseEstimator) -> str:
     phases = (f"; the hand found by the learned locator at {seg.locator_phases} grid phase(s) "
               "(--locator-phases)") if seg.method == "learned" else ""  # fmt: skip
     if seg.method == "learned" and seg.other_min_heat > 0 and est.handedness is not None:
+        which = ("calls it the hand asked for and the first not" if seg.other_margin is None
+                 else "calls the first the other hand and finds the second less so by "
+                 f"{seg.other_margin:g}")  # fmt: skip
         phases += (f"; a second candidate holding {100 * seg.other_min_heat:g} %+ of its heat is "
-                   "kept instead where the left-or-right classifier calls it the hand asked for "
-                   "and the first not (--other-min-heat)")  # fmt: skip
+                   f"kept instead where the left-or-right classifier {which} "
+                   "(--other-min-heat)")  # fmt: skip
     return (f"views: {len(est.test_views())} a frame (--rotations, --scales); re-centring "
             f"passes: {est.recentre} (--recentre); a second pass on hands pointing down: {turn} "
             f"(--upright){phases}")  # fmt: skip

@@ -638,8 +638,8 @@ class HandPoseEstimator:
                                           np.stack([g.com_xyz for g in cands]))  # fmt: skip
 
         # Each test only where the one before passed (the classifier's cubes are most of the
-        # cost): the first called left, then the second called right (or less left), then a hand at all (an
-        # object or an arm can look "right" too).
+        # cost): the first called left, then the second called right (or less left), then a
+        # hand at all (an object or an arm can look "right" too).
         first = dict(zip(two, p_left(two, [segs[i] for i in two]), strict=True))
         keep = [i for i in two if first[i] >= 0.5]
         if keep:

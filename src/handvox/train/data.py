@@ -146,7 +146,8 @@ class _ScanFrames(Dataset):
 def _segment_ident(cfg) -> dict:
     """What of the segmentation decides a scan: its config (less ``method`` at its default, so
     that scans made before it existed stay valid, and less ``other_min_heat`` and
-    ``other_margin``, which change no centre) and, for the locator, its weights (not its folder's name)."""
+    ``other_margin``, which change no centre) and, for the locator, its weights (not its
+    folder's name)."""
     ident = dataclasses.asdict(cfg)
     folder = locator_folder(cfg)
     del ident["locator"]
