@@ -133,7 +133,8 @@ class SegmentConfig:
     # p_left is at least 0.5) for a right hand's frame to take it: None takes it only where its
     # p_left is below 0.5; a number d, where it is below the first's minus d. A left hand seen
     # beside the asked-for one makes both look left-ish when the classifier's cube holds parts
-    # of both; the one that looks less so is the right hand (docs/rules/, 2026-12-08).
+    # of both; the one that looks less so is the right hand (docs/rules/
+    # 2026-12-08-second-candidate-margin.md).
     other_margin: float | None = None
 
     def __post_init__(self) -> None:
